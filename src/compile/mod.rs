@@ -1,0 +1,246 @@
+//! Spec → Plan. Pure: no I/O (besides nothing), no async, and every problem at once.
+//!
+//! The compiler walks every section of a parsed [`Spec`], parses the
+//! quantities, resolves references, checks templates against a sample record,
+//! and either returns a [`Plan`] or the full list of [`Diagnostic`]s. Warnings
+//! are returned alongside a plan.
+
+pub mod diag;
+mod outputs;
+pub mod plan;
+pub mod quantity;
+mod sources;
+mod stages;
+pub mod templates;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use diag::{Code, Diagnostic};
+pub use plan::*;
+
+use crate::spec::load::join_key;
+use crate::spec::{SecretSpec, Spec, SpecDoc, StoreSpec, TlsSpec};
+
+/// The result of compiling one file.
+pub struct Compiled {
+    pub plan: Option<Plan>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Compiled {
+    pub fn errors(&self) -> usize {
+        self.diagnostics.iter().filter(|d| d.severity() == diag::Severity::Error).count()
+    }
+    pub fn warnings(&self) -> usize {
+        self.diagnostics.len() - self.errors()
+    }
+}
+
+/// Compiles a parsed spec. `parse_diags` are the problems found while
+/// deserializing; they are kept, and the checks still run on what parsed.
+pub fn compile(doc: &SpecDoc, spec: &Spec, parse_diags: Vec<Diagnostic>) -> Compiled {
+    let base_dir = Path::new(&doc.path).parent().map(Path::to_path_buf).unwrap_or_default();
+    let mut cx = Cx { doc, diags: parse_diags, base_dir: base_dir.clone() };
+    cx.check_id("name", &spec.name, "the pipeline name");
+
+    let store = spec.store.as_ref().map(|s| cx.store(s));
+    let sources = sources::compile_sources(&mut cx, spec);
+    let mut plan = Plan {
+        name: spec.name.clone(),
+        base_dir,
+        store,
+        sources,
+        channels: Vec::new(),
+        fuse: Vec::new(),
+        detect: Vec::new(),
+        alerts: Vec::new(),
+        notifiers: Vec::new(),
+        serve: None,
+        backup: None,
+    };
+    stages::compile_stages(&mut cx, spec, &mut plan);
+    outputs::compile_outputs(&mut cx, spec, &mut plan);
+
+    let diagnostics = cx.diags;
+    let has_errors = diagnostics.iter().any(|d| d.severity() == diag::Severity::Error);
+    Compiled { plan: (!has_errors).then_some(plan), diagnostics }
+}
+
+/// Loads, parses and compiles a spec file; the one entry point commands use.
+pub fn compile_file(path: &str) -> Result<(SpecDoc, Compiled), crate::spec::LoadError> {
+    let doc = crate::spec::load::load_file(path)?;
+    let (spec, diags) = crate::spec::parse(&doc);
+    let compiled = compile(&doc, &spec, diags);
+    Ok((doc, compiled))
+}
+
+/// The compiler's working state: the document (for positions) and the
+/// diagnostics found so far.
+pub(crate) struct Cx<'a> {
+    pub doc: &'a SpecDoc,
+    pub diags: Vec<Diagnostic>,
+    pub base_dir: PathBuf,
+}
+
+impl Cx<'_> {
+    /// Records an error pointing at the value at `path`.
+    pub fn err(&mut self, code: Code, path: &str, message: impl Into<String>) -> &mut Diagnostic {
+        let d = Diagnostic::error(code, message).at(self.doc.value_span(path)).path(path);
+        self.diags.push(d);
+        self.diags.last_mut().expect("just pushed")
+    }
+
+    /// Records an error pointing at the key at `path`.
+    pub fn err_key(&mut self, code: Code, path: &str, message: impl Into<String>) -> &mut Diagnostic {
+        let d = Diagnostic::error(code, message).at(self.doc.key_span(path)).path(path);
+        self.diags.push(d);
+        self.diags.last_mut().expect("just pushed")
+    }
+
+    pub fn duration(&mut self, path: &str, text: Option<&str>, default: Duration) -> Duration {
+        self.opt_duration(path, text).unwrap_or(default)
+    }
+
+    pub fn opt_duration(&mut self, path: &str, text: Option<&str>) -> Option<Duration> {
+        let text = text?;
+        match quantity::parse_duration(text) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                self.err(Code::InvalidQuantity, path, e);
+                None
+            }
+        }
+    }
+
+    pub fn positive_duration(&mut self, path: &str, text: Option<&str>, default: Duration) -> Duration {
+        let d = self.duration(path, text, default);
+        if d.is_zero() {
+            self.err(Code::InvalidQuantity, path, "must be longer than zero");
+            return default;
+        }
+        d
+    }
+
+    pub fn rate(&mut self, path: &str, text: Option<&str>) -> Option<f64> {
+        match quantity::parse_rate(text?) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                self.err(Code::InvalidQuantity, path, e);
+                None
+            }
+        }
+    }
+
+    /// Ids of sources, detectors, rules and notifiers: letters, digits, `_`, `-`.
+    pub fn check_id(&mut self, path: &str, id: &str, what: &str) {
+        let ok = !id.is_empty()
+            && id.len() <= 64
+            && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            && id.as_bytes()[0].is_ascii_alphanumeric();
+        if !ok {
+            self.err_key(Code::InvalidId, path, format!("{what} `{id}` is not a valid id")).note =
+                Some("ids are 1–64 letters, digits, `_` or `-`, starting with a letter or digit".into());
+        }
+    }
+
+    /// Channel names: no spaces, no glob characters, at most 200 bytes.
+    pub fn check_channel(&mut self, path: &str, name: &str) -> bool {
+        if let Err(why) = check_channel_name(name) {
+            self.err(Code::InvalidId, path, format!("`{name}` is not a valid channel name: {why}"));
+            return false;
+        }
+        true
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        let p = Path::new(rel);
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base_dir.join(p)
+        }
+    }
+
+    pub fn secret(&mut self, path: &str, s: &SecretSpec) -> Option<SecretRef> {
+        match s {
+            SecretSpec::Env { env } => {
+                let ok = !env.is_empty() && env.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+                if !ok {
+                    self.err(Code::InvalidValue, path, format!("`{env}` is not an environment variable name"));
+                    return None;
+                }
+                Some(SecretRef::Env(env.clone()))
+            }
+            SecretSpec::File { file } => Some(SecretRef::File(self.path(file))),
+            SecretSpec::Inline(_) => {
+                // Never echo the value.
+                self.err(Code::InlineSecret, path, "secrets are not written in the spec").hint =
+                    Some("use `{env: NAME}` or `{file: PATH}`".into());
+                None
+            }
+        }
+    }
+
+    pub fn tls(&mut self, _path: &str, t: &TlsSpec) -> TlsPlan {
+        TlsPlan {
+            ca: t.ca.as_deref().map(|p| self.path(p)),
+            cert: t.cert.as_deref().map(|p| self.path(p)),
+            key: t.key.as_deref().map(|p| self.path(p)),
+        }
+    }
+
+    fn store(&mut self, s: &StoreSpec) -> StorePlan {
+        if s.path.trim().is_empty() {
+            self.err(Code::InvalidAddress, "store.path", "the store path is empty");
+        }
+        let batch = s.batch.unwrap_or(100_000);
+        if !(1..=10_000_000).contains(&batch) {
+            self.err(Code::InvalidQuantity, "store.batch", "batch must be between 1 and 10000000 records");
+        }
+        StorePlan {
+            path: self.path(&s.path),
+            retention: self.opt_duration("store.retention", s.retention.as_deref()),
+            batch: batch.clamp(1, 10_000_000),
+            flush: self.positive_duration("store.flush", s.flush.as_deref(), Duration::from_secs(1)),
+        }
+    }
+}
+
+/// Why a string is not a channel name, if it is not one.
+pub fn check_channel_name(name: &str) -> Result<(), &'static str> {
+    if name.is_empty() {
+        return Err("it is empty");
+    }
+    if name.len() > 200 {
+        return Err("it is longer than 200 bytes");
+    }
+    if name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("it contains white space or control characters");
+    }
+    if name.contains(['*', '?', '[', ']', '{', '}']) {
+        return Err("glob characters are for `channels`, `detect` and `alerts` keys, not names");
+    }
+    Ok(())
+}
+
+/// A channel glob (`boiler.temp*`), or an exact name.
+pub fn channel_matcher(pattern: &str) -> Result<globset::GlobMatcher, String> {
+    globset::GlobBuilder::new(pattern)
+        .literal_separator(false)
+        .build()
+        .map(|g| g.compile_matcher())
+        .map_err(|e| e.kind().to_string())
+}
+
+pub fn is_glob(pattern: &str) -> bool {
+    pattern.contains(['*', '?', '[', '{'])
+}
+
+pub(crate) fn key(parent: &str, k: &str) -> String {
+    join_key(parent, k)
+}
+
+pub(crate) fn diag_index(parent: &str, i: usize) -> String {
+    crate::spec::load::join_index(parent, i)
+}

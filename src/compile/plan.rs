@@ -1,0 +1,350 @@
+//! The plan: a checked, typed pipeline that the engine runs.
+//!
+//! Every value here has been parsed and checked (durations are `Duration`,
+//! paths are resolved against the spec's folder, references exist). The plan
+//! serializes to JSON for `--dump-plan`; secrets appear only as where they come
+//! from, never as their value.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::quantity::serde_dur;
+use crate::spec::{
+    AlertSeverity, BackupFormat, ByteOrder, DetectMethod, FaultKind, FileFormat, FuseMethod, LineFormat,
+    ModbusTransport, Parity, PointType, Shape, Table,
+};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    pub name: String,
+    /// Folder of the spec file; relative paths were resolved against it.
+    pub base_dir: PathBuf,
+    pub store: Option<StorePlan>,
+    pub sources: Vec<SourcePlan>,
+    pub channels: Vec<ChannelRule>,
+    pub fuse: Vec<FusePlan>,
+    pub detect: Vec<DetectPlan>,
+    pub alerts: Vec<AlertPlan>,
+    pub notifiers: Vec<NotifierPlan>,
+    pub serve: Option<ServePlan>,
+    pub backup: Option<BackupPlan>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StorePlan {
+    pub path: PathBuf,
+    #[serde(with = "serde_dur::opt")]
+    pub retention: Option<Duration>,
+    pub batch: usize,
+    #[serde(with = "serde_dur")]
+    pub flush: Duration,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SourcePlan {
+    pub id: String,
+    #[serde(flatten)]
+    pub kind: SourceKind,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum SourceKind {
+    Modbus(ModbusPlan),
+    Mqtt(MqttPlan),
+    Serial(SerialPlan),
+    Simulate(SimulatePlan),
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ModbusPlan {
+    pub transport: ModbusTransport,
+    /// `host:port` for TCP transports.
+    pub address: Option<String>,
+    pub serial: Option<SerialLine>,
+    #[serde(with = "serde_dur")]
+    pub interval: Duration,
+    #[serde(with = "serde_dur")]
+    pub timeout: Duration,
+    #[serde(with = "serde_dur")]
+    pub pause: Duration,
+    pub points: Vec<PointPlan>,
+    /// Points merged into requests, per unit and table.
+    pub requests: Vec<RequestPlan>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SerialLine {
+    pub device: String,
+    pub baud: u32,
+    pub parity: Parity,
+    pub data_bits: u8,
+    pub stop_bits: u8,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PointPlan {
+    pub channel: String,
+    pub unit_id: u8,
+    pub table: Table,
+    /// Protocol address (0-based), after `address_base`.
+    pub address: u16,
+    #[serde(rename = "type")]
+    pub kind: PointType,
+    pub order: ByteOrder,
+    pub bit: Option<u8>,
+    /// Registers (or bits) the point covers.
+    pub count: u16,
+    pub scale: f64,
+    pub offset: f64,
+    pub unit: Option<String>,
+    #[serde(with = "serde_dur::opt")]
+    pub interval: Option<Duration>,
+    pub deadband: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RequestPlan {
+    pub unit_id: u8,
+    pub table: Table,
+    pub address: u16,
+    pub count: u16,
+    /// Indexes into `points`.
+    pub points: Vec<usize>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MqttPlan {
+    pub url: String,
+    pub client_id: String,
+    pub clean_session: bool,
+    #[serde(with = "serde_dur")]
+    pub keepalive: Duration,
+    pub username: Option<SecretRef>,
+    pub password: Option<SecretRef>,
+    pub tls: Option<TlsPlan>,
+    pub max_payload: usize,
+    pub topics: Vec<TopicPlan>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TopicPlan {
+    pub filter: String,
+    pub qos: u8,
+    /// Pointer (or "" for a bare number) → channel template.
+    pub values: Vec<(String, String)>,
+    pub timestamp: Option<String>,
+    pub unit: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SerialPlan {
+    pub line: SerialLine,
+    pub format: LineFormat,
+    pub pattern: Option<String>,
+    pub delimiter: u8,
+    pub separator: u8,
+    pub max_line: usize,
+    pub channels: Vec<(String, String)>,
+    pub timestamp: Option<String>,
+    #[serde(with = "serde_dur::opt")]
+    pub idle: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SimulatePlan {
+    #[serde(with = "serde_dur")]
+    pub interval: Duration,
+    pub seed: u64,
+    /// Start of the clock in microseconds since the epoch, when given.
+    pub start: Option<i64>,
+    pub signals: Vec<SignalPlan>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SignalPlan {
+    pub channel: String,
+    pub shape: Shape,
+    pub mean: f64,
+    pub amplitude: f64,
+    #[serde(with = "serde_dur")]
+    pub period: Duration,
+    pub noise: f64,
+    pub decimals: Option<u8>,
+    pub unit: Option<String>,
+    pub faults: Vec<FaultPlan>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FaultPlan {
+    pub kind: FaultKind,
+    #[serde(with = "serde_dur")]
+    pub at: Duration,
+    #[serde(with = "serde_dur::opt")]
+    pub duration: Option<Duration>,
+    pub magnitude: Option<f64>,
+}
+
+/// Validation rules for the channels a pattern matches.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChannelRule {
+    /// The key as written: a channel name or a glob.
+    pub pattern: String,
+    pub is_glob: bool,
+    pub unit: Option<String>,
+    pub range: Option<(f64, f64)>,
+    /// Largest change per second.
+    pub max_rate: Option<f64>,
+    #[serde(with = "serde_dur::opt")]
+    pub stuck: Option<Duration>,
+    #[serde(with = "serde_dur::opt")]
+    pub stale: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FusePlan {
+    pub channel: String,
+    pub inputs: Vec<String>,
+    pub method: FuseMethod,
+    #[serde(with = "serde_dur")]
+    pub window: Duration,
+    pub max_spread: Option<f64>,
+    pub min_inputs: usize,
+    pub sigma: Vec<Option<f64>>,
+    pub process_noise: f64,
+    pub measurement_noise: f64,
+    #[serde(with = "serde_dur")]
+    pub suspect_after: Duration,
+    pub unit: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DetectPlan {
+    pub id: String,
+    pub channel: String,
+    pub method: DetectMethod,
+    #[serde(with = "serde_dur::opt")]
+    pub window: Option<Duration>,
+    pub threshold: Option<f64>,
+    pub alpha: Option<f64>,
+    pub tolerance: Option<f64>,
+    #[serde(with = "serde_dur::opt")]
+    pub duration: Option<Duration>,
+    pub max_rate: Option<f64>,
+    pub trees: Option<usize>,
+    #[serde(with = "serde_dur::opt")]
+    pub warmup: Option<Duration>,
+    pub seed: Option<u64>,
+    pub steps: Vec<String>,
+    #[serde(with = "serde_dur::opt")]
+    pub within: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AlertPlan {
+    pub rule: String,
+    pub when: String,
+    #[serde(with = "serde_dur")]
+    pub duration: Duration,
+    pub severity: AlertSeverity,
+    #[serde(with = "serde_dur::opt")]
+    pub repeat: Option<Duration>,
+    pub resolve: bool,
+    pub notify: Vec<String>,
+    pub title: String,
+    pub body: Option<String>,
+    pub labels: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NotifierPlan {
+    pub id: String,
+    #[serde(flatten)]
+    pub kind: NotifierKind,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum NotifierKind {
+    Stdout,
+    File {
+        path: PathBuf,
+        format: FileFormat,
+        template: String,
+    },
+    Exec {
+        command: Vec<String>,
+        env: Vec<(String, SecretRef)>,
+        #[serde(with = "serde_dur")]
+        timeout: Duration,
+        max_concurrent: usize,
+    },
+    Webhook {
+        url: String,
+        body: Option<String>,
+        headers: Vec<(String, SecretRef)>,
+        #[serde(with = "serde_dur")]
+        timeout: Duration,
+        retries: u32,
+    },
+    Mqtt {
+        url: String,
+        topic: String,
+        payload: Option<String>,
+        qos: u8,
+        retain: bool,
+        username: Option<SecretRef>,
+        password: Option<SecretRef>,
+        tls: Option<TlsPlan>,
+    },
+}
+
+/// Where a secret comes from; its value is read only when it is used.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SecretRef {
+    Env(String),
+    File(PathBuf),
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TlsPlan {
+    pub ca: Option<PathBuf>,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ServePlan {
+    pub listen: std::net::SocketAddr,
+    pub token: Option<SecretRef>,
+    pub tls: Option<TlsPlan>,
+    pub cors: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BackupPlan {
+    pub dir: PathBuf,
+    pub keep: usize,
+    pub format: BackupFormat,
+    pub schedule: Option<String>,
+}
+
+impl Plan {
+    /// Every channel the plan's sources and fusions produce, in spec order.
+    pub fn produced_channels(&self) -> Vec<&str> {
+        let mut out = Vec::new();
+        for s in &self.sources {
+            match &s.kind {
+                SourceKind::Modbus(m) => out.extend(m.points.iter().map(|p| p.channel.as_str())),
+                SourceKind::Serial(sp) => out.extend(sp.channels.iter().map(|(_, c)| c.as_str())),
+                SourceKind::Simulate(sim) => out.extend(sim.signals.iter().map(|s| s.channel.as_str())),
+                SourceKind::Mqtt(_) => {}
+            }
+        }
+        out.extend(self.fuse.iter().map(|f| f.channel.as_str()));
+        out
+    }
+}

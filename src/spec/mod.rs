@@ -1,0 +1,119 @@
+//! The pipeline spec, version 1: raw types that mirror the YAML.
+//!
+//! These `*Spec` types are what the file says and nothing more: strings for
+//! durations and addresses, options where a key may be left out. They are
+//! strict (`deny_unknown_fields`), documented field by field (the docs become
+//! the JSON Schema descriptions), and turned into a typed, checked
+//! [`Plan`](crate::compile::Plan) by [`compile`](crate::compile). Nothing past
+//! the compiler sees them.
+
+pub mod load;
+mod outputs;
+mod parse;
+mod sources;
+mod stages;
+
+pub use load::{LoadError, Node, SpecDoc};
+pub use outputs::*;
+pub use parse::parse;
+pub use sources::*;
+pub use stages::*;
+
+use indexmap::IndexMap;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// A pipeline: sources, the checks and computations over their readings, and
+/// where the results go.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "edgeguard pipeline")]
+pub struct Spec {
+    /// Spec format version. Only `1` exists.
+    pub version: u32,
+    /// Name of the pipeline, used in logs, metrics and backups.
+    pub name: String,
+    /// Free text for people.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// The DuckDB store. Without it, commands that store need `--store PATH`.
+    #[serde(default)]
+    pub store: Option<StoreSpec>,
+    /// Where readings come from: a map from source id to source.
+    #[serde(default)]
+    pub sources: IndexMap<String, SourceSpec>,
+    /// Metadata and validation rules per channel. Keys are channel names or
+    /// globs (`boiler.temp*`); an exact name wins over a glob, and among globs
+    /// the first in the file wins.
+    #[serde(default)]
+    pub channels: IndexMap<String, ChannelSpec>,
+    /// Fused channels computed from redundant inputs, by output channel name.
+    #[serde(default)]
+    pub fuse: IndexMap<String, FuseSpec>,
+    /// Anomaly detectors, by detector id.
+    #[serde(default)]
+    pub detect: IndexMap<String, DetectSpec>,
+    /// Alert rules, by rule id.
+    #[serde(default)]
+    pub alerts: IndexMap<String, AlertSpec>,
+    /// Where alert notifications go, by notifier id.
+    #[serde(default)]
+    pub notifiers: IndexMap<String, NotifierSpec>,
+    /// The HTTP API and dashboard of `edgeguard serve`.
+    #[serde(default)]
+    pub serve: Option<ServeSpec>,
+    /// Backups of the store.
+    #[serde(default)]
+    pub backup: Option<BackupSpec>,
+}
+
+/// The DuckDB store.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSpec {
+    /// Path of the DuckDB file, relative to the spec file.
+    pub path: String,
+    /// Delete readings, anomalies and alerts older than this (`90d`). Applied
+    /// when the store opens and hourly while running. Default: keep forever.
+    #[serde(default)]
+    pub retention: Option<String>,
+    /// Most records written per commit. Default 100000.
+    #[serde(default)]
+    pub batch: Option<usize>,
+    /// Longest time a record waits before it is committed (`1s`). Default 1s.
+    #[serde(default)]
+    pub flush: Option<String>,
+}
+
+/// A secret: never written in the spec itself.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum SecretSpec {
+    /// Read from an environment variable.
+    Env {
+        /// Name of the environment variable.
+        env: String,
+    },
+    /// Read from a file (relative to the spec file); one trailing newline is removed.
+    File {
+        /// Path of the file.
+        file: String,
+    },
+    /// Written inline: rejected by `validate` (E070).
+    Inline(String),
+}
+
+/// TLS material for a client or server.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSpec {
+    /// PEM file of the certificate authority to trust (clients).
+    #[serde(default)]
+    pub ca: Option<String>,
+    /// PEM certificate (a server's, or a client's for mutual TLS).
+    #[serde(default)]
+    pub cert: Option<String>,
+    /// PEM private key that goes with `cert`.
+    #[serde(default)]
+    pub key: Option<String>,
+}

@@ -1,0 +1,179 @@
+//! Specs of the processing stages: channels (validation), fuse, detect, alerts.
+
+use indexmap::IndexMap;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Metadata and validation rules of the channels a key matches.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelSpec {
+    /// Engineering unit, added to readings that carry none.
+    #[serde(default)]
+    pub unit: Option<String>,
+    /// Free text for people.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// `[low, high]`: values outside are `bad` with flag `out_of_range`.
+    #[serde(default)]
+    pub range: Option<[f64; 2]>,
+    /// Largest plausible change per time (`5/s`, `30/min`): faster changes are
+    /// `suspect` with flag `rate`.
+    #[serde(default)]
+    pub max_rate: Option<String>,
+    /// A value unchanged for this long (`5m`) is `suspect` with flag `stuck`.
+    #[serde(default)]
+    pub stuck: Option<String>,
+    /// No reading for this long (`10s`) produces a `bad` reading with flag
+    /// `stale` and value null, once per gap.
+    #[serde(default)]
+    pub stale: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum FuseMethod {
+    Mean,
+    Median,
+    /// Inverse-variance weighting.
+    Weighted,
+    /// A one-dimensional Kalman filter over all inputs.
+    Kalman,
+}
+
+/// A fused channel computed from redundant inputs.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FuseSpec {
+    /// Input channels.
+    pub inputs: Vec<String>,
+    /// `mean`, `median`, `weighted` or `kalman`.
+    pub method: FuseMethod,
+    /// Inputs older than this are left out (`2s`). Default 2 × the slowest source interval, at least 1s.
+    #[serde(default)]
+    pub window: Option<String>,
+    /// Inputs farther than this from the consensus are voted out.
+    #[serde(default)]
+    pub max_spread: Option<f64>,
+    /// Fewer inputs than this make the fused reading `suspect`. Default 1.
+    #[serde(default)]
+    pub min_inputs: Option<usize>,
+    /// Standard deviation per input for `weighted` (estimated when left out).
+    #[serde(default)]
+    pub sigma: Option<IndexMap<String, f64>>,
+    /// Kalman process noise (variance per second). Default 0.01.
+    #[serde(default)]
+    pub process_noise: Option<f64>,
+    /// Kalman measurement noise (variance). Default 1.
+    #[serde(default)]
+    pub measurement_noise: Option<f64>,
+    /// A sensor voted out this long is flagged `suspect` on its own readings. Default 1m.
+    #[serde(default)]
+    pub suspect_after: Option<String>,
+    /// Engineering unit of the fused channel. Default: the inputs'.
+    #[serde(default)]
+    pub unit: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DetectMethod {
+    /// Rolling z-score over `window`; anomaly when |z| > `threshold`.
+    Zscore,
+    /// Exponentially weighted moving average control chart (`alpha`, `threshold` in sigmas).
+    Ewma,
+    /// Median absolute deviation over `window` (robust z-score).
+    Mad,
+    /// Rate of change above `max_rate`.
+    Rate,
+    /// No change beyond `tolerance` for `for`.
+    Flatline,
+    /// Isolation forest over a feature window.
+    Iforest,
+    /// A sequence of conditions (`steps`) in order within `within`.
+    Pattern,
+}
+
+/// An anomaly detector over the channels that `channel` matches.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DetectSpec {
+    /// Channel name or glob; each matching channel has its own state.
+    pub channel: String,
+    /// The method.
+    pub method: DetectMethod,
+    /// Rolling window (zscore, mad, iforest).
+    #[serde(default)]
+    pub window: Option<String>,
+    /// Score above which a reading is anomalous.
+    #[serde(default)]
+    pub threshold: Option<f64>,
+    /// Smoothing factor of `ewma`, in (0, 1].
+    #[serde(default)]
+    pub alpha: Option<f64>,
+    /// Largest change that counts as no change (flatline).
+    #[serde(default)]
+    pub tolerance: Option<f64>,
+    /// How long a flatline must last.
+    #[serde(default, rename = "for")]
+    pub duration: Option<String>,
+    /// Largest rate of change (`rate`), as `5/s`.
+    #[serde(default)]
+    pub max_rate: Option<String>,
+    /// Number of trees (iforest). Default 100.
+    #[serde(default)]
+    pub trees: Option<usize>,
+    /// Training period before the detector reports (`1h`).
+    #[serde(default)]
+    pub warmup: Option<String>,
+    /// Random seed (iforest).
+    #[serde(default)]
+    pub seed: Option<u64>,
+    /// Conditions (minijinja expressions over a record) that must occur in order (pattern).
+    #[serde(default)]
+    pub steps: Option<Vec<String>>,
+    /// Time window of a pattern.
+    #[serde(default)]
+    pub within: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertSeverity {
+    Info,
+    #[default]
+    Warning,
+    Critical,
+}
+
+/// An alert rule.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AlertSpec {
+    /// A minijinja expression over a record: `channel == 'boiler.temp' and value > 95`.
+    pub when: String,
+    /// The condition must hold this long before the alert fires.
+    #[serde(default, rename = "for")]
+    pub duration: Option<String>,
+    /// `info`, `warning` (default) or `critical`.
+    #[serde(default)]
+    pub severity: AlertSeverity,
+    /// Notify again at this interval while firing. Default: once.
+    #[serde(default)]
+    pub repeat: Option<String>,
+    /// Notify when the condition clears. Default true.
+    #[serde(default)]
+    pub resolve: Option<bool>,
+    /// Notifier ids.
+    #[serde(default)]
+    pub notify: Vec<String>,
+    /// Title template.
+    #[serde(default)]
+    pub title: Option<String>,
+    /// Body template.
+    #[serde(default)]
+    pub body: Option<String>,
+    /// Extra labels, available to templates as `labels`.
+    #[serde(default)]
+    pub labels: IndexMap<String, String>,
+}
