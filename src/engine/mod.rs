@@ -1,0 +1,477 @@
+//! The streaming engine every command runs, up to its own stage.
+//!
+//! ```text
+//!  producer thread(s)            stage thread (caller)                 writer thread
+//!  input / simulate / live ──▶ [bounded, batches] ──▶ validate ──▶ stdout ──▶ [bounded] ──▶ DuckDB
+//! ```
+//!
+//! Records move in batches of a few thousand through bounded channels, so a
+//! slow disk or a slow reader slows the producers down instead of growing
+//! memory. CPU work (stages) is plain synchronous code on the caller's
+//! thread; the store has its own thread; tokio runs only what waits on I/O
+//! (live sources, timers, signals).
+//!
+//! Shutdown: the first SIGINT/SIGTERM stops the producers; everything already
+//! read is processed, printed and committed, and the run ends normally. A
+//! second signal exits at once (130/143).
+
+pub mod record;
+pub mod time;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
+use tokio::sync::{mpsc, watch};
+
+use crate::compile::{Plan, SourceKind, StorePlan};
+use crate::sinks::stdout::{Output, OutputError};
+use crate::sinks::store::{self, Store, StoreError, StoreStats};
+use crate::sources::input::{self, InputFormat, InputStats};
+use crate::sources::simulate::Simulator;
+use crate::stages::validate::{ChannelValidator, ValidateStats};
+use record::Record;
+
+/// Batches waiting between producers and the stage thread.
+const QUEUE: usize = 16;
+/// Records per batch from the simulator.
+const SIM_BATCH: usize = 4096;
+/// Where the virtual clock starts unless a source sets `start`: 2026-01-01T00:00:00Z.
+pub const VIRTUAL_EPOCH: time::Micros = 1_767_225_600_000_000;
+
+/// Where records come from when not from the plan's sources.
+pub struct InputOptions {
+    pub path: String,
+    pub format: InputFormat,
+    pub max_line: usize,
+}
+
+/// How a run is bounded and where it writes.
+pub struct RunOptions {
+    pub input: Option<InputOptions>,
+    pub once: bool,
+    pub duration: Option<Duration>,
+    pub count: Option<u64>,
+    /// The store to write, already resolved from `--store`/`--no-store`/spec.
+    pub store: Option<StorePlan>,
+    pub store_input: bool,
+    pub progress: bool,
+}
+
+/// What a run did; the summary and exit code are derived from it.
+#[derive(Debug, Default)]
+pub struct RunReport {
+    pub elapsed: Duration,
+    pub input: Option<InputStats>,
+    pub validate: ValidateStats,
+    pub store: Option<StoreStats>,
+    pub printed: u64,
+    pub other_records: u64,
+    /// A signal stopped the producers before they ended on their own.
+    pub interrupted: bool,
+    /// The stdout reader went away.
+    pub output_closed: bool,
+}
+
+#[derive(Debug)]
+pub enum EngineError {
+    Store(StoreError),
+    /// The input could not be opened or read.
+    Input(String, std::io::Error),
+    /// Writing the output failed (not a closed pipe).
+    Output(std::io::Error),
+    /// A source kind this build cannot run yet.
+    Unsupported(String),
+}
+
+impl std::fmt::Display for EngineError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EngineError::Store(e) => e.fmt(f),
+            EngineError::Input(p, e) => write!(f, "cannot read {p}: {e}"),
+            EngineError::Output(e) => write!(f, "cannot write output: {e}"),
+            EngineError::Unsupported(s) => f.write_str(s),
+        }
+    }
+}
+
+/// The shutdown signal shared by every part of a run.
+#[derive(Clone)]
+pub struct Shutdown {
+    flag: Arc<AtomicBool>,
+    tx: Arc<watch::Sender<bool>>,
+}
+
+impl Shutdown {
+    pub fn new() -> Self {
+        Shutdown { flag: Arc::new(AtomicBool::new(false)), tx: Arc::new(watch::channel(false).0) }
+    }
+    pub fn trigger(&self) {
+        self.flag.store(true, Ordering::SeqCst);
+        self.tx.send_replace(true);
+    }
+    pub fn is_set(&self) -> bool {
+        self.flag.load(Ordering::Relaxed)
+    }
+    pub fn subscribe(&self) -> watch::Receiver<bool> {
+        self.tx.subscribe()
+    }
+}
+
+impl Default for Shutdown {
+    fn default() -> Self {
+        Shutdown::new()
+    }
+}
+
+/// Runs the pipeline of `plan` through channel validation.
+pub fn run(plan: &Plan, opts: RunOptions, output: &mut Output) -> Result<RunReport, EngineError> {
+    let started = Instant::now();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .map_err(|e| EngineError::Input("the runtime".into(), e))?;
+    let shutdown = Shutdown::new();
+    let interrupted = Arc::new(AtomicBool::new(false));
+    rt.spawn(watch_signals(shutdown.clone(), interrupted.clone()));
+
+    // Open the store before any source starts: a locked store fails at once.
+    let store = match &opts.store {
+        Some(s) => Some(Store::open(&s.path, s.retention).map_err(EngineError::Store)?),
+        None => None,
+    };
+
+    let (tx, mut rx) = mpsc::channel::<Vec<Record>>(QUEUE);
+    let progress = Arc::new(AtomicU64::new(0));
+    let mut input_handle = None;
+    let bar;
+
+    if let Some(inp) = &opts.input {
+        let (reader, len) = input::open(&inp.path).map_err(|e| EngineError::Input(display_path(&inp.path), e))?;
+        bar = make_bar(opts.progress, len, "reading");
+        let (format, max_line, stop, prog) = (inp.format, inp.max_line, shutdown.flag.clone(), progress.clone());
+        let name = if inp.path == "-" { "stdin".to_string() } else { "input".to_string() };
+        input_handle = Some(std::thread::spawn(move || {
+            let mut reported = 0u64;
+            let mut reject = |n: u64, why: &str| {
+                reported += 1;
+                if reported <= input::REPORTED_REJECTIONS {
+                    tracing::warn!("line {n}: {why}");
+                } else if reported == input::REPORTED_REJECTIONS + 1 {
+                    tracing::warn!("more rejected lines; only counting them from here");
+                }
+            };
+            let mut emit = |b: Vec<Record>| tx.blocking_send(b).is_ok();
+            input::read_records(reader, format, max_line, &name, &stop, &prog, &mut reject, &mut emit)
+        }));
+    } else {
+        let virtual_clock = opts.duration.is_some() || opts.count.is_some();
+        // On the virtual clock runs start at a fixed time so they repeat exactly.
+        let start = if virtual_clock { VIRTUAL_EPOCH } else { time::now_micros() };
+        let sims = simulators(plan, start)?;
+        let virtual_clock = virtual_clock || opts.once;
+        if virtual_clock {
+            let total = opts.count.or_else(|| {
+                opts.duration.map(|d| {
+                    sims.iter()
+                        .map(|s| (d.as_micros() as u64).div_ceil(s.interval_us() as u64) * s.signal_count() as u64)
+                        .sum()
+                })
+            });
+            bar = make_bar(opts.progress && !opts.once, total, "simulating");
+            let (stop, prog) = (shutdown.flag.clone(), progress.clone());
+            let (once, duration, count) = (opts.once, opts.duration, opts.count);
+            std::thread::spawn(move || run_virtual(sims, once, duration, count, &stop, &prog, tx));
+        } else {
+            bar = make_bar(false, None, "");
+            for mut sim in sims {
+                let (tx, mut stop) = (tx.clone(), shutdown.subscribe());
+                rt.spawn(async move {
+                    let period = Duration::from_micros(sim.interval_us() as u64);
+                    let mut ticker = tokio::time::interval(period);
+                    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+                    loop {
+                        tokio::select! {
+                            _ = ticker.tick() => {}
+                            _ = stop.changed() => break,
+                        }
+                        let mut batch = Vec::with_capacity(sim.signal_count());
+                        sim.tick_at(time::now_micros(), &mut batch);
+                        if tx.send(batch).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+            // Wall-clock ticks so silent channels are reported stale.
+            let mut stop = shutdown.subscribe();
+            rt.spawn(async move {
+                let mut ticker = tokio::time::interval(Duration::from_secs(1));
+                loop {
+                    tokio::select! {
+                        _ = ticker.tick() => {}
+                        _ = stop.changed() => break,
+                    }
+                    if tx.send(Vec::new()).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    }
+
+    // The writer thread.
+    let (store_tx, store_handle) = match (store, &opts.store) {
+        (Some(store), Some(sp)) => {
+            let (stx, srx) = std::sync::mpsc::sync_channel::<Vec<Record>>(4);
+            let cfg = store::WriterConfig {
+                batch: sp.batch,
+                flush: sp.flush,
+                retention: sp.retention,
+                store_input: opts.store_input,
+            };
+            (Some(stx), Some(std::thread::spawn(move || store::run_writer(store, srx, cfg))))
+        }
+        _ => (None, None),
+    };
+
+    let mut report = RunReport::default();
+    let mut validator = ChannelValidator::new(&plan.channels);
+    let mut stop_rx = shutdown.subscribe();
+    let mut deadline: Option<tokio::time::Instant> = None;
+    let mut out_batch: Vec<Record> = Vec::new();
+    let mut output_error = None;
+    loop {
+        let next = rt.block_on(async {
+            tokio::select! {
+                biased;
+                b = rx.recv() => Some(b),
+                _ = stop_rx.changed(), if deadline.is_none() => None,
+                _ = sleep_until(deadline), if deadline.is_some() => Some(None),
+            }
+        });
+        let batch = match next {
+            Some(Some(b)) => b,
+            Some(None) => break,
+            None => {
+                // Producers were told to stop; give them a moment to hand over
+                // what they have read, then finish.
+                deadline = Some(tokio::time::Instant::now() + Duration::from_secs(2));
+                continue;
+            }
+        };
+        out_batch.clear();
+        if batch.is_empty() {
+            validator.tick(time::now_micros(), &mut out_batch);
+        } else {
+            validator.process(batch, &mut out_batch);
+        }
+        if out_batch.is_empty() {
+            continue;
+        }
+        report.other_records += out_batch.iter().filter(|r| !matches!(r, Record::Reading(_))).count() as u64;
+        if !report.output_closed {
+            match output.write_batch(&out_batch) {
+                Ok(()) => {}
+                Err(OutputError::Closed) => {
+                    report.output_closed = true;
+                    shutdown.trigger();
+                }
+                Err(OutputError::Io(e)) => {
+                    output_error = Some(e);
+                    report.output_closed = true;
+                    shutdown.trigger();
+                }
+            }
+        }
+        if let Some(b) = &bar {
+            b.set_position(match &opts.input {
+                Some(_) => progress.load(Ordering::Relaxed),
+                None => validator.stats.readings,
+            });
+        }
+        if let Some(stx) = &store_tx {
+            let batch = std::mem::take(&mut out_batch);
+            if stx.send(batch).is_err() {
+                // The writer died; its error is collected below.
+                shutdown.trigger();
+                break;
+            }
+        }
+    }
+    if !report.output_closed {
+        match output.flush() {
+            Ok(()) => {}
+            Err(OutputError::Closed) => report.output_closed = true,
+            Err(OutputError::Io(e)) => output_error = Some(e),
+        }
+    }
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    drop(rx);
+    drop(store_tx);
+    report.interrupted = interrupted.load(Ordering::SeqCst);
+    report.validate = validator.stats;
+    report.printed = output.records;
+    if let Some(h) = input_handle {
+        if h.is_finished() || !report.interrupted {
+            match h.join() {
+                Ok(Ok(stats)) => report.input = Some(stats),
+                Ok(Err(e)) => {
+                    let path = opts.input.as_ref().map_or("input".into(), |i| display_path(&i.path));
+                    return Err(EngineError::Input(path, e));
+                }
+                Err(_) => {}
+            }
+        }
+    }
+    if let Some(h) = store_handle {
+        match h.join() {
+            Ok(Ok((_store, stats))) => report.store = Some(stats),
+            Ok(Err((e, _))) => return Err(EngineError::Store(e)),
+            Err(_) => {}
+        }
+    }
+    rt.shutdown_background();
+    if let Some(e) = output_error {
+        return Err(EngineError::Output(e));
+    }
+    report.elapsed = started.elapsed();
+    Ok(report)
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn display_path(p: &str) -> String {
+    if p == "-" {
+        "standard input".into()
+    } else {
+        p.to_string()
+    }
+}
+
+fn make_bar(enabled: bool, total: Option<u64>, what: &str) -> Option<ProgressBar> {
+    if !enabled || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        return None;
+    }
+    let bar = match total {
+        Some(t) => ProgressBar::new(t).with_style(
+            ProgressStyle::with_template("{msg} {bar:30} {percent:>3}% {binary_bytes_per_sec} eta {eta}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ),
+        None => ProgressBar::new_spinner(),
+    };
+    if what == "simulating" {
+        bar.set_style(
+            ProgressStyle::with_template("{msg} {bar:30} {pos}/{len} readings eta {eta}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+    }
+    bar.set_message(what.to_string());
+    bar.set_draw_target(indicatif::ProgressDrawTarget::stderr_with_hz(10));
+    Some(bar)
+}
+
+/// The simulators of a plan; other live source kinds are not in this build yet.
+fn simulators(plan: &Plan, start: time::Micros) -> Result<Vec<Simulator>, EngineError> {
+    let mut out = Vec::new();
+    for s in &plan.sources {
+        match &s.kind {
+            SourceKind::Simulate(sim) => out.push(Simulator::new(&s.id, sim, start)),
+            other => {
+                let kind = match other {
+                    SourceKind::Modbus(_) => "modbus",
+                    SourceKind::Mqtt(_) => "mqtt",
+                    _ => "serial",
+                };
+                return Err(EngineError::Unsupported(format!(
+                    "source `{}`: {kind} acquisition is not in this build yet; use `--input` or a `simulate` source",
+                    s.id
+                )));
+            }
+        }
+    }
+    if out.is_empty() {
+        return Err(EngineError::Unsupported("the pipeline has no sources; give records with `--input FILE|-`".into()));
+    }
+    Ok(out)
+}
+
+/// Runs simulators on a virtual clock: samples in time order (ties in spec
+/// order), as fast as the CPU allows, until `count` readings or `duration`.
+/// With `once`, one sample of every signal, stamped now.
+fn run_virtual(
+    mut sims: Vec<Simulator>,
+    once: bool,
+    duration: Option<Duration>,
+    count: Option<u64>,
+    stop: &AtomicBool,
+    progress: &AtomicU64,
+    tx: mpsc::Sender<Vec<Record>>,
+) {
+    let mut batch = Vec::with_capacity(SIM_BATCH);
+    if once {
+        for s in &mut sims {
+            s.tick(&mut batch);
+        }
+        let _ = tx.blocking_send(batch);
+        return;
+    }
+    let start = sims.iter().map(Simulator::next_ts).min().unwrap_or(0);
+    let end = duration.map(|d| start + d.as_micros() as i64);
+    let mut produced = 0u64;
+    loop {
+        let Some(i) = (0..sims.len()).min_by_key(|&i| (sims[i].next_ts(), i)) else { break };
+        if end.is_some_and(|e| sims[i].next_ts() >= e) {
+            break;
+        }
+        let before = batch.len();
+        sims[i].tick(&mut batch);
+        produced += (batch.len() - before) as u64;
+        if let Some(c) = count {
+            if produced >= c {
+                batch.truncate(batch.len() - (produced - c) as usize);
+                break;
+            }
+        }
+        if batch.len() >= SIM_BATCH {
+            progress.store(produced, Ordering::Relaxed);
+            if tx.blocking_send(std::mem::replace(&mut batch, Vec::with_capacity(SIM_BATCH))).is_err()
+                || stop.load(Ordering::Relaxed)
+            {
+                return;
+            }
+        }
+    }
+    if !batch.is_empty() {
+        let _ = tx.blocking_send(batch);
+    }
+}
+
+/// First signal: stop producers and drain. Second: exit at once.
+async fn watch_signals(shutdown: Shutdown, interrupted: Arc<AtomicBool>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    interrupted.store(true, Ordering::SeqCst);
+    shutdown.trigger();
+    tracing::info!("stopping: finishing what was read and committing it (signal again to exit at once)");
+    let code = tokio::select! {
+        _ = term.recv() => 143,
+        _ = int.recv() => 130,
+    };
+    std::process::exit(code);
+}

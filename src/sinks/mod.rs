@@ -1,0 +1,4 @@
+//! Where records go: stdout (data) and the DuckDB store.
+
+pub mod stdout;
+pub mod store;

@@ -1,0 +1,247 @@
+//! The data output: records on stdout (or `--output FILE`) as NDJSON, CSV or
+//! an aligned table. The only place in the crate that writes data to stdout.
+//!
+//! Output is written in large buffered chunks. A closed pipe (`| head -1`)
+//! is not an error: [`OutputError::Closed`] tells the engine to stop quietly.
+//! When stdout is `/dev/null` nothing is formatted at all.
+
+use std::fs::File;
+use std::io::{self, IsTerminal, Write};
+
+use crate::engine::record::{write_f64, Record};
+use crate::engine::time::write_rfc3339;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    Ndjson,
+    Csv,
+    Table,
+}
+
+/// Which record kinds are printed (`--only reading,anomaly,alert`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Only {
+    pub reading: bool,
+    pub anomaly: bool,
+    pub alert: bool,
+    pub other: bool,
+}
+
+impl Default for Only {
+    fn default() -> Self {
+        Only { reading: true, anomaly: true, alert: true, other: true }
+    }
+}
+
+impl Only {
+    pub fn parse(list: &str) -> Result<Only, String> {
+        let mut o = Only { reading: false, anomaly: false, alert: false, other: false };
+        for k in list.split(',').map(str::trim).filter(|k| !k.is_empty()) {
+            match k {
+                "reading" | "readings" => o.reading = true,
+                "anomaly" | "anomalies" => o.anomaly = true,
+                "alert" | "alerts" => o.alert = true,
+                _ => return Err(format!("`{k}` is not a record kind (reading, anomaly, alert)")),
+            }
+        }
+        Ok(o)
+    }
+
+    fn wants(&self, r: &Record) -> bool {
+        match r.kind() {
+            "reading" => self.reading,
+            "anomaly" => self.anomaly,
+            "alert" => self.alert,
+            _ => self.other,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub enum OutputError {
+    /// The reader went away (EPIPE): stop quietly, exit 0.
+    Closed,
+    Io(io::Error),
+}
+
+pub struct Output {
+    sink: Option<Box<dyn Write + Send>>,
+    format: OutputFormat,
+    only: Only,
+    color: bool,
+    buf: Vec<u8>,
+    header_done: bool,
+    pub records: u64,
+}
+
+/// True when fd 1 is `/dev/null`: formatting could be skipped entirely.
+fn stdout_is_devnull() -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let (Ok(null), Ok(out)) = (std::fs::metadata("/dev/null"), std::fs::metadata("/proc/self/fd/1")) else {
+            return false;
+        };
+        null.rdev() == out.rdev() && null.ino() == out.ino()
+    }
+    #[cfg(not(unix))]
+    false
+}
+
+impl Output {
+    /// `path` None means stdout. `format` None picks table on a terminal and
+    /// NDJSON otherwise.
+    pub fn open(path: Option<&str>, format: Option<OutputFormat>, only: Only, color: bool) -> io::Result<Output> {
+        let (sink, is_tty): (Option<Box<dyn Write + Send>>, bool) = match path {
+            Some(p) if p != "-" => (Some(Box::new(File::create(p)?)), false),
+            _ if stdout_is_devnull() => (None, false),
+            _ => (Some(Box::new(io::stdout())), io::stdout().is_terminal()),
+        };
+        let format = format.unwrap_or(if is_tty { OutputFormat::Table } else { OutputFormat::Ndjson });
+        Ok(Output {
+            sink,
+            format,
+            only,
+            color: color && is_tty,
+            buf: Vec::with_capacity(1 << 20),
+            header_done: false,
+            records: 0,
+        })
+    }
+
+    /// An output that prints nothing (`--quiet` data, or `validate` without `--input`).
+    pub fn none() -> Output {
+        Output {
+            sink: None,
+            format: OutputFormat::Ndjson,
+            only: Only::default(),
+            color: false,
+            buf: Vec::new(),
+            header_done: true,
+            records: 0,
+        }
+    }
+
+    pub fn write_batch(&mut self, batch: &[Record]) -> Result<(), OutputError> {
+        if self.sink.is_none() {
+            return Ok(());
+        }
+        let only = self.only;
+        for r in batch.iter().filter(|r| only.wants(r)) {
+            self.records += 1;
+            match self.format {
+                OutputFormat::Ndjson => r.write_ndjson(&mut self.buf),
+                OutputFormat::Csv => self.csv(r),
+                OutputFormat::Table => self.table(r),
+            }
+        }
+        if self.buf.len() >= 1 << 16 || self.format == OutputFormat::Table {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    pub fn flush(&mut self) -> Result<(), OutputError> {
+        let Some(sink) = self.sink.as_mut() else { return Ok(()) };
+        let result = sink.write_all(&self.buf).and_then(|()| sink.flush());
+        self.buf.clear();
+        match result {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
+                self.sink = None;
+                Err(OutputError::Closed)
+            }
+            Err(e) => Err(OutputError::Io(e)),
+        }
+    }
+
+    fn csv(&mut self, r: &Record) {
+        let out = &mut self.buf;
+        if !self.header_done {
+            out.extend_from_slice(b"kind,ts,channel,value,unit,quality,flags,source\n");
+            self.header_done = true;
+        }
+        match r {
+            Record::Reading(r) => {
+                out.extend_from_slice(b"reading,");
+                write_rfc3339(r.ts, out);
+                out.push(b',');
+                csv_field(out, &r.channel);
+                out.push(b',');
+                if let Some(v) = r.value.filter(|v| v.is_finite()) {
+                    write_f64(out, v);
+                }
+                out.push(b',');
+                csv_field(out, r.unit.as_deref().unwrap_or(""));
+                out.push(b',');
+                out.extend_from_slice(r.quality.as_str().as_bytes());
+                out.push(b',');
+                for (i, n) in r.flags.names().enumerate() {
+                    if i > 0 {
+                        out.push(b';');
+                    }
+                    out.extend_from_slice(n.as_bytes());
+                }
+                out.push(b',');
+                csv_field(out, &r.source);
+                out.push(b'\n');
+            }
+            Record::Other { kind, .. } => {
+                // Other kinds have other columns; CSV keeps their kind only.
+                out.extend_from_slice(kind.as_bytes());
+                out.extend_from_slice(b",,,,,,,\n");
+            }
+        }
+    }
+
+    fn table(&mut self, r: &Record) {
+        use std::fmt::Write as _;
+        let mut line = String::new();
+        if !self.header_done {
+            let _ = writeln!(
+                line,
+                "{:<24}  {:<28}  {:>12}  {:<6}  {:<7}  {:<16}  {}",
+                "TS", "CHANNEL", "VALUE", "UNIT", "QUALITY", "FLAGS", "SOURCE"
+            );
+            self.header_done = true;
+        }
+        match r {
+            Record::Reading(r) => {
+                let mut ts = Vec::with_capacity(27);
+                write_rfc3339(r.ts, &mut ts);
+                let value = r.value.filter(|v| v.is_finite()).map_or_else(|| "—".to_string(), |v| format!("{v}"));
+                let flags: Vec<&str> = r.flags.names().collect();
+                let (on, off) = match (self.color, r.quality) {
+                    (true, crate::engine::record::Quality::Suspect) => ("\x1b[33m", "\x1b[0m"),
+                    (true, crate::engine::record::Quality::Bad) => ("\x1b[31m", "\x1b[0m"),
+                    _ => ("", ""),
+                };
+                let _ = writeln!(
+                    line,
+                    "{:<24}  {:<28}  {:>12}  {:<6}  {on}{:<7}{off}  {:<16}  {}",
+                    String::from_utf8_lossy(&ts),
+                    r.channel,
+                    value,
+                    r.unit.as_deref().unwrap_or(""),
+                    r.quality.as_str(),
+                    flags.join(","),
+                    r.source
+                );
+            }
+            Record::Other { kind, line: l } => {
+                let _ = writeln!(line, "{kind:<24}  {l}");
+            }
+        }
+        self.buf.extend_from_slice(line.as_bytes());
+    }
+}
+
+fn csv_field(out: &mut Vec<u8>, s: &str) {
+    if s.contains([',', '"', '\n', '\r']) {
+        out.push(b'"');
+        out.extend_from_slice(s.replace('"', "\"\"").as_bytes());
+        out.push(b'"');
+    } else {
+        out.extend_from_slice(s.as_bytes());
+    }
+}

@@ -1,0 +1,346 @@
+//! The DuckDB store: one file, one writer process (DESIGN.md §4).
+//!
+//! [`Store::open`] creates or migrates the schema and applies retention.
+//! [`StoreWriter`] runs on its own thread: it gathers records into Arrow
+//! columns and appends them with one commit per batch (`store.batch` records,
+//! or `store.flush` time, whichever comes first), so the engine's threads
+//! never wait on disk.
+//!
+//! DuckDB locks the file for its writer; a second process gets an error that
+//! names the holder's pid, which becomes [`StoreError::Locked`] (exit 75).
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use duckdb::arrow::array::{ArrayRef, Float64Builder, StringBuilder, TimestampMicrosecondBuilder};
+use duckdb::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use duckdb::arrow::record_batch::RecordBatch;
+use duckdb::Connection;
+
+use crate::engine::record::{Reading, Record};
+
+/// The schema version this build writes. Older files are migrated on open.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// Migrations: step `i` takes a store from version `i` to `i + 1`.
+const MIGRATIONS: &[&str] = &[
+    // 0 → 1: the tables of DESIGN.md §4.
+    "CREATE TABLE IF NOT EXISTS readings (
+        ts TIMESTAMPTZ NOT NULL, channel VARCHAR NOT NULL, value DOUBLE,
+        quality VARCHAR NOT NULL, flags VARCHAR, source VARCHAR, unit VARCHAR);
+     CREATE TABLE IF NOT EXISTS anomalies (
+        ts TIMESTAMPTZ NOT NULL, channel VARCHAR NOT NULL, detector VARCHAR NOT NULL, method VARCHAR,
+        value DOUBLE, score DOUBLE, expected DOUBLE, threshold DOUBLE, detail VARCHAR);
+     CREATE TABLE IF NOT EXISTS alerts (
+        ts TIMESTAMPTZ NOT NULL, rule VARCHAR NOT NULL, state VARCHAR NOT NULL, severity VARCHAR,
+        channel VARCHAR, value DOUBLE, title VARCHAR, fingerprint VARCHAR, notifier VARCHAR, error VARCHAR);
+     CREATE TABLE IF NOT EXISTS state (
+        component VARCHAR NOT NULL, key VARCHAR NOT NULL, value VARCHAR NOT NULL,
+        updated TIMESTAMPTZ NOT NULL, PRIMARY KEY (component, key));",
+];
+
+#[derive(Debug)]
+pub enum StoreError {
+    /// Another process holds the file (exit 75).
+    Locked { path: PathBuf, holder: String },
+    /// The file could not be opened or written (exit 74).
+    Io { path: PathBuf, message: String },
+    /// The file is from a newer edgeguard, or not an edgeguard store (exit 1).
+    Incompatible { path: PathBuf, message: String },
+}
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreError::Locked { path, holder } => {
+                write!(f, "store {} is in use by {holder}; retry when it has finished", path.display())
+            }
+            StoreError::Io { path, message } => write!(f, "store {}: {message}", path.display()),
+            StoreError::Incompatible { path, message } => write!(f, "store {}: {message}", path.display()),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+fn classify(path: &Path, e: duckdb::Error) -> StoreError {
+    let message = e.to_string();
+    if message.contains("Could not set lock") || message.contains("Conflicting lock") {
+        // "Conflicting lock is held in /usr/bin/edgeguard (PID 1234) by user root."
+        let holder = message
+            .split("held in ")
+            .nth(1)
+            .and_then(|s| s.split(" by user").next())
+            .map(|s| s.split(". See also").next().unwrap_or(s).trim_end_matches('.'))
+            .map_or_else(|| "another process".to_string(), |s| format!("process {s}"));
+        return StoreError::Locked { path: path.to_path_buf(), holder };
+    }
+    StoreError::Io { path: path.to_path_buf(), message: message.lines().next().unwrap_or("").to_string() }
+}
+
+pub struct Store {
+    pub path: PathBuf,
+    conn: Connection,
+}
+
+impl Store {
+    /// Opens (creating if needed) and migrates the store; applies retention.
+    pub fn open(path: &Path, retention: Option<Duration>) -> Result<Store, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            if !dir.is_dir() {
+                return Err(StoreError::Io {
+                    path: path.to_path_buf(),
+                    message: format!("folder {} does not exist", dir.display()),
+                });
+            }
+        }
+        let config =
+            duckdb::Config::default().threads(2).and_then(|c| c.max_memory("256MB")).map_err(|e| classify(path, e))?;
+        let conn = Connection::open_with_flags(path, config).map_err(|e| classify(path, e))?;
+        let store = Store { path: path.to_path_buf(), conn };
+        store.migrate()?;
+        if let Some(r) = retention {
+            store.apply_retention(r)?;
+        }
+        Ok(store)
+    }
+
+    fn migrate(&self) -> Result<(), StoreError> {
+        let p = &self.path;
+        let err = |e: duckdb::Error| classify(p, e);
+        self.conn
+            .execute_batch("CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL);")
+            .map_err(err)?;
+        let version: i64 = self
+            .conn
+            .query_row(
+                "SELECT coalesce(max(CAST(value AS BIGINT)), 0) FROM meta WHERE key = 'schema_version'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(err)?;
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::Incompatible {
+                path: p.clone(),
+                message: format!(
+                    "schema version {version} is newer than this edgeguard ({SCHEMA_VERSION}); upgrade edgeguard"
+                ),
+            });
+        }
+        for (i, step) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            let sql = format!(
+                "BEGIN; {step}
+                 INSERT OR REPLACE INTO meta VALUES ('schema_version', '{next}');
+                 INSERT OR REPLACE INTO meta VALUES ('written_by', 'edgeguard {ver}');
+                 COMMIT;",
+                next = i + 1,
+                ver = env!("CARGO_PKG_VERSION")
+            );
+            self.conn.execute_batch(&sql).map_err(err)?;
+        }
+        Ok(())
+    }
+
+    /// Deletes records older than `retention`. Returns the rows deleted.
+    pub fn apply_retention(&self, retention: Duration) -> Result<usize, StoreError> {
+        // The cutoff is computed here: TIMESTAMPTZ arithmetic in SQL needs the
+        // ICU extension, which the bundled DuckDB does not build.
+        let cutoff = crate::engine::time::now_micros() as f64 / 1e6 - retention.as_secs_f64();
+        let mut n = 0;
+        for table in ["readings", "anomalies", "alerts"] {
+            n += self
+                .conn
+                .execute(&format!("DELETE FROM {table} WHERE ts < to_timestamp(?)"), [cutoff])
+                .map_err(|e| classify(&self.path, e))?;
+        }
+        Ok(n)
+    }
+
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// Reads one saved state value.
+    pub fn load_state(&self, component: &str, key: &str) -> Result<Option<String>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT value FROM state WHERE component = ? AND key = ?")
+            .map_err(|e| classify(&self.path, e))?;
+        let mut rows = stmt.query([component, key]).map_err(|e| classify(&self.path, e))?;
+        match rows.next().map_err(|e| classify(&self.path, e))? {
+            Some(r) => Ok(Some(r.get(0).map_err(|e| classify(&self.path, e))?)),
+            None => Ok(None),
+        }
+    }
+
+    pub fn save_state(&self, component: &str, key: &str, value: &str) -> Result<(), StoreError> {
+        self.conn
+            .execute("INSERT OR REPLACE INTO state VALUES (?, ?, ?, now())", [component, key, value])
+            .map(|_| ())
+            .map_err(|e| classify(&self.path, e))
+    }
+}
+
+/// What the writer did, for the run summary.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct StoreStats {
+    pub readings: u64,
+    pub commits: u64,
+    pub commit_time: Duration,
+    pub retention_deleted: u64,
+}
+
+/// Columns of the `readings` table being gathered for the next commit.
+struct ReadingColumns {
+    ts: TimestampMicrosecondBuilder,
+    channel: StringBuilder,
+    value: Float64Builder,
+    quality: StringBuilder,
+    flags: StringBuilder,
+    source: StringBuilder,
+    unit: StringBuilder,
+    len: usize,
+    flag_buf: String,
+}
+
+impl ReadingColumns {
+    fn new(cap: usize) -> Self {
+        ReadingColumns {
+            ts: TimestampMicrosecondBuilder::with_capacity(cap).with_timezone("UTC"),
+            channel: StringBuilder::with_capacity(cap, cap * 24),
+            value: Float64Builder::with_capacity(cap),
+            quality: StringBuilder::with_capacity(cap, cap * 4),
+            flags: StringBuilder::with_capacity(cap, 64),
+            source: StringBuilder::with_capacity(cap, cap * 4),
+            unit: StringBuilder::with_capacity(cap, cap * 4),
+            len: 0,
+            flag_buf: String::new(),
+        }
+    }
+
+    fn push(&mut self, r: &Reading) {
+        self.ts.append_value(r.ts);
+        self.channel.append_value(&*r.channel);
+        self.value.append_option(r.value.filter(|v| v.is_finite()));
+        self.quality.append_value(r.quality.as_str());
+        if r.flags.is_empty() {
+            self.flags.append_null();
+        } else {
+            self.flag_buf.clear();
+            for (i, n) in r.flags.names().enumerate() {
+                if i > 0 {
+                    self.flag_buf.push(',');
+                }
+                self.flag_buf.push_str(n);
+            }
+            self.flags.append_value(&self.flag_buf);
+        }
+        self.source.append_value(&*r.source);
+        self.unit.append_option(r.unit.as_deref());
+        self.len += 1;
+    }
+
+    fn finish(&mut self) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("ts", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), false),
+            Field::new("channel", DataType::Utf8, false),
+            Field::new("value", DataType::Float64, true),
+            Field::new("quality", DataType::Utf8, false),
+            Field::new("flags", DataType::Utf8, true),
+            Field::new("source", DataType::Utf8, true),
+            Field::new("unit", DataType::Utf8, true),
+        ]));
+        let cols: Vec<ArrayRef> = vec![
+            Arc::new(self.ts.finish()),
+            Arc::new(self.channel.finish()),
+            Arc::new(self.value.finish()),
+            Arc::new(self.quality.finish()),
+            Arc::new(self.flags.finish()),
+            Arc::new(self.source.finish()),
+            Arc::new(self.unit.finish()),
+        ];
+        self.len = 0;
+        RecordBatch::try_new(schema, cols).expect("columns match the schema")
+    }
+}
+
+/// Settings of the writer thread.
+pub struct WriterConfig {
+    pub batch: usize,
+    pub flush: Duration,
+    pub retention: Option<Duration>,
+    /// Store readings that were read with `--input`.
+    pub store_input: bool,
+}
+
+/// Runs the writer until the channel closes; commits what is left, then
+/// returns the store (so the caller can save state) and its stats.
+pub fn run_writer(
+    store: Store,
+    rx: Receiver<Vec<Record>>,
+    cfg: WriterConfig,
+) -> Result<(Store, StoreStats), (StoreError, StoreStats)> {
+    let mut stats = StoreStats::default();
+    let mut cols = ReadingColumns::new(cfg.batch.min(65_536));
+    let mut first_pending: Option<Instant> = None;
+    let mut last_retention = Instant::now();
+    loop {
+        let wait = match first_pending {
+            Some(t) => cfg.flush.saturating_sub(t.elapsed()),
+            None => Duration::from_secs(3600),
+        };
+        match rx.recv_timeout(wait) {
+            Ok(batch) => {
+                for rec in &batch {
+                    if let Record::Reading(r) = rec {
+                        if r.from_input && !cfg.store_input {
+                            continue;
+                        }
+                        cols.push(r);
+                        if cols.len >= cfg.batch {
+                            commit(&store, &mut cols, &mut stats).map_err(|e| (e, stats))?;
+                            first_pending = None;
+                        }
+                    }
+                }
+                if cols.len > 0 && first_pending.is_none() {
+                    first_pending = Some(Instant::now());
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+        if first_pending.is_some_and(|t| t.elapsed() >= cfg.flush) {
+            commit(&store, &mut cols, &mut stats).map_err(|e| (e, stats))?;
+            first_pending = None;
+        }
+        if let Some(r) = cfg.retention {
+            if last_retention.elapsed() >= Duration::from_secs(3600) {
+                stats.retention_deleted += store.apply_retention(r).map_err(|e| (e, stats))? as u64;
+                last_retention = Instant::now();
+            }
+        }
+    }
+    commit(&store, &mut cols, &mut stats).map_err(|e| (e, stats))?;
+    Ok((store, stats))
+}
+
+fn commit(store: &Store, cols: &mut ReadingColumns, stats: &mut StoreStats) -> Result<(), StoreError> {
+    if cols.len == 0 {
+        return Ok(());
+    }
+    let started = Instant::now();
+    let n = cols.len as u64;
+    let batch = cols.finish();
+    let mut app = store.conn.appender("readings").map_err(|e| classify(&store.path, e))?;
+    app.append_record_batch(batch).map_err(|e| classify(&store.path, e))?;
+    // One flush is one commit of the whole batch.
+    app.flush().map_err(|e| classify(&store.path, e))?;
+    drop(app);
+    stats.readings += n;
+    stats.commits += 1;
+    stats.commit_time += started.elapsed();
+    Ok(())
+}

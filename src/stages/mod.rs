@@ -1,0 +1,3 @@
+//! Processing stages: synchronous code over batches of records.
+
+pub mod validate;
