@@ -1,0 +1,111 @@
+//! `edgeguard acquire SPEC`: sources → channel validation → stdout and store.
+
+use clap::Args;
+
+use super::args::{load_plan, FailOn, PipelineArgs};
+use super::exit::{Exit, Failure};
+use super::{say, GlobalArgs};
+use crate::engine::{self, InputOptions, RunOptions, RunReport};
+
+#[derive(Debug, Args)]
+pub struct AcquireArgs {
+    #[command(flatten)]
+    pub pipeline: PipelineArgs,
+}
+
+pub fn run(args: &AcquireArgs, g: &GlobalArgs) -> Result<Exit, Failure> {
+    let a = &args.pipeline;
+    let plan = load_plan(&a.spec, &a.set, g)?;
+    if a.dump_plan {
+        return super::validate::dump_plan(&plan);
+    }
+    if a.check {
+        say(g, &format!("{}: ok (acquire)", a.spec));
+        return Ok(Exit::Ok);
+    }
+    let store = a.store(&plan);
+    let store_path = store.as_ref().map(|s| s.path.display().to_string());
+    let opts = RunOptions {
+        input: a.input.clone().map(|path| InputOptions { path, format: a.input_format, max_line: a.max_line_bytes }),
+        once: a.once,
+        duration: a.duration,
+        count: a.count,
+        store,
+        store_input: a.store_input,
+        progress: !g.no_progress && !g.quiet,
+    };
+    let mut output = a.output(g)?;
+    let report = engine::run(&plan, opts, &mut output)?;
+    finish("acquire", &report, a, g, store_path.as_deref())
+}
+
+/// The summary on stderr and the exit status of a pipeline run.
+pub(super) fn finish(
+    command: &str,
+    r: &RunReport,
+    a: &PipelineArgs,
+    g: &GlobalArgs,
+    store: Option<&str>,
+) -> Result<Exit, Failure> {
+    // `edgeguard … | head -1`: the reader left; say nothing, exit 0.
+    if r.output_closed && !r.interrupted {
+        return Ok(Exit::Ok);
+    }
+    let v = &r.validate;
+    let mut parts = vec![format!("{} readings", v.readings)];
+    if v.suspect + v.bad > 0 {
+        parts[0] += &format!(" ({} suspect, {} bad", v.suspect, v.bad);
+        if v.stale_gaps > 0 {
+            parts[0] += &format!(", {}", plural(v.stale_gaps, "stale gap"));
+        }
+        parts[0] += ")";
+    }
+    if r.other_records > 0 {
+        parts.push(format!("{} passed on", plural(r.other_records, "other record")));
+    }
+    if let Some(i) = &r.input {
+        if i.rejected > 0 {
+            parts.push(format!("{} of {} lines rejected", i.rejected, i.lines));
+        }
+    }
+    match (&r.store, store) {
+        (Some(s), Some(path)) => {
+            parts.push(format!("{} stored in {path} ({})", s.readings, plural(s.commits, "commit")))
+        }
+        _ => parts.push("not stored".into()),
+    }
+    let secs = r.elapsed.as_secs_f64();
+    let rate = if secs > 0.0 { v.readings as f64 / secs } else { 0.0 };
+    parts.push(format!("{secs:.2} s ({})", human_rate(rate)));
+    if r.interrupted {
+        parts.push("stopped by signal".into());
+    }
+    say(g, &format!("{command}: {}", parts.join(" · ")));
+
+    let rejected = r.input.map_or(0, |i| i.rejected);
+    if a.strict && rejected > 0 {
+        return Err(Failure::new(Exit::DataErr, format!("{rejected} input lines rejected (--strict)")));
+    }
+    if a.fail_on.contains(&FailOn::Bad) && v.bad > 0 {
+        return Ok(Exit::FailOn);
+    }
+    Ok(Exit::Ok)
+}
+
+fn plural(n: u64, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
+}
+
+fn human_rate(per_s: f64) -> String {
+    if per_s >= 1e6 {
+        format!("{:.2}M/s", per_s / 1e6)
+    } else if per_s >= 1e3 {
+        format!("{:.1}k/s", per_s / 1e3)
+    } else {
+        format!("{per_s:.0}/s")
+    }
+}

@@ -1,0 +1,163 @@
+//! `edgeguard validate SPEC…`: check pipeline files, every problem at once.
+//! With `--input`, validate readings against the spec's channel rules.
+//!
+//! Text diagnostics go to stderr; `--format json` and `--format github`
+//! (workflow annotations) are data and go to stdout.
+
+use std::io::Write;
+
+use clap::Args;
+
+use super::args::{io_failure, load_plan};
+use super::exit::{Exit, Failure};
+use super::{say, GlobalArgs};
+use crate::compile::diag::{render, DiagFormat};
+use crate::engine::{self, InputOptions, RunOptions};
+use crate::sinks::stdout::{Only, Output, OutputFormat};
+use crate::sources::input::{InputFormat, DEFAULT_MAX_LINE};
+use crate::spec::LoadError;
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// Pipeline specs to check.
+    #[arg(value_name = "SPEC", required = true)]
+    pub specs: Vec<String>,
+    /// How diagnostics are printed.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: DiagFormat,
+    /// Warnings make the check fail too.
+    #[arg(long)]
+    pub deny_warnings: bool,
+    /// Validate the readings in FILE (`-` for stdin) against the spec's channel rules.
+    #[arg(long, value_name = "FILE")]
+    pub input: Option<String>,
+    /// Format of --input.
+    #[arg(long, value_enum, default_value = "ndjson", requires = "input")]
+    pub input_format: InputFormat,
+    /// With --input: exit 65 when any reading is bad or any line is rejected.
+    #[arg(long, requires = "input")]
+    pub strict: bool,
+    /// With --input: format of the annotated readings [default: table on a terminal, ndjson otherwise].
+    #[arg(long, value_enum, requires = "input")]
+    pub output_format: Option<OutputFormat>,
+    /// Override a spec value: `channels."boiler.*".stale=5s`.
+    #[arg(long = "set", value_name = "PATH=VALUE")]
+    pub set: Vec<String>,
+}
+
+pub fn run(a: &ValidateArgs, g: &GlobalArgs) -> Result<Exit, Failure> {
+    if let Some(input) = &a.input {
+        return validate_input(a, input, g);
+    }
+    let mut out = Vec::new();
+    let (mut errors, mut warnings, mut invalid, mut missing) = (0, 0, 0, 0);
+    for path in &a.specs {
+        let (text, diags) = match crate::spec::load::load_file(path) {
+            Err(LoadError::Io(p, e)) => {
+                missing += 1;
+                let f = io_failure(&p, &e);
+                super::report_error(g, &f.message);
+                continue;
+            }
+            Err(LoadError::Invalid(doc, diags)) => (doc.text, diags),
+            Ok(mut doc) => {
+                for o in &a.set {
+                    crate::spec::load::apply_override(&mut doc, o)
+                        .map_err(|e| Failure::new(Exit::Usage, format!("--set {o}: {e}")))?;
+                }
+                let (spec, diags) = crate::spec::parse(&doc);
+                let compiled = crate::compile::compile(&doc, &spec, diags);
+                (doc.text, compiled.diagnostics)
+            }
+        };
+        let e = diags.iter().filter(|d| d.severity() == crate::compile::diag::Severity::Error).count();
+        let w = diags.len() - e;
+        errors += e;
+        warnings += w;
+        if e > 0 || (a.deny_warnings && w > 0) {
+            invalid += 1;
+        }
+        for d in &diags {
+            if g.quiet && d.severity() == crate::compile::diag::Severity::Warning && a.format == DiagFormat::Text {
+                continue;
+            }
+            let rendered = render(d, path, &text, a.format, g.color() && a.format == DiagFormat::Text);
+            match a.format {
+                DiagFormat::Text => super::args::print_text(&rendered),
+                _ => out.extend_from_slice(rendered.as_bytes()),
+            }
+        }
+    }
+    if !out.is_empty() {
+        let mut stdout = std::io::stdout().lock();
+        let _ = stdout.write_all(&out).and_then(|()| stdout.flush());
+    }
+    let n = a.specs.len();
+    let valid = n - invalid - missing;
+    let mut summary = format!("{valid} of {n} {} valid", if n == 1 { "spec" } else { "specs" });
+    if errors + warnings > 0 {
+        summary += &format!(" ({errors} errors, {warnings} warnings)");
+    }
+    if a.format == DiagFormat::Text {
+        say(g, &summary);
+    }
+    Ok(if missing > 0 {
+        Exit::NoInput
+    } else if invalid > 0 {
+        Exit::Config
+    } else {
+        Exit::Ok
+    })
+}
+
+fn validate_input(a: &ValidateArgs, input: &str, g: &GlobalArgs) -> Result<Exit, Failure> {
+    if a.specs.len() != 1 {
+        return Err(Failure::new(Exit::Usage, "--input validates readings against exactly one SPEC"));
+    }
+    let plan = load_plan(&a.specs[0], &a.set, g)?;
+    let opts = RunOptions {
+        input: Some(InputOptions { path: input.to_string(), format: a.input_format, max_line: DEFAULT_MAX_LINE }),
+        once: false,
+        duration: None,
+        count: None,
+        store: None,
+        store_input: false,
+        progress: !g.no_progress && !g.quiet,
+    };
+    let mut output = Output::open(None, a.output_format, Only::default(), g.color())
+        .map_err(|e| Failure::new(Exit::IoErr, format!("cannot write stdout: {e}")))?;
+    let report = engine::run(&plan, opts, &mut output)?;
+    if report.output_closed && !report.interrupted {
+        return Ok(Exit::Ok);
+    }
+    let v = report.validate;
+    let rejected = report.input.map_or(0, |i| i.rejected);
+    say(
+        g,
+        &format!(
+            "validate: {} readings: {} good, {} suspect, {} bad · {rejected} lines rejected",
+            v.readings,
+            v.readings - v.suspect - v.bad,
+            v.suspect,
+            v.bad
+        ),
+    );
+    if a.strict && (v.bad > 0 || rejected > 0) {
+        return Err(Failure::new(
+            Exit::DataErr,
+            format!("{} bad readings, {rejected} rejected lines (--strict)", v.bad),
+        ));
+    }
+    Ok(Exit::Ok)
+}
+
+/// `--dump-plan`: the compiled plan as JSON on stdout.
+pub(super) fn dump_plan(plan: &crate::compile::Plan) -> Result<Exit, Failure> {
+    let mut text = serde_json::to_string_pretty(plan).map_err(|e| Failure::new(Exit::Software, e.to_string()))?;
+    text.push('\n');
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(Failure::new(Exit::IoErr, e.to_string())),
+        _ => Ok(Exit::Ok),
+    }
+}

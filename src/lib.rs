@@ -1,0 +1,25 @@
+//! edgeguard: one YAML pipeline spec, compiled into one streaming engine.
+//!
+//! ```text
+//! argv ─clap─▶ cli::<command>::run
+//!    spec::load(path)              text → marked tree → Spec   (serde only)
+//!    compile::compile(spec)        Spec → Plan                 (pure; every problem at once)
+//!    engine::run(plan)             sources → stages → sinks    (threads + tokio, bounded channels)
+//!    RunReport → summary on stderr → exit code
+//! ```
+//!
+//! * [`spec`] — raw types that mirror the YAML, and the loader.
+//! * [`compile`] — checks and turns a spec into a typed [`compile::Plan`], with diagnostics.
+//! * [`engine`] — records, time, and the runner shared by every command.
+//! * [`sources`] — where readings come from (`simulate`, `--input`).
+//! * [`stages`] — what is computed over them (channel validation).
+//! * [`sinks`] — where they go (stdout, DuckDB).
+//! * [`cli`] — the command line.
+
+pub mod cli;
+pub mod compile;
+pub mod engine;
+pub mod sinks;
+pub mod sources;
+pub mod spec;
+pub mod stages;
