@@ -1,0 +1,42 @@
+# Shared helpers for the benchmark scripts; sourced, not run.
+BENCH_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$BENCH_SRC/.." && pwd)
+DIR=${BENCH_DIR:-/tmp/edgeguard-bench}
+VENV=$BENCH_SRC/.venv
+PY=$VENV/bin/python
+RESULTS=$BENCH_SRC/results.ndjson
+BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/edgeguard
+
+die() { echo "error: $*" >&2; exit 1; }
+
+is_uint() { [[ $1 =~ ^[0-9]+$ ]] || die "$2 needs a whole number, got '$1'"; }
+
+# The release binary must exist; it is never built from here.
+need_bin() {
+  [[ -x $BIN ]] || die "no edgeguard binary at $BIN
+  build it first:  (cd $ROOT && cargo build --release)
+  or point to one: --bin PATH"
+}
+
+# apt-get install, refreshing the package lists once if the first try fails.
+apt_install() {
+  ((EUID == 0)) || return 1
+  apt-get install -y -qq "$@" >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq "$@" >/dev/null; }
+}
+
+ensure_time() {
+  [[ -x /usr/bin/time ]] && return 0
+  echo "/usr/bin/time is missing: apt-get install -y time" >&2
+  apt_install time || true
+  [[ -x /usr/bin/time ]] || die "GNU time is needed: apt-get install -y time (as root)"
+}
+
+# benches/.venv with duckdb==2.0.0 (the DuckDB the Rust crate embeds); reused when present.
+ensure_venv() {
+  "$PY" -c 'import sys, duckdb; sys.exit(duckdb.__version__ != "2.0.0")' 2>/dev/null && return 0
+  echo "setting up $VENV with duckdb==2.0.0" >&2
+  python3 -m venv "$VENV"
+  "$PY" -m pip install -q --disable-pip-version-check duckdb==2.0.0
+}
+
+git_commit() { git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo none; }
