@@ -19,7 +19,7 @@ pub struct PipelineArgs {
     pub spec: String,
 
     /// Start from records in FILE (`-` for stdin) instead of the live sources.
-    #[arg(long, value_name = "FILE", help_heading = "Input")]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["once", "duration"], help_heading = "Input")]
     pub input: Option<String>,
     /// Format of --input.
     #[arg(long, value_enum, default_value = "ndjson", help_heading = "Input")]
@@ -37,7 +37,7 @@ pub struct PipelineArgs {
     /// Run this long (`10m`); simulated sources run on a virtual clock, as fast as they can.
     #[arg(long, value_name = "TIME", value_parser = parse_duration_arg, help_heading = "Run")]
     pub duration: Option<Duration>,
-    /// Stop after N readings from the sources.
+    /// Stop after N readings from the sources (or N records from --input).
     #[arg(long, value_name = "N", help_heading = "Run")]
     pub count: Option<u64>,
 

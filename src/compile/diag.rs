@@ -169,8 +169,12 @@ pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str
     let limit = if word.len() > 8 { 3 } else { 2 };
     candidates
         .into_iter()
-        .map(|c| (strsim::damerau_levenshtein(word, c), c))
-        .filter(|(d, c)| *d <= limit && *d < c.len().max(word.len()))
+        .filter_map(|c| {
+            let d = strsim::damerau_levenshtein(word, c);
+            // `client` for `client_id`: a clear prefix counts as close.
+            let prefix = word.len() >= 3 && (c.starts_with(word) || word.starts_with(c));
+            (d <= limit && d < c.len().max(word.len()) || prefix).then_some((d, c))
+        })
         .min_by_key(|(d, _)| *d)
         .map(|(_, c)| format!("did you mean `{c}`?"))
 }

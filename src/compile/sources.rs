@@ -275,8 +275,8 @@ fn modbus(cx: &mut Cx, path: &str, m: &ModbusSourceSpec) -> ModbusPlan {
         } else {
             p.address
         };
-        let span = if kind == PointType::Bool && p.bit.is_none() { 1 } else { u32::from(count) };
-        if address + span > 65_536 {
+        let span = if kind == PointType::Bool && p.bit.is_none() { 1 } else { u64::from(count) };
+        if u64::from(address) + span > 65_536 {
             cx.err(
                 Code::ModbusPoint,
                 &key(&pp, "address"),
@@ -656,6 +656,33 @@ mod tests {
         let many: Vec<_> = (0..130).map(|i| pt(1, Table::Input, i, 1)).collect();
         let r = plan_requests(&many, 0);
         assert_eq!(r.iter().map(|r| r.count).collect::<Vec<_>>(), vec![125, 5]);
+    }
+
+    proptest::proptest! {
+        /// Every point lands in exactly one request that covers all its
+        /// registers, on its unit and table, within the protocol limits.
+        #[test]
+        fn requests_cover_every_point_within_limits(
+            raw in proptest::collection::vec((1u8..4, 0u8..4, 0u16..400, 1u16..5), 0..80),
+            gap in 0u16..20,
+        ) {
+            let tables = [Table::Coil, Table::Discrete, Table::Input, Table::Holding];
+            let points: Vec<PointPlan> = raw.iter().map(|&(u, t, a, c)| pt(u, tables[t as usize], a, c)).collect();
+            let reqs = plan_requests(&points, gap);
+            let mut seen = vec![0; points.len()];
+            for r in &reqs {
+                let limit = if matches!(r.table, Table::Coil | Table::Discrete) { 2000 } else { 125 };
+                proptest::prop_assert!(r.count as u32 <= limit);
+                for &i in &r.points {
+                    seen[i] += 1;
+                    let p = &points[i];
+                    proptest::prop_assert_eq!((p.unit_id, p.table), (r.unit_id, r.table));
+                    proptest::prop_assert!(p.address >= r.address);
+                    proptest::prop_assert!(u32::from(p.address) + u32::from(p.count) <= u32::from(r.address) + u32::from(r.count));
+                }
+            }
+            proptest::prop_assert!(seen.iter().all(|&n| n == 1));
+        }
     }
 
     #[test]

@@ -37,6 +37,9 @@ use record::Record;
 const QUEUE: usize = 16;
 /// Records per batch from the simulator.
 const SIM_BATCH: usize = 4096;
+/// Where channel-validation state is kept in the store's `state` table.
+const STATE_COMPONENT: &str = "validate";
+const STATE_KEY: &str = "channels";
 /// Where the virtual clock starts unless a source sets `start`: 2026-01-01T00:00:00Z.
 pub const VIRTUAL_EPOCH: time::Micros = 1_767_225_600_000_000;
 
@@ -142,6 +145,14 @@ pub fn run(plan: &Plan, opts: RunOptions, output: &mut Output) -> Result<RunRepo
         Some(s) => Some(Store::open(&s.path, s.retention).map_err(EngineError::Store)?),
         None => None,
     };
+    // Live runs continue the channel state of the previous run (cron with
+    // --once behaves like the daemon). Replays (--input) and virtual-clock
+    // simulations live in their own time and neither read nor write it.
+    let live = opts.input.is_none() && opts.duration.is_none() && opts.count.is_none();
+    let saved_state = match &store {
+        Some(st) if live => st.load_state(STATE_COMPONENT, STATE_KEY).map_err(EngineError::Store)?,
+        _ => None,
+    };
 
     let (tx, mut rx) = mpsc::channel::<Vec<Record>>(QUEUE);
     let progress = Arc::new(AtomicU64::new(0));
@@ -152,6 +163,7 @@ pub fn run(plan: &Plan, opts: RunOptions, output: &mut Output) -> Result<RunRepo
         let (reader, len) = input::open(&inp.path).map_err(|e| EngineError::Input(display_path(&inp.path), e))?;
         bar = make_bar(opts.progress, len, "reading");
         let (format, max_line, stop, prog) = (inp.format, inp.max_line, shutdown.flag.clone(), progress.clone());
+        let max_records = opts.count;
         let name = if inp.path == "-" { "stdin".to_string() } else { "input".to_string() };
         input_handle = Some(std::thread::spawn(move || {
             let mut reported = 0u64;
@@ -164,7 +176,7 @@ pub fn run(plan: &Plan, opts: RunOptions, output: &mut Output) -> Result<RunRepo
                 }
             };
             let mut emit = |b: Vec<Record>| tx.blocking_send(b).is_ok();
-            input::read_records(reader, format, max_line, &name, &stop, &prog, &mut reject, &mut emit)
+            input::read_records(reader, format, max_line, max_records, &name, &stop, &prog, &mut reject, &mut emit)
         }));
     } else {
         let virtual_clock = opts.duration.is_some() || opts.count.is_some();
@@ -195,7 +207,7 @@ pub fn run(plan: &Plan, opts: RunOptions, output: &mut Output) -> Result<RunRepo
                     loop {
                         tokio::select! {
                             _ = ticker.tick() => {}
-                            _ = stop.changed() => break,
+                            _ = stop.wait_for(|stopped| *stopped) => break,
                         }
                         let mut batch = Vec::with_capacity(sim.signal_count());
                         sim.tick_at(time::now_micros(), &mut batch);
@@ -212,7 +224,7 @@ pub fn run(plan: &Plan, opts: RunOptions, output: &mut Output) -> Result<RunRepo
                 loop {
                     tokio::select! {
                         _ = ticker.tick() => {}
-                        _ = stop.changed() => break,
+                        _ = stop.wait_for(|stopped| *stopped) => break,
                     }
                     if tx.send(Vec::new()).await.is_err() {
                         break;
@@ -239,6 +251,12 @@ pub fn run(plan: &Plan, opts: RunOptions, output: &mut Output) -> Result<RunRepo
 
     let mut report = RunReport::default();
     let mut validator = ChannelValidator::new(&plan.channels);
+    if let Some(state) = saved_state {
+        validator.restore_state(&state);
+    }
+    if live {
+        validator.expect_named_channels(time::now_micros());
+    }
     let mut stop_rx = shutdown.subscribe();
     let mut deadline: Option<tokio::time::Instant> = None;
     let mut out_batch: Vec<Record> = Vec::new();
@@ -248,7 +266,7 @@ pub fn run(plan: &Plan, opts: RunOptions, output: &mut Output) -> Result<RunRepo
             tokio::select! {
                 biased;
                 b = rx.recv() => Some(b),
-                _ = stop_rx.changed(), if deadline.is_none() => None,
+                _ = stop_rx.wait_for(|stopped| *stopped), if deadline.is_none() => None,
                 _ = sleep_until(deadline), if deadline.is_some() => Some(None),
             }
         });
@@ -286,6 +304,16 @@ pub fn run(plan: &Plan, opts: RunOptions, output: &mut Output) -> Result<RunRepo
                 }
             }
         }
+        // Nothing waiting: show what we have (live runs trickle).
+        if rx.is_empty() && !report.output_closed {
+            if let Err(e) = output.flush() {
+                report.output_closed = true;
+                shutdown.trigger();
+                if let OutputError::Io(e) = e {
+                    output_error = Some(e);
+                }
+            }
+        }
         if let Some(b) = &bar {
             b.set_position(match &opts.input {
                 Some(_) => progress.load(Ordering::Relaxed),
@@ -317,7 +345,9 @@ pub fn run(plan: &Plan, opts: RunOptions, output: &mut Output) -> Result<RunRepo
     report.validate = validator.stats;
     report.printed = output.records;
     if let Some(h) = input_handle {
-        if h.is_finished() || !report.interrupted {
+        // A thread still blocked on a quiet stdin is left behind; the lines it
+        // had read were handed over before it blocked.
+        if h.is_finished() {
             match h.join() {
                 Ok(Ok(stats)) => report.input = Some(stats),
                 Ok(Err(e)) => {
@@ -330,7 +360,14 @@ pub fn run(plan: &Plan, opts: RunOptions, output: &mut Output) -> Result<RunRepo
     }
     if let Some(h) = store_handle {
         match h.join() {
-            Ok(Ok((_store, stats))) => report.store = Some(stats),
+            Ok(Ok((store, stats))) => {
+                if live {
+                    store
+                        .save_state(STATE_COMPONENT, STATE_KEY, &validator.save_state())
+                        .map_err(EngineError::Store)?;
+                }
+                report.store = Some(stats);
+            }
             Ok(Err((e, _))) => return Err(EngineError::Store(e)),
             Err(_) => {}
         }
@@ -419,8 +456,9 @@ fn run_virtual(
 ) {
     let mut batch = Vec::with_capacity(SIM_BATCH);
     if once {
+        let now = time::now_micros();
         for s in &mut sims {
-            s.tick(&mut batch);
+            s.tick_at(now, &mut batch);
         }
         let _ = tx.blocking_send(batch);
         return;

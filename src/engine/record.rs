@@ -143,13 +143,18 @@ impl Record {
     }
 }
 
+/// Longest unit or source name accepted from input (bytes).
+pub const MAX_NAME: usize = 200;
+
 /// Interns channel, source and unit names so each is allocated once.
 ///
 /// Bounded: past `cap` distinct names new ones are allocated per use instead
-/// of remembered, so hostile input with unique names cannot grow it without
-/// bound.
+/// of remembered, and every name is at most 200 bytes, so hostile input with
+/// unique names cannot grow it without bound. Channel names live apart from
+/// units and sources: only they are checked, once, when first seen.
 pub struct Interner {
-    map: HashMap<Box<str>, Arc<str>>,
+    channels: HashMap<Box<str>, Arc<str>>,
+    names: HashMap<Box<str>, Arc<str>>,
     cap: usize,
 }
 
@@ -159,20 +164,38 @@ impl Default for Interner {
     }
 }
 
+fn intern(map: &mut HashMap<Box<str>, Arc<str>>, cap: usize, s: &str) -> Arc<str> {
+    if let Some(a) = map.get(s) {
+        return a.clone();
+    }
+    let a: Arc<str> = Arc::from(s);
+    if map.len() < cap {
+        map.insert(Box::from(s), a.clone());
+    }
+    a
+}
+
 impl Interner {
     pub fn with_cap(cap: usize) -> Self {
-        Interner { map: HashMap::new(), cap }
+        Interner { channels: HashMap::new(), names: HashMap::new(), cap }
     }
 
-    pub fn get(&mut self, s: &str) -> Arc<str> {
-        if let Some(a) = self.map.get(s) {
-            return a.clone();
+    /// A unit or source name.
+    pub fn name(&mut self, what: &str, s: &str) -> Result<Arc<str>, LineError> {
+        if s.len() > MAX_NAME {
+            return Err(LineError(format!("`{what}` is longer than {MAX_NAME} bytes")));
         }
-        let a: Arc<str> = Arc::from(s);
-        if self.map.len() < self.cap {
-            self.map.insert(Box::from(s), a.clone());
+        Ok(intern(&mut self.names, self.cap, s))
+    }
+
+    /// A channel name, checked the first time it is seen.
+    pub fn channel(&mut self, s: &str) -> Result<Arc<str>, LineError> {
+        if let Some(a) = self.channels.get(s) {
+            return Ok(a.clone());
         }
-        a
+        crate::compile::check_channel_name(s)
+            .map_err(|why| LineError(format!("`channel` is not a channel name: {why}")))?;
+        Ok(intern(&mut self.channels, self.cap, s))
     }
 }
 
@@ -276,7 +299,7 @@ pub struct LineError(pub String);
 struct RawLine<'a> {
     #[serde(borrow, default)]
     kind: Option<Cow<'a, str>>,
-    #[serde(default)]
+    #[serde(borrow, default)]
     ts: Option<RawTs<'a>>,
     #[serde(borrow, default)]
     channel: Option<Cow<'a, str>>,
@@ -292,12 +315,39 @@ struct RawLine<'a> {
     source: Option<Cow<'a, str>>,
 }
 
-#[derive(Deserialize)]
-#[serde(untagged)]
+/// `ts` as RFC 3339 text or Unix seconds. A hand-written visitor: serde's
+/// untagged enums buffer the value first, which allocates on every line.
 enum RawTs<'a> {
-    Text(#[serde(borrow)] Cow<'a, str>),
-    /// Unix seconds.
+    Text(Cow<'a, str>),
     Number(f64),
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for RawTs<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = RawTs<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an RFC 3339 time or Unix seconds")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<RawTs<'a>, E> {
+                Ok(RawTs::Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawTs<'a>, E> {
+                Ok(RawTs::Text(Cow::Owned(v.to_string())))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<RawTs<'a>, E> {
+                Ok(RawTs::Number(v))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<RawTs<'a>, E> {
+                Ok(RawTs::Number(v as f64))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<RawTs<'a>, E> {
+                Ok(RawTs::Number(v as f64))
+            }
+        }
+        d.deserialize_any(V(std::marker::PhantomData))
+    }
 }
 
 struct FlagList(Flags);
@@ -344,10 +394,7 @@ pub fn parse_ndjson_line(
             return Ok(Record::Other { kind: kind.into(), line: text.trim_end().into() });
         }
     }
-    let channel = raw.channel.ok_or_else(|| LineError("no `channel`".into()))?;
-    if let Err(why) = crate::compile::check_channel_name(&channel) {
-        return Err(LineError(format!("`channel` is not a channel name: {why}")));
-    }
+    let channel = interner.channel(&raw.channel.ok_or_else(|| LineError("no `channel`".into()))?)?;
     let ts = match raw.ts {
         None => now,
         Some(RawTs::Text(t)) => {
@@ -369,12 +416,15 @@ pub fn parse_ndjson_line(
     }
     Ok(Record::Reading(Reading {
         ts,
-        channel: interner.get(&channel),
+        channel,
         value: raw.value,
-        unit: raw.unit.map(|u| interner.get(&u)),
+        unit: raw.unit.map(|u| interner.name("unit", &u)).transpose()?,
         quality,
         flags,
-        source: raw.source.map_or_else(|| default_source.clone(), |s| interner.get(&s)),
+        source: match raw.source {
+            None => default_source.clone(),
+            Some(s) => interner.name("source", &s)?,
+        },
         from_input: true,
     }))
 }

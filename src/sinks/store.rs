@@ -334,11 +334,22 @@ fn commit(store: &Store, cols: &mut ReadingColumns, stats: &mut StoreStats) -> R
     let started = Instant::now();
     let n = cols.len as u64;
     let batch = cols.finish();
-    let mut app = store.conn.appender("readings").map_err(|e| classify(&store.path, e))?;
-    app.append_record_batch(batch).map_err(|e| classify(&store.path, e))?;
-    // One flush is one commit of the whole batch.
-    app.flush().map_err(|e| classify(&store.path, e))?;
-    drop(app);
+    // One explicit transaction per batch: the appender may flush on its own
+    // inside a large batch, and a batch is all or nothing.
+    let err = |e| classify(&store.path, e);
+    store.conn.execute_batch("BEGIN TRANSACTION").map_err(err)?;
+    let appended = (|| {
+        let mut app = store.conn.appender("readings")?;
+        app.append_record_batch(batch)?;
+        app.flush()
+    })();
+    match appended {
+        Ok(()) => store.conn.execute_batch("COMMIT").map_err(err)?,
+        Err(e) => {
+            let _ = store.conn.execute_batch("ROLLBACK");
+            return Err(err(e));
+        }
+    }
     stats.readings += n;
     stats.commits += 1;
     stats.commit_time += started.elapsed();

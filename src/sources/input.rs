@@ -16,6 +16,8 @@ use crate::engine::time::{now_micros, parse_rfc3339};
 pub const DEFAULT_MAX_LINE: usize = 1 << 20;
 /// Records per batch handed to the engine.
 pub const BATCH: usize = 4096;
+/// Input bytes per batch at most, whatever the record count.
+pub const MAX_BATCH_BYTES: usize = 8 << 20;
 /// Rejections reported one by one before only counting.
 pub const REPORTED_REJECTIONS: u64 = 20;
 
@@ -166,6 +168,7 @@ pub fn read_records(
     reader: Box<dyn Read + Send>,
     format: InputFormat,
     max_line: usize,
+    max_records: Option<u64>,
     source_name: &str,
     stop: &AtomicBool,
     progress: &AtomicU64,
@@ -177,20 +180,30 @@ pub fn read_records(
     let mut interner = Interner::default();
     let default_source: Arc<str> = Arc::from(source_name);
     let mut batch = Vec::with_capacity(BATCH);
+    let mut batch_bytes = 0usize;
     let mut csv_header: Option<CsvHeader> = None;
     // Lines without `ts` are stamped on arrival; one clock read per batch.
     let mut now = now_micros();
+    let mut hand_over = |batch: &mut Vec<Record>, batch_bytes: &mut usize, bytes: u64| {
+        progress.store(bytes, Ordering::Relaxed);
+        *batch_bytes = 0;
+        emit(std::mem::replace(batch, Vec::with_capacity(BATCH)))
+    };
     loop {
+        let stopping = stop.load(Ordering::Relaxed);
         // Hand over what is read before a read that may block (a quiet pipe),
-        // so a signal then loses nothing that was read.
-        if !batch.is_empty() && !lines.has_line() {
-            progress.store(lines.bytes, Ordering::Relaxed);
-            if !emit(std::mem::replace(&mut batch, Vec::with_capacity(BATCH))) {
+        // so a signal then loses nothing that was read. After a signal, the
+        // lines already in memory are still processed; nothing more is read.
+        if !lines.has_line() {
+            if !batch.is_empty() && !hand_over(&mut batch, &mut batch_bytes, lines.bytes) {
                 return Ok(stats);
             }
-            if stop.load(Ordering::Relaxed) {
+            if stopping {
                 break;
             }
+        }
+        if max_records.is_some_and(|m| stats.records >= m) {
+            break;
         }
         let line = match lines.next_line()? {
             None => break,
@@ -204,6 +217,7 @@ pub fn read_records(
                 if n == 1 {
                     bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
                 }
+                batch_bytes += bytes.len();
                 if bytes.iter().all(u8::is_ascii_whitespace) {
                     Ok(None)
                 } else {
@@ -231,19 +245,16 @@ pub fn read_records(
                 reject(n, &why);
             }
         }
-        if batch.len() >= BATCH {
-            progress.store(lines.bytes, Ordering::Relaxed);
-            if !emit(std::mem::replace(&mut batch, Vec::with_capacity(BATCH))) {
-                break;
+        // Batches are bounded in records and in bytes (long pass-through lines).
+        if batch.len() >= BATCH || batch_bytes >= MAX_BATCH_BYTES {
+            if !hand_over(&mut batch, &mut batch_bytes, lines.bytes) {
+                return Ok(stats);
             }
             now = now_micros();
-            if stop.load(Ordering::Relaxed) {
-                break;
-            }
         }
     }
     if !batch.is_empty() {
-        emit(batch);
+        hand_over(&mut batch, &mut batch_bytes, lines.bytes);
     }
     stats.bytes = lines.bytes;
     progress.store(lines.bytes, Ordering::Relaxed);
@@ -302,9 +313,7 @@ impl CsvHeader {
                 return Err(LineError(format!("CSV input carries readings only, not `{k}`")));
             }
         }
-        let channel = get(Some(self.channel)).ok_or_else(|| LineError("no `channel`".into()))?;
-        crate::compile::check_channel_name(channel)
-            .map_err(|w| LineError(format!("`channel` is not a channel name: {w}")))?;
+        let channel = interner.channel(get(Some(self.channel)).ok_or_else(|| LineError("no `channel`".into()))?)?;
         let value = match get(Some(self.value)) {
             None | Some("null") => None,
             Some(v) => Some(v.parse::<f64>().map_err(|_| LineError(format!("`value` {v:?} is not a number")))?),
@@ -328,12 +337,15 @@ impl CsvHeader {
         }
         Ok(Record::Reading(Reading {
             ts,
-            channel: interner.get(channel),
+            channel,
             value,
-            unit: get(self.unit).map(|u| interner.get(u)),
+            unit: get(self.unit).map(|u| interner.name("unit", u)).transpose()?,
             quality,
             flags,
-            source: get(self.source).map_or_else(|| default_source.clone(), |s| interner.get(s)),
+            source: match get(self.source) {
+                None => default_source.clone(),
+                Some(s) => interner.name("source", s)?,
+            },
             from_input: true,
         }))
     }
@@ -374,6 +386,7 @@ mod tests {
             Box::new(&data[..]),
             InputFormat::Csv,
             1024,
+            None,
             "input",
             &AtomicBool::new(false),
             &AtomicU64::new(0),

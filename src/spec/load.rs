@@ -28,7 +28,9 @@ pub const MAX_SPEC_BYTES: usize = 4 * 1024 * 1024;
 /// Deepest nesting accepted.
 pub const MAX_DEPTH: usize = 64;
 /// Most nodes accepted, counting every alias expansion.
-pub const MAX_NODES: usize = 200_000;
+pub const MAX_NODES: usize = 50_000;
+/// Most bytes of keys and scalars accepted, counting every alias expansion.
+pub const MAX_EXPANDED_BYTES: usize = 16 * 1024 * 1024;
 
 /// A YAML value with the position it was read from.
 #[derive(Debug, Clone)]
@@ -79,18 +81,6 @@ impl Node {
             }
         }
     }
-
-    fn kind_name(&self) -> &'static str {
-        match self.value {
-            NodeValue::Null => "null",
-            NodeValue::Bool(_) => "a boolean",
-            NodeValue::Int(_) => "an integer",
-            NodeValue::Float(_) => "a number",
-            NodeValue::Str(_) => "a string",
-            NodeValue::Seq(_) => "a list",
-            NodeValue::Map(_) => "a map",
-        }
-    }
 }
 
 /// A loaded spec file: its text, its tree and the index from key paths to
@@ -126,6 +116,11 @@ impl SpecDoc {
                 None => return (self.root.span, self.root.span),
             }
         }
+    }
+
+    fn reindex(&mut self) {
+        self.index.clear();
+        index_node(&self.root, String::new(), self.root.span, &mut self.index);
     }
 
     /// The node at a key path, if there is one.
@@ -227,9 +222,9 @@ pub fn load_bytes(path: &str, bytes: Vec<u8>) -> Result<SpecDoc, LoadError> {
     let text = text.strip_prefix('\u{feff}').map(str::to_string).unwrap_or(text);
     match build_tree(&text) {
         Ok(root) => {
-            let mut index = HashMap::new();
-            index_node(&root, String::new(), root.span, &mut index);
-            Ok(SpecDoc { path: path.to_string(), text, root, index })
+            let mut doc = SpecDoc { path: path.to_string(), text, root, index: HashMap::new() };
+            doc.reindex();
+            Ok(doc)
         }
         Err(d) => Err(LoadError::Invalid(SpecDoc::empty(path, text), vec![d])),
     }
@@ -278,9 +273,9 @@ pub fn deserialize_at<T: DeserializeOwned>(
                 }
                 let code = if message.starts_with("missing field") { Code::MissingField } else { Code::InvalidValue };
                 let span = if code == Code::MissingField { doc.key_span(&full) } else { doc.value_span(&full) };
-                let message = humanize_serde(&message, doc.node(&full));
+                let message = humanize_serde(&message);
                 let _ = inner;
-                diags.push(Diagnostic::error(code, format!("{message} ({what})")).at(span).path(&full));
+                diags.push(Diagnostic::error(code, format!("{message} in {what}")).at(span).path(&full));
                 return None;
             }
         }
@@ -325,13 +320,47 @@ fn parse_unknown_field(message: &str) -> Option<(String, Vec<String>)> {
     Some((field, expected))
 }
 
-/// Rephrases serde's messages in the spec's terms.
-fn humanize_serde(message: &str, node: Option<&Node>) -> String {
-    let message = message.replace("invalid type: map, expected", "expected").replace("invalid type: ", "found ");
-    match node {
-        Some(n) if message.starts_with("found") => message.replacen("found", &format!("found {}:", n.kind_name()), 1),
-        _ => message,
+/// Rephrases serde's messages in the spec's terms:
+/// `invalid type: string "lots", expected usize` → `expected a whole number, found the string "lots"`.
+fn humanize_serde(message: &str) -> String {
+    let words = |t: &str| -> String {
+        let t = t.trim();
+        match t {
+            "usize" | "u8" | "u16" | "u32" | "u64" | "i64" | "i32" => "a whole number".into(),
+            "f64" | "f32" => "a number".into(),
+            "a string" | "a borrowed string" => "a string".into(),
+            "a boolean" => "true or false".into(),
+            "a sequence" => "a list".into(),
+            _ if t.starts_with("a sequence") || t.starts_with("an array") => "a list".into(),
+            _ if t.starts_with("struct ") || t == "a map" => "a map of keys".into(),
+            _ => t.to_string(),
+        }
+    };
+    if let Some(rest) = message.strip_prefix("invalid type: ").or_else(|| message.strip_prefix("invalid value: ")) {
+        if let Some((found, expected)) = rest.split_once(", expected ") {
+            let found = match found {
+                "map" => "a map".to_string(),
+                "sequence" => "a list".to_string(),
+                "null" | "unit value" => "nothing".to_string(),
+                f if f.starts_with("string ") => format!("the string {}", &f[7..]),
+                f if f.starts_with("integer ") => format!("the number {}", &f[8..]),
+                f if f.starts_with("floating point ") => format!("the number {}", &f[15..]),
+                f if f.starts_with("boolean ") => format!("{}", &f[8..]),
+                f => f.to_string(),
+            };
+            return format!("expected {}, found {found}", words(expected));
+        }
     }
+    if let Some(rest) = message.strip_prefix("unknown variant ") {
+        return format!(
+            "unknown value {}",
+            rest.replace("expected one of", "expected one of:").replace("expected", "expected")
+        );
+    }
+    if let Some(field) = message.strip_prefix("missing field ") {
+        return format!("missing key {field}");
+    }
+    message.to_string()
 }
 
 /// Applies `--set PATH=VALUE` to the tree: `store.batch=1000`,
@@ -363,6 +392,7 @@ pub fn apply_override(doc: &mut SpecDoc, assignment: &str) -> Result<(), String>
                 if last {
                     let span = entries[pos].2.span;
                     entries[pos].2 = Node { span, value: value.value.clone() };
+                    doc.reindex();
                     return Ok(());
                 }
                 node = &mut entries[pos].2;
@@ -376,6 +406,7 @@ pub fn apply_override(doc: &mut SpecDoc, assignment: &str) -> Result<(), String>
                 if last {
                     let span = item.span;
                     *item = Node { span, value: value.value.clone() };
+                    doc.reindex();
                     return Ok(());
                 }
                 node = item;
@@ -453,15 +484,21 @@ enum Frame {
 fn build_tree(text: &str) -> Result<Node, Diagnostic> {
     let mut parser = Parser::new_from_str(text);
     let mut stack: Vec<Frame> = Vec::new();
-    let mut anchors: HashMap<usize, (Node, usize)> = HashMap::new();
+    // anchor id → (node, nodes in it, bytes in it)
+    let mut anchors: HashMap<usize, (Node, usize, usize)> = HashMap::new();
     let mut nodes = 0usize;
+    let mut bytes = 0usize;
     let mut root: Option<Node> = None;
     let mut documents = 0;
     loop {
         let (event, mark) = parser.next_token().map_err(|e| {
             let m = e.marker();
-            Diagnostic::error(Code::Syntax, format!("YAML syntax error: {}", e.info()))
-                .at(Span { line: m.line(), col: m.col() + 1 })
+            let span = Span { line: m.line(), col: m.col() + 1 };
+            // The scanner has its own nesting limit for flow collections.
+            if e.info().contains("recursion limit") {
+                return Diagnostic::error(Code::TooLarge, format!("nesting deeper than {MAX_DEPTH} levels")).at(span);
+            }
+            Diagnostic::error(Code::Syntax, format!("YAML syntax error: {}", e.info())).at(span)
         })?;
         // yaml-rust2 counts lines from 1 and columns from 0.
         let span = Span { line: mark.line(), col: mark.col() + 1 };
@@ -476,23 +513,26 @@ fn build_tree(text: &str) -> Result<Node, Diagnostic> {
                 None
             }
             Event::Alias(id) => {
-                let (node, size) = anchors
+                let (node, size, len) = anchors
                     .get(&id)
                     .ok_or_else(|| Diagnostic::error(Code::Syntax, "alias to an unknown anchor").at(span))?;
                 nodes += size;
-                if nodes > MAX_NODES {
+                bytes += len;
+                if nodes > MAX_NODES || bytes > MAX_EXPANDED_BYTES {
                     return Err(too_many(span));
                 }
                 Some((Node { span, value: node.value.clone() }, *size))
             }
             Event::Scalar(v, style, anchor, tag) => {
                 nodes += 1;
+                bytes += v.len();
                 let forced_str = tag.as_ref().is_some_and(|t| t.suffix == "str");
                 let value =
                     if style != TScalarStyle::Plain || forced_str { NodeValue::Str(v) } else { plain_scalar(v) };
                 let node = Node { span, value };
                 if anchor > 0 {
-                    anchors.insert(anchor, (node.clone(), 1));
+                    let len = scalar_bytes(&node);
+                    anchors.insert(anchor, (node.clone(), 1, len));
                 }
                 Some((node, 1))
             }
@@ -515,8 +555,8 @@ fn build_tree(text: &str) -> Result<Node, Diagnostic> {
                     return Err(too_many(span));
                 }
                 if anchor > 0 {
-                    let size = count_nodes(&node);
-                    anchors.insert(anchor, (node.clone(), size));
+                    let (size, len) = (count_nodes(&node), scalar_bytes(&node));
+                    anchors.insert(anchor, (node.clone(), size, len));
                 }
                 Some((node, 1))
             }
@@ -567,8 +607,24 @@ fn push_frame(stack: &mut Vec<Frame>, frame: Frame, span: Span) -> Result<(), Di
 }
 
 fn too_many(span: Span) -> Diagnostic {
-    Diagnostic::error(Code::TooLarge, format!("the document expands to more than {MAX_NODES} values (alias bomb?)"))
-        .at(span)
+    Diagnostic::error(
+        Code::TooLarge,
+        format!(
+            "the document expands to more than {MAX_NODES} values or {} MiB (alias bomb?)",
+            MAX_EXPANDED_BYTES >> 20
+        ),
+    )
+    .at(span)
+}
+
+/// Bytes of the keys and strings in a node (what a copy of it costs).
+fn scalar_bytes(node: &Node) -> usize {
+    match &node.value {
+        NodeValue::Str(s) => s.len(),
+        NodeValue::Seq(items) => items.iter().map(scalar_bytes).sum(),
+        NodeValue::Map(entries) => entries.iter().map(|(k, _, v)| k.len() + scalar_bytes(v)).sum(),
+        _ => 8,
+    }
 }
 
 fn count_nodes(node: &Node) -> usize {
@@ -660,6 +716,8 @@ mod tests {
             bomb += &format!("l{i}: &l{i} [*{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}]\n");
         }
         assert_eq!(load(&bomb).unwrap_err()[0].code, Code::TooLarge);
+        let big = format!("a: &a \"{}\"\nb: [{}]\n", "x".repeat(1 << 20), vec!["*a"; 20].join(", "));
+        assert_eq!(load(&big).unwrap_err()[0].code, Code::TooLarge);
         let dup = load("a: 1\nb: 2\na: 3\n").unwrap_err();
         assert_eq!(dup[0].code, Code::DuplicateKey);
         assert_eq!(dup[0].span.unwrap().line, 3);

@@ -21,6 +21,10 @@ use crate::engine::time::Micros;
 
 /// Most channels whose state is remembered.
 pub const MAX_CHANNELS: usize = 100_000;
+/// Readings stamped further than this ahead of the wall clock are checked
+/// without touching channel state: one reading from a device with a wrong
+/// clock must not disable rate, stuck and stale checks for the rest of time.
+pub const MAX_CLOCK_SKEW_US: i64 = 5 * 60 * 1_000_000;
 
 struct Rule {
     plan: ChannelRule,
@@ -34,6 +38,8 @@ struct ChannelState {
     rule: Option<u32>,
     last_ts: Micros,
     last_value: Option<f64>,
+    /// Time of `last_value` (bad readings without a value move `last_ts` only).
+    last_value_ts: Micros,
     stuck_since: Micros,
     stuck_value: Option<f64>,
     stale_reported: bool,
@@ -103,8 +109,17 @@ impl ChannelValidator {
     /// batch with stale-gap readings inserted where gaps were found.
     pub fn process(&mut self, batch: Vec<Record>, out: &mut Vec<Record>) {
         out.reserve(batch.len());
+        let horizon = crate::engine::time::now_micros() + MAX_CLOCK_SKEW_US;
         for mut rec in batch {
             if let Record::Reading(r) = &mut rec {
+                if r.ts > horizon {
+                    if let Some(i) = self.rule_for(&r.channel) {
+                        apply_stateless(&self.rules[i as usize], r);
+                    }
+                    self.count(r.quality);
+                    out.push(rec);
+                    continue;
+                }
                 if let Some(gap) = self.check(r) {
                     out.push(Record::Reading(gap));
                 }
@@ -114,6 +129,31 @@ impl ChannelValidator {
         }
         if !self.stale_watch.is_empty() {
             self.scan_stale(self.watermark, out);
+        }
+    }
+
+    /// Live runs: channels named exactly in a rule with `stale` are expected
+    /// from `now` on, so one that never reports is reported stale too.
+    pub fn expect_named_channels(&mut self, now: Micros) {
+        for (name, &i) in &self.exact {
+            if self.rules[i as usize].stale_us.is_none() || self.states.contains_key(name.as_str()) {
+                continue;
+            }
+            let channel: Arc<str> = Arc::from(name.as_str());
+            self.stale_watch.push(channel.clone());
+            self.states.insert(
+                channel,
+                ChannelState {
+                    rule: Some(i),
+                    last_ts: now,
+                    last_value: None,
+                    last_value_ts: now,
+                    stuck_since: now,
+                    stuck_value: None,
+                    stale_reported: false,
+                    source: Arc::from("validate"),
+                },
+            );
         }
     }
 
@@ -181,6 +221,7 @@ impl ChannelValidator {
                         rule,
                         last_ts: r.ts,
                         last_value: None,
+                        last_value_ts: r.ts,
                         stuck_since: r.ts,
                         stuck_value: None,
                         stale_reported: false,
@@ -209,7 +250,7 @@ impl ChannelValidator {
         if r.ts >= st.last_ts {
             if let Some(v) = r.value {
                 if let (Some(max_rate), Some(prev)) = (rule.plan.max_rate, st.last_value) {
-                    let dt = (r.ts - st.last_ts) as f64 / 1e6;
+                    let dt = (r.ts - st.last_value_ts) as f64 / 1e6;
                     if dt > 0.0 && (v - prev).abs() / dt > max_rate {
                         r.quality = r.quality.max(Quality::Suspect);
                         r.flags.insert(Flags::RATE);
@@ -227,12 +268,86 @@ impl ChannelValidator {
                     }
                 }
                 st.last_value = Some(v);
+                st.last_value_ts = r.ts;
             }
             st.last_ts = r.ts;
             st.stale_reported = false;
         }
         st.source = r.source.clone();
         gap
+    }
+}
+
+/// What is kept of a channel between runs (`state` table, component `validate`).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SavedChannel {
+    ts: Micros,
+    value: Option<f64>,
+    #[serde(default)]
+    value_ts: Option<Micros>,
+    stuck_since: Micros,
+    stuck_value: Option<f64>,
+    stale: bool,
+    source: String,
+}
+
+impl ChannelValidator {
+    /// The per-channel state as JSON, so the next run continues where this
+    /// one stopped (`--once` under cron behaves like a long run).
+    pub fn save_state(&self) -> String {
+        let map: std::collections::BTreeMap<&str, SavedChannel> = self
+            .states
+            .iter()
+            .map(|(ch, st)| {
+                (
+                    &**ch,
+                    SavedChannel {
+                        ts: st.last_ts,
+                        value: st.last_value,
+                        value_ts: Some(st.last_value_ts),
+                        stuck_since: st.stuck_since,
+                        stuck_value: st.stuck_value,
+                        stale: st.stale_reported,
+                        source: st.source.to_string(),
+                    },
+                )
+            })
+            .collect();
+        serde_json::to_string(&map).unwrap_or_default()
+    }
+
+    /// Restores what [`save_state`](Self::save_state) wrote. Rules are
+    /// resolved again, so a changed spec applies at once; unreadable state is
+    /// ignored (it is a cache of the past, not data).
+    pub fn restore_state(&mut self, json: &str) {
+        let Ok(map) = serde_json::from_str::<std::collections::BTreeMap<String, SavedChannel>>(json) else {
+            tracing::warn!("ignoring unreadable channel state in the store");
+            return;
+        };
+        let horizon = crate::engine::time::now_micros() + MAX_CLOCK_SKEW_US;
+        for (ch, saved) in map.into_iter().take(MAX_CHANNELS) {
+            if crate::compile::check_channel_name(&ch).is_err() || saved.ts > horizon {
+                continue;
+            }
+            let channel: Arc<str> = Arc::from(ch.as_str());
+            let rule = self.rule_for(&ch);
+            if rule.is_some_and(|i| self.rules[i as usize].stale_us.is_some()) {
+                self.stale_watch.push(channel.clone());
+            }
+            self.states.insert(
+                channel,
+                ChannelState {
+                    rule,
+                    last_ts: saved.ts,
+                    last_value: saved.value,
+                    last_value_ts: saved.value_ts.unwrap_or(saved.ts),
+                    stuck_since: saved.stuck_since,
+                    stuck_value: saved.stuck_value,
+                    stale_reported: saved.stale,
+                    source: Arc::from(saved.source.as_str()),
+                },
+            );
+        }
     }
 }
 
@@ -327,6 +442,34 @@ mod tests {
         let stale: Vec<_> = out.iter().filter(|r| r.flags.contains(Flags::STALE)).collect();
         assert_eq!(stale.len(), 1);
         assert_eq!(stale[0].ts, 10_000_000);
+    }
+
+    #[test]
+    fn rate_is_measured_from_the_last_value_and_future_times_do_not_stick() {
+        let mut v = ChannelValidator::new(&[rule("boiler.temp*")]);
+        // 50 at t=0, a timeout at t=10, then 60 at t=11: 10 in 11 s is below 5/s.
+        let out = run(&mut v, vec![reading(0, Some(50.0)), reading(10, None), reading(11, Some(60.0))]);
+        assert!(!out[2].flags.contains(Flags::RATE));
+        // A reading from a clock a year ahead is checked but leaves state alone.
+        let future = crate::engine::time::now_micros() / 1_000_000 + 365 * 86_400;
+        let out = run(&mut v, vec![reading(future, Some(200.0)), reading(12, Some(61.0))]);
+        assert!(out[0].flags.contains(Flags::OUT_OF_RANGE));
+        assert_eq!(out.iter().filter(|r| r.flags.contains(Flags::STALE)).count(), 0);
+        assert_eq!(out[1].quality, Quality::Good);
+    }
+
+    #[test]
+    fn state_carries_over_between_runs() {
+        let mut one = ChannelValidator::new(&[rule("boiler.temp*")]);
+        run(&mut one, (0..3).map(|s| reading(s, Some(42.0))).collect());
+        let saved = one.save_state();
+        let mut two = ChannelValidator::new(&[rule("boiler.temp*")]);
+        two.restore_state(&saved);
+        // Still 42 two seconds later: stuck since t=0 for 3 s, as in one run.
+        let out = run(&mut two, vec![reading(3, Some(42.0)), reading(4, Some(70.0))]);
+        assert!(out[0].flags.contains(Flags::STUCK));
+        assert!(out[1].flags.contains(Flags::RATE));
+        two.restore_state("not json");
     }
 
     #[test]
