@@ -1,0 +1,159 @@
+//! `acquire` on the simulator: determinism, faults, the store, the lock, pipes.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::*;
+
+#[test]
+fn the_demo_is_deterministic() {
+    let run = || eg(["acquire", "pipelines/demo.yaml", "--duration", "20m", "--no-store", "--format", "ndjson"]).run();
+    let (a, b) = (run(), run());
+    a.code(0);
+    b.code(0);
+    assert!(a.stdout.len() > 100_000);
+    assert!(a.stdout == b.stdout, "two runs with the same seed differ");
+    let other =
+        eg(["acquire", "pipelines/demo.yaml", "--duration", "20m", "--no-store", "--set", "sources.plant.seed=8"])
+            .run();
+    assert!(other.stdout != a.stdout, "the seed changes nothing");
+}
+
+#[test]
+fn the_demo_faults_are_flagged() {
+    let out = eg(["acquire", "pipelines/demo.yaml", "--duration", "45m", "--no-store"]).run();
+    out.code(0);
+    let lines = out.lines();
+    let flagged = |ch: &str, flag: &str| {
+        lines
+            .iter()
+            .filter(|l| l["channel"] == ch && l["flags"].as_array().is_some_and(|f| f.iter().any(|x| x == flag)))
+            .count()
+    };
+    // temp.b sticks at 5m for 7m; the rule says 5m without change is stuck.
+    assert!(flagged("boiler.temp.b", "stuck") > 60, "stuck");
+    assert_eq!(flagged("boiler.temp.a", "stuck"), 0);
+    // The pressure spike at 20m is out of range and too fast.
+    assert_eq!(flagged("boiler.pressure", "out_of_range"), 1);
+    // The flow drops out at 40m for 3m: one stale gap reading.
+    assert_eq!(flagged("boiler.flow", "stale"), 1);
+    let first = &lines[0];
+    assert_eq!(first["ts"], "2026-01-01T00:00:00.000Z");
+    assert_eq!(first["source"], "plant");
+}
+
+#[test]
+fn count_and_once_and_the_store() {
+    let dir = tmp();
+    let db = dir.path().join("demo.duckdb");
+    let out = eg([
+        "acquire".as_ref(),
+        "pipelines/demo.yaml".as_ref(),
+        "--count".as_ref(),
+        "1003".as_ref(),
+        "--store".as_ref(),
+        db.as_os_str(),
+    ])
+    .run();
+    out.code(0);
+    assert_eq!(out.lines().len(), 1003);
+    out.stderr_has("1003 stored in");
+    assert_eq!(query_i64(&db, "SELECT count(*) FROM readings"), 1003);
+    assert_eq!(query_i64(&db, "SELECT count(DISTINCT channel) FROM readings"), 5);
+    assert_eq!(query_i64(&db, "SELECT max(CAST(value AS BIGINT)) FROM meta WHERE key = 'schema_version'"), 1);
+
+    let out =
+        eg(["acquire".as_ref(), "pipelines/demo.yaml".as_ref(), "--once".as_ref(), "--store".as_ref(), db.as_os_str()])
+            .run();
+    out.code(0);
+    let lines = out.lines();
+    assert_eq!(lines.len(), 5, "one sample of every signal");
+    // The demo keeps 30 days: opening the store dropped the virtual-clock
+    // readings of January 2026 (retention on open).
+    assert_eq!(query_i64(&db, "SELECT count(*) FROM readings"), 5);
+    // --once is stamped now, not on the virtual clock.
+    assert!(lines[0]["ts"].as_str().unwrap() > "2026-11-01");
+}
+
+#[test]
+fn a_second_writer_gets_75_naming_the_holder() {
+    let dir = tmp();
+    let db = dir.path().join("held.duckdb");
+    let mut first = Command::new(bin())
+        .args([
+            "acquire".as_ref(),
+            "pipelines/demo.yaml".as_ref(),
+            "--store".as_ref(),
+            db.as_os_str(),
+            "--format".as_ref(),
+            "ndjson".as_ref(),
+        ])
+        .current_dir(repo())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // The first reading on stdout means the store is open.
+    let mut line = String::new();
+    BufReader::new(first.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let out =
+        eg(["acquire".as_ref(), "pipelines/demo.yaml".as_ref(), "--once".as_ref(), "--store".as_ref(), db.as_os_str()])
+            .run();
+    unsafe { libc::kill(first.id() as i32, libc::SIGTERM) };
+    let (code, _) = wait4(first.id() as i32);
+    out.code(75).stderr_has(&format!("(PID {})", first.id()));
+    assert_eq!(code, 0, "the holder drains and exits 0 on SIGTERM");
+    assert!(query_i64(&db, "SELECT count(*) FROM readings") >= 5);
+}
+
+#[test]
+fn a_closed_pipe_is_a_quiet_success() {
+    let started = Instant::now();
+    let mut child = Command::new(bin())
+        .args(["acquire", "pipelines/demo.yaml", "--duration", "30d", "--no-store"])
+        .current_dir(repo())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    // stdout is dropped here, like `| head -1`.
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+    assert!(started.elapsed() < Duration::from_secs(20));
+}
+
+#[test]
+fn unknown_flags_and_missing_store_folder() {
+    eg(["acquire", "pipelines/demo.yaml", "--once", "--bogus"]).run().code(2);
+    eg(["acquire", "pipelines/demo.yaml", "--once", "--store", "/no/such/dir/x.duckdb"])
+        .run()
+        .code(74)
+        .stderr_has("does not exist");
+}
+
+/// Two `--once` runs continue one channel state through the store: the gap
+/// between them is a stale gap, as it would be in one long run.
+#[test]
+fn once_runs_continue_the_channel_state() {
+    let dir = tmp();
+    let spec = write(
+        dir.path(),
+        "spec.yaml",
+        "version: 1\nname: t\nstore: {path: s.duckdb}\nsources:\n  sim: {type: simulate, signals: {a.b: {mean: 1}}}\nchannels:\n  a.b: {stale: 300ms}\n",
+    );
+    let once = || eg(["acquire".as_ref(), spec.as_os_str(), "--once".as_ref()]).run();
+    let first = once();
+    first.code(0);
+    assert_eq!(first.lines().len(), 1);
+    std::thread::sleep(Duration::from_millis(1000));
+    let second = once();
+    second.code(0);
+    let lines = second.lines();
+    assert_eq!(lines.len(), 2, "a stale gap, then the new reading: {}", second.stdout);
+    assert_eq!(lines[0]["flags"][0], "stale");
+    assert_eq!(query_i64(&dir.path().join("s.duckdb"), "SELECT count(*) FROM readings"), 3);
+}

@@ -1,0 +1,9 @@
+//! The integration tests: one binary that drives `edgeguard` the way users do.
+
+mod acquire;
+mod diagnostics;
+mod generated;
+mod input;
+mod signals;
+mod support;
+mod validate;

@@ -1,0 +1,111 @@
+//! `validate`: reference specs, hostile specs, and `--input`.
+
+use std::time::Duration;
+
+use crate::support::*;
+
+#[test]
+fn every_reference_pipeline_is_valid() {
+    let mut n = 0;
+    for entry in std::fs::read_dir(repo().join("pipelines")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            n += 1;
+            let out = eg(["validate".as_ref(), path.as_os_str(), "--deny-warnings".as_ref()]).run();
+            assert_eq!(out.code, 0, "{}:\n{}", path.display(), out.stderr);
+        }
+    }
+    assert!(n >= 2);
+}
+
+#[test]
+fn a_missing_file_is_66() {
+    eg(["validate", "no/such.yaml"]).run().code(66).stderr_has("cannot read no/such.yaml: no such file");
+    eg(["acquire", "no/such.yaml", "--once"]).run().code(66);
+}
+
+/// Each is refused with 78, fast and small: no input may cost without bound.
+#[test]
+fn hostile_specs_are_refused_quickly() {
+    let dir = tmp();
+    let mut bomb = String::from("version: 1\nname: t\na: &a [x, x, x, x, x, x, x, x, x, x]\n");
+    for i in 0..9 {
+        let prev = if i == 0 { "a".to_string() } else { format!("l{}", i - 1) };
+        bomb += &format!(
+            "l{i}: &l{i} [*{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}]\n"
+        );
+    }
+    let deep = format!("version: 1\nname: t\nx: {}", "[".repeat(10_000));
+    let deep_block = format!("version: 1\nname: t\nx:\n  {}a\n", "- ".repeat(10_000));
+    let dup = "version: 1\nname: t\nsources: {}\nsources: {}\n".to_string();
+    // The 100 MB file is streamed to disk: a child's peak RSS counts what the
+    // test process held when it spawned it.
+    let big_path = dir.path().join("big.yaml");
+    {
+        use std::io::Write;
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&big_path).unwrap());
+        f.write_all(b"version: 1\nname: t\nsources:\n").unwrap();
+        let pad = "  # padding padding padding padding padding padding padding padding padding\n";
+        for _ in 0..(100 << 20) / pad.len() {
+            f.write_all(pad.as_bytes()).unwrap();
+        }
+    }
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("alias bomb", bomb.into_bytes()),
+        ("10k-deep flow nesting", deep.into_bytes()),
+        ("10k-deep block nesting", deep_block.into_bytes()),
+        ("100 MB file", Vec::new()),
+        ("invalid UTF-8", b"version: 1\nname: \xc3\x28\n".to_vec()),
+        ("duplicate keys", dup.into_bytes()),
+    ];
+    for (what, bytes) in cases {
+        let p = if bytes.is_empty() { big_path.clone() } else { dir.path().join("hostile.yaml") };
+        if !bytes.is_empty() {
+            std::fs::write(&p, bytes).unwrap();
+        }
+        let out = eg(["validate".as_ref(), p.as_os_str()]).run();
+        assert_eq!(out.code, 78, "{what}: {}", out.stderr);
+        assert!(out.elapsed < Duration::from_secs(2), "{what}: took {:?}", out.elapsed);
+        assert!(out.max_rss_kib < 100 * 1024, "{what}: peak RSS {} KiB", out.max_rss_kib);
+    }
+}
+
+#[test]
+fn input_readings_are_annotated_and_strict_fails_on_bad() {
+    let spec = "pipelines/input-only.yaml";
+    let out = eg(["validate", spec, "--input", "examples/readings.ndjson"]).run();
+    out.code(0);
+    let lines = out.lines();
+    assert!(lines.iter().any(|l| l["quality"] == "bad" && l["flags"][0] == "out_of_range"), "{}", out.stdout);
+    assert_eq!(lines.iter().filter(|l| l["kind"] == "reading").count(), 9, "8 readings and one stale gap");
+    assert_eq!(lines.iter().filter(|l| l["kind"] == "anomaly").count(), 1, "other kinds pass through");
+    out.stderr_has("validate: ");
+    eg(["validate", spec, "--input", "examples/readings.ndjson", "--strict"]).run().code(65);
+
+    let good = "{\"ts\":\"2026-11-22T10:00:00Z\",\"channel\":\"plant.l1.temp\",\"value\":21.5}\n";
+    let out = eg(["validate", spec, "--input", "-", "--strict"]).stdin(good).run();
+    out.code(0);
+    assert_eq!(out.lines()[0]["unit"], "degC");
+}
+
+#[test]
+fn set_overrides_values_and_check_and_dump_plan_do_not_run() {
+    let out = eg([
+        "acquire",
+        "pipelines/demo.yaml",
+        "--dump-plan",
+        "--set",
+        "store.batch=123",
+        "--set",
+        "sources.plant.seed=9",
+    ])
+    .run();
+    out.code(0);
+    let plan: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(plan["store"]["batch"], 123);
+    assert_eq!(plan["sources"][0]["seed"], 9);
+    assert_eq!(plan["channels"][0]["stale"], "10s");
+    eg(["acquire", "pipelines/demo.yaml", "--check"]).run().code(0);
+    eg(["acquire", "pipelines/demo.yaml", "--check", "--set", "store.batch=lots"]).run().code(78).stderr_has("[E011]");
+    eg(["acquire", "pipelines/demo.yaml", "--check", "--set", "novalue"]).run().code(2);
+}
