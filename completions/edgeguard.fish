@@ -1,0 +1,108 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_edgeguard_global_optspecs
+    string join \n v/verbose q/quiet log-format= color= no-progress h/help V/version
+end
+
+function __fish_edgeguard_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_edgeguard_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_edgeguard_using_subcommand
+    set -l cmd (__fish_edgeguard_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c edgeguard -n "__fish_edgeguard_needs_command" -l log-format -d 'Log format on stderr' -r -f -a "text\t''
+json\t''"
+complete -c edgeguard -n "__fish_edgeguard_needs_command" -l color -d 'Colors on stderr and in tables (NO_COLOR is honoured)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c edgeguard -n "__fish_edgeguard_needs_command" -s v -l verbose -d 'More log output on stderr (-v info, -vv debug)'
+complete -c edgeguard -n "__fish_edgeguard_needs_command" -s q -l quiet -d 'Only errors on stderr: no summary, no warnings'
+complete -c edgeguard -n "__fish_edgeguard_needs_command" -l no-progress -d 'Never show progress bars'
+complete -c edgeguard -n "__fish_edgeguard_needs_command" -s h -l help -d 'Print help'
+complete -c edgeguard -n "__fish_edgeguard_needs_command" -s V -l version -d 'Print version'
+complete -c edgeguard -n "__fish_edgeguard_needs_command" -f -a "acquire" -d 'Read the sources and validate every reading (sources → channel validation)'
+complete -c edgeguard -n "__fish_edgeguard_needs_command" -f -a "validate" -d 'Check pipeline files (offline, every problem at once), or validate readings with --input'
+complete -c edgeguard -n "__fish_edgeguard_needs_command" -f -a "completions" -d 'Print a shell completion script'
+complete -c edgeguard -n "__fish_edgeguard_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand acquire" -l input -d 'Start from records in FILE (`-` for stdin) instead of the live sources' -r
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand acquire" -l input-format -d 'Format of --input' -r -f -a "ndjson\t''
+csv\t''"
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand acquire" -l max-line-bytes -d 'Longest input line accepted, in bytes; longer lines are rejected' -r
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand acquire" -l duration -d 'Run this long (`10m`); simulated sources run on a virtual clock, as fast as they can' -r
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand acquire" -l count -d 'Stop after N readings from the sources (or N records from --input)' -r
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand acquire" -l format -d 'Output format [default: table on a terminal, ndjson otherwise]' -r -f -a "ndjson\t''
+csv\t''
+table\t''"
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand acquire" -l only -d 'Print only these record kinds: reading,anomaly,alert' -r
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand acquire" -s o -l output -d 'Write records to FILE instead of stdout' -r
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand acquire" -l fail-on -d 'Exit 3 when such a record was produced: anomaly, alert, bad (comma-separated)' -r -f -a "anomaly\t''
+alert\t''
+bad\t''"
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand acquire" -l store -d 'Store in this DuckDB file instead of the spec\'s `store.path`' -r
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand acquire" -l set -d 'Override a spec value: `store.batch=1000`, `channels."boiler.*".stale=5s`' -r
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand acquire" -l log-format -d 'Log format on stderr' -r -f -a "text\t''
+json\t''"
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand acquire" -l color -d 'Colors on stderr and in tables (NO_COLOR is honoured)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand acquire" -l strict -d 'Exit 65 when an input line is rejected'
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand acquire" -l once -d 'One poll cycle of every source, then drain and exit'
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand acquire" -l no-store -d 'Do not store anything'
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand acquire" -l store-input -d 'Also store the records read with --input (by default a process stores only what it creates)'
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand acquire" -l check -d 'Compile the spec for this command and exit'
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand acquire" -l dump-plan -d 'Print the compiled plan as JSON and exit'
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand acquire" -s v -l verbose -d 'More log output on stderr (-v info, -vv debug)'
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand acquire" -s q -l quiet -d 'Only errors on stderr: no summary, no warnings'
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand acquire" -l no-progress -d 'Never show progress bars'
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand acquire" -s h -l help -d 'Print help'
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand acquire" -s V -l version -d 'Print version'
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand validate" -l format -d 'How diagnostics are printed' -r -f -a "text\t'Human-readable, with the source line and a caret'
+json\t'One JSON object per line'
+github\t'GitHub Actions workflow commands (annotations on the pull request)'"
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand validate" -l input -d 'Validate the readings in FILE (`-` for stdin) against the spec\'s channel rules' -r
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand validate" -l input-format -d 'Format of --input' -r -f -a "ndjson\t''
+csv\t''"
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand validate" -l output-format -d 'With --input: format of the annotated readings [default: table on a terminal, ndjson otherwise]' -r -f -a "ndjson\t''
+csv\t''
+table\t''"
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand validate" -l set -d 'Override a spec value: `channels."boiler.*".stale=5s`' -r
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand validate" -l log-format -d 'Log format on stderr' -r -f -a "text\t''
+json\t''"
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand validate" -l color -d 'Colors on stderr and in tables (NO_COLOR is honoured)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand validate" -l deny-warnings -d 'Warnings make the check fail too'
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand validate" -l strict -d 'With --input: exit 65 when any reading is bad or any line is rejected'
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand validate" -s v -l verbose -d 'More log output on stderr (-v info, -vv debug)'
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand validate" -s q -l quiet -d 'Only errors on stderr: no summary, no warnings'
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand validate" -l no-progress -d 'Never show progress bars'
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand validate" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand validate" -s V -l version -d 'Print version'
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand completions" -l log-format -d 'Log format on stderr' -r -f -a "text\t''
+json\t''"
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand completions" -l color -d 'Colors on stderr and in tables (NO_COLOR is honoured)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand completions" -s v -l verbose -d 'More log output on stderr (-v info, -vv debug)'
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand completions" -s q -l quiet -d 'Only errors on stderr: no summary, no warnings'
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand completions" -l no-progress -d 'Never show progress bars'
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand completions" -s h -l help -d 'Print help'
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand completions" -s V -l version -d 'Print version'
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand help; and not __fish_seen_subcommand_from acquire validate completions help" -f -a "acquire" -d 'Read the sources and validate every reading (sources → channel validation)'
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand help; and not __fish_seen_subcommand_from acquire validate completions help" -f -a "validate" -d 'Check pipeline files (offline, every problem at once), or validate readings with --input'
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand help; and not __fish_seen_subcommand_from acquire validate completions help" -f -a "completions" -d 'Print a shell completion script'
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand help; and not __fish_seen_subcommand_from acquire validate completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
