@@ -259,6 +259,7 @@ pub fn run(plan: &Plan, opts: RunOptions, output: &mut Output) -> Result<RunRepo
     }
     let mut stop_rx = shutdown.subscribe();
     let mut deadline: Option<tokio::time::Instant> = None;
+    let mut gave_up_waiting = false;
     let mut out_batch: Vec<Record> = Vec::new();
     let mut output_error = None;
     loop {
@@ -267,7 +268,10 @@ pub fn run(plan: &Plan, opts: RunOptions, output: &mut Output) -> Result<RunRepo
                 biased;
                 b = rx.recv() => Some(b),
                 _ = stop_rx.wait_for(|stopped| *stopped), if deadline.is_none() => None,
-                _ = sleep_until(deadline), if deadline.is_some() => Some(None),
+                _ = sleep_until(deadline), if deadline.is_some() => {
+                    gave_up_waiting = true;
+                    Some(None)
+                }
             }
         });
         let batch = match next {
@@ -345,9 +349,10 @@ pub fn run(plan: &Plan, opts: RunOptions, output: &mut Output) -> Result<RunRepo
     report.validate = validator.stats;
     report.printed = output.records;
     if let Some(h) = input_handle {
-        // A thread still blocked on a quiet stdin is left behind; the lines it
-        // had read were handed over before it blocked.
-        if h.is_finished() {
+        // The producers closed the queue, so the thread is ending: wait for
+        // its stats. Only one still blocked on a quiet stdin after a signal is
+        // left behind; the lines it had read were handed over before it blocked.
+        if !gave_up_waiting || h.is_finished() {
             match h.join() {
                 Ok(Ok(stats)) => report.input = Some(stats),
                 Ok(Err(e)) => {

@@ -59,6 +59,7 @@ fn the_malformed_corpus() {
         db.as_os_str(),
         "--store-input".as_ref(),
     ])
+    .measure_rss()
     .run();
     out.code(0);
     assert_eq!(out.lines().len(), good_lines, "printed readings");

@@ -20,13 +20,22 @@ where
 {
     let mut cmd = Command::new(bin());
     cmd.args(args).current_dir(repo()).env("NO_COLOR", "1").env_remove("EDGEGUARD_LOG");
-    Run { cmd, stdin: None }
+    Run { cmd, stdin: None, measure: false }
 }
 
 pub struct Run {
     pub cmd: Command,
     stdin: Option<Vec<u8>>,
+    measure: bool,
 }
+
+/// Runs argv[1:] and reports its peak RSS. A child's peak RSS includes what
+/// its parent held when it was spawned, so the measured process must be
+/// spawned by a small process (this one), not by the test harness.
+const RSS_WRAPPER: &str = "import resource, subprocess, sys
+r = subprocess.run(sys.argv[1:])
+sys.stderr.write('\\nEDGEGUARD_TEST_MAXRSS=%d\\n' % resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+sys.exit(r.returncode if r.returncode >= 0 else 128 - r.returncode)";
 
 #[derive(Debug)]
 pub struct Out {
@@ -44,6 +53,12 @@ impl Run {
         self
     }
 
+    /// Measure the peak RSS of edgeguard itself (see `RSS_WRAPPER`).
+    pub fn measure_rss(mut self) -> Self {
+        self.measure = true;
+        self
+    }
+
     pub fn dir(mut self, dir: &Path) -> Self {
         self.cmd.current_dir(dir);
         self
@@ -53,6 +68,20 @@ impl Run {
     pub fn run(mut self) -> Out {
         use std::io::{Read, Write};
         let started = Instant::now();
+        if self.measure {
+            let mut wrapped = Command::new(std::env::var("EDGEGUARD_TEST_PYTHON").unwrap_or_else(|_| "python3".into()));
+            wrapped.arg("-c").arg(RSS_WRAPPER).arg(self.cmd.get_program()).args(self.cmd.get_args());
+            if let Some(dir) = self.cmd.get_current_dir() {
+                wrapped.current_dir(dir);
+            }
+            for (k, v) in self.cmd.get_envs() {
+                match v {
+                    Some(v) => wrapped.env(k, v),
+                    None => wrapped.env_remove(k),
+                };
+            }
+            self.cmd = wrapped;
+        }
         self.cmd.stdin(if self.stdin.is_some() { Stdio::piped() } else { Stdio::null() });
         self.cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = self.cmd.spawn().expect("spawn edgeguard");
@@ -79,8 +108,14 @@ impl Run {
             let _ = w.join();
         }
         let stdout = String::from_utf8_lossy(&t_out.join().unwrap()).into_owned();
-        let stderr = String::from_utf8_lossy(&t_err.join().unwrap()).into_owned();
-        Out { code, stdout, stderr, elapsed: started.elapsed(), max_rss_kib: rss }
+        let mut stderr = String::from_utf8_lossy(&t_err.join().unwrap()).into_owned();
+        let mut max_rss_kib = rss;
+        if self.measure {
+            let at = stderr.rfind("\nEDGEGUARD_TEST_MAXRSS=").expect("the RSS wrapper reports");
+            max_rss_kib = stderr[at + 24..].trim().parse().expect("a number");
+            stderr.truncate(at);
+        }
+        Out { code, stdout, stderr, elapsed: started.elapsed(), max_rss_kib }
     }
 }
 

@@ -63,7 +63,7 @@ fn hostile_specs_are_refused_quickly() {
         if !bytes.is_empty() {
             std::fs::write(&p, bytes).unwrap();
         }
-        let out = eg(["validate".as_ref(), p.as_os_str()]).run();
+        let out = eg(["validate".as_ref(), p.as_os_str()]).measure_rss().run();
         assert_eq!(out.code, 78, "{what}: {}", out.stderr);
         assert!(out.elapsed < Duration::from_secs(2), "{what}: took {:?}", out.elapsed);
         assert!(out.max_rss_kib < 100 * 1024, "{what}: peak RSS {} KiB", out.max_rss_kib);
