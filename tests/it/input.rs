@@ -202,3 +202,38 @@ fn a_gap_in_the_input_becomes_one_stale_reading() {
     assert_eq!(stale[0]["ts"], "2026-11-22T10:01:03.000Z");
     assert_eq!(stale[0]["value"], serde_json::Value::Null);
 }
+
+/// Progress by bytes on a terminal (a pty from `script`); none on a pipe.
+#[test]
+fn progress_shows_on_a_terminal_only() {
+    let dir = tmp();
+    let data: String = (0..50_000).map(|i| good(i) + "\n").collect();
+    let input = write(dir.path(), "big.ndjson", &data);
+    let cmd = format!(
+        "{} acquire pipelines/input-only.yaml --input {} --no-store --output /dev/null",
+        bin().display(),
+        input.display()
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .current_dir(repo())
+        .output()
+        .expect("script(1) from bsdutils");
+    assert_eq!(out.status.code(), Some(0));
+    let tty = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        tty.contains("reading") && tty.contains("100%"),
+        "no progress bar on the terminal:\n{}",
+        &tty[..tty.len().min(2000)]
+    );
+    let piped = eg([
+        "acquire".as_ref(),
+        "pipelines/input-only.yaml".as_ref(),
+        "--input".as_ref(),
+        input.as_os_str(),
+        "--no-store".as_ref(),
+    ])
+    .run();
+    piped.code(0);
+    assert!(!piped.stderr.contains('%'), "a bar on a pipe: {}", piped.stderr);
+}
