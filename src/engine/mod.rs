@@ -114,9 +114,6 @@ impl Shutdown {
         self.flag.store(true, Ordering::SeqCst);
         self.tx.send_replace(true);
     }
-    pub fn is_set(&self) -> bool {
-        self.flag.load(Ordering::Relaxed)
-    }
     pub fn subscribe(&self) -> watch::Receiver<bool> {
         self.tx.subscribe()
     }

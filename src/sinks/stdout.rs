@@ -109,19 +109,6 @@ impl Output {
         })
     }
 
-    /// An output that prints nothing (`--quiet` data, or `validate` without `--input`).
-    pub fn none() -> Output {
-        Output {
-            sink: None,
-            format: OutputFormat::Ndjson,
-            only: Only::default(),
-            color: false,
-            buf: Vec::new(),
-            header_done: true,
-            records: 0,
-        }
-    }
-
     pub fn write_batch(&mut self, batch: &[Record]) -> Result<(), OutputError> {
         if self.sink.is_none() {
             return Ok(());

@@ -158,10 +158,6 @@ impl Store {
         Ok(n)
     }
 
-    pub fn connection(&self) -> &Connection {
-        &self.conn
-    }
-
     /// Reads one saved state value.
     pub fn load_state(&self, component: &str, key: &str) -> Result<Option<String>, StoreError> {
         let mut stmt = self
