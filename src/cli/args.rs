@@ -145,9 +145,12 @@ impl PipelineArgs {
         }
         match (&self.store, &plan.store) {
             (Some(p), Some(s)) => Some(StorePlan { path: p.into(), ..s.clone() }),
-            (Some(p), None) => {
-                Some(StorePlan { path: p.into(), retention: None, batch: 100_000, flush: Duration::from_secs(1) })
-            }
+            (Some(p), None) => Some(StorePlan {
+                path: p.into(),
+                retention: None,
+                batch: crate::sinks::store::DEFAULT_BATCH,
+                flush: Duration::from_secs(1),
+            }),
             (None, s) => s.clone(),
         }
     }

@@ -194,7 +194,7 @@ impl Cx<'_> {
         if s.path.trim().is_empty() {
             self.err(Code::InvalidAddress, "store.path", "the store path is empty");
         }
-        let batch = s.batch.unwrap_or(100_000);
+        let batch = s.batch.unwrap_or(crate::sinks::store::DEFAULT_BATCH);
         if !(1..=10_000_000).contains(&batch) {
             self.err(Code::InvalidQuantity, "store.batch", "batch must be between 1 and 10000000 records");
         }

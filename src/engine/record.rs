@@ -143,6 +143,39 @@ impl Record {
     }
 }
 
+/// A fast, non-cryptographic hasher (the Fx hash of rustc) for maps keyed by
+/// channel names on the hot path. SipHash's DoS resistance buys nothing
+/// here: the maps are bounded in size, and names come from the operator's
+/// own devices.
+#[derive(Default, Clone, Copy)]
+pub struct FxHasher(u64);
+
+impl std::hash::Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x517c_c1b7_2722_0a95;
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let w = u64::from_le_bytes(c.try_into().expect("8 bytes"));
+            self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(K);
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut buf = [0u8; 8];
+            buf[..rest.len()].copy_from_slice(rest);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(buf)).wrapping_mul(K);
+        }
+    }
+    fn write_u8(&mut self, i: u8) {
+        self.0 = (self.0.rotate_left(5) ^ u64::from(i)).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+pub type FxBuild = std::hash::BuildHasherDefault<FxHasher>;
+pub type FxHashMap<K, V> = HashMap<K, V, FxBuild>;
+
 /// Longest unit or source name accepted from input (bytes).
 pub const MAX_NAME: usize = 200;
 
@@ -153,8 +186,8 @@ pub const MAX_NAME: usize = 200;
 /// unique names cannot grow it without bound. Channel names live apart from
 /// units and sources: only they are checked, once, when first seen.
 pub struct Interner {
-    channels: HashMap<Box<str>, Arc<str>>,
-    names: HashMap<Box<str>, Arc<str>>,
+    channels: FxHashMap<Box<str>, Arc<str>>,
+    names: FxHashMap<Box<str>, Arc<str>>,
     cap: usize,
 }
 
@@ -164,7 +197,7 @@ impl Default for Interner {
     }
 }
 
-fn intern(map: &mut HashMap<Box<str>, Arc<str>>, cap: usize, s: &str) -> Arc<str> {
+fn intern(map: &mut FxHashMap<Box<str>, Arc<str>>, cap: usize, s: &str) -> Arc<str> {
     if let Some(a) = map.get(s) {
         return a.clone();
     }
@@ -177,7 +210,7 @@ fn intern(map: &mut HashMap<Box<str>, Arc<str>>, cap: usize, s: &str) -> Arc<str
 
 impl Interner {
     pub fn with_cap(cap: usize) -> Self {
-        Interner { channels: HashMap::new(), names: HashMap::new(), cap }
+        Interner { channels: FxHashMap::default(), names: FxHashMap::default(), cap }
     }
 
     /// A unit or source name.
@@ -298,21 +331,52 @@ pub struct LineError(pub String);
 #[derive(Deserialize)]
 struct RawLine<'a> {
     #[serde(borrow, default)]
-    kind: Option<Cow<'a, str>>,
+    kind: Option<Text<'a>>,
     #[serde(borrow, default)]
     ts: Option<RawTs<'a>>,
     #[serde(borrow, default)]
-    channel: Option<Cow<'a, str>>,
+    channel: Option<Text<'a>>,
     #[serde(default)]
     value: Option<f64>,
     #[serde(borrow, default)]
-    unit: Option<Cow<'a, str>>,
+    unit: Option<Text<'a>>,
     #[serde(borrow, default)]
-    quality: Option<Cow<'a, str>>,
+    quality: Option<Text<'a>>,
     #[serde(default)]
     flags: Option<FlagList>,
     #[serde(borrow, default)]
-    source: Option<Cow<'a, str>>,
+    source: Option<Text<'a>>,
+}
+
+/// A string borrowed from the line when it has no escapes, owned otherwise.
+/// (`#[serde(borrow)]` does not reach through `Option<Cow<str>>`: that
+/// would copy every string of every line.)
+struct Text<'a>(Cow<'a, str>);
+
+impl std::ops::Deref for Text<'_> {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = Text<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Text<'a>, E> {
+                Ok(Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Text<'a>, E> {
+                Ok(Text(Cow::Owned(v.to_string())))
+            }
+        }
+        d.deserialize_str(V(std::marker::PhantomData))
+    }
 }
 
 /// `ts` as RFC 3339 text or Unix seconds. A hand-written visitor: serde's
@@ -471,6 +535,14 @@ mod tests {
         assert!(matches!(parse(r#"{"channel":"a","value":1}"#), Ok(Record::Reading(_))));
         let other = parse(r#"{"kind":"anomaly","channel":"a","score":5}"#).unwrap();
         assert_eq!(other.kind(), "anomaly");
+    }
+
+    #[test]
+    fn escaped_strings_parse_too() {
+        let Record::Reading(r) = parse(r#"{"channel":"a\u002eb","value":1,"source":"pl\"c"}"#).unwrap() else {
+            panic!()
+        };
+        assert_eq!((&*r.channel, &*r.source), ("a.b", "pl\"c"));
     }
 
     #[test]

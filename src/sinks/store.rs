@@ -21,6 +21,14 @@ use duckdb::Connection;
 
 use crate::engine::record::{Reading, Record};
 
+/// DuckDB memory limit unless `EDGEGUARD_DUCKDB_MEMORY` says otherwise.
+pub const DEFAULT_MEMORY: &str = "64MB";
+/// Records per commit unless `store.batch` says otherwise: one DuckDB row
+/// group. A transaction holding whole row groups has them written straight
+/// to the table; a smaller one is staged and copied again at commit
+/// (measured: 1M readings in 0.96–1.05 s at 122,880 vs 1.18–1.32 s at 100,000).
+pub const DEFAULT_BATCH: usize = 122_880;
+
 /// The schema version this build writes. Older files are migrated on open.
 pub const SCHEMA_VERSION: i64 = 1;
 
@@ -96,8 +104,10 @@ impl Store {
                 });
             }
         }
+        // DuckDB's memory_limit for this process (it spills to disk beyond it).
+        let memory = std::env::var("EDGEGUARD_DUCKDB_MEMORY").unwrap_or_else(|_| DEFAULT_MEMORY.into());
         let config =
-            duckdb::Config::default().threads(2).and_then(|c| c.max_memory("256MB")).map_err(|e| classify(path, e))?;
+            duckdb::Config::default().threads(2).and_then(|c| c.max_memory(&memory)).map_err(|e| classify(path, e))?;
         let conn = Connection::open_with_flags(path, config).map_err(|e| classify(path, e))?;
         let store = Store { path: path.to_path_buf(), conn };
         store.migrate()?;

@@ -77,7 +77,8 @@ pub struct StoreSpec {
     /// when the store opens and hourly while running. Default: keep forever.
     #[serde(default)]
     pub retention: Option<String>,
-    /// Most records written per commit. Default 100000.
+    /// Most records written per commit. Default 122880 (one DuckDB row group,
+    /// the fastest size to commit).
     #[serde(default)]
     pub batch: Option<usize>,
     /// Longest time a record waits before it is committed (`1s`). Default 1s.

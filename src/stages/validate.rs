@@ -16,7 +16,7 @@ use std::sync::Arc;
 use globset::GlobMatcher;
 
 use crate::compile::{channel_matcher, ChannelRule};
-use crate::engine::record::{Flags, Quality, Reading, Record};
+use crate::engine::record::{Flags, FxHashMap, Quality, Reading, Record};
 use crate::engine::time::Micros;
 
 /// Most channels whose state is remembered.
@@ -59,7 +59,7 @@ pub struct ChannelValidator {
     rules: Vec<Rule>,
     exact: HashMap<String, u32>,
     globs: Vec<(u32, GlobMatcher)>,
-    states: HashMap<Arc<str>, ChannelState>,
+    states: FxHashMap<Arc<str>, ChannelState>,
     /// Channels with a `stale` rule, for the watermark scan.
     stale_watch: Vec<Arc<str>>,
     watermark: Micros,
@@ -91,7 +91,7 @@ impl ChannelValidator {
             rules: out,
             exact,
             globs,
-            states: HashMap::new(),
+            states: FxHashMap::default(),
             stale_watch: Vec::new(),
             watermark: i64::MIN,
             stats: ValidateStats::default(),
