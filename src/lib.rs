@@ -16,6 +16,10 @@
 //! * [`sinks`] — where they go (stdout, DuckDB).
 //! * [`cli`] — the command line.
 
+// Errors carry diagnostics with positions and the document they point into;
+// they are built on cold paths (loading a spec), never per record.
+#![allow(clippy::result_large_err)]
+
 pub mod cli;
 pub mod compile;
 pub mod engine;

@@ -55,6 +55,7 @@ pub(super) fn compile_sources(cx: &mut Cx, spec: &Spec) -> Vec<SourcePlan> {
     out
 }
 
+#[allow(clippy::too_many_arguments)] // the fields of a serial line, shared by two source kinds
 fn serial_line(
     cx: &mut Cx,
     path: &str,

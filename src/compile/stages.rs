@@ -90,7 +90,7 @@ pub(super) fn compile_stages(cx: &mut Cx, spec: &Spec, plan: &mut Plan) {
             );
         }
         if let Some(s) = f.max_spread {
-            if !(s > 0.0) {
+            if s.is_nan() || s <= 0.0 {
                 cx.err(Code::InvalidValue, &key(&path, "max_spread"), "max_spread must be positive");
             }
         }
@@ -245,7 +245,7 @@ fn detector(cx: &mut Cx, path: &str, id: &str, d: &DetectSpec) -> DetectPlan {
         }
     }
     if let Some(t) = d.threshold {
-        if !(t > 0.0) {
+        if t.is_nan() || t <= 0.0 {
             cx.err(Code::InvalidValue, &key(path, "threshold"), "threshold must be positive");
         }
     }

@@ -468,8 +468,7 @@ fn run_virtual(
     let start = sims.iter().map(Simulator::next_ts).min().unwrap_or(0);
     let end = duration.map(|d| start + d.as_micros() as i64);
     let mut produced = 0u64;
-    loop {
-        let Some(i) = (0..sims.len()).min_by_key(|&i| (sims[i].next_ts(), i)) else { break };
+    while let Some(i) = (0..sims.len()).min_by_key(|&i| (sims[i].next_ts(), i)) {
         if end.is_some_and(|e| sims[i].next_ts() >= e) {
             break;
         }

@@ -63,7 +63,7 @@ pub fn write_rfc3339(us: Micros, out: &mut Vec<u8>) {
     buf[16] = b':';
     put2(&mut buf[17..19], sod % 60);
     buf[19] = b'.';
-    let len = if sub % 1000 == 0 {
+    let len = if sub.is_multiple_of(1000) {
         let ms = sub / 1000;
         buf[20] = b'0' + (ms / 100) as u8;
         put2(&mut buf[21..23], ms % 100);

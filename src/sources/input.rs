@@ -164,6 +164,7 @@ pub type RejectFn<'a> = dyn FnMut(u64, &str) + 'a;
 
 /// Reads every record of `reader`, calling `emit` with batches. Stops early
 /// when `stop` is set (a signal) or `emit` returns false (the engine is gone).
+#[allow(clippy::too_many_arguments)] // one call site; a struct would only rename them
 pub fn read_records(
     reader: Box<dyn Read + Send>,
     format: InputFormat,

@@ -345,17 +345,14 @@ fn humanize_serde(message: &str) -> String {
                 f if f.starts_with("string ") => format!("the string {}", &f[7..]),
                 f if f.starts_with("integer ") => format!("the number {}", &f[8..]),
                 f if f.starts_with("floating point ") => format!("the number {}", &f[15..]),
-                f if f.starts_with("boolean ") => format!("{}", &f[8..]),
+                f if f.starts_with("boolean ") => f[8..].to_string(),
                 f => f.to_string(),
             };
             return format!("expected {}, found {found}", words(expected));
         }
     }
     if let Some(rest) = message.strip_prefix("unknown variant ") {
-        return format!(
-            "unknown value {}",
-            rest.replace("expected one of", "expected one of:").replace("expected", "expected")
-        );
+        return format!("unknown value {}", rest.replace("expected one of", "expected one of:"));
     }
     if let Some(field) = message.strip_prefix("missing field ") {
         return format!("missing key {field}");

@@ -80,6 +80,7 @@ fn count_and_once_and_the_store() {
 fn a_second_writer_gets_75_naming_the_holder() {
     let dir = tmp();
     let db = dir.path().join("held.duckdb");
+    #[allow(clippy::zombie_processes)] // reaped with wait4 below
     let mut first = Command::new(bin())
         .args([
             "acquire".as_ref(),
@@ -110,6 +111,7 @@ fn a_second_writer_gets_75_naming_the_holder() {
 #[test]
 fn a_closed_pipe_is_a_quiet_success() {
     let started = Instant::now();
+    #[allow(clippy::zombie_processes)] // reaped with wait4 below, for its exit status and rusage
     let mut child = Command::new(bin())
         .args(["acquire", "pipelines/demo.yaml", "--duration", "30d", "--no-store"])
         .current_dir(repo())

@@ -16,6 +16,7 @@ fn line(i: u64) -> String {
 fn feed_and_signal(signal: i32) -> (i32, tempfile::TempDir, u64) {
     let dir = tmp();
     write(dir.path(), "spec.yaml", SPEC);
+    #[allow(clippy::zombie_processes)] // reaped with wait4 below, for its exit status and rusage
     let mut child = Command::new(bin())
         .args(["acquire", "spec.yaml", "--input", "-", "--store-input", "--no-progress", "--format", "ndjson"])
         .current_dir(dir.path())
@@ -72,6 +73,7 @@ fn sigterm_under_load_stores_a_prefix() {
     let dir = tmp();
     write(dir.path(), "spec.yaml", SPEC);
     let out_path = dir.path().join("out.ndjson");
+    #[allow(clippy::zombie_processes)] // reaped with wait4 below, for its exit status and rusage
     let mut child = Command::new(bin())
         .args(["acquire", "spec.yaml", "--input", "-", "--store-input", "--no-progress", "--format", "ndjson", "-q"])
         .current_dir(dir.path())

@@ -84,6 +84,7 @@ impl Run {
         }
         self.cmd.stdin(if self.stdin.is_some() { Stdio::piped() } else { Stdio::null() });
         self.cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        #[allow(clippy::zombie_processes)] // reaped with wait4 below, for its rusage
         let mut child = self.cmd.spawn().expect("spawn edgeguard");
         let writer = self.stdin.take().map(|data| {
             let mut w = child.stdin.take().unwrap();
