@@ -7,10 +7,10 @@ use clap::Args;
 use super::exit::{Exit, Failure};
 use super::GlobalArgs;
 use crate::compile::diag::{render, DiagFormat, Severity};
-use crate::compile::{Plan, StorePlan};
+use crate::compile::{Compiled, Diagnostic, Plan, StorePlan};
 use crate::sinks::stdout::{Only, Output, OutputFormat};
 use crate::sources::input::{InputFormat, DEFAULT_MAX_LINE};
-use crate::spec::LoadError;
+use crate::spec::{LoadError, SpecDoc};
 
 #[derive(Debug, Clone, Args)]
 pub struct PipelineArgs {
@@ -86,16 +86,21 @@ fn parse_duration_arg(s: &str) -> Result<Duration, String> {
     crate::compile::quantity::parse_duration(s)
 }
 
-/// Loads and compiles a spec for a pipeline command. Diagnostics are printed
-/// on stderr; errors end the command with 78 (66 for a missing file).
-pub fn load_plan(spec: &str, overrides: &[String], g: &GlobalArgs) -> Result<Plan, Failure> {
-    let mut doc = match crate::spec::load::load_file(spec) {
+/// A spec file after loading: compiled (possibly with errors), or refused
+/// by the loader before it could be parsed.
+pub enum Loaded {
+    Compiled(SpecDoc, Box<Compiled>),
+    Refused(SpecDoc, Vec<Diagnostic>),
+}
+
+/// Loads a spec, applies `--set` overrides, parses and compiles it: the one
+/// path every command takes. A file that cannot be read is a `Failure`
+/// (66/77/74), a bad override too (2).
+pub fn compile_spec(path: &str, overrides: &[String]) -> Result<Loaded, Failure> {
+    let mut doc = match crate::spec::load::load_file(path) {
         Ok(doc) => doc,
         Err(LoadError::Io(path, e)) => return Err(io_failure(&path, &e)),
-        Err(LoadError::Invalid(doc, diags)) => {
-            print_diagnostics(&doc.path, &doc.text, &diags, g);
-            return Err(Failure::new(Exit::Config, format!("{spec} is not a valid pipeline")));
-        }
+        Err(LoadError::Invalid(doc, diags)) => return Ok(Loaded::Refused(doc, diags)),
     };
     for o in overrides {
         crate::spec::load::apply_override(&mut doc, o)
@@ -103,9 +108,25 @@ pub fn load_plan(spec: &str, overrides: &[String], g: &GlobalArgs) -> Result<Pla
     }
     let (parsed, diags) = crate::spec::parse(&doc);
     let compiled = crate::compile::compile(&doc, &parsed, diags);
-    print_diagnostics(&doc.path, &doc.text, &compiled.diagnostics, g);
-    let errors = compiled.errors();
-    compiled.plan.ok_or_else(|| Failure::new(Exit::Config, format!("{spec} is not a valid pipeline ({errors} errors)")))
+    Ok(Loaded::Compiled(doc, Box::new(compiled)))
+}
+
+/// Loads and compiles a spec for a pipeline command. Diagnostics are printed
+/// on stderr; errors end the command with 78 (66 for a missing file).
+pub fn load_plan(spec: &str, overrides: &[String], g: &GlobalArgs) -> Result<Plan, Failure> {
+    match compile_spec(spec, overrides)? {
+        Loaded::Refused(doc, diags) => {
+            print_diagnostics(&doc.path, &doc.text, &diags, g);
+            Err(Failure::new(Exit::Config, format!("{spec} is not a valid pipeline")))
+        }
+        Loaded::Compiled(doc, compiled) => {
+            print_diagnostics(&doc.path, &doc.text, &compiled.diagnostics, g);
+            let errors = compiled.errors();
+            compiled
+                .plan
+                .ok_or_else(|| Failure::new(Exit::Config, format!("{spec} is not a valid pipeline ({errors} errors)")))
+        }
+    }
 }
 
 pub fn io_failure(path: &str, e: &std::io::Error) -> Failure {

@@ -8,14 +8,13 @@ use std::io::Write;
 
 use clap::Args;
 
-use super::args::{io_failure, load_plan};
+use super::args::{compile_spec, load_plan, Loaded};
 use super::exit::{Exit, Failure};
 use super::{say, GlobalArgs};
 use crate::compile::diag::{render, DiagFormat};
 use crate::engine::{self, InputOptions, RunOptions};
 use crate::sinks::stdout::{Only, Output, OutputFormat};
 use crate::sources::input::{InputFormat, DEFAULT_MAX_LINE};
-use crate::spec::LoadError;
 
 #[derive(Debug, Args)]
 pub struct ValidateArgs {
@@ -52,23 +51,16 @@ pub fn run(a: &ValidateArgs, g: &GlobalArgs) -> Result<Exit, Failure> {
     let mut out = Vec::new();
     let (mut errors, mut warnings, mut invalid, mut missing) = (0, 0, 0, 0);
     for path in &a.specs {
-        let (text, diags) = match crate::spec::load::load_file(path) {
-            Err(LoadError::Io(p, e)) => {
+        let (text, diags) = match compile_spec(path, &a.set) {
+            Err(f) if f.exit == Exit::Usage => return Err(f),
+            Err(f) => {
+                // An unreadable file is reported and counted; the others are still checked.
                 missing += 1;
-                let f = io_failure(&p, &e);
                 super::report_error(g, &f.message);
                 continue;
             }
-            Err(LoadError::Invalid(doc, diags)) => (doc.text, diags),
-            Ok(mut doc) => {
-                for o in &a.set {
-                    crate::spec::load::apply_override(&mut doc, o)
-                        .map_err(|e| Failure::new(Exit::Usage, format!("--set {o}: {e}")))?;
-                }
-                let (spec, diags) = crate::spec::parse(&doc);
-                let compiled = crate::compile::compile(&doc, &spec, diags);
-                (doc.text, compiled.diagnostics)
-            }
+            Ok(Loaded::Refused(doc, diags)) => (doc.text, diags),
+            Ok(Loaded::Compiled(doc, compiled)) => (doc.text, compiled.diagnostics),
         };
         let e = diags.iter().filter(|d| d.severity() == crate::compile::diag::Severity::Error).count();
         let w = diags.len() - e;

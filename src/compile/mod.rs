@@ -67,14 +67,6 @@ pub fn compile(doc: &SpecDoc, spec: &Spec, parse_diags: Vec<Diagnostic>) -> Comp
     Compiled { plan: (!has_errors).then_some(plan), diagnostics }
 }
 
-/// Loads, parses and compiles a spec file; the one entry point commands use.
-pub fn compile_file(path: &str) -> Result<(SpecDoc, Compiled), crate::spec::LoadError> {
-    let doc = crate::spec::load::load_file(path)?;
-    let (spec, diags) = crate::spec::parse(&doc);
-    let compiled = compile(&doc, &spec, diags);
-    Ok((doc, compiled))
-}
-
 /// The compiler's working state: the document (for positions) and the
 /// diagnostics found so far.
 pub(crate) struct Cx<'a> {

@@ -69,7 +69,6 @@ pub struct RunReport {
     pub input: Option<InputStats>,
     pub validate: ValidateStats,
     pub store: Option<StoreStats>,
-    pub printed: u64,
     pub other_records: u64,
     /// A signal stopped the producers before they ended on their own.
     pub interrupted: bool,
@@ -292,22 +291,11 @@ pub fn run(plan: &Plan, opts: RunOptions, output: &mut Output) -> Result<RunRepo
         }
         report.other_records += out_batch.iter().filter(|r| !matches!(r, Record::Reading(_))).count() as u64;
         if !report.output_closed {
-            match output.write_batch(&out_batch) {
-                Ok(()) => {}
-                Err(OutputError::Closed) => {
-                    report.output_closed = true;
-                    shutdown.trigger();
-                }
-                Err(OutputError::Io(e)) => {
-                    output_error = Some(e);
-                    report.output_closed = true;
-                    shutdown.trigger();
-                }
-            }
-        }
-        // Nothing waiting: show what we have (live runs trickle).
-        if rx.is_empty() && !report.output_closed {
-            if let Err(e) = output.flush() {
+            let written = output.write_batch(&out_batch);
+            // Nothing waiting: show what we have (live runs trickle).
+            let written = written.and_then(|()| if rx.is_empty() { output.flush() } else { Ok(()) });
+            if let Err(e) = written {
+                // The reader left (or the disk is full): stop the sources, keep committing.
                 report.output_closed = true;
                 shutdown.trigger();
                 if let OutputError::Io(e) = e {
@@ -344,7 +332,6 @@ pub fn run(plan: &Plan, opts: RunOptions, output: &mut Output) -> Result<RunRepo
     drop(store_tx);
     report.interrupted = interrupted.load(Ordering::SeqCst);
     report.validate = validator.stats;
-    report.printed = output.records;
     if let Some(h) = input_handle {
         // The producers closed the queue, so the thread is ending: wait for
         // its stats. Only one still blocked on a quiet stdin after a signal is
