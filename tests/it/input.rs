@@ -237,3 +237,25 @@ fn progress_shows_on_a_terminal_only() {
     piped.code(0);
     assert!(!piped.stderr.contains('%'), "a bar on a pipe: {}", piped.stderr);
 }
+
+/// `--count N` takes the first N records of an input; `--once` and
+/// `--duration` make no sense with one and are refused.
+#[test]
+fn count_bounds_an_input_and_once_is_refused() {
+    let out = eg([
+        "acquire",
+        "pipelines/input-only.yaml",
+        "--input",
+        "examples/readings.ndjson",
+        "--no-store",
+        "--count",
+        "3",
+    ])
+    .run();
+    out.code(0);
+    let lines = out.lines();
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[2]["ts"], "2026-11-22T10:00:01.000Z");
+    eg(["acquire", "pipelines/input-only.yaml", "--input", "examples/readings.ndjson", "--once"]).run().code(2);
+    eg(["acquire", "pipelines/input-only.yaml", "--input", "-", "--duration", "1m"]).run().code(2);
+}
