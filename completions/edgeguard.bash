@@ -69,7 +69,7 @@ _edgeguard() {
             return 0
             ;;
         edgeguard__subcmd__acquire)
-            opts="-o -v -q -h -V --input --input-format --max-line-bytes --strict --once --duration --count --format --only --output --fail-on --store --no-store --store-input --check --dump-plan --set --verbose --quiet --log-format --color --no-progress --help --version"
+            opts="-o -v -q -h -V --input --input-format --max-line-bytes --strict --once --duration --count --timeout --format --only --output --fail-on --store --no-store --store-input --check --dump-plan --set --probe --unit --table --address --expect --baud --parity --stop-bits --verbose --quiet --log-format --color --no-progress --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -92,6 +92,10 @@ _edgeguard() {
                     return 0
                     ;;
                 --count)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -120,6 +124,38 @@ _edgeguard() {
                     return 0
                     ;;
                 --set)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --probe)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --unit)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --table)
+                    COMPREPLY=($(compgen -W "coil discrete input holding" -- "${cur}"))
+                    return 0
+                    ;;
+                --address)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --expect)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --baud)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --parity)
+                    COMPREPLY=($(compgen -W "none even odd" -- "${cur}"))
+                    return 0
+                    ;;
+                --stop-bits)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -42,8 +42,9 @@ complete -c edgeguard -n "__fish_edgeguard_using_subcommand acquire" -l input -d
 complete -c edgeguard -n "__fish_edgeguard_using_subcommand acquire" -l input-format -d 'Format of --input' -r -f -a "ndjson\t''
 csv\t''"
 complete -c edgeguard -n "__fish_edgeguard_using_subcommand acquire" -l max-line-bytes -d 'Longest input line accepted, in bytes; longer lines are rejected' -r
-complete -c edgeguard -n "__fish_edgeguard_using_subcommand acquire" -l duration -d 'Run this long (`10m`); simulated sources run on a virtual clock, as fast as they can' -r
-complete -c edgeguard -n "__fish_edgeguard_using_subcommand acquire" -l count -d 'Stop after N readings from the sources (or N records from --input)' -r
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand acquire" -l duration -d 'Run this long (`10m`). A pipeline of simulated sources alone runs on a virtual clock, as fast as it can; one with devices runs in real time' -r
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand acquire" -l count -d 'Stop after N readings from the sources (or N records from --input); with --probe, the number of registers to read' -r
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand acquire" -l timeout -d 'How long to wait for a device that does not answer (--probe; default 1s)' -r
 complete -c edgeguard -n "__fish_edgeguard_using_subcommand acquire" -l format -d 'Output format [default: table on a terminal, ndjson otherwise]' -r -f -a "ndjson\t''
 csv\t''
 table\t''"
@@ -54,6 +55,19 @@ alert\t''
 bad\t''"
 complete -c edgeguard -n "__fish_edgeguard_using_subcommand acquire" -l store -d 'Store in this DuckDB file instead of the spec\'s `store.path`' -r
 complete -c edgeguard -n "__fish_edgeguard_using_subcommand acquire" -l set -d 'Override a spec value: `store.batch=1000`, `channels."boiler.*".stale=5s`' -r
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand acquire" -l probe -d 'Read a device once and print every decoding of a register window: tcp://HOST[:PORT], rtu-over-tcp://HOST:PORT or rtu:///dev/ttyUSB0' -r
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand acquire" -l unit -d 'Unit id (slave address) to ask' -r
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand acquire" -l table -d 'Register table' -r -f -a "coil\t''
+discrete\t''
+input\t''
+holding\t''"
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand acquire" -l address -d 'First register, as written in the device\'s manual (both 0- and 1-based readings are tried)' -r
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand acquire" -l expect -d 'The value you expect, `20..25` or `21.7`: ranks the decodings' -r
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand acquire" -l baud -d 'Baud rate of an `rtu://` device' -r
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand acquire" -l parity -d 'Parity of an `rtu://` device' -r -f -a "none\t''
+even\t''
+odd\t''"
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand acquire" -l stop-bits -d 'Stop bits of an `rtu://` device' -r
 complete -c edgeguard -n "__fish_edgeguard_using_subcommand acquire" -l log-format -d 'Log format on stderr' -r -f -a "text\t''
 json\t''"
 complete -c edgeguard -n "__fish_edgeguard_using_subcommand acquire" -l color -d 'Colors on stderr and in tables (NO_COLOR is honoured)' -r -f -a "auto\t''

@@ -4,23 +4,32 @@ use clap::Args;
 
 use super::args::{load_plan, FailOn, PipelineArgs};
 use super::exit::{Exit, Failure};
+use super::probe::ProbeArgs;
 use super::{say, GlobalArgs};
 use crate::engine::{self, InputOptions, RunOptions, RunReport};
+use crate::sources::modbus::{link, ModbusStats};
 
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["spec", "probe"])))]
 pub struct AcquireArgs {
     #[command(flatten)]
     pub pipeline: PipelineArgs,
+    #[command(flatten)]
+    pub probe: ProbeArgs,
 }
 
 pub fn run(args: &AcquireArgs, g: &GlobalArgs) -> Result<Exit, Failure> {
     let a = &args.pipeline;
-    let plan = load_plan(&a.spec, &a.set, g)?;
+    if args.probe.probe.is_some() {
+        return super::probe::run(&args.probe, a, g);
+    }
+    let spec = a.spec.as_deref().unwrap_or_default();
+    let plan = load_plan(spec, &a.set, g)?;
     if a.dump_plan {
         return super::validate::dump_plan(&plan);
     }
     if a.check {
-        say(g, &format!("{}: ok (acquire)", a.spec));
+        say(g, &format!("{spec}: ok (acquire)"));
         return Ok(Exit::Ok);
     }
     let store = a.store(&plan);
@@ -82,14 +91,77 @@ pub(super) fn finish(
     }
     say(g, &format!("{command}: {}", parts.join(" · ")));
 
+    for src in &r.sources {
+        say(g, &format!("  {}: {}", src.id, modbus_summary(&src.modbus)));
+    }
+
     let rejected = r.input.map_or(0, |i| i.rejected);
     if a.strict && rejected > 0 {
         return Err(Failure::new(Exit::DataErr, format!("{rejected} input lines rejected (--strict)")));
+    }
+    if a.once {
+        // Devices are (source, unit id) pairs; one that never answered failed.
+        let units = r.sources.iter().flat_map(|s| s.modbus.units.iter().map(move |(u, st)| (&s.id, *u, *st)));
+        let (mut total, mut silent) = (0, Vec::new());
+        for (id, unit, st) in units {
+            total += 1;
+            if !st.answered {
+                silent.push(format!("{id} unit {unit}"));
+            }
+        }
+        if total > 0 && silent.len() == total {
+            return Err(Failure::new(Exit::Unavailable, format!("no device answered ({})", silent.join(", "))));
+        }
+        if !silent.is_empty() {
+            return Err(Failure::new(Exit::Failure, format!("{} did not answer", silent.join(", "))));
+        }
     }
     if a.fail_on.contains(&FailOn::Bad) && v.bad > 0 {
         return Ok(Exit::FailOn);
     }
     Ok(Exit::Ok)
+}
+
+/// One line of Modbus counters for the run summary.
+fn modbus_summary(m: &ModbusStats) -> String {
+    let mut parts = vec![format!("{} requests, {} answered", m.requests, m.responses)];
+    if m.timeouts > 0 {
+        parts.push(plural(m.timeouts, "timeout"));
+    }
+    for (code, n) in &m.exceptions {
+        parts.push(format!("exception {code} ({}) ×{n}", link::exception_name(*code)));
+    }
+    if m.crc_errors > 0 {
+        parts.push(plural(m.crc_errors, "CRC error"));
+    }
+    if m.mismatches > 0 {
+        parts.push(plural(m.mismatches, "mismatched answer"));
+    }
+    if m.disconnects + m.connect_failures > 0 {
+        parts.push(format!("{} disconnects, {} failed connects", m.disconnects, m.connect_failures));
+    }
+    if m.reconnects > 0 {
+        parts.push(plural(m.reconnects, "reconnect"));
+    }
+    if m.latency.count > 0 {
+        parts.push(format!(
+            "latency avg {} p99 ≤{} max {}",
+            human_us(m.latency.sum_us / m.latency.count),
+            human_us(m.latency.quantile_us(0.99)),
+            human_us(m.latency.max_us)
+        ));
+    }
+    parts.join(", ")
+}
+
+fn human_us(us: u64) -> String {
+    if us >= 10_000 {
+        format!("{} ms", us / 1000)
+    } else if us >= 1000 {
+        format!("{:.1} ms", us as f64 / 1000.0)
+    } else {
+        format!("{us} µs")
+    }
 }
 
 fn plural(n: u64, what: &str) -> String {

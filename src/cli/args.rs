@@ -16,7 +16,7 @@ use crate::spec::{LoadError, SpecDoc};
 pub struct PipelineArgs {
     /// The pipeline spec (YAML).
     #[arg(value_name = "SPEC")]
-    pub spec: String,
+    pub spec: Option<String>,
 
     /// Start from records in FILE (`-` for stdin) instead of the live sources.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["once", "duration"], help_heading = "Input")]
@@ -34,12 +34,17 @@ pub struct PipelineArgs {
     /// One poll cycle of every source, then drain and exit.
     #[arg(long, conflicts_with_all = ["duration", "count"], help_heading = "Run")]
     pub once: bool,
-    /// Run this long (`10m`); simulated sources run on a virtual clock, as fast as they can.
+    /// Run this long (`10m`). A pipeline of simulated sources alone runs on a
+    /// virtual clock, as fast as it can; one with devices runs in real time.
     #[arg(long, value_name = "TIME", value_parser = parse_duration_arg, help_heading = "Run")]
     pub duration: Option<Duration>,
-    /// Stop after N readings from the sources (or N records from --input).
+    /// Stop after N readings from the sources (or N records from --input);
+    /// with --probe, the number of registers to read.
     #[arg(long, value_name = "N", help_heading = "Run")]
     pub count: Option<u64>,
+    /// How long to wait for a device that does not answer (--probe; default 1s).
+    #[arg(long, value_name = "TIME", value_parser = parse_duration_arg, help_heading = "Run")]
+    pub timeout: Option<Duration>,
 
     /// Output format [default: table on a terminal, ndjson otherwise].
     #[arg(long, value_enum, help_heading = "Output")]
@@ -82,7 +87,7 @@ pub enum FailOn {
     Bad,
 }
 
-fn parse_duration_arg(s: &str) -> Result<Duration, String> {
+pub(super) fn parse_duration_arg(s: &str) -> Result<Duration, String> {
     crate::compile::quantity::parse_duration(s)
 }
 

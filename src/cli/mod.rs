@@ -6,6 +6,7 @@ mod args;
 mod completions;
 pub mod exit;
 mod generate;
+mod probe;
 mod validate;
 
 use std::io::IsTerminal;

@@ -70,6 +70,8 @@ pub enum Code {
     LooksOneBased,
     /// W102 a setting that has no effect.
     Useless,
+    /// W103 a poll cycle that cannot fit its interval (RTU time budget).
+    PollBudget,
 }
 
 impl Code {
@@ -98,6 +100,7 @@ impl Code {
             Code::Conflict => "E080",
             Code::LooksOneBased => "W101",
             Code::Useless => "W102",
+            Code::PollBudget => "W103",
         }
     }
 

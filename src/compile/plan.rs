@@ -84,6 +84,24 @@ pub struct SerialLine {
     pub stop_bits: u8,
 }
 
+impl SerialLine {
+    /// Seconds one character takes: start, data, parity and stop bits.
+    pub fn char_secs(&self) -> f64 {
+        let bits = 1 + u32::from(self.data_bits) + u32::from(self.parity != Parity::None) + u32::from(self.stop_bits);
+        f64::from(bits) / f64::from(self.baud.max(1))
+    }
+
+    /// The silence that ends an RTU frame: 3.5 characters, fixed at 1.75 ms
+    /// above 19200 baud (Modbus over serial line, §2.5.1.1).
+    pub fn frame_silence(&self) -> Duration {
+        if self.baud > 19_200 {
+            Duration::from_micros(1750)
+        } else {
+            Duration::from_secs_f64(3.5 * self.char_secs())
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct PointPlan {
     pub channel: String,
@@ -107,6 +125,9 @@ pub struct PointPlan {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct RequestPlan {
+    /// How often this request runs: the interval of its points.
+    #[serde(with = "serde_dur")]
+    pub interval: Duration,
     pub unit_id: u8,
     pub table: Table,
     pub address: u16,

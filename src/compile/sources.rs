@@ -309,8 +309,12 @@ fn modbus(cx: &mut Cx, path: &str, m: &ModbusSourceSpec) -> ModbusPlan {
         });
     }
     check_overlaps(cx, &points_path, &points);
-    let requests = plan_requests(&points, m.gap.unwrap_or(0));
-    ModbusPlan { transport: m.transport, address, serial, interval, timeout, pause, points, requests }
+    let requests = plan_requests(&points, m.gap.unwrap_or(0), interval);
+    let plan = ModbusPlan { transport: m.transport, address, serial, interval, timeout, pause, points, requests };
+    if let Some(line) = &plan.serial {
+        check_rtu_budget(cx, path, line, &plan);
+    }
+    plan
 }
 
 /// Points that share registers must cover exactly the same ones (the same
@@ -346,12 +350,17 @@ fn check_overlaps(cx: &mut Cx, path: &str, points: &[PointPlan]) {
     }
 }
 
-/// Merges points into as few reads as possible per unit and table: ranges
-/// that touch or are at most `gap` registers apart, up to 125 registers (2000
-/// bits) per request.
-pub fn plan_requests(points: &[PointPlan], gap: u16) -> Vec<RequestPlan> {
+/// Merges points into as few reads as possible per poll interval, unit and
+/// table: ranges that touch or are at most `gap` registers apart, up to 125
+/// registers (2000 bits) per request. Points without their own interval poll
+/// at `default`.
+pub fn plan_requests(points: &[PointPlan], gap: u16, default: Duration) -> Vec<RequestPlan> {
+    let every = |p: &PointPlan| p.interval.unwrap_or(default);
     let mut idx: Vec<usize> = (0..points.len()).collect();
-    idx.sort_by_key(|&i| (points[i].unit_id, points[i].table as u8, points[i].address, points[i].count));
+    idx.sort_by_key(|&i| {
+        let p = &points[i];
+        (every(p), p.unit_id, p.table as u8, p.address, p.count)
+    });
     let mut out: Vec<RequestPlan> = Vec::new();
     for i in idx {
         let p = &points[i];
@@ -359,7 +368,8 @@ pub fn plan_requests(points: &[PointPlan], gap: u16) -> Vec<RequestPlan> {
         let p_end = u32::from(p.address) + u32::from(p.count);
         if let Some(r) = out.last_mut() {
             let r_end = u32::from(r.address) + u32::from(r.count);
-            let fits = r.unit_id == p.unit_id
+            let fits = r.interval == every(p)
+                && r.unit_id == p.unit_id
                 && r.table == p.table
                 && u32::from(p.address) <= r_end + u32::from(gap)
                 && p_end.max(r_end) - u32::from(r.address) <= limit;
@@ -370,6 +380,7 @@ pub fn plan_requests(points: &[PointPlan], gap: u16) -> Vec<RequestPlan> {
             }
         }
         out.push(RequestPlan {
+            interval: every(p),
             unit_id: p.unit_id,
             table: p.table,
             address: p.address,
@@ -378,6 +389,53 @@ pub fn plan_requests(points: &[PointPlan], gap: u16) -> Vec<RequestPlan> {
         });
     }
     out
+}
+
+/// Seconds one read request and its response take on an RTU line: both
+/// frames at the baud rate, with the 3.5-character silence after each (the
+/// spec fixes it at 1.75 ms above 19200 baud) and the configured pause.
+pub fn rtu_request_time(line: &SerialLine, r: &RequestPlan, pause: Duration) -> f64 {
+    let char_s = line.char_secs();
+    let silence = line.frame_silence().as_secs_f64();
+    let data = match r.table {
+        Table::Coil | Table::Discrete => usize::from(r.count).div_ceil(8),
+        Table::Input | Table::Holding => 2 * usize::from(r.count),
+    };
+    // Request: unit, function, address, count, CRC = 8 bytes.
+    // Response: unit, function, byte count, data, CRC = 5 + data bytes.
+    let chars = (8 + 5 + data) as f64;
+    chars * char_s + 2.0 * silence + pause.as_secs_f64()
+}
+
+/// W103: on an RTU bus every request shares one line; when all of them fall
+/// due together, the cycle must end before the shortest interval comes round.
+fn check_rtu_budget(cx: &mut Cx, path: &str, line: &SerialLine, plan: &ModbusPlan) {
+    let Some(shortest) = plan.requests.iter().map(|r| r.interval).min() else {
+        return;
+    };
+    let cycle: f64 = plan.requests.iter().map(|r| rtu_request_time(line, r, plan.pause)).sum();
+    if cycle > shortest.as_secs_f64() {
+        let d = cx.err(
+            Code::PollBudget,
+            &key(path, "baud"),
+            format!(
+                "a full poll cycle takes {:.0} ms at {} baud ({} request{}), longer than the {} ms interval",
+                cycle * 1000.0,
+                line.baud,
+                plan.requests.len(),
+                if plan.requests.len() == 1 { "" } else { "s" },
+                shortest.as_millis()
+            ),
+        );
+        d.hint = Some(
+            "raise the baud rate or the interval, give slow points their own `interval`, or read fewer registers"
+                .into(),
+        );
+        d.note = Some(format!(
+            "a unit that does not answer adds its timeout ({} ms) to the cycle for each of its requests",
+            plan.timeout.as_millis()
+        ));
+    }
 }
 
 fn mqtt(cx: &mut Cx, path: &str, id: &str, pipeline: &str, m: &MqttSourceSpec) -> MqttPlan {
@@ -649,13 +707,13 @@ mod tests {
             pt(1, Table::Holding, 10, 1),
             pt(2, Table::Holding, 4, 1),
         ];
-        let r = plan_requests(&points, 0);
+        let r = plan_requests(&points, 0, Duration::from_secs(1));
         assert_eq!(r.len(), 3);
         assert_eq!((r[0].address, r[0].count, r[0].points.clone()), (0, 4, vec![0, 1]));
-        let r = plan_requests(&points, 6);
+        let r = plan_requests(&points, 6, Duration::from_secs(1));
         assert_eq!((r[0].address, r[0].count), (0, 11));
         let many: Vec<_> = (0..130).map(|i| pt(1, Table::Input, i, 1)).collect();
-        let r = plan_requests(&many, 0);
+        let r = plan_requests(&many, 0, Duration::from_secs(1));
         assert_eq!(r.iter().map(|r| r.count).collect::<Vec<_>>(), vec![125, 5]);
     }
 
@@ -669,7 +727,7 @@ mod tests {
         ) {
             let tables = [Table::Coil, Table::Discrete, Table::Input, Table::Holding];
             let points: Vec<PointPlan> = raw.iter().map(|&(u, t, a, c)| pt(u, tables[t as usize], a, c)).collect();
-            let reqs = plan_requests(&points, gap);
+            let reqs = plan_requests(&points, gap, Duration::from_secs(1));
             let mut seen = vec![0; points.len()];
             for r in &reqs {
                 let limit = if matches!(r.table, Table::Coil | Table::Discrete) { 2000 } else { 125 };
@@ -684,6 +742,25 @@ mod tests {
             }
             proptest::prop_assert!(seen.iter().all(|&n| n == 1));
         }
+    }
+
+    /// FIELD-NOTES.md measured 100 registers at ≈ 252 ms (9600 baud, 8E1) and ≈ 24 ms (115200).
+    #[test]
+    fn rtu_time_budget_matches_the_measured_bus() {
+        let line =
+            |baud| SerialLine { device: "/dev/x".into(), baud, parity: Parity::Even, data_bits: 8, stop_bits: 1 };
+        let req = RequestPlan {
+            interval: Duration::from_secs(1),
+            unit_id: 1,
+            table: Table::Holding,
+            address: 0,
+            count: 100,
+            points: vec![],
+        };
+        let slow = rtu_request_time(&line(9600), &req, Duration::ZERO);
+        let fast = rtu_request_time(&line(115_200), &req, Duration::ZERO);
+        assert!((slow - 0.252).abs() < 0.005, "{slow}");
+        assert!((fast - 0.024).abs() < 0.002, "{fast}");
     }
 
     #[test]

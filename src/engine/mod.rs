@@ -29,6 +29,7 @@ use crate::compile::{Plan, SourceKind, StorePlan};
 use crate::sinks::stdout::{Output, OutputError};
 use crate::sinks::store::{self, Store, StoreError, StoreStats};
 use crate::sources::input::{self, InputFormat, InputStats};
+use crate::sources::modbus::{ModbusStats, Poller};
 use crate::sources::simulate::Simulator;
 use crate::stages::validate::{ChannelValidator, ValidateStats};
 use record::Record;
@@ -74,6 +75,15 @@ pub struct RunReport {
     pub interrupted: bool,
     /// The stdout reader went away.
     pub output_closed: bool,
+    /// Counters of each device source, in spec order.
+    pub sources: Vec<SourceReport>,
+}
+
+/// What one live source did.
+#[derive(Debug, Clone)]
+pub struct SourceReport {
+    pub id: String,
+    pub modbus: ModbusStats,
 }
 
 #[derive(Debug)]
@@ -144,13 +154,18 @@ pub fn run(plan: &Plan, opts: RunOptions, output: &mut Output) -> Result<RunRepo
     // Live runs continue the channel state of the previous run (cron with
     // --once behaves like the daemon). Replays (--input) and virtual-clock
     // simulations live in their own time and neither read nor write it.
-    let live = opts.input.is_none() && opts.duration.is_none() && opts.count.is_none();
+    // Sources that talk to devices run on the wall clock; only a pipeline of
+    // simulators alone runs on the virtual clock with --duration/--count.
+    let has_devices = plan.sources.iter().any(|s| !matches!(s.kind, SourceKind::Simulate(_)));
+    let virtual_clock = opts.input.is_none() && !has_devices && (opts.duration.is_some() || opts.count.is_some());
+    let live = opts.input.is_none() && !virtual_clock;
     let saved_state = match &store {
         Some(st) if live => st.load_state(STATE_COMPONENT, STATE_KEY).map_err(EngineError::Store)?,
         _ => None,
     };
 
     let (tx, mut rx) = mpsc::channel::<Vec<Record>>(QUEUE);
+    let mut source_stats: Vec<(String, Arc<std::sync::Mutex<ModbusStats>>)> = Vec::new();
     let progress = Arc::new(AtomicU64::new(0));
     let mut input_handle = None;
     let bar;
@@ -175,12 +190,16 @@ pub fn run(plan: &Plan, opts: RunOptions, output: &mut Output) -> Result<RunRepo
             input::read_records(reader, format, max_line, max_records, &name, &stop, &prog, &mut reject, &mut emit)
         }));
     } else {
-        let virtual_clock = opts.duration.is_some() || opts.count.is_some();
         // On the virtual clock runs start at a fixed time so they repeat exactly.
         let start = if virtual_clock { VIRTUAL_EPOCH } else { time::now_micros() };
-        let sims = simulators(plan, start)?;
-        let virtual_clock = virtual_clock || opts.once;
-        if virtual_clock {
+        let sims = simulators(plan, start);
+        let pollers = pollers(plan, &mut source_stats)?;
+        if sims.is_empty() && pollers.is_empty() {
+            return Err(EngineError::Unsupported(
+                "the pipeline has no sources; give records with `--input FILE|-`".into(),
+            ));
+        }
+        bar = if virtual_clock && !opts.once {
             let total = opts.count.or_else(|| {
                 opts.duration.map(|d| {
                     sims.iter()
@@ -188,12 +207,17 @@ pub fn run(plan: &Plan, opts: RunOptions, output: &mut Output) -> Result<RunRepo
                         .sum()
                 })
             });
-            bar = make_bar(opts.progress && !opts.once, total, "simulating");
-            let (stop, prog) = (shutdown.flag.clone(), progress.clone());
-            let (once, duration, count) = (opts.once, opts.duration, opts.count);
-            std::thread::spawn(move || run_virtual(sims, once, duration, count, &stop, &prog, tx));
+            make_bar(opts.progress, total, "simulating")
         } else {
-            bar = make_bar(false, None, "");
+            make_bar(false, None, "")
+        };
+        if virtual_clock || opts.once {
+            if !sims.is_empty() {
+                let (stop, prog, tx) = (shutdown.flag.clone(), progress.clone(), tx.clone());
+                let (once, duration, count) = (opts.once, opts.duration, opts.count);
+                std::thread::spawn(move || run_virtual(sims, once, duration, count, &stop, &prog, tx));
+            }
+        } else {
             for mut sim in sims {
                 let (tx, mut stop) = (tx.clone(), shutdown.subscribe());
                 rt.spawn(async move {
@@ -213,8 +237,13 @@ pub fn run(plan: &Plan, opts: RunOptions, output: &mut Output) -> Result<RunRepo
                     }
                 });
             }
+        }
+        for p in pollers {
+            rt.spawn(p.run(opts.once, tx.clone(), shutdown.subscribe()));
+        }
+        if !virtual_clock && !opts.once {
             // Wall-clock ticks so silent channels are reported stale.
-            let mut stop = shutdown.subscribe();
+            let (tx, mut stop) = (tx.clone(), shutdown.subscribe());
             rt.spawn(async move {
                 let mut ticker = tokio::time::interval(Duration::from_secs(1));
                 loop {
@@ -227,7 +256,16 @@ pub fn run(plan: &Plan, opts: RunOptions, output: &mut Output) -> Result<RunRepo
                     }
                 }
             });
+            if let Some(d) = opts.duration {
+                // A wall-clock run of a fixed length ends like a signal: drain and commit.
+                let shutdown = shutdown.clone();
+                rt.spawn(async move {
+                    tokio::time::sleep(d).await;
+                    shutdown.trigger();
+                });
+            }
         }
+        drop(tx);
     }
 
     // The writer thread.
@@ -258,6 +296,7 @@ pub fn run(plan: &Plan, opts: RunOptions, output: &mut Output) -> Result<RunRepo
     let mut gave_up_waiting = false;
     let mut out_batch: Vec<Record> = Vec::new();
     let mut output_error = None;
+    let mut live_taken = 0u64;
     loop {
         let next = rt.block_on(async {
             tokio::select! {
@@ -280,6 +319,19 @@ pub fn run(plan: &Plan, opts: RunOptions, output: &mut Output) -> Result<RunRepo
                 continue;
             }
         };
+        let mut batch = batch;
+        if let (Some(max), true) = (opts.count, live) {
+            // A wall-clock run of N readings: take N, then drain like a signal.
+            let left = max.saturating_sub(live_taken);
+            if batch.len() as u64 >= left {
+                batch.truncate(left as usize);
+                shutdown.trigger();
+                if batch.is_empty() {
+                    continue;
+                }
+            }
+            live_taken += batch.len() as u64;
+        }
         out_batch.clear();
         if batch.is_empty() {
             validator.tick(time::now_micros(), &mut out_batch);
@@ -331,6 +383,10 @@ pub fn run(plan: &Plan, opts: RunOptions, output: &mut Output) -> Result<RunRepo
     drop(rx);
     drop(store_tx);
     report.interrupted = interrupted.load(Ordering::SeqCst);
+    report.sources = source_stats
+        .iter()
+        .map(|(id, st)| SourceReport { id: id.clone(), modbus: st.lock().unwrap_or_else(|e| e.into_inner()).clone() })
+        .collect();
     report.validate = validator.stats;
     if let Some(h) = input_handle {
         // The producers closed the queue, so the thread is ending: wait for
@@ -406,27 +462,39 @@ fn make_bar(enabled: bool, total: Option<u64>, what: &str) -> Option<ProgressBar
     Some(bar)
 }
 
-/// The simulators of a plan; other live source kinds are not in this build yet.
-fn simulators(plan: &Plan, start: time::Micros) -> Result<Vec<Simulator>, EngineError> {
+/// The simulators of a plan.
+fn simulators(plan: &Plan, start: time::Micros) -> Vec<Simulator> {
+    let mut out = Vec::new();
+    for s in &plan.sources {
+        if let SourceKind::Simulate(sim) = &s.kind {
+            out.push(Simulator::new(&s.id, sim, start));
+        }
+    }
+    out
+}
+
+/// The Modbus pollers of a plan, each with its counters registered in `stats`.
+fn pollers(
+    plan: &Plan,
+    stats: &mut Vec<(String, Arc<std::sync::Mutex<ModbusStats>>)>,
+) -> Result<Vec<Poller>, EngineError> {
     let mut out = Vec::new();
     for s in &plan.sources {
         match &s.kind {
-            SourceKind::Simulate(sim) => out.push(Simulator::new(&s.id, sim, start)),
-            other => {
-                let kind = match other {
-                    SourceKind::Modbus(_) => "modbus",
-                    SourceKind::Mqtt(_) => "mqtt",
-                    _ => "serial",
-                };
+            SourceKind::Modbus(m) => {
+                let st = Arc::new(std::sync::Mutex::new(ModbusStats::default()));
+                stats.push((s.id.clone(), st.clone()));
+                out.push(Poller::new(&s.id, m, st));
+            }
+            SourceKind::Mqtt(_) | SourceKind::Serial(_) => {
+                let kind = if matches!(s.kind, SourceKind::Mqtt(_)) { "mqtt" } else { "serial" };
                 return Err(EngineError::Unsupported(format!(
-                    "source `{}`: {kind} acquisition is not in this build yet; use `--input` or a `simulate` source",
+                    "source `{}`: {kind} acquisition is not in this build yet; use `--input` or another source kind",
                     s.id
                 )));
             }
+            SourceKind::Simulate(_) => {}
         }
-    }
-    if out.is_empty() {
-        return Err(EngineError::Unsupported("the pipeline has no sources; give records with `--input FILE|-`".into()));
     }
     Ok(out)
 }

@@ -111,8 +111,12 @@ impl Flags {
 pub struct Reading {
     pub ts: Micros,
     pub channel: Arc<str>,
-    /// None when the reading is `bad` for want of a value (timeout, gap).
+    /// None when the reading is `bad` for want of a value (timeout, gap),
+    /// or when it carries `text` instead.
     pub value: Option<f64>,
+    /// A text value (a Modbus `string` point: a serial number, a firmware
+    /// version); such readings have no `value`.
+    pub text: Option<Arc<str>>,
     pub unit: Option<Arc<str>>,
     pub quality: Quality,
     pub flags: Flags,
@@ -287,6 +291,10 @@ impl Reading {
             Some(v) if v.is_finite() => write_f64(out, v),
             _ => out.extend_from_slice(b"null"),
         }
+        if let Some(t) = &self.text {
+            out.extend_from_slice(b",\"text\":");
+            write_json_str(out, t);
+        }
         if let Some(u) = &self.unit {
             out.extend_from_slice(b",\"unit\":");
             write_json_str(out, u);
@@ -338,6 +346,8 @@ struct RawLine<'a> {
     channel: Option<Text<'a>>,
     #[serde(default)]
     value: Option<f64>,
+    #[serde(borrow, default)]
+    text: Option<Text<'a>>,
     #[serde(borrow, default)]
     unit: Option<Text<'a>>,
     #[serde(borrow, default)]
@@ -439,6 +449,9 @@ impl<'de> Deserialize<'de> for FlagList {
     }
 }
 
+/// Longest `text` of a reading (a Modbus string is at most 250 bytes).
+pub const MAX_TEXT: usize = 1024;
+
 /// Parses one NDJSON line into a record. `now` is used when the line has no
 /// `ts`; `default_source` when it has no `source`.
 pub fn parse_ndjson_line(
@@ -474,14 +487,20 @@ pub fn parse_ndjson_line(
         }
     };
     let flags = raw.flags.map_or(Flags::empty(), |f| f.0);
-    if raw.value.is_none() {
+    if raw.value.is_none() && raw.text.is_none() {
         // A reading without a value is never good.
         quality = Quality::Bad;
     }
+    let text = match raw.text {
+        Some(t) if t.len() > MAX_TEXT => return Err(LineError(format!("`text` is longer than {MAX_TEXT} bytes"))),
+        Some(t) => Some(Arc::from(&*t)),
+        None => None,
+    };
     Ok(Record::Reading(Reading {
         ts,
         channel,
         value: raw.value,
+        text,
         unit: raw.unit.map(|u| interner.name("unit", &u)).transpose()?,
         quality,
         flags,

@@ -157,6 +157,8 @@ impl Output {
                 out.push(b',');
                 if let Some(v) = r.value.filter(|v| v.is_finite()) {
                     write_f64(out, v);
+                } else if let Some(t) = &r.text {
+                    csv_field(out, t);
                 }
                 out.push(b',');
                 csv_field(out, r.unit.as_deref().unwrap_or(""));
@@ -197,7 +199,11 @@ impl Output {
             Record::Reading(r) => {
                 let mut ts = Vec::with_capacity(27);
                 write_rfc3339(r.ts, &mut ts);
-                let value = r.value.filter(|v| v.is_finite()).map_or_else(|| "—".to_string(), |v| format!("{v}"));
+                let value = match (r.value.filter(|v| v.is_finite()), &r.text) {
+                    (Some(v), _) => format!("{v}"),
+                    (None, Some(t)) => format!("{t:?}"),
+                    (None, None) => "—".to_string(),
+                };
                 let flags: Vec<&str> = r.flags.names().collect();
                 let (on, off) = match (self.color, r.quality) {
                     (true, crate::engine::record::Quality::Suspect) => ("\x1b[33m", "\x1b[0m"),

@@ -34,7 +34,7 @@ pub const DEFAULT_MEMORY: &str = "32MB";
 pub const DEFAULT_BATCH: usize = 122_880;
 
 /// The schema version this build writes. Older files are migrated on open.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Migrations: step `i` takes a store from version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -51,6 +51,8 @@ const MIGRATIONS: &[&str] = &[
      CREATE TABLE IF NOT EXISTS state (
         component VARCHAR NOT NULL, key VARCHAR NOT NULL, value VARCHAR NOT NULL,
         updated TIMESTAMPTZ NOT NULL, PRIMARY KEY (component, key));",
+    // 1 → 2: text values (Modbus `string` points).
+    "ALTER TABLE readings ADD COLUMN IF NOT EXISTS text VARCHAR;",
 ];
 
 #[derive(Debug)]
@@ -214,6 +216,7 @@ struct ReadingColumns {
     flags: StringBuilder,
     source: StringBuilder,
     unit: StringBuilder,
+    text: StringBuilder,
     len: usize,
     flag_buf: String,
 }
@@ -228,6 +231,7 @@ impl ReadingColumns {
             flags: StringBuilder::with_capacity(cap, 64),
             source: StringBuilder::with_capacity(cap, cap * 4),
             unit: StringBuilder::with_capacity(cap, cap * 4),
+            text: StringBuilder::with_capacity(cap, 0),
             len: 0,
             flag_buf: String::new(),
         }
@@ -252,6 +256,7 @@ impl ReadingColumns {
         }
         self.source.append_value(&*r.source);
         self.unit.append_option(r.unit.as_deref());
+        self.text.append_option(r.text.as_deref());
         self.len += 1;
     }
 
@@ -264,6 +269,7 @@ impl ReadingColumns {
             Field::new("flags", DataType::Utf8, true),
             Field::new("source", DataType::Utf8, true),
             Field::new("unit", DataType::Utf8, true),
+            Field::new("text", DataType::Utf8, true),
         ]));
         let cols: Vec<ArrayRef> = vec![
             Arc::new(self.ts.finish()),
@@ -273,6 +279,7 @@ impl ReadingColumns {
             Arc::new(self.flags.finish()),
             Arc::new(self.source.finish()),
             Arc::new(self.unit.finish()),
+            Arc::new(self.text.finish()),
         ];
         self.len = 0;
         RecordBatch::try_new(schema, cols).expect("columns match the schema")

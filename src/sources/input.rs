@@ -340,6 +340,7 @@ impl CsvHeader {
             ts,
             channel,
             value,
+            text: None,
             unit: get(self.unit).map(|u| interner.name("unit", u)).transpose()?,
             quality,
             flags,

@@ -1,5 +1,9 @@
-//! Sources of records: the simulator and `--input` files. Each produces
-//! batches of [`Record`](crate::engine::record::Record)s for the engine.
+//! Sources of records: devices (Modbus), the simulator and `--input` files.
+//! Each produces batches of [`Record`](crate::engine::record::Record)s for
+//! the engine.
 
+pub mod backoff;
 pub mod input;
+pub mod modbus;
+pub mod rng;
 pub mod simulate;

@@ -12,30 +12,7 @@ use crate::engine::record::{Flags, Quality, Reading, Record};
 use crate::engine::time::Micros;
 use crate::spec::{FaultKind, Shape};
 
-/// SplitMix64: small, fast, and good enough for test signals.
-#[derive(Debug, Clone)]
-struct Rng(u64);
-
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in (0, 1].
-    fn unit(&mut self) -> f64 {
-        ((self.next_u64() >> 11) as f64 + 1.0) / (1u64 << 53) as f64
-    }
-
-    /// Standard normal (Box–Muller).
-    fn gauss(&mut self) -> f64 {
-        let (u1, u2) = (self.unit(), self.unit());
-        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
-    }
-}
+use super::rng::Rng;
 
 fn fnv1a(s: &str) -> u64 {
     s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
@@ -111,6 +88,7 @@ impl Simulator {
                     ts,
                     channel: s.channel.clone(),
                     value: Some(v),
+                    text: None,
                     unit: s.unit.clone(),
                     quality: Quality::Good,
                     flags: Flags::empty(),

@@ -364,7 +364,17 @@ fn apply_stateless(rule: &Rule, r: &mut Reading) {
 }
 
 fn gap_reading(channel: Arc<str>, ts: Micros, unit: Option<Arc<str>>, source: Arc<str>) -> Reading {
-    Reading { ts, channel, value: None, unit, quality: Quality::Bad, flags: Flags::STALE, source, from_input: false }
+    Reading {
+        ts,
+        channel,
+        value: None,
+        text: None,
+        unit,
+        quality: Quality::Bad,
+        flags: Flags::STALE,
+        source,
+        from_input: false,
+    }
 }
 
 #[cfg(test)]
@@ -389,6 +399,7 @@ mod tests {
             ts: ts_s * 1_000_000,
             channel: Arc::from("boiler.temp.a"),
             value: v,
+            text: None,
             unit: None,
             quality: Quality::Good,
             flags: Flags::empty(),

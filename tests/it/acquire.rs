@@ -61,7 +61,7 @@ fn count_and_once_and_the_store() {
     out.stderr_has("1003 stored in");
     assert_eq!(query_i64(&db, "SELECT count(*) FROM readings"), 1003);
     assert_eq!(query_i64(&db, "SELECT count(DISTINCT channel) FROM readings"), 5);
-    assert_eq!(query_i64(&db, "SELECT max(CAST(value AS BIGINT)) FROM meta WHERE key = 'schema_version'"), 1);
+    assert_eq!(query_i64(&db, "SELECT max(CAST(value AS BIGINT)) FROM meta WHERE key = 'schema_version'"), 2);
 
     let out =
         eg(["acquire".as_ref(), "pipelines/demo.yaml".as_ref(), "--once".as_ref(), "--store".as_ref(), db.as_os_str()])
@@ -158,4 +158,46 @@ fn once_runs_continue_the_channel_state() {
     assert_eq!(lines.len(), 2, "a stale gap, then the new reading: {}", second.stdout);
     assert_eq!(lines[0]["flags"][0], "stale");
     assert_eq!(query_i64(&dir.path().join("s.duckdb"), "SELECT count(*) FROM readings"), 3);
+}
+
+/// A store written by schema version 1 (before `text`) is migrated on open
+/// and keeps its rows.
+#[test]
+fn a_version_1_store_is_migrated() {
+    let dir = tmp();
+    let db = dir.path().join("old.duckdb");
+    {
+        let conn = duckdb::Connection::open(&db).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL);
+             INSERT INTO meta VALUES ('schema_version', '1');
+             CREATE TABLE readings (ts TIMESTAMPTZ NOT NULL, channel VARCHAR NOT NULL, value DOUBLE,
+                quality VARCHAR NOT NULL, flags VARCHAR, source VARCHAR, unit VARCHAR);
+             CREATE TABLE anomalies (ts TIMESTAMPTZ NOT NULL, channel VARCHAR NOT NULL, detector VARCHAR NOT NULL,
+                method VARCHAR, value DOUBLE, score DOUBLE, expected DOUBLE, threshold DOUBLE, detail VARCHAR);
+             CREATE TABLE alerts (ts TIMESTAMPTZ NOT NULL, rule VARCHAR NOT NULL, state VARCHAR NOT NULL,
+                severity VARCHAR, channel VARCHAR, value DOUBLE, title VARCHAR, fingerprint VARCHAR,
+                notifier VARCHAR, error VARCHAR);
+             CREATE TABLE state (component VARCHAR NOT NULL, key VARCHAR NOT NULL, value VARCHAR NOT NULL,
+                updated TIMESTAMPTZ NOT NULL, PRIMARY KEY (component, key));
+             INSERT INTO readings VALUES (now(), 'old.channel', 1.5, 'good', NULL, 'x', NULL);",
+        )
+        .unwrap();
+    }
+    let text = "{\"ts\":\"2026-01-01T00:00:00Z\",\"channel\":\"dev.serial\",\"text\":\"EG-100\",\"source\":\"plc\"}\n";
+    eg([
+        "acquire".as_ref(),
+        "pipelines/input-only.yaml".as_ref(),
+        "--input".as_ref(),
+        "-".as_ref(),
+        "--store".as_ref(),
+        db.as_os_str(),
+        "--store-input".as_ref(),
+    ])
+    .stdin(text)
+    .run()
+    .code(0);
+    assert_eq!(query_i64(&db, "SELECT CAST(value AS BIGINT) FROM meta WHERE key = 'schema_version'"), 2);
+    assert_eq!(query_i64(&db, "SELECT count(*) FROM readings WHERE channel = 'old.channel' AND text IS NULL"), 1);
+    assert_eq!(query_i64(&db, "SELECT count(*) FROM readings WHERE text = 'EG-100' AND quality = 'good'"), 1);
 }

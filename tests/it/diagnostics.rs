@@ -40,6 +40,7 @@ fn cases() -> Vec<(&'static str, String, i32)> {
         ("E080", format!("{HEAD}serve: {{listen: \"0.0.0.0:8080\"}}\n"), 78),
         ("W101", modbus("      - {channel: a.b, table: holding, address: 40001}\n"), 0),
         ("W102", format!("{HEAD}{sim}alerts:\n  hot: {{when: \"value > 95\"}}\n"), 0),
+        ("W103", format!("{HEAD}sources:\n  bus:\n    type: modbus\n    transport: rtu\n    device: /dev/ttyUSB0\n    baud: 1200\n    interval: 500ms\n    points:\n      - {{channel: a.b, table: holding, address: 0, type: string, length: 100}}\n"), 0),
     ]
 }
 

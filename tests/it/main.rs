@@ -4,6 +4,8 @@ mod acquire;
 mod diagnostics;
 mod generated;
 mod input;
+mod modbus;
+mod peers;
 mod signals;
 mod support;
 mod validate;
