@@ -143,10 +143,10 @@ fn modbus_summary(m: &ModbusStats) -> String {
     if m.reconnects > 0 {
         parts.push(plural(m.reconnects, "reconnect"));
     }
-    if m.latency.count > 0 {
+    if let Some(avg) = m.latency.sum_us.checked_div(m.latency.count) {
         parts.push(format!(
             "latency avg {} p99 ≤{} max {}",
-            human_us(m.latency.sum_us / m.latency.count),
+            human_us(avg),
             human_us(m.latency.quantile_us(0.99)),
             human_us(m.latency.max_us)
         ));

@@ -69,18 +69,12 @@ pub struct UnitStatus {
 
 /// Response times in power-of-two microsecond buckets: cheap to record,
 /// good enough for percentiles in a summary.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Latency {
     buckets: [u64; 32],
     pub count: u64,
     pub sum_us: u64,
     pub max_us: u64,
-}
-
-impl Default for Latency {
-    fn default() -> Self {
-        Latency { buckets: [0; 32], count: 0, sum_us: 0, max_us: 0 }
-    }
 }
 
 impl Latency {
