@@ -7,7 +7,6 @@ use super::exit::{Exit, Failure};
 use super::probe::ProbeArgs;
 use super::{say, GlobalArgs};
 use crate::engine::{self, InputOptions, RunOptions, RunReport};
-use crate::sources::modbus::{link, ModbusStats};
 
 #[derive(Debug, Args)]
 #[command(group(clap::ArgGroup::new("what").required(true).args(["spec", "probe"])))]
@@ -42,6 +41,7 @@ pub fn run(args: &AcquireArgs, g: &GlobalArgs) -> Result<Exit, Failure> {
         store,
         store_input: a.store_input,
         progress: !g.no_progress && !g.quiet,
+        timeout: a.timeout,
     };
     let mut output = a.output(g)?;
     let report = engine::run(&plan, opts, &mut output)?;
@@ -92,21 +92,25 @@ pub(super) fn finish(
     say(g, &format!("{command}: {}", parts.join(" · ")));
 
     for src in &r.sources {
-        say(g, &format!("  {}: {}", src.id, modbus_summary(&src.modbus)));
+        say(g, &format!("  {}: {}", src.id, src.stats));
     }
 
     let rejected = r.input.map_or(0, |i| i.rejected);
     if a.strict && rejected > 0 {
         return Err(Failure::new(Exit::DataErr, format!("{rejected} input lines rejected (--strict)")));
     }
+    if let Some((id, why)) = r.sources.iter().find_map(|s| s.stats.refused().map(|w| (&s.id, w))) {
+        return Err(Failure::new(Exit::NoPerm, format!("{id}: the broker refused the connection: {why}")));
+    }
     if a.once {
-        // Devices are (source, unit id) pairs; one that never answered failed.
-        let units = r.sources.iter().flat_map(|s| s.modbus.units.iter().map(move |(u, st)| (&s.id, *u, *st)));
+        // Devices (Modbus units, MQTT filters) that never answered failed.
         let (mut total, mut silent) = (0, Vec::new());
-        for (id, unit, st) in units {
-            total += 1;
-            if !st.answered {
-                silent.push(format!("{id} unit {unit}"));
+        for s in &r.sources {
+            for (what, answered) in s.stats.devices() {
+                total += 1;
+                if !answered {
+                    silent.push(format!("{} {what}", s.id));
+                }
             }
         }
         if total > 0 && silent.len() == total {
@@ -120,48 +124,6 @@ pub(super) fn finish(
         return Ok(Exit::FailOn);
     }
     Ok(Exit::Ok)
-}
-
-/// One line of Modbus counters for the run summary.
-fn modbus_summary(m: &ModbusStats) -> String {
-    let mut parts = vec![format!("{} requests, {} answered", m.requests, m.responses)];
-    if m.timeouts > 0 {
-        parts.push(plural(m.timeouts, "timeout"));
-    }
-    for (code, n) in &m.exceptions {
-        parts.push(format!("exception {code} ({}) ×{n}", link::exception_name(*code)));
-    }
-    if m.crc_errors > 0 {
-        parts.push(plural(m.crc_errors, "CRC error"));
-    }
-    if m.mismatches > 0 {
-        parts.push(plural(m.mismatches, "mismatched answer"));
-    }
-    if m.disconnects + m.connect_failures > 0 {
-        parts.push(format!("{} disconnects, {} failed connects", m.disconnects, m.connect_failures));
-    }
-    if m.reconnects > 0 {
-        parts.push(plural(m.reconnects, "reconnect"));
-    }
-    if let Some(avg) = m.latency.sum_us.checked_div(m.latency.count) {
-        parts.push(format!(
-            "latency avg {} p99 ≤{} max {}",
-            human_us(avg),
-            human_us(m.latency.quantile_us(0.99)),
-            human_us(m.latency.max_us)
-        ));
-    }
-    parts.join(", ")
-}
-
-fn human_us(us: u64) -> String {
-    if us >= 10_000 {
-        format!("{} ms", us / 1000)
-    } else if us >= 1000 {
-        format!("{:.1} ms", us as f64 / 1000.0)
-    } else {
-        format!("{us} µs")
-    }
 }
 
 fn plural(n: u64, what: &str) -> String {

@@ -30,6 +30,7 @@ use crate::sinks::stdout::{Output, OutputError};
 use crate::sinks::store::{self, Store, StoreError, StoreStats};
 use crate::sources::input::{self, InputFormat, InputStats};
 use crate::sources::modbus::{ModbusStats, Poller};
+use crate::sources::mqtt::{MqttStats, Subscriber};
 use crate::sources::simulate::Simulator;
 use crate::stages::validate::{ChannelValidator, ValidateStats};
 use record::Record;
@@ -43,6 +44,24 @@ const STATE_COMPONENT: &str = "validate";
 const STATE_KEY: &str = "channels";
 /// Where the virtual clock starts unless a source sets `start`: 2026-01-01T00:00:00Z.
 pub const VIRTUAL_EPOCH: time::Micros = 1_767_225_600_000_000;
+
+/// Records handed to the engine by a producer, and what to do once they are safe.
+#[derive(Default)]
+pub struct Batch {
+    pub records: Vec<Record>,
+    /// Runs once every record of the batch is committed to the store, or
+    /// written to the output when nothing is stored (never when the output
+    /// failed). MQTT acknowledges its messages here: at-least-once delivery.
+    pub on_commit: Option<CommitHook>,
+}
+
+pub type CommitHook = Box<dyn FnOnce() + Send>;
+
+impl From<Vec<Record>> for Batch {
+    fn from(records: Vec<Record>) -> Self {
+        Batch { records, on_commit: None }
+    }
+}
 
 /// Where records come from when not from the plan's sources.
 pub struct InputOptions {
@@ -61,6 +80,8 @@ pub struct RunOptions {
     pub store: Option<StorePlan>,
     pub store_input: bool,
     pub progress: bool,
+    /// With `once`: how long an MQTT source waits for every topic (default 10 s).
+    pub timeout: Option<Duration>,
 }
 
 /// What a run did; the summary and exit code are derived from it.
@@ -83,7 +104,64 @@ pub struct RunReport {
 #[derive(Debug, Clone)]
 pub struct SourceReport {
     pub id: String,
-    pub modbus: ModbusStats,
+    pub stats: SourceStats,
+}
+
+#[derive(Debug, Clone)]
+pub enum SourceStats {
+    Modbus(Box<ModbusStats>),
+    Mqtt(MqttStats),
+}
+
+impl SourceStats {
+    /// What had to answer, and whether it did: Modbus units, MQTT topic
+    /// filters. `--once` exits 69 when none did and 1 when some did not.
+    pub fn devices(&self) -> Vec<(String, bool)> {
+        match self {
+            SourceStats::Modbus(m) => m.units.iter().map(|(u, s)| (format!("unit {u}"), s.answered)).collect(),
+            SourceStats::Mqtt(m) => m.filters.iter().map(|(f, ok)| (format!("topic {f}"), *ok)).collect(),
+        }
+    }
+
+    /// The peer refused our credentials (exit 77).
+    pub fn refused(&self) -> Option<&str> {
+        match self {
+            SourceStats::Mqtt(m) => m.refused.as_deref(),
+            SourceStats::Modbus(_) => None,
+        }
+    }
+}
+
+impl std::fmt::Display for SourceStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SourceStats::Modbus(m) => m.fmt(f),
+            SourceStats::Mqtt(m) => m.fmt(f),
+        }
+    }
+}
+
+/// Live counters of a running source.
+enum StatsHandle {
+    Modbus(Arc<std::sync::Mutex<ModbusStats>>),
+    Mqtt(Arc<std::sync::Mutex<MqttStats>>),
+}
+
+impl StatsHandle {
+    fn snapshot(&self) -> SourceStats {
+        match self {
+            StatsHandle::Modbus(m) => {
+                SourceStats::Modbus(Box::new(m.lock().unwrap_or_else(|e| e.into_inner()).clone()))
+            }
+            StatsHandle::Mqtt(m) => SourceStats::Mqtt(m.lock().unwrap_or_else(|e| e.into_inner()).clone()),
+        }
+    }
+}
+
+/// A source that talks to a device or broker.
+enum LiveSource {
+    Modbus(Box<Poller>),
+    Mqtt(Box<Subscriber>),
 }
 
 #[derive(Debug)]
@@ -95,6 +173,8 @@ pub enum EngineError {
     Output(std::io::Error),
     /// A source kind this build cannot run yet.
     Unsupported(String),
+    /// A source could not be set up: a secret or TLS file is missing.
+    Setup(String),
 }
 
 impl std::fmt::Display for EngineError {
@@ -103,7 +183,7 @@ impl std::fmt::Display for EngineError {
             EngineError::Store(e) => e.fmt(f),
             EngineError::Input(p, e) => write!(f, "cannot read {p}: {e}"),
             EngineError::Output(e) => write!(f, "cannot write output: {e}"),
-            EngineError::Unsupported(s) => f.write_str(s),
+            EngineError::Unsupported(s) | EngineError::Setup(s) => f.write_str(s),
         }
     }
 }
@@ -164,8 +244,10 @@ pub fn run(plan: &Plan, opts: RunOptions, output: &mut Output) -> Result<RunRepo
         _ => None,
     };
 
-    let (tx, mut rx) = mpsc::channel::<Vec<Record>>(QUEUE);
-    let mut source_stats: Vec<(String, Arc<std::sync::Mutex<ModbusStats>>)> = Vec::new();
+    let (tx, mut rx) = mpsc::channel::<Batch>(QUEUE);
+    let mut source_stats: Vec<(String, StatsHandle)> = Vec::new();
+    let mut live_tasks = Vec::new();
+    let (finished_tx, finished_rx) = watch::channel(false);
     let progress = Arc::new(AtomicU64::new(0));
     let mut input_handle = None;
     let bar;
@@ -186,15 +268,15 @@ pub fn run(plan: &Plan, opts: RunOptions, output: &mut Output) -> Result<RunRepo
                     tracing::warn!("more rejected lines; only counting them from here");
                 }
             };
-            let mut emit = |b: Vec<Record>| tx.blocking_send(b).is_ok();
+            let mut emit = |b: Vec<Record>| tx.blocking_send(b.into()).is_ok();
             input::read_records(reader, format, max_line, max_records, &name, &stop, &prog, &mut reject, &mut emit)
         }));
     } else {
         // On the virtual clock runs start at a fixed time so they repeat exactly.
         let start = if virtual_clock { VIRTUAL_EPOCH } else { time::now_micros() };
         let sims = simulators(plan, start);
-        let pollers = pollers(plan, &mut source_stats)?;
-        if sims.is_empty() && pollers.is_empty() {
+        let lives = live_sources(plan, &mut source_stats)?;
+        if sims.is_empty() && lives.is_empty() {
             return Err(EngineError::Unsupported(
                 "the pipeline has no sources; give records with `--input FILE|-`".into(),
             ));
@@ -231,15 +313,20 @@ pub fn run(plan: &Plan, opts: RunOptions, output: &mut Output) -> Result<RunRepo
                         }
                         let mut batch = Vec::with_capacity(sim.signal_count());
                         sim.tick_at(time::now_micros(), &mut batch);
-                        if tx.send(batch).await.is_err() {
+                        if tx.send(batch.into()).await.is_err() {
                             break;
                         }
                     }
                 });
             }
         }
-        for p in pollers {
-            rt.spawn(p.run(opts.once, tx.clone(), shutdown.subscribe()));
+        let once_wait = opts.once.then(|| opts.timeout.unwrap_or(Duration::from_secs(10)));
+        for live in lives {
+            let (tx, stop) = (tx.clone(), shutdown.subscribe());
+            live_tasks.push(match live {
+                LiveSource::Modbus(p) => rt.spawn(p.run(opts.once, tx, stop)),
+                LiveSource::Mqtt(s) => rt.spawn(s.run(once_wait, tx, stop, finished_rx.clone())),
+            });
         }
         if !virtual_clock && !opts.once {
             // Wall-clock ticks so silent channels are reported stale.
@@ -251,7 +338,7 @@ pub fn run(plan: &Plan, opts: RunOptions, output: &mut Output) -> Result<RunRepo
                         _ = ticker.tick() => {}
                         _ = stop.wait_for(|stopped| *stopped) => break,
                     }
-                    if tx.send(Vec::new()).await.is_err() {
+                    if tx.send(Batch::default()).await.is_err() {
                         break;
                     }
                 }
@@ -271,7 +358,7 @@ pub fn run(plan: &Plan, opts: RunOptions, output: &mut Output) -> Result<RunRepo
     // The writer thread.
     let (store_tx, store_handle) = match (store, &opts.store) {
         (Some(store), Some(sp)) => {
-            let (stx, srx) = std::sync::mpsc::sync_channel::<Vec<Record>>(4);
+            let (stx, srx) = std::sync::mpsc::sync_channel::<(Vec<Record>, Option<CommitHook>)>(4);
             let cfg = store::WriterConfig {
                 batch: sp.batch,
                 flush: sp.flush,
@@ -319,7 +406,7 @@ pub fn run(plan: &Plan, opts: RunOptions, output: &mut Output) -> Result<RunRepo
                 continue;
             }
         };
-        let mut batch = batch;
+        let Batch { records: mut batch, on_commit } = batch;
         if let (Some(max), true) = (opts.count, live) {
             // A wall-clock run of N readings: take N, then drain like a signal.
             let left = max.saturating_sub(live_taken);
@@ -338,7 +425,7 @@ pub fn run(plan: &Plan, opts: RunOptions, output: &mut Output) -> Result<RunRepo
         } else {
             validator.process(batch, &mut out_batch);
         }
-        if out_batch.is_empty() {
+        if out_batch.is_empty() && on_commit.is_none() {
             continue;
         }
         report.other_records += out_batch.iter().filter(|r| !matches!(r, Record::Reading(_))).count() as u64;
@@ -363,10 +450,15 @@ pub fn run(plan: &Plan, opts: RunOptions, output: &mut Output) -> Result<RunRepo
         }
         if let Some(stx) = &store_tx {
             let batch = std::mem::take(&mut out_batch);
-            if stx.send(batch).is_err() {
+            if stx.send((batch, on_commit)).is_err() {
                 // The writer died; its error is collected below.
                 shutdown.trigger();
                 break;
+            }
+        } else if let Some(hook) = on_commit {
+            // Nothing stored: the records are safe once written out.
+            if !report.output_closed && output.flush().is_ok() {
+                hook();
             }
         }
     }
@@ -383,10 +475,7 @@ pub fn run(plan: &Plan, opts: RunOptions, output: &mut Output) -> Result<RunRepo
     drop(rx);
     drop(store_tx);
     report.interrupted = interrupted.load(Ordering::SeqCst);
-    report.sources = source_stats
-        .iter()
-        .map(|(id, st)| SourceReport { id: id.clone(), modbus: st.lock().unwrap_or_else(|e| e.into_inner()).clone() })
-        .collect();
+
     report.validate = validator.stats;
     if let Some(h) = input_handle {
         // The producers closed the queue, so the thread is ending: wait for
@@ -417,6 +506,19 @@ pub fn run(plan: &Plan, opts: RunOptions, output: &mut Output) -> Result<RunRepo
             Err(_) => {}
         }
     }
+    // Everything is committed: sources that acknowledge (MQTT) send their
+    // acks now and close; give them a few seconds.
+    finished_tx.send_replace(true);
+    rt.block_on(async {
+        let _ = tokio::time::timeout(Duration::from_secs(6), async {
+            for t in live_tasks {
+                let _ = t.await;
+            }
+        })
+        .await;
+    });
+    report.sources =
+        source_stats.iter().map(|(id, st)| SourceReport { id: id.clone(), stats: st.snapshot() }).collect();
     rt.shutdown_background();
     if let Some(e) = output_error {
         return Err(EngineError::Output(e));
@@ -473,23 +575,26 @@ fn simulators(plan: &Plan, start: time::Micros) -> Vec<Simulator> {
     out
 }
 
-/// The Modbus pollers of a plan, each with its counters registered in `stats`.
-fn pollers(
-    plan: &Plan,
-    stats: &mut Vec<(String, Arc<std::sync::Mutex<ModbusStats>>)>,
-) -> Result<Vec<Poller>, EngineError> {
+/// The device and broker sources of a plan, each with its counters registered in `stats`.
+fn live_sources(plan: &Plan, stats: &mut Vec<(String, StatsHandle)>) -> Result<Vec<LiveSource>, EngineError> {
     let mut out = Vec::new();
     for s in &plan.sources {
         match &s.kind {
             SourceKind::Modbus(m) => {
                 let st = Arc::new(std::sync::Mutex::new(ModbusStats::default()));
-                stats.push((s.id.clone(), st.clone()));
-                out.push(Poller::new(&s.id, m, st));
+                stats.push((s.id.clone(), StatsHandle::Modbus(st.clone())));
+                out.push(LiveSource::Modbus(Box::new(Poller::new(&s.id, m, st))));
             }
-            SourceKind::Mqtt(_) | SourceKind::Serial(_) => {
-                let kind = if matches!(s.kind, SourceKind::Mqtt(_)) { "mqtt" } else { "serial" };
+            SourceKind::Mqtt(m) => {
+                let st = Arc::new(std::sync::Mutex::new(MqttStats::default()));
+                let sub = Subscriber::new(&s.id, m, st.clone())
+                    .map_err(|e| EngineError::Setup(format!("source `{}`: {e}", s.id)))?;
+                stats.push((s.id.clone(), StatsHandle::Mqtt(st)));
+                out.push(LiveSource::Mqtt(Box::new(sub)));
+            }
+            SourceKind::Serial(_) => {
                 return Err(EngineError::Unsupported(format!(
-                    "source `{}`: {kind} acquisition is not in this build yet; use `--input` or another source kind",
+                    "source `{}`: serial acquisition is not in this build yet; use `--input` or another source kind",
                     s.id
                 )));
             }
@@ -509,7 +614,7 @@ fn run_virtual(
     count: Option<u64>,
     stop: &AtomicBool,
     progress: &AtomicU64,
-    tx: mpsc::Sender<Vec<Record>>,
+    tx: mpsc::Sender<Batch>,
 ) {
     let mut batch = Vec::with_capacity(SIM_BATCH);
     if once {
@@ -517,7 +622,7 @@ fn run_virtual(
         for s in &mut sims {
             s.tick_at(now, &mut batch);
         }
-        let _ = tx.blocking_send(batch);
+        let _ = tx.blocking_send(batch.into());
         return;
     }
     let start = sims.iter().map(Simulator::next_ts).min().unwrap_or(0);
@@ -538,7 +643,7 @@ fn run_virtual(
         }
         if batch.len() >= SIM_BATCH {
             progress.store(produced, Ordering::Relaxed);
-            if tx.blocking_send(std::mem::replace(&mut batch, Vec::with_capacity(SIM_BATCH))).is_err()
+            if tx.blocking_send(std::mem::replace(&mut batch, Vec::with_capacity(SIM_BATCH)).into()).is_err()
                 || stop.load(Ordering::Relaxed)
             {
                 return;
@@ -546,7 +651,7 @@ fn run_virtual(
         }
     }
     if !batch.is_empty() {
-        let _ = tx.blocking_send(batch);
+        let _ = tx.blocking_send(batch.into());
     }
 }
 

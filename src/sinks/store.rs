@@ -20,6 +20,7 @@ use duckdb::arrow::record_batch::RecordBatch;
 use duckdb::Connection;
 
 use crate::engine::record::{Reading, Record};
+use crate::engine::CommitHook;
 
 /// DuckDB memory limit unless `EDGEGUARD_DUCKDB_MEMORY` says otherwise, and
 /// one DuckDB thread unless `EDGEGUARD_DUCKDB_THREADS` does: the engine's own
@@ -299,20 +300,22 @@ pub struct WriterConfig {
 /// returns the store (so the caller can save state) and its stats.
 pub fn run_writer(
     store: Store,
-    rx: Receiver<Vec<Record>>,
+    rx: Receiver<(Vec<Record>, Option<CommitHook>)>,
     cfg: WriterConfig,
 ) -> Result<(Store, StoreStats), (StoreError, StoreStats)> {
     let mut stats = StoreStats::default();
     let mut cols = ReadingColumns::new(cfg.batch.min(65_536));
     let mut first_pending: Option<Instant> = None;
     let mut last_retention = Instant::now();
+    // Hooks of the batches whose records are in `cols`: they run after the commit.
+    let mut hooks: Vec<CommitHook> = Vec::new();
     loop {
         let wait = match first_pending {
             Some(t) => cfg.flush.saturating_sub(t.elapsed()),
             None => Duration::from_secs(3600),
         };
         match rx.recv_timeout(wait) {
-            Ok(batch) => {
+            Ok((batch, hook)) => {
                 for rec in &batch {
                     if let Record::Reading(r) = rec {
                         if r.from_input && !cfg.store_input {
@@ -320,12 +323,14 @@ pub fn run_writer(
                         }
                         cols.push(r);
                         if cols.len >= cfg.batch {
-                            commit(&store, &mut cols, &mut stats).map_err(|e| (e, stats))?;
+                            // A hook waits for the commit that holds its batch's last record.
+                            commit(&store, &mut cols, &mut stats, &mut hooks).map_err(|e| (e, stats))?;
                             first_pending = None;
                         }
                     }
                 }
-                if cols.len > 0 && first_pending.is_none() {
+                hooks.extend(hook);
+                if (cols.len > 0 || !hooks.is_empty()) && first_pending.is_none() {
                     first_pending = Some(Instant::now());
                 }
             }
@@ -333,7 +338,7 @@ pub fn run_writer(
             Err(RecvTimeoutError::Disconnected) => break,
         }
         if first_pending.is_some_and(|t| t.elapsed() >= cfg.flush) {
-            commit(&store, &mut cols, &mut stats).map_err(|e| (e, stats))?;
+            commit(&store, &mut cols, &mut stats, &mut hooks).map_err(|e| (e, stats))?;
             first_pending = None;
         }
         if let Some(r) = cfg.retention {
@@ -343,14 +348,27 @@ pub fn run_writer(
             }
         }
     }
-    commit(&store, &mut cols, &mut stats).map_err(|e| (e, stats))?;
+    commit(&store, &mut cols, &mut stats, &mut hooks).map_err(|e| (e, stats))?;
     Ok((store, stats))
 }
 
-fn commit(store: &Store, cols: &mut ReadingColumns, stats: &mut StoreStats) -> Result<(), StoreError> {
-    if cols.len == 0 {
-        return Ok(());
+/// Commits the gathered readings, then runs the hooks waiting for them.
+fn commit(
+    store: &Store,
+    cols: &mut ReadingColumns,
+    stats: &mut StoreStats,
+    hooks: &mut Vec<CommitHook>,
+) -> Result<(), StoreError> {
+    if cols.len > 0 {
+        commit_readings(store, cols, stats)?;
     }
+    for hook in hooks.drain(..) {
+        hook();
+    }
+    Ok(())
+}
+
+fn commit_readings(store: &Store, cols: &mut ReadingColumns, stats: &mut StoreStats) -> Result<(), StoreError> {
     let started = Instant::now();
     let n = cols.len as u64;
     let batch = cols.finish();

@@ -5,5 +5,7 @@
 pub mod backoff;
 pub mod input;
 pub mod modbus;
+pub mod mqtt;
+pub mod payload;
 pub mod rng;
 pub mod simulate;

@@ -5,6 +5,7 @@ mod diagnostics;
 mod generated;
 mod input;
 mod modbus;
+mod mqtt;
 mod peers;
 mod signals;
 mod support;

@@ -113,3 +113,104 @@ impl Drop for PtyPair {
         let _ = self.child.wait();
     }
 }
+
+/// A mosquitto broker on a free port with persistence in `dir`: no limit on
+/// queued or in-flight messages (FIELD-NOTES.md: the defaults drop messages
+/// for an offline persistent client, and acks after commit need a window).
+pub struct Broker {
+    child: Option<Child>,
+    pub port: u16,
+    conf: PathBuf,
+}
+
+impl Broker {
+    pub fn start(dir: &Path) -> Broker {
+        let port = free_port();
+        let conf = dir.join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\n\
+                 user root\n\
+                 max_queued_messages 0\nmax_inflight_messages 0\nautosave_interval 1\nlog_dest none\n",
+                // `user root`: run as root, mosquitto would switch to user
+                // mosquitto, who cannot write the test's folder (ignored otherwise).
+                dir.display()
+            ),
+        )
+        .unwrap();
+        let mut b = Broker { child: None, port, conf };
+        b.restart();
+        b
+    }
+
+    pub fn restart(&mut self) {
+        self.stop();
+        let exe = if Path::new("/usr/sbin/mosquitto").exists() { "/usr/sbin/mosquitto" } else { "mosquitto" };
+        let child = Command::new(exe)
+            .arg("-c")
+            .arg(&self.conf)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("mosquitto (scripts/test installs it)");
+        self.child = Some(child);
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(started.elapsed() < Duration::from_secs(10), "mosquitto did not listen");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGTERM, so the broker saves its persistence file.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Publishes `payloads` to the broker with rumqttc and returns once the
+/// broker acknowledged every one (QoS ≥ 1) or all were sent (QoS 0).
+pub fn publish(port: u16, qos: u8, retain: bool, messages: Vec<(String, Vec<u8>)>) {
+    use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async move {
+        let mut o = MqttOptions::new(format!("pub-{}", free_port()), "127.0.0.1", port);
+        o.set_max_packet_size(4 << 20, 4 << 20);
+        o.set_inflight(1000);
+        let (client, mut ev) = AsyncClient::new(o, 1000);
+        let q = match qos {
+            0 => QoS::AtMostOnce,
+            1 => QoS::AtLeastOnce,
+            _ => QoS::ExactlyOnce,
+        };
+        let n = messages.len();
+        let sender = tokio::spawn(async move {
+            for (topic, payload) in messages {
+                client.publish(topic, q, retain, payload).await.unwrap();
+            }
+            client
+        });
+        let mut acked = 0;
+        let mut sent = 0;
+        while (qos > 0 && acked < n) || (qos == 0 && sent < n) {
+            match ev.poll().await.expect("publisher connection") {
+                Event::Incoming(Packet::PubAck(_)) | Event::Incoming(Packet::PubComp(_)) => acked += 1,
+                Event::Outgoing(rumqttc::Outgoing::Publish(_)) => sent += 1,
+                _ => {}
+            }
+        }
+        let client = sender.await.unwrap();
+        client.disconnect().await.unwrap();
+        let _ = tokio::time::timeout(Duration::from_secs(2), async { while ev.poll().await.is_ok() {} }).await;
+    });
+}

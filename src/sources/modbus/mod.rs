@@ -33,6 +33,7 @@ use tokio::time::Instant;
 use crate::compile::{ModbusPlan, PointPlan, RequestPlan};
 use crate::engine::record::{Flags, Quality, Reading, Record};
 use crate::engine::time::{self, Micros};
+use crate::engine::Batch;
 use crate::spec::PointType;
 use link::{Data, Endpoint, Fault, Link};
 
@@ -59,6 +60,52 @@ pub struct ModbusStats {
     pub latency: Latency,
     /// Per unit id: did it answer at least once, did a request to it fail.
     pub units: BTreeMap<u8, UnitStatus>,
+}
+
+impl std::fmt::Display for ModbusStats {
+    /// One line of the run summary.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} requests, {} answered", self.requests, self.responses)?;
+        if self.timeouts > 0 {
+            write!(f, ", {} timeouts", self.timeouts)?;
+        }
+        for (code, n) in &self.exceptions {
+            write!(f, ", exception {code} ({}) ×{n}", link::exception_name(*code))?;
+        }
+        if self.crc_errors > 0 {
+            write!(f, ", {} CRC errors", self.crc_errors)?;
+        }
+        if self.mismatches > 0 {
+            write!(f, ", {} mismatched answers", self.mismatches)?;
+        }
+        if self.disconnects + self.connect_failures > 0 {
+            write!(f, ", {} disconnects, {} failed connects", self.disconnects, self.connect_failures)?;
+        }
+        if self.reconnects > 0 {
+            write!(f, ", {} reconnects", self.reconnects)?;
+        }
+        if let Some(avg) = self.latency.sum_us.checked_div(self.latency.count) {
+            let l = &self.latency;
+            write!(
+                f,
+                ", latency avg {} p99 ≤{} max {}",
+                human_us(avg),
+                human_us(l.quantile_us(0.99)),
+                human_us(l.max_us)
+            )?;
+        }
+        Ok(())
+    }
+}
+
+fn human_us(us: u64) -> String {
+    if us >= 10_000 {
+        format!("{} ms", us / 1000)
+    } else if us >= 1000 {
+        format!("{:.1} ms", us as f64 / 1000.0)
+    } else {
+        format!("{us} µs")
+    }
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -186,12 +233,12 @@ impl Poller {
 
     /// Polls until `stop`, sending one batch per cycle. With `once`, polls
     /// every request once and returns.
-    pub async fn run(mut self, once: bool, tx: mpsc::Sender<Vec<Record>>, mut stop: watch::Receiver<bool>) {
+    pub async fn run(mut self, once: bool, tx: mpsc::Sender<Batch>, mut stop: watch::Receiver<bool>) {
         if once {
             let mut batch = Vec::with_capacity(self.points.len());
             let all: Vec<usize> = (0..self.reqs.len()).collect();
             self.cycle(&all, &mut batch, &stop).await;
-            let _ = tx.send(batch).await;
+            let _ = tx.send(batch.into()).await;
             return;
         }
         let mut due = Vec::with_capacity(self.reqs.len());
@@ -216,7 +263,7 @@ impl Poller {
             }
             let mut batch = Vec::with_capacity(self.points.len());
             self.cycle(&due, &mut batch, &stop).await;
-            if !batch.is_empty() && tx.send(batch).await.is_err() {
+            if !batch.is_empty() && tx.send(batch.into()).await.is_err() {
                 return;
             }
         }
