@@ -31,6 +31,7 @@ use crate::sinks::store::{self, Store, StoreError, StoreStats};
 use crate::sources::input::{self, InputFormat, InputStats};
 use crate::sources::modbus::{ModbusStats, Poller};
 use crate::sources::mqtt::{MqttStats, Subscriber};
+use crate::sources::serial::{LineSource, SerialStats};
 use crate::sources::simulate::Simulator;
 use crate::stages::validate::{ChannelValidator, ValidateStats};
 use record::Record;
@@ -111,6 +112,7 @@ pub struct SourceReport {
 pub enum SourceStats {
     Modbus(Box<ModbusStats>),
     Mqtt(MqttStats),
+    Serial(SerialStats),
 }
 
 impl SourceStats {
@@ -120,6 +122,7 @@ impl SourceStats {
         match self {
             SourceStats::Modbus(m) => m.units.iter().map(|(u, s)| (format!("unit {u}"), s.answered)).collect(),
             SourceStats::Mqtt(m) => m.filters.iter().map(|(f, ok)| (format!("topic {f}"), *ok)).collect(),
+            SourceStats::Serial(s) => s.channels.iter().map(|(c, ok)| (format!("channel {c}"), *ok)).collect(),
         }
     }
 
@@ -127,7 +130,7 @@ impl SourceStats {
     pub fn refused(&self) -> Option<&str> {
         match self {
             SourceStats::Mqtt(m) => m.refused.as_deref(),
-            SourceStats::Modbus(_) => None,
+            SourceStats::Modbus(_) | SourceStats::Serial(_) => None,
         }
     }
 }
@@ -137,6 +140,7 @@ impl std::fmt::Display for SourceStats {
         match self {
             SourceStats::Modbus(m) => m.fmt(f),
             SourceStats::Mqtt(m) => m.fmt(f),
+            SourceStats::Serial(s) => s.fmt(f),
         }
     }
 }
@@ -145,6 +149,7 @@ impl std::fmt::Display for SourceStats {
 enum StatsHandle {
     Modbus(Arc<std::sync::Mutex<ModbusStats>>),
     Mqtt(Arc<std::sync::Mutex<MqttStats>>),
+    Serial(Arc<std::sync::Mutex<SerialStats>>),
 }
 
 impl StatsHandle {
@@ -154,6 +159,7 @@ impl StatsHandle {
                 SourceStats::Modbus(Box::new(m.lock().unwrap_or_else(|e| e.into_inner()).clone()))
             }
             StatsHandle::Mqtt(m) => SourceStats::Mqtt(m.lock().unwrap_or_else(|e| e.into_inner()).clone()),
+            StatsHandle::Serial(s) => SourceStats::Serial(s.lock().unwrap_or_else(|e| e.into_inner()).clone()),
         }
     }
 }
@@ -162,6 +168,7 @@ impl StatsHandle {
 enum LiveSource {
     Modbus(Box<Poller>),
     Mqtt(Box<Subscriber>),
+    Serial(Box<LineSource>),
 }
 
 #[derive(Debug)]
@@ -326,6 +333,7 @@ pub fn run(plan: &Plan, opts: RunOptions, output: &mut Output) -> Result<RunRepo
             live_tasks.push(match live {
                 LiveSource::Modbus(p) => rt.spawn(p.run(opts.once, tx, stop)),
                 LiveSource::Mqtt(s) => rt.spawn(s.run(once_wait, tx, stop, finished_rx.clone())),
+                LiveSource::Serial(s) => rt.spawn(s.run(once_wait, tx, stop)),
             });
         }
         if !virtual_clock && !opts.once {
@@ -592,11 +600,12 @@ fn live_sources(plan: &Plan, stats: &mut Vec<(String, StatsHandle)>) -> Result<V
                 stats.push((s.id.clone(), StatsHandle::Mqtt(st)));
                 out.push(LiveSource::Mqtt(Box::new(sub)));
             }
-            SourceKind::Serial(_) => {
-                return Err(EngineError::Unsupported(format!(
-                    "source `{}`: serial acquisition is not in this build yet; use `--input` or another source kind",
-                    s.id
-                )));
+            SourceKind::Serial(sp) => {
+                let st = Arc::new(std::sync::Mutex::new(SerialStats::default()));
+                let src = LineSource::new(&s.id, sp, st.clone())
+                    .map_err(|e| EngineError::Setup(format!("source `{}`: {e}", s.id)))?;
+                stats.push((s.id.clone(), StatsHandle::Serial(st)));
+                out.push(LiveSource::Serial(Box::new(src)));
             }
             SourceKind::Simulate(_) => {}
         }

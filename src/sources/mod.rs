@@ -8,4 +8,5 @@ pub mod modbus;
 pub mod mqtt;
 pub mod payload;
 pub mod rng;
+pub mod serial;
 pub mod simulate;

@@ -7,6 +7,7 @@ mod input;
 mod modbus;
 mod mqtt;
 mod peers;
+mod serial;
 mod signals;
 mod support;
 mod validate;
