@@ -60,7 +60,7 @@ impl From<crate::engine::EngineError> for Failure {
             E::Input(_, io) if io.kind() == std::io::ErrorKind::NotFound => Exit::NoInput,
             E::Input(_, io) if io.kind() == std::io::ErrorKind::PermissionDenied => Exit::NoPerm,
             E::Input(..) | E::Output(_) => Exit::IoErr,
-            E::Unsupported(_) => Exit::Software,
+            E::Usage(_) => Exit::Usage,
             E::Setup(_) => Exit::Config,
         };
         Failure::new(exit, e.to_string())

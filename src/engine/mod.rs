@@ -116,13 +116,18 @@ pub enum SourceStats {
 }
 
 impl SourceStats {
-    /// What had to answer, and whether it did: Modbus units, MQTT topic
-    /// filters. `--once` exits 69 when none did and 1 when some did not.
+    /// What had to answer, and whether it did: Modbus units; the broker
+    /// and each topic filter; the serial device and each channel. `--once`
+    /// exits 69 when nothing answered and 1 when something did not.
     pub fn devices(&self) -> Vec<(String, bool)> {
         match self {
             SourceStats::Modbus(m) => m.units.iter().map(|(u, s)| (format!("unit {u}"), s.answered)).collect(),
-            SourceStats::Mqtt(m) => m.filters.iter().map(|(f, ok)| (format!("topic {f}"), *ok)).collect(),
-            SourceStats::Serial(s) => s.channels.iter().map(|(c, ok)| (format!("channel {c}"), *ok)).collect(),
+            SourceStats::Mqtt(m) => std::iter::once(("broker".to_string(), m.connects > 0))
+                .chain(m.filters.iter().map(|(f, ok)| (format!("topic {f}"), *ok)))
+                .collect(),
+            SourceStats::Serial(s) => std::iter::once(("device".to_string(), s.opens > 0))
+                .chain(s.channels.iter().map(|(c, ok)| (format!("channel {c}"), *ok)))
+                .collect(),
         }
     }
 
@@ -178,8 +183,8 @@ pub enum EngineError {
     Input(String, std::io::Error),
     /// Writing the output failed (not a closed pipe).
     Output(std::io::Error),
-    /// A source kind this build cannot run yet.
-    Unsupported(String),
+    /// The run cannot start as asked (no sources and no `--input`).
+    Usage(String),
     /// A source could not be set up: a secret or TLS file is missing.
     Setup(String),
 }
@@ -190,7 +195,7 @@ impl std::fmt::Display for EngineError {
             EngineError::Store(e) => e.fmt(f),
             EngineError::Input(p, e) => write!(f, "cannot read {p}: {e}"),
             EngineError::Output(e) => write!(f, "cannot write output: {e}"),
-            EngineError::Unsupported(s) | EngineError::Setup(s) => f.write_str(s),
+            EngineError::Usage(s) | EngineError::Setup(s) => f.write_str(s),
         }
     }
 }
@@ -284,9 +289,7 @@ pub fn run(plan: &Plan, opts: RunOptions, output: &mut Output) -> Result<RunRepo
         let sims = simulators(plan, start);
         let lives = live_sources(plan, &mut source_stats)?;
         if sims.is_empty() && lives.is_empty() {
-            return Err(EngineError::Unsupported(
-                "the pipeline has no sources; give records with `--input FILE|-`".into(),
-            ));
+            return Err(EngineError::Usage("the pipeline has no sources; give records with `--input FILE|-`".into()));
         }
         bar = if virtual_clock && !opts.once {
             let total = opts.count.or_else(|| {

@@ -201,3 +201,128 @@ fn once_takes_retained_messages_and_reports_silent_topics() {
         .code(78)
         .stderr_has("EDGEGUARD_TEST_NO_SUCH_VAR");
 }
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl").args(args).current_dir(dir).output().expect("openssl (scripts/test installs it)");
+    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A CA, a server certificate for 127.0.0.1 and a client certificate.
+fn certificates(dir: &Path) {
+    let days = ["-days", "2"];
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-subj",
+            "/CN=edgeguard test CA",
+            days[0],
+            days[1],
+        ],
+    );
+    for (name, cn, ext) in
+        [("server", "127.0.0.1", "subjectAltName=IP:127.0.0.1"), ("client", "edgeguard", "extendedKeyUsage=clientAuth")]
+    {
+        openssl(
+            dir,
+            &[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                &format!("{name}.key"),
+                "-out",
+                &format!("{name}.csr"),
+                "-subj",
+                &format!("/CN={cn}"),
+            ],
+        );
+        std::fs::write(dir.join(format!("{name}.ext")), ext).unwrap();
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &format!("{name}.csr"),
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                &format!("{name}.pem"),
+                "-extfile",
+                &format!("{name}.ext"),
+                days[0],
+                days[1],
+            ],
+        );
+    }
+}
+
+#[test]
+fn mqtts_with_a_client_certificate_and_passwords() {
+    let dir = tmp();
+    let d = dir.path();
+    certificates(d);
+    let tls = format!(
+        "allow_anonymous true\ncafile {0}/ca.pem\ncertfile {0}/server.pem\nkeyfile {0}/server.key\nrequire_certificate true\n",
+        d.display()
+    );
+    let broker = Broker::start_with(d, &tls);
+    // The publisher cannot speak TLS here; a plain listener for it on the side.
+    let topics = "      - {filter: lab/t, channel: lab.temp}\n";
+    let spec = |tls_line: &str| {
+        format!(
+            "version: 1\nname: t\nsources:\n  broker:\n    type: mqtt\n    url: mqtts://127.0.0.1:{}\n    client_id: edgeguard-tls\n    qos: 1\n{tls_line}    topics:\n{topics}",
+            broker.port
+        )
+    };
+    write(d, "s.yaml", &spec("    tls: {ca: ca.pem, cert: client.pem, key: client.key}\n"));
+    // Connected and subscribed over TLS: --once waits its timeout for a
+    // message nobody sends, and says which topic stayed silent (exit 1).
+    let out = eg(["acquire", "s.yaml", "--once", "--no-store", "--timeout", "2s", "-v"]).dir(d).run();
+    out.code(1).stderr_has("topic lab/t did not answer");
+    assert!(out.stderr.contains("1 connects") || !out.stderr.contains("connection errors"), "{}", out.stderr);
+    // Without the client certificate the broker refuses the handshake: unreachable, 69.
+    write(d, "s.yaml", &spec("    tls: {ca: ca.pem}\n"));
+    eg(["acquire", "s.yaml", "--once", "--no-store", "--timeout", "2s"]).dir(d).run().code(69);
+    // A CA that did not sign the server: 69 as well, never a silent success.
+    write(d, "s.yaml", &spec("    tls: {ca: client.pem, cert: client.pem, key: client.key}\n"));
+    eg(["acquire", "s.yaml", "--once", "--no-store", "--timeout", "2s"]).dir(d).run().code(69);
+    drop(broker);
+
+    // Passwords from the environment; a wrong one is refused: 77.
+    let pw = d.join("passwd");
+    std::fs::write(&pw, "plant:s3cret\n").unwrap();
+    let st = Command::new("mosquitto_passwd").arg("-U").arg(&pw).status().expect("mosquitto_passwd");
+    assert!(st.success());
+    let broker = Broker::start_with(d, &format!("allow_anonymous false\npassword_file {}\n", pw.display()));
+    publish_as(broker.port, Some(("plant", "s3cret")), 1, true, vec![("lab/t".into(), b"19.5".to_vec())]);
+    let spec = format!(
+        "version: 1\nname: t\nsources:\n  broker:\n    type: mqtt\n    url: mqtt://127.0.0.1:{}\n    username: {{env: EG_TEST_USER}}\n    password: {{env: EG_TEST_PASS}}\n    topics:\n{topics}",
+        broker.port
+    );
+    write(d, "s.yaml", &spec);
+    let run = |pass: &str| {
+        let mut r = eg(["acquire", "s.yaml", "--once", "--no-store", "--timeout", "3s"]).dir(d);
+        r.cmd.env("EG_TEST_USER", "plant").env("EG_TEST_PASS", pass);
+        r.run()
+    };
+    let out = run("s3cret");
+    out.code(0);
+    assert_eq!(out.lines()[0]["value"], 19.5);
+    let out = run("wrong");
+    out.code(77).stderr_has("refused");
+    assert!(!out.stderr.contains("wrong"), "the password was printed:\n{}", out.stderr);
+}

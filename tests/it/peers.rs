@@ -125,12 +125,17 @@ pub struct Broker {
 
 impl Broker {
     pub fn start(dir: &Path) -> Broker {
+        Broker::start_with(dir, "allow_anonymous true\n")
+    }
+
+    /// A broker whose listener has `settings` (TLS files, a password file…).
+    pub fn start_with(dir: &Path, settings: &str) -> Broker {
         let port = free_port();
         let conf = dir.join("mosquitto.conf");
         std::fs::write(
             &conf,
             format!(
-                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\n\
+                "listener {port} 127.0.0.1\n{settings}persistence true\npersistence_location {}/\n\
                  user root\n\
                  max_queued_messages 0\nmax_inflight_messages 0\nautosave_interval 1\nlog_dest none\n",
                 // `user root`: run as root, mosquitto would switch to user
@@ -152,7 +157,8 @@ impl Broker {
             .arg(&self.conf)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            // Only "should not be run as root" goes there (log_dest none).
+            .stderr(Stdio::null())
             .spawn()
             .expect("mosquitto (scripts/test installs it)");
         self.child = Some(child);
@@ -181,12 +187,21 @@ impl Drop for Broker {
 /// Publishes `payloads` to the broker with rumqttc and returns once the
 /// broker acknowledged every one (QoS ≥ 1) or all were sent (QoS 0).
 pub fn publish(port: u16, qos: u8, retain: bool, messages: Vec<(String, Vec<u8>)>) {
+    publish_as(port, None, qos, retain, messages)
+}
+
+/// [`publish`] with a user name and password.
+pub fn publish_as(port: u16, login: Option<(&str, &str)>, qos: u8, retain: bool, messages: Vec<(String, Vec<u8>)>) {
+    let login = login.map(|(u, p)| (u.to_string(), p.to_string()));
     use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async move {
         let mut o = MqttOptions::new(format!("pub-{}", free_port()), "127.0.0.1", port);
         o.set_max_packet_size(4 << 20, 4 << 20);
         o.set_inflight(1000);
+        if let Some((u, p)) = login {
+            o.set_credentials(u, p);
+        }
         let (client, mut ev) = AsyncClient::new(o, 1000);
         let q = match qos {
             0 => QoS::AtMostOnce,

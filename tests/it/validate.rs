@@ -22,6 +22,8 @@ fn every_reference_pipeline_is_valid() {
 fn a_missing_file_is_66() {
     eg(["validate", "no/such.yaml"]).run().code(66).stderr_has("cannot read no/such.yaml: no such file");
     eg(["acquire", "no/such.yaml", "--once"]).run().code(66);
+    // A spec without sources needs --input.
+    eg(["acquire", "pipelines/input-only.yaml", "--once"]).run().code(2).stderr_has("give records with `--input");
 }
 
 /// Each is refused with 78, fast and small: no input may cost without bound.
