@@ -33,6 +33,7 @@ use crate::sources::modbus::{ModbusStats, Poller};
 use crate::sources::mqtt::{MqttStats, Subscriber};
 use crate::sources::serial::{LineSource, SerialStats};
 use crate::sources::simulate::Simulator;
+use crate::sources::sleep_until;
 use crate::stages::validate::{ChannelValidator, ValidateStats};
 use record::Record;
 
@@ -536,13 +537,6 @@ pub fn run(plan: &Plan, opts: RunOptions, output: &mut Output) -> Result<RunRepo
     }
     report.elapsed = started.elapsed();
     Ok(report)
-}
-
-async fn sleep_until(deadline: Option<tokio::time::Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
-        None => std::future::pending().await,
-    }
 }
 
 fn display_path(p: &str) -> String {

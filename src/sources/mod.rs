@@ -10,3 +10,11 @@ pub mod payload;
 pub mod rng;
 pub mod serial;
 pub mod simulate;
+
+/// Sleeps until `t`, or forever without one (a disabled `select!` branch).
+pub(crate) async fn sleep_until(t: Option<tokio::time::Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}

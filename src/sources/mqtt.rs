@@ -26,6 +26,7 @@ use tokio::time::Instant;
 
 use super::backoff::Backoff;
 use super::payload::{json_number, json_time, text_number};
+use super::sleep_until;
 use crate::compile::{MqttPlan, SecretRef, TlsPlan};
 use crate::engine::record::{Flags, Interner, Quality, Reading, Record};
 use crate::engine::time::{self, Micros};
@@ -515,13 +516,6 @@ impl Subscriber {
         }
         produced[ti] = true;
         Ok(())
-    }
-}
-
-async fn sleep_until(t: Option<Instant>) {
-    match t {
-        Some(t) => tokio::time::sleep_until(t).await,
-        None => std::future::pending().await,
     }
 }
 

@@ -18,6 +18,7 @@ use tokio::time::Instant;
 
 use super::backoff::Backoff;
 use super::payload::{json_number, json_time, text_number, text_time};
+use super::sleep_until;
 use crate::compile::{SerialLine, SerialPlan};
 use crate::engine::record::{Flags, Quality, Reading, Record};
 use crate::engine::time::{self, Micros};
@@ -238,6 +239,13 @@ impl LineSource {
         })
     }
 
+    /// One bad reading per channel, flagged `flag`; false when the engine is gone.
+    async fn report(&self, flag: Flags, tx: &mpsc::Sender<Batch>) -> bool {
+        let mut out = Vec::with_capacity(self.channels.len());
+        self.bad(flag, &mut out);
+        tx.send(out.into()).await.is_ok()
+    }
+
     fn bad(&self, flag: Flags, out: &mut Vec<Record>) {
         let ts = time::now_micros();
         for c in &self.channels {
@@ -281,10 +289,8 @@ impl LineSource {
                 Err(e) => {
                     if !down {
                         tracing::warn!(source = %self.id, "cannot open {}: {e}; retrying with backoff", self.plan.line.device);
-                        let mut out = Vec::new();
-                        self.bad(Flags::DISCONNECTED, &mut out);
                         down = true;
-                        if tx.send(out.into()).await.is_err() {
+                        if !self.report(Flags::DISCONNECTED, &tx).await {
                             return;
                         }
                     }
@@ -321,9 +327,7 @@ impl LineSource {
                     }
                     Ev::Idle => {
                         idle_reported = true;
-                        let mut out = Vec::new();
-                        self.bad(Flags::STALE, &mut out);
-                        if tx.send(out.into()).await.is_err() {
+                        if !self.report(Flags::STALE, &tx).await {
                             return;
                         }
                         continue;
@@ -352,10 +356,8 @@ impl LineSource {
                 if let Some(why) = gone {
                     tracing::warn!(source = %self.id, "{}: {why}; reopening with backoff", self.plan.line.device);
                     self.stats.lock().unwrap_or_else(|e| e.into_inner()).disconnects += 1;
-                    let mut out = Vec::new();
-                    self.bad(Flags::DISCONNECTED, &mut out);
                     down = true;
-                    if tx.send(out.into()).await.is_err() {
+                    if !self.report(Flags::DISCONNECTED, &tx).await {
                         return;
                     }
                     if once.is_some() {
@@ -430,13 +432,6 @@ impl LineSource {
             }
         });
         out
-    }
-}
-
-async fn sleep_until(t: Option<Instant>) {
-    match t {
-        Some(t) => tokio::time::sleep_until(t).await,
-        None => std::future::pending().await,
     }
 }
 

@@ -16,7 +16,7 @@ use tokio_modbus::Slave;
 
 use crate::compile::{ModbusPlan, SerialLine};
 use crate::engine::record::Flags;
-use crate::spec::{ModbusTransport, Parity, Table};
+use crate::spec::{ModbusTransport, Table};
 
 /// Where a link goes; built once from the plan.
 #[derive(Debug, Clone)]
@@ -69,22 +69,8 @@ pub async fn open(endpoint: &Endpoint) -> io::Result<Link> {
             Ok(Link { ctx: tokio_modbus::client::rtu::attach_slave(stream, Slave(1)), resync: None })
         }
         Endpoint::Serial(line) => {
-            use tokio_serial::{SerialPort, SerialPortBuilderExt};
-            let port = tokio_serial::new(line.device.as_str(), line.baud)
-                .parity(match line.parity {
-                    Parity::None => tokio_serial::Parity::None,
-                    Parity::Even => tokio_serial::Parity::Even,
-                    Parity::Odd => tokio_serial::Parity::Odd,
-                })
-                .data_bits(match line.data_bits {
-                    5 => tokio_serial::DataBits::Five,
-                    6 => tokio_serial::DataBits::Six,
-                    7 => tokio_serial::DataBits::Seven,
-                    _ => tokio_serial::DataBits::Eight,
-                })
-                .stop_bits(if line.stop_bits == 2 { tokio_serial::StopBits::Two } else { tokio_serial::StopBits::One })
-                .open_native_async()
-                .map_err(io::Error::from)?;
+            use tokio_serial::SerialPort;
+            let port = crate::sources::serial::open(line).await?;
             // Bytes left from before must not be read as an answer.
             let _ = port.clear(tokio_serial::ClearBuffer::Input);
             let resync = Arc::new(AtomicBool::new(false));
