@@ -326,3 +326,29 @@ fn mqtts_with_a_client_certificate_and_passwords() {
     out.code(77).stderr_has("refused");
     assert!(!out.stderr.contains("wrong"), "the password was printed:\n{}", out.stderr);
 }
+
+/// The broker comes back without its memory (the session is gone): the
+/// subscriptions are made again and new messages flow.
+#[test]
+fn subscriptions_come_back_when_the_broker_lost_the_session() {
+    let dir = tmp();
+    let mut broker = Broker::start(dir.path());
+    write(dir.path(), "s.yaml", &spec(broker.port, "", SEQ_TOPIC));
+    let mut consumer = start(dir.path(), &[]);
+    std::thread::sleep(Duration::from_millis(1500));
+    publish(broker.port, 1, false, numbered(0, 100));
+    broker.stop();
+    std::fs::remove_file(dir.path().join("mosquitto.db")).unwrap();
+    broker.restart();
+    // Reconnected (backoff) and subscribed again before these are sent.
+    std::thread::sleep(Duration::from_secs(3));
+    publish(broker.port, 1, false, numbered(100, 200));
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(signal(&mut consumer, libc::SIGTERM), 0);
+    assert_eq!(
+        distinct(&dir.path().join("s.duckdb")),
+        200,
+        "{}",
+        std::fs::read_to_string(dir.path().join("err.log")).unwrap()
+    );
+}
