@@ -7,7 +7,10 @@
 #           reads back to back for N seconds: edgeguard's requests/s beside
 #           pymodbus's own async client on the same server in the same run.
 #   fleet   100 devices × 100 registers polled at 1 Hz into the store for N
-#           seconds (default 60): CPU time per poll cycle and peak RSS.
+#           seconds (default 60): CPU time per poll cycle, steady RSS (VmRSS
+#           sampled every 5 s after the first 10 s: median), of it the
+#           anonymous memory (heap; the rest is clean pages of the executable,
+#           mostly DuckDB's code), and peak RSS.
 #
 # Needs libmodbus-dev and gcc (installed with apt when missing, as root) and
 # benches/.venv with pymodbus (created when missing).
@@ -112,18 +115,35 @@ bench_fleet() {
   } >"$spec"
   rm -f "$DIR/fleet.duckdb" "$DIR/fleet.duckdb.wal"
   /usr/bin/time -o "$DIR/fleet.time" -f '%U %S %M %e' \
-    "$BIN" acquire "$spec" --duration "${secs}s" --format ndjson -o /dev/null 2>"$DIR/fleet.err"
+    "$BIN" acquire "$spec" --duration "${secs}s" --format ndjson -o /dev/null 2>"$DIR/fleet.err" &
+  local timer=$! eg="" samples=() anon=()
+  sleep 1
+  eg=$(pgrep -P "$timer" edgeguard || true)
+  sleep 9
+  while kill -0 "$eg" 2>/dev/null; do
+    samples+=("$(awk '/^VmRSS/ {print $2}' "/proc/$eg/status" 2>/dev/null || true)")
+    anon+=("$(awk '/^Anonymous/ {print $2}' "/proc/$eg/smaps_rollup" 2>/dev/null || true)")
+    sleep 5
+  done
+  wait "$timer"
   read -r user sys rss wall <"$DIR/fleet.time"
+  local steady steady_anon
+  median() { grep -E '^[0-9]+$' | sort -n | awk '{a[NR]=$1} END {print (NR ? a[int((NR+1)/2)] : 0)}'; }
+  steady=$(printf '%s\n' "${samples[@]}" | median)
+  steady_anon=$(printf '%s\n' "${anon[@]}" | median)
   local readings
   readings=$(grep -o '^acquire: [0-9]* readings' "$DIR/fleet.err" | grep -o '[0-9]*' || echo 0)
-  "$PY" - "$user" "$sys" "$rss" "$wall" "$secs" "$readings" "$(git_commit)" <<'EOF' | tee -a "$RESULTS"
+  "$PY" - "$user" "$sys" "$rss" "$wall" "$secs" "$readings" "$(git_commit)" "$steady" "$steady_anon" <<'EOF' | tee -a "$RESULTS"
 import json, sys
-user, sys_, rss, wall, secs, readings, commit = (float(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3]),
-    float(sys.argv[4]), float(sys.argv[5]), int(sys.argv[6]), sys.argv[7])
+user, sys_, rss, wall, secs, readings, commit, steady, anon = (float(sys.argv[1]), float(sys.argv[2]),
+    int(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5]), int(sys.argv[6]), sys.argv[7], int(sys.argv[8]),
+    int(sys.argv[9]))
 cpu = user + sys_
 print(json.dumps({"bench": "modbus_fleet", "commit": commit, "devices": 100, "registers": 100, "seconds": secs,
                   "readings": readings, "cpu_s": round(cpu, 2), "cpu_ms_per_cycle": round(cpu / secs * 1000, 1),
-                  "core_percent": round(cpu / wall * 100, 2), "peak_rss_mb": round(rss / 1024, 1)}))
+                  "core_percent": round(cpu / wall * 100, 2), "steady_rss_mb": round(steady / 1024, 1),
+                  "steady_anonymous_mb": round(anon / 1024, 1),
+                  "peak_rss_mb": round(rss / 1024, 1)}))
 EOF
 }
 

@@ -1,4 +1,5 @@
-//! `edgeguard acquire SPEC`: sources → channel validation → stdout and store.
+//! `edgeguard acquire SPEC` (sources → channel validation) and `edgeguard
+//! fuse SPEC` (… → fusion): the engine up to a stage, to stdout and the store.
 
 use clap::Args;
 
@@ -6,7 +7,7 @@ use super::args::{load_plan, FailOn, PipelineArgs};
 use super::exit::{Exit, Failure};
 use super::probe::ProbeArgs;
 use super::{say, GlobalArgs};
-use crate::engine::{self, InputOptions, RunOptions, RunReport};
+use crate::engine::{self, InputOptions, RunOptions, RunReport, Stage};
 
 #[derive(Debug, Args)]
 #[command(group(clap::ArgGroup::new("what").required(true).args(["spec", "probe"])))]
@@ -17,19 +18,38 @@ pub struct AcquireArgs {
     pub probe: ProbeArgs,
 }
 
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["spec"])))]
+pub struct FuseArgs {
+    #[command(flatten)]
+    pub pipeline: PipelineArgs,
+}
+
 pub fn run(args: &AcquireArgs, g: &GlobalArgs) -> Result<Exit, Failure> {
-    let a = &args.pipeline;
     if args.probe.probe.is_some() {
-        return super::probe::run(&args.probe, a, g);
+        return super::probe::run(&args.probe, &args.pipeline, g);
     }
+    run_stage(&args.pipeline, g, Stage::Validate)
+}
+
+pub fn run_fuse(args: &FuseArgs, g: &GlobalArgs) -> Result<Exit, Failure> {
+    run_stage(&args.pipeline, g, Stage::Fuse)
+}
+
+/// Runs the engine up to `stage`.
+fn run_stage(a: &PipelineArgs, g: &GlobalArgs, stage: Stage) -> Result<Exit, Failure> {
+    let command = stage.command();
     let spec = a.spec.as_deref().unwrap_or_default();
     let plan = load_plan(spec, &a.set, g)?;
     if a.dump_plan {
         return super::validate::dump_plan(&plan);
     }
     if a.check {
-        say(g, &format!("{spec}: ok (acquire)"));
+        say(g, &format!("{spec}: ok ({command})"));
         return Ok(Exit::Ok);
+    }
+    if stage == Stage::Fuse && plan.fuse.is_empty() {
+        say(g, &format!("{spec}: no `fuse` section; readings pass through unchanged"));
     }
     let store = a.store(&plan);
     let store_path = store.as_ref().map(|s| s.path.display().to_string());
@@ -42,10 +62,11 @@ pub fn run(args: &AcquireArgs, g: &GlobalArgs) -> Result<Exit, Failure> {
         store_input: a.store_input,
         progress: !g.no_progress && !g.quiet,
         timeout: a.timeout,
+        stage,
     };
     let mut output = a.output(g)?;
     let report = engine::run(&plan, opts, &mut output)?;
-    finish("acquire", &report, a, g, store_path.as_deref())
+    finish(command, &report, a, g, store_path.as_deref())
 }
 
 /// The summary on stderr and the exit status of a pipeline run.
@@ -68,6 +89,12 @@ pub(super) fn finish(
             parts[0] += &format!(", {}", plural(v.stale_gaps, "stale gap"));
         }
         parts[0] += ")";
+    }
+    if r.fuse.fused > 0 {
+        parts.push(format!(
+            "{} fused ({} suspect or bad, {} inputs voted out)",
+            r.fuse.fused, r.fuse.suspect, r.fuse.voted_out
+        ));
     }
     if r.other_records > 0 {
         parts.push(format!("{} passed on", plural(r.other_records, "other record")));

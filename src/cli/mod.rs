@@ -81,6 +81,8 @@ pub enum Command {
     Acquire(acquire::AcquireArgs),
     /// Check pipeline files (offline, every problem at once), or validate readings with --input.
     Validate(validate::ValidateArgs),
+    /// Fuse redundant sensors into trusted channels (sources → channel validation → fusion).
+    Fuse(acquire::FuseArgs),
     /// Print a shell completion script.
     Completions(completions::CompletionsArgs),
 }
@@ -104,6 +106,7 @@ pub fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Acquire(a) => acquire::run(a, &cli.global),
         Command::Validate(v) => validate::run(v, &cli.global),
+        Command::Fuse(f) => acquire::run_fuse(f, &cli.global),
         Command::Completions(c) => completions::run(c),
     };
     match result {

@@ -116,6 +116,7 @@ fn validate_input(a: &ValidateArgs, input: &str, g: &GlobalArgs) -> Result<Exit,
         store_input: false,
         progress: !g.no_progress && !g.quiet,
         timeout: None,
+        stage: crate::engine::Stage::Validate,
     };
     let mut output = Output::open(None, a.output_format, Only::default(), g.color())
         .map_err(|e| Failure::new(Exit::IoErr, format!("cannot write stdout: {e}")))?;

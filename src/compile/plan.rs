@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use super::quantity::serde_dur;
 use crate::spec::{
-    AlertSeverity, BackupFormat, ByteOrder, DetectMethod, FaultKind, FileFormat, FuseMethod, LineFormat,
+    AlertSeverity, BackupFormat, ByteOrder, DetectMethod, FaultKind, FileFormat, FuseMethod, KalmanModel, LineFormat,
     ModbusTransport, Parity, PointType, Shape, Table,
 };
 
@@ -236,6 +236,7 @@ pub struct FusePlan {
     pub sigma: Vec<Option<f64>>,
     pub process_noise: f64,
     pub measurement_noise: f64,
+    pub model: KalmanModel,
     #[serde(with = "serde_dur")]
     pub suspect_after: Duration,
     pub unit: Option<String>,

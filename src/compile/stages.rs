@@ -113,8 +113,10 @@ pub(super) fn compile_stages(cx: &mut Cx, spec: &Spec, plan: &mut Plan) {
                 }
             }
         }
-        if f.method != FuseMethod::Kalman && (f.process_noise.is_some() || f.measurement_noise.is_some()) {
-            cx.err(Code::Useless, &path, "process_noise and measurement_noise are used by `method: kalman` only");
+        if f.method != FuseMethod::Kalman
+            && (f.process_noise.is_some() || f.measurement_noise.is_some() || f.model.is_some())
+        {
+            cx.err(Code::Useless, &path, "model, process_noise and measurement_noise are used by `method: kalman` only");
         }
         plan.fuse.push(FusePlan {
             channel: channel.clone(),
@@ -126,6 +128,7 @@ pub(super) fn compile_stages(cx: &mut Cx, spec: &Spec, plan: &mut Plan) {
             sigma,
             process_noise: f.process_noise.unwrap_or(0.01),
             measurement_noise: f.measurement_noise.unwrap_or(1.0),
+            model: f.model.unwrap_or_default(),
             suspect_after: cx.positive_duration(
                 &key(&path, "suspect_after"),
                 f.suspect_after.as_deref(),

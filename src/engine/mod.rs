@@ -34,6 +34,7 @@ use crate::sources::mqtt::{MqttStats, Subscriber};
 use crate::sources::serial::{LineSource, SerialStats};
 use crate::sources::simulate::Simulator;
 use crate::sources::sleep_until;
+use crate::stages::fuse::{FuseStats, Fuser};
 use crate::stages::validate::{ChannelValidator, ValidateStats};
 use record::Record;
 
@@ -46,6 +47,24 @@ const STATE_COMPONENT: &str = "validate";
 const STATE_KEY: &str = "channels";
 /// Where the virtual clock starts unless a source sets `start`: 2026-01-01T00:00:00Z.
 pub const VIRTUAL_EPOCH: time::Micros = 1_767_225_600_000_000;
+
+/// How far a run goes (DESIGN.md §1): each command runs the engine up to its stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Stage {
+    /// Channel validation (`acquire`, `validate --input`).
+    Validate,
+    /// … then fusion (`fuse`).
+    Fuse,
+}
+
+impl Stage {
+    pub fn command(self) -> &'static str {
+        match self {
+            Stage::Validate => "acquire",
+            Stage::Fuse => "fuse",
+        }
+    }
+}
 
 /// Records handed to the engine by a producer, and what to do once they are safe.
 #[derive(Default)]
@@ -84,6 +103,7 @@ pub struct RunOptions {
     pub progress: bool,
     /// With `once`: how long an MQTT source waits for every topic (default 10 s).
     pub timeout: Option<Duration>,
+    pub stage: Stage,
 }
 
 /// What a run did; the summary and exit code are derived from it.
@@ -92,6 +112,7 @@ pub struct RunReport {
     pub elapsed: Duration,
     pub input: Option<InputStats>,
     pub validate: ValidateStats,
+    pub fuse: FuseStats,
     pub store: Option<StoreStats>,
     pub other_records: u64,
     /// A signal stopped the producers before they ended on their own.
@@ -394,6 +415,8 @@ pub fn run(plan: &Plan, opts: RunOptions, output: &mut Output) -> Result<RunRepo
     let mut deadline: Option<tokio::time::Instant> = None;
     let mut gave_up_waiting = false;
     let mut out_batch: Vec<Record> = Vec::new();
+    let mut fuser = Fuser::new(if opts.stage >= Stage::Fuse { &plan.fuse } else { &[] });
+    let mut validated: Vec<Record> = Vec::new();
     let mut output_error = None;
     let mut live_taken = 0u64;
     loop {
@@ -408,9 +431,11 @@ pub fn run(plan: &Plan, opts: RunOptions, output: &mut Output) -> Result<RunRepo
                 }
             }
         });
-        let batch = match next {
-            Some(Some(b)) => b,
-            Some(None) => break,
+        // The end of the stream still goes once through the stages (fusion
+        // closes its open rounds).
+        let (batch, ending) = match next {
+            Some(Some(b)) => (b, false),
+            Some(None) => (Batch::default(), true),
             None => {
                 // Producers were told to stop; give them a moment to hand over
                 // what they have read, then finish.
@@ -432,12 +457,23 @@ pub fn run(plan: &Plan, opts: RunOptions, output: &mut Output) -> Result<RunRepo
             live_taken += batch.len() as u64;
         }
         out_batch.clear();
-        if batch.is_empty() {
-            validator.tick(time::now_micros(), &mut out_batch);
-        } else {
+        if ending {
+            fuser.flush(&mut out_batch);
+        } else if batch.is_empty() {
+            let now = time::now_micros();
+            validator.tick(now, &mut out_batch);
+            fuser.tick(now, &mut out_batch);
+        } else if fuser.is_empty() {
             validator.process(batch, &mut out_batch);
+        } else {
+            validated.clear();
+            validator.process(batch, &mut validated);
+            fuser.process(std::mem::take(&mut validated), &mut out_batch);
         }
         if out_batch.is_empty() && on_commit.is_none() {
+            if ending {
+                break;
+            }
             continue;
         }
         report.other_records += out_batch.iter().filter(|r| !matches!(r, Record::Reading(_))).count() as u64;
@@ -473,6 +509,9 @@ pub fn run(plan: &Plan, opts: RunOptions, output: &mut Output) -> Result<RunRepo
                 hook();
             }
         }
+        if ending {
+            break;
+        }
     }
     if !report.output_closed {
         match output.flush() {
@@ -489,6 +528,7 @@ pub fn run(plan: &Plan, opts: RunOptions, output: &mut Output) -> Result<RunRepo
     report.interrupted = interrupted.load(Ordering::SeqCst);
 
     report.validate = validator.stats;
+    report.fuse = fuser.stats;
     if let Some(h) = input_handle {
         // The producers closed the queue, so the thread is ending: wait for
         // its stats. Only one still blocked on a quiet stdin after a signal is

@@ -124,6 +124,19 @@ pub struct Reading {
     /// Read with `--input` rather than created by this process (stored only
     /// with `--store-input`).
     pub from_input: bool,
+    /// How a fused reading was made (the `fuse` stage's readings only).
+    pub fusion: Option<Box<Fusion>>,
+}
+
+/// The inputs behind a fused reading.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fusion {
+    /// Inputs the value was computed from.
+    pub inputs: Vec<Arc<str>>,
+    /// Inputs farther than `max_spread` from the consensus.
+    pub voted_out: Vec<Arc<str>>,
+    /// Largest minus smallest candidate value.
+    pub spread: f64,
 }
 
 /// Anything that flows through the engine.
@@ -316,6 +329,20 @@ impl Reading {
         }
         out.extend_from_slice(b",\"source\":");
         write_json_str(out, &self.source);
+        if let Some(f) = &self.fusion {
+            for (key, list) in [(&b",\"inputs\":["[..], &f.inputs), (b",\"voted_out\":[", &f.voted_out)] {
+                out.extend_from_slice(key);
+                for (i, c) in list.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    write_json_str(out, c);
+                }
+                out.push(b']');
+            }
+            out.extend_from_slice(b",\"spread\":");
+            write_f64(out, if f.spread.is_finite() { f.spread } else { 0.0 });
+        }
         out.extend_from_slice(b"}\n");
     }
 }
@@ -356,6 +383,12 @@ struct RawLine<'a> {
     flags: Option<FlagList>,
     #[serde(borrow, default)]
     source: Option<Text<'a>>,
+    #[serde(default)]
+    inputs: Option<Vec<String>>,
+    #[serde(default)]
+    voted_out: Option<Vec<String>>,
+    #[serde(default)]
+    spread: Option<f64>,
 }
 
 /// A string borrowed from the line when it has no escapes, owned otherwise.
@@ -509,6 +542,15 @@ pub fn parse_ndjson_line(
             Some(s) => interner.name("source", &s)?,
         },
         from_input: true,
+        fusion: match (raw.inputs, raw.voted_out) {
+            (None, None) => None,
+            (inputs, voted_out) => {
+                let mut names = |v: Option<Vec<String>>| -> Result<Vec<Arc<str>>, LineError> {
+                    v.unwrap_or_default().iter().take(64).map(|c| interner.channel(c)).collect()
+                };
+                Some(Box::new(Fusion { inputs: names(inputs)?, voted_out: names(voted_out)?, spread: raw.spread.unwrap_or(0.0) }))
+            }
+        },
     }))
 }
 

@@ -35,7 +35,7 @@ pub const DEFAULT_MEMORY: &str = "32MB";
 pub const DEFAULT_BATCH: usize = 122_880;
 
 /// The schema version this build writes. Older files are migrated on open.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// Migrations: step `i` takes a store from version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -54,6 +54,10 @@ const MIGRATIONS: &[&str] = &[
         updated TIMESTAMPTZ NOT NULL, PRIMARY KEY (component, key));",
     // 1 → 2: text values (Modbus `string` points).
     "ALTER TABLE readings ADD COLUMN IF NOT EXISTS text VARCHAR;",
+    // 2 → 3: how fused readings were made.
+    "ALTER TABLE readings ADD COLUMN IF NOT EXISTS inputs VARCHAR;
+     ALTER TABLE readings ADD COLUMN IF NOT EXISTS voted_out VARCHAR;
+     ALTER TABLE readings ADD COLUMN IF NOT EXISTS spread DOUBLE;",
 ];
 
 #[derive(Debug)]
@@ -218,6 +222,9 @@ struct ReadingColumns {
     source: StringBuilder,
     unit: StringBuilder,
     text: StringBuilder,
+    inputs: StringBuilder,
+    voted_out: StringBuilder,
+    spread: Float64Builder,
     len: usize,
     flag_buf: String,
 }
@@ -233,6 +240,9 @@ impl ReadingColumns {
             source: StringBuilder::with_capacity(cap, cap * 4),
             unit: StringBuilder::with_capacity(cap, cap * 4),
             text: StringBuilder::with_capacity(cap, 0),
+            inputs: StringBuilder::with_capacity(cap, 0),
+            voted_out: StringBuilder::with_capacity(cap, 0),
+            spread: Float64Builder::with_capacity(cap),
             len: 0,
             flag_buf: String::new(),
         }
@@ -258,6 +268,26 @@ impl ReadingColumns {
         self.source.append_value(&*r.source);
         self.unit.append_option(r.unit.as_deref());
         self.text.append_option(r.text.as_deref());
+        match &r.fusion {
+            None => {
+                self.inputs.append_null();
+                self.voted_out.append_null();
+                self.spread.append_null();
+            }
+            Some(f) => {
+                for (col, list) in [(&mut self.inputs, &f.inputs), (&mut self.voted_out, &f.voted_out)] {
+                    self.flag_buf.clear();
+                    for (i, c) in list.iter().enumerate() {
+                        if i > 0 {
+                            self.flag_buf.push(',');
+                        }
+                        self.flag_buf.push_str(c);
+                    }
+                    col.append_value(&self.flag_buf);
+                }
+                self.spread.append_option(Some(f.spread).filter(|s| s.is_finite()));
+            }
+        }
         self.len += 1;
     }
 
@@ -271,6 +301,9 @@ impl ReadingColumns {
             Field::new("source", DataType::Utf8, true),
             Field::new("unit", DataType::Utf8, true),
             Field::new("text", DataType::Utf8, true),
+            Field::new("inputs", DataType::Utf8, true),
+            Field::new("voted_out", DataType::Utf8, true),
+            Field::new("spread", DataType::Float64, true),
         ]));
         let cols: Vec<ArrayRef> = vec![
             Arc::new(self.ts.finish()),
@@ -281,6 +314,9 @@ impl ReadingColumns {
             Arc::new(self.source.finish()),
             Arc::new(self.unit.finish()),
             Arc::new(self.text.finish()),
+            Arc::new(self.inputs.finish()),
+            Arc::new(self.voted_out.finish()),
+            Arc::new(self.spread.finish()),
         ];
         self.len = 0;
         RecordBatch::try_new(schema, cols).expect("columns match the schema")

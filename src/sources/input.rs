@@ -349,6 +349,7 @@ impl CsvHeader {
                 Some(s) => interner.name("source", s)?,
             },
             from_input: true,
+            fusion: None,
         }))
     }
 }

@@ -512,6 +512,7 @@ impl Subscriber {
                 flags: Flags::empty(),
                 source: self.id.clone(),
                 from_input: false,
+                fusion: None,
             }));
         }
         produced[ti] = true;

@@ -259,6 +259,7 @@ impl LineSource {
                 flags: flag,
                 source: self.id.clone(),
                 from_input: false,
+                fusion: None,
             }));
         }
     }
@@ -415,6 +416,7 @@ impl LineSource {
                                 flags: Flags::empty(),
                                 source: self.id.clone(),
                                 from_input: false,
+                                fusion: None,
                             }));
                         }
                         stats.readings += values.len() as u64;

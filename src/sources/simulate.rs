@@ -94,6 +94,7 @@ impl Simulator {
                     flags: Flags::empty(),
                     source: self.source.clone(),
                     from_input: false,
+                    fusion: None,
                 }));
             }
         }

@@ -28,7 +28,7 @@ pub const MAX_SPEC_BYTES: usize = 4 * 1024 * 1024;
 /// Deepest nesting accepted.
 pub const MAX_DEPTH: usize = 64;
 /// Most nodes accepted, counting every alias expansion.
-pub const MAX_NODES: usize = 50_000;
+pub const MAX_NODES: usize = 250_000;
 /// Most bytes of keys and scalars accepted, counting every alias expansion.
 pub const MAX_EXPANDED_BYTES: usize = 16 * 1024 * 1024;
 

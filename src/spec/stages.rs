@@ -41,6 +41,17 @@ pub enum FuseMethod {
     Kalman,
 }
 
+/// The motion model of a `kalman` fusion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum KalmanModel {
+    /// The quantity stays put between readings (process noise lets it drift).
+    #[default]
+    Constant,
+    /// The quantity moves at a rate that the filter estimates too.
+    Velocity,
+}
+
 /// A fused channel computed from redundant inputs.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -64,6 +75,9 @@ pub struct FuseSpec {
     /// Kalman process noise (variance per second). Default 0.01.
     #[serde(default)]
     pub process_noise: Option<f64>,
+    /// Kalman model: `constant` (default) or `velocity`.
+    #[serde(default)]
+    pub model: Option<KalmanModel>,
     /// Kalman measurement noise (variance). Default 1.
     #[serde(default)]
     pub measurement_noise: Option<f64>,

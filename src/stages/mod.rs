@@ -1,3 +1,4 @@
 //! Processing stages: synchronous code over batches of records.
 
+pub mod fuse;
 pub mod validate;

@@ -374,6 +374,7 @@ fn gap_reading(channel: Arc<str>, ts: Micros, unit: Option<Arc<str>>, source: Ar
         flags: Flags::STALE,
         source,
         from_input: false,
+        fusion: None,
     }
 }
 
@@ -405,6 +406,7 @@ mod tests {
             flags: Flags::empty(),
             source: Arc::from("s"),
             from_input: false,
+            fusion: None,
         })
     }
 

@@ -61,7 +61,7 @@ fn count_and_once_and_the_store() {
     out.stderr_has("1003 stored in");
     assert_eq!(query_i64(&db, "SELECT count(*) FROM readings"), 1003);
     assert_eq!(query_i64(&db, "SELECT count(DISTINCT channel) FROM readings"), 5);
-    assert_eq!(query_i64(&db, "SELECT max(CAST(value AS BIGINT)) FROM meta WHERE key = 'schema_version'"), 2);
+    assert_eq!(query_i64(&db, "SELECT max(CAST(value AS BIGINT)) FROM meta WHERE key = 'schema_version'"), 3);
 
     let out =
         eg(["acquire".as_ref(), "pipelines/demo.yaml".as_ref(), "--once".as_ref(), "--store".as_ref(), db.as_os_str()])
@@ -197,7 +197,7 @@ fn a_version_1_store_is_migrated() {
     .stdin(text)
     .run()
     .code(0);
-    assert_eq!(query_i64(&db, "SELECT CAST(value AS BIGINT) FROM meta WHERE key = 'schema_version'"), 2);
+    assert_eq!(query_i64(&db, "SELECT CAST(value AS BIGINT) FROM meta WHERE key = 'schema_version'"), 3);
     assert_eq!(query_i64(&db, "SELECT count(*) FROM readings WHERE channel = 'old.channel' AND text IS NULL"), 1);
     assert_eq!(query_i64(&db, "SELECT count(*) FROM readings WHERE text = 'EG-100' AND quality = 'good'"), 1);
 }

@@ -2,6 +2,7 @@
 
 mod acquire;
 mod diagnostics;
+mod fuse;
 mod generated;
 mod input;
 mod modbus;

@@ -246,9 +246,17 @@ impl Poller {
             let Some(next) = self.reqs.iter().map(|r| r.next_due).min() else {
                 return;
             };
-            tokio::select! {
-                _ = tokio::time::sleep_until(next) => {}
-                _ = stop.wait_for(|s| *s) => return,
+            // The timer ticks in milliseconds: a request due sooner runs now
+            // (an interval below 1 ms means "back to back").
+            if next.saturating_duration_since(Instant::now()) >= Duration::from_millis(1) {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(next) => {}
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+            } else if *stop.borrow() {
+                return;
+            } else {
+                tokio::task::yield_now().await;
             }
             let now = Instant::now();
             due.clear();
@@ -482,6 +490,7 @@ impl Poller {
                 flags,
                 source: self.id.clone(),
                 from_input: false,
+                fusion: None,
             }));
         }
     }
