@@ -116,7 +116,11 @@ pub(super) fn compile_stages(cx: &mut Cx, spec: &Spec, plan: &mut Plan) {
         if f.method != FuseMethod::Kalman
             && (f.process_noise.is_some() || f.measurement_noise.is_some() || f.model.is_some())
         {
-            cx.err(Code::Useless, &path, "model, process_noise and measurement_noise are used by `method: kalman` only");
+            cx.err(
+                Code::Useless,
+                &path,
+                "model, process_noise and measurement_noise are used by `method: kalman` only",
+            );
         }
         plan.fuse.push(FusePlan {
             channel: channel.clone(),

@@ -548,7 +548,11 @@ pub fn parse_ndjson_line(
                 let mut names = |v: Option<Vec<String>>| -> Result<Vec<Arc<str>>, LineError> {
                     v.unwrap_or_default().iter().take(64).map(|c| interner.channel(c)).collect()
                 };
-                Some(Box::new(Fusion { inputs: names(inputs)?, voted_out: names(voted_out)?, spread: raw.spread.unwrap_or(0.0) }))
+                Some(Box::new(Fusion {
+                    inputs: names(inputs)?,
+                    voted_out: names(voted_out)?,
+                    spread: raw.spread.unwrap_or(0.0),
+                }))
             }
         },
     }))

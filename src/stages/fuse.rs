@@ -255,10 +255,7 @@ impl Fuser {
                 }
             }
         }
-        let spread = match (
-            cand.iter().map(|c| c.1).reduce(f64::min),
-            cand.iter().map(|c| c.1).reduce(f64::max),
-        ) {
+        let spread = match (cand.iter().map(|c| c.1).reduce(f64::min), cand.iter().map(|c| c.1).reduce(f64::max)) {
             (Some(lo), Some(hi)) => hi - lo,
             _ => 0.0,
         };

@@ -22,13 +22,16 @@ fn the_stuck_sensor_is_voted_out_then_marked_suspect() {
     assert!(fused.iter().all(|r| r["channel"] == "boiler.temp" && r["inputs"].is_array() && r["spread"].is_number()));
     // b is stuck from 5 m to 12 m into the run: while the sine moves away
     // from the held value, b is voted out...
-    let out_of_vote: Vec<&&Value> = fused.iter().filter(|r| r["voted_out"] == serde_json::json!(["boiler.temp.b"])).collect();
+    let out_of_vote: Vec<&&Value> =
+        fused.iter().filter(|r| r["voted_out"] == serde_json::json!(["boiler.temp.b"])).collect();
     assert!(out_of_vote.len() > 100, "b voted out only {} times", out_of_vote.len());
     assert!(out_of_vote.iter().all(|r| r["ts"].as_str().unwrap() >= "2026-01-01T00:05:00"));
     // ...and after a minute out, its own readings carry suspect + voted_out.
     let b_flagged = lines
         .iter()
-        .filter(|r| r["channel"] == "boiler.temp.b" && r["flags"].as_array().is_some_and(|f| f.contains(&"voted_out".into())))
+        .filter(|r| {
+            r["channel"] == "boiler.temp.b" && r["flags"].as_array().is_some_and(|f| f.contains(&"voted_out".into()))
+        })
         .count();
     assert!(b_flagged > 0);
     // Before the fault every fused reading is good and uses all three inputs.
@@ -41,7 +44,8 @@ fn the_stuck_sensor_is_voted_out_then_marked_suspect() {
 #[test]
 fn fusion_composes_through_a_pipe() {
     let direct = fuse_demo(&[]);
-    let acquired = eg(["acquire", "pipelines/demo.yaml", "--duration", "20m", "--no-store", "--format", "ndjson"]).run();
+    let acquired =
+        eg(["acquire", "pipelines/demo.yaml", "--duration", "20m", "--no-store", "--format", "ndjson"]).run();
     acquired.code(0);
     let piped = eg(["fuse", "pipelines/demo.yaml", "--input", "-", "--no-store", "--format", "ndjson"])
         .stdin(acquired.stdout.clone())
