@@ -22,6 +22,9 @@ _edgeguard() {
             edgeguard,completions)
                 cmd="edgeguard__subcmd__completions"
                 ;;
+            edgeguard,detect)
+                cmd="edgeguard__subcmd__detect"
+                ;;
             edgeguard,fuse)
                 cmd="edgeguard__subcmd__fuse"
                 ;;
@@ -36,6 +39,9 @@ _edgeguard() {
                 ;;
             edgeguard__subcmd__help,completions)
                 cmd="edgeguard__subcmd__help__subcmd__completions"
+                ;;
+            edgeguard__subcmd__help,detect)
+                cmd="edgeguard__subcmd__help__subcmd__detect"
                 ;;
             edgeguard__subcmd__help,fuse)
                 cmd="edgeguard__subcmd__help__subcmd__fuse"
@@ -53,7 +59,7 @@ _edgeguard() {
 
     case "${cmd}" in
         edgeguard)
-            opts="-v -q -h -V --verbose --quiet --log-format --color --no-progress --help --version acquire validate fuse completions help"
+            opts="-v -q -h -V --verbose --quiet --log-format --color --no-progress --help --version acquire validate fuse detect completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -202,6 +208,80 @@ _edgeguard() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        edgeguard__subcmd__detect)
+            opts="-o -v -q -h -V --input --input-format --max-line-bytes --strict --once --duration --count --timeout --format --only --output --fail-on --store --no-store --store-input --check --dump-plan --set --verbose --quiet --log-format --color --no-progress --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --input)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --input-format)
+                    COMPREPLY=($(compgen -W "ndjson csv" -- "${cur}"))
+                    return 0
+                    ;;
+                --max-line-bytes)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --duration)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --count)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --format)
+                    COMPREPLY=($(compgen -W "ndjson csv table" -- "${cur}"))
+                    return 0
+                    ;;
+                --only)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --fail-on)
+                    COMPREPLY=($(compgen -W "anomaly alert bad" -- "${cur}"))
+                    return 0
+                    ;;
+                --store)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --set)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         edgeguard__subcmd__fuse)
             opts="-o -v -q -h -V --input --input-format --max-line-bytes --strict --once --duration --count --timeout --format --only --output --fail-on --store --no-store --store-input --check --dump-plan --set --verbose --quiet --log-format --color --no-progress --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -277,7 +357,7 @@ _edgeguard() {
             return 0
             ;;
         edgeguard__subcmd__help)
-            opts="acquire validate fuse completions help"
+            opts="acquire validate fuse detect completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -305,6 +385,20 @@ _edgeguard() {
             return 0
             ;;
         edgeguard__subcmd__help__subcmd__completions)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        edgeguard__subcmd__help__subcmd__detect)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

@@ -32,6 +32,7 @@ set edit:completion:arg-completer[edgeguard] = {|@words|
             cand acquire 'Read the sources and validate every reading (sources → channel validation)'
             cand validate 'Check pipeline files (offline, every problem at once), or validate readings with --input'
             cand fuse 'Fuse redundant sensors into trusted channels (sources → channel validation → fusion)'
+            cand detect 'Detect anomalies (sources → channel validation → fusion → detection)'
             cand completions 'Print a shell completion script'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
@@ -127,6 +128,38 @@ set edit:completion:arg-completer[edgeguard] = {|@words|
             cand -V 'Print version'
             cand --version 'Print version'
         }
+        &'edgeguard;detect'= {
+            cand --input 'Start from records in FILE (`-` for stdin) instead of the live sources'
+            cand --input-format 'Format of --input'
+            cand --max-line-bytes 'Longest input line accepted, in bytes; longer lines are rejected'
+            cand --duration 'Run this long (`10m`). A pipeline of simulated sources alone runs on a virtual clock, as fast as it can; one with devices runs in real time'
+            cand --count 'Stop after N readings from the sources (or N records from --input); with --probe, the number of registers to read'
+            cand --timeout 'How long to wait for a device that does not answer (--probe; default 1s)'
+            cand --format 'Output format [default: table on a terminal, ndjson otherwise]'
+            cand --only 'Print only these record kinds: reading,anomaly,alert'
+            cand -o 'Write records to FILE instead of stdout'
+            cand --output 'Write records to FILE instead of stdout'
+            cand --fail-on 'Exit 3 when such a record was produced: anomaly, alert, bad (comma-separated)'
+            cand --store 'Store in this DuckDB file instead of the spec''s `store.path`'
+            cand --set 'Override a spec value: `store.batch=1000`, `channels."boiler.*".stale=5s`'
+            cand --log-format 'Log format on stderr'
+            cand --color 'Colors on stderr and in tables (NO_COLOR is honoured)'
+            cand --strict 'Exit 65 when an input line is rejected'
+            cand --once 'One poll cycle of every source, then drain and exit'
+            cand --no-store 'Do not store anything'
+            cand --store-input 'Also store the records read with --input (by default a process stores only what it creates)'
+            cand --check 'Compile the spec for this command and exit'
+            cand --dump-plan 'Print the compiled plan as JSON and exit'
+            cand -v 'More log output on stderr (-v info, -vv debug)'
+            cand --verbose 'More log output on stderr (-v info, -vv debug)'
+            cand -q 'Only errors on stderr: no summary, no warnings'
+            cand --quiet 'Only errors on stderr: no summary, no warnings'
+            cand --no-progress 'Never show progress bars'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
         &'edgeguard;completions'= {
             cand --log-format 'Log format on stderr'
             cand --color 'Colors on stderr and in tables (NO_COLOR is honoured)'
@@ -144,6 +177,7 @@ set edit:completion:arg-completer[edgeguard] = {|@words|
             cand acquire 'Read the sources and validate every reading (sources → channel validation)'
             cand validate 'Check pipeline files (offline, every problem at once), or validate readings with --input'
             cand fuse 'Fuse redundant sensors into trusted channels (sources → channel validation → fusion)'
+            cand detect 'Detect anomalies (sources → channel validation → fusion → detection)'
             cand completions 'Print a shell completion script'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
@@ -152,6 +186,8 @@ set edit:completion:arg-completer[edgeguard] = {|@words|
         &'edgeguard;help;validate'= {
         }
         &'edgeguard;help;fuse'= {
+        }
+        &'edgeguard;help;detect'= {
         }
         &'edgeguard;help;completions'= {
         }

@@ -36,6 +36,10 @@ pub fn run_fuse(args: &FuseArgs, g: &GlobalArgs) -> Result<Exit, Failure> {
     run_stage(&args.pipeline, g, Stage::Fuse)
 }
 
+pub fn run_detect(args: &FuseArgs, g: &GlobalArgs) -> Result<Exit, Failure> {
+    run_stage(&args.pipeline, g, Stage::Detect)
+}
+
 /// Runs the engine up to `stage`.
 fn run_stage(a: &PipelineArgs, g: &GlobalArgs, stage: Stage) -> Result<Exit, Failure> {
     let command = stage.command();
@@ -50,6 +54,9 @@ fn run_stage(a: &PipelineArgs, g: &GlobalArgs, stage: Stage) -> Result<Exit, Fai
     }
     if stage == Stage::Fuse && plan.fuse.is_empty() {
         say(g, &format!("{spec}: no `fuse` section; readings pass through unchanged"));
+    }
+    if stage == Stage::Detect && plan.detect.is_empty() {
+        say(g, &format!("{spec}: no `detect` section; nothing to detect"));
     }
     let store = a.store(&plan);
     let store_path = store.as_ref().map(|s| s.path.display().to_string());
@@ -96,8 +103,16 @@ pub(super) fn finish(
             r.fuse.fused, r.fuse.suspect, r.fuse.voted_out
         ));
     }
-    if r.other_records > 0 {
-        parts.push(format!("{} passed on", plural(r.other_records, "other record")));
+    if r.detect.channels > 0 {
+        let n = r.detect.anomalies;
+        parts.push(format!(
+            "{n} {} on {} detector-channels",
+            if n == 1 { "anomaly" } else { "anomalies" },
+            r.detect.channels
+        ));
+    }
+    if r.other_records > r.detect.anomalies {
+        parts.push(format!("{} passed on", plural(r.other_records - r.detect.anomalies, "other record")));
     }
     if let Some(i) = &r.input {
         if i.rejected > 0 {
@@ -147,7 +162,9 @@ pub(super) fn finish(
             return Err(Failure::new(Exit::Failure, format!("{} did not answer", silent.join(", "))));
         }
     }
-    if a.fail_on.contains(&FailOn::Bad) && v.bad > 0 {
+    if (a.fail_on.contains(&FailOn::Bad) && v.bad > 0)
+        || (a.fail_on.contains(&FailOn::Anomaly) && r.detect.anomalies > 0)
+    {
         return Ok(Exit::FailOn);
     }
     Ok(Exit::Ok)

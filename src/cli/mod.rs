@@ -83,6 +83,8 @@ pub enum Command {
     Validate(validate::ValidateArgs),
     /// Fuse redundant sensors into trusted channels (sources → channel validation → fusion).
     Fuse(acquire::FuseArgs),
+    /// Detect anomalies (sources → channel validation → fusion → detection).
+    Detect(acquire::FuseArgs),
     /// Print a shell completion script.
     Completions(completions::CompletionsArgs),
 }
@@ -107,6 +109,7 @@ pub fn main() -> ExitCode {
         Command::Acquire(a) => acquire::run(a, &cli.global),
         Command::Validate(v) => validate::run(v, &cli.global),
         Command::Fuse(f) => acquire::run_fuse(f, &cli.global),
+        Command::Detect(d) => acquire::run_detect(d, &cli.global),
         Command::Completions(c) => completions::run(c),
     };
     match result {

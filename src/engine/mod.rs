@@ -34,6 +34,7 @@ use crate::sources::mqtt::{MqttStats, Subscriber};
 use crate::sources::serial::{LineSource, SerialStats};
 use crate::sources::simulate::Simulator;
 use crate::sources::sleep_until;
+use crate::stages::detect::{DetectStats, Detectors};
 use crate::stages::fuse::{FuseStats, Fuser};
 use crate::stages::validate::{ChannelValidator, ValidateStats};
 use record::Record;
@@ -55,6 +56,8 @@ pub enum Stage {
     Validate,
     /// … then fusion (`fuse`).
     Fuse,
+    /// … then detection (`detect`).
+    Detect,
 }
 
 impl Stage {
@@ -62,6 +65,7 @@ impl Stage {
         match self {
             Stage::Validate => "acquire",
             Stage::Fuse => "fuse",
+            Stage::Detect => "detect",
         }
     }
 }
@@ -113,6 +117,7 @@ pub struct RunReport {
     pub input: Option<InputStats>,
     pub validate: ValidateStats,
     pub fuse: FuseStats,
+    pub detect: DetectStats,
     pub store: Option<StoreStats>,
     pub other_records: u64,
     /// A signal stopped the producers before they ended on their own.
@@ -416,7 +421,10 @@ pub fn run(plan: &Plan, opts: RunOptions, output: &mut Output) -> Result<RunRepo
     let mut gave_up_waiting = false;
     let mut out_batch: Vec<Record> = Vec::new();
     let mut fuser = Fuser::new(if opts.stage >= Stage::Fuse { &plan.fuse } else { &[] });
+    let mut detectors =
+        Detectors::new(if opts.stage >= Stage::Detect { &plan.detect } else { &[] }).map_err(EngineError::Usage)?;
     let mut validated: Vec<Record> = Vec::new();
+    let mut fused: Vec<Record> = Vec::new();
     let mut output_error = None;
     let mut live_taken = 0u64;
     loop {
@@ -456,19 +464,28 @@ pub fn run(plan: &Plan, opts: RunOptions, output: &mut Output) -> Result<RunRepo
             }
             live_taken += batch.len() as u64;
         }
+        // validation → fusion → detection, each passing on what it got.
         out_batch.clear();
+        validated.clear();
         if ending {
-            fuser.flush(&mut out_batch);
+            fuser.flush(&mut validated);
         } else if batch.is_empty() {
             let now = time::now_micros();
-            validator.tick(now, &mut out_batch);
-            fuser.tick(now, &mut out_batch);
+            validator.tick(now, &mut validated);
+            fuser.tick(now, &mut validated);
         } else if fuser.is_empty() {
-            validator.process(batch, &mut out_batch);
-        } else {
-            validated.clear();
             validator.process(batch, &mut validated);
-            fuser.process(std::mem::take(&mut validated), &mut out_batch);
+        } else {
+            let mut checked = Vec::with_capacity(batch.len());
+            validator.process(batch, &mut checked);
+            fuser.process(checked, &mut validated);
+        }
+        if detectors.is_empty() {
+            std::mem::swap(&mut out_batch, &mut validated);
+        } else {
+            fused.clear();
+            std::mem::swap(&mut fused, &mut validated);
+            detectors.process(std::mem::take(&mut fused), &mut out_batch);
         }
         if out_batch.is_empty() && on_commit.is_none() {
             if ending {
@@ -529,6 +546,7 @@ pub fn run(plan: &Plan, opts: RunOptions, output: &mut Output) -> Result<RunRepo
 
     report.validate = validator.stats;
     report.fuse = fuser.stats;
+    report.detect = detectors.stats;
     if let Some(h) = input_handle {
         // The producers closed the queue, so the thread is ending: wait for
         // its stats. Only one still blocked on a quiet stdin after a signal is

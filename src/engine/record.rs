@@ -148,6 +148,8 @@ pub enum Record {
     Other {
         kind: Box<str>,
         line: Box<str>,
+        /// Read with `--input` rather than created by this process.
+        from_input: bool,
     },
 }
 
@@ -501,7 +503,7 @@ pub fn parse_ndjson_line(
             }
             // Valid JSON (parsed above), passed on as written.
             let text = std::str::from_utf8(line).map_err(|_| LineError("invalid UTF-8".into()))?;
-            return Ok(Record::Other { kind: kind.into(), line: text.trim_end().into() });
+            return Ok(Record::Other { kind: kind.into(), line: text.trim_end().into(), from_input: true });
         }
     }
     let channel = interner.channel(&raw.channel.ok_or_else(|| LineError("no `channel`".into()))?)?;

@@ -222,7 +222,7 @@ impl Output {
                     r.source
                 );
             }
-            Record::Other { kind, line: l } => {
+            Record::Other { kind, line: l, .. } => {
                 let _ = writeln!(line, "{kind:<24}  {l}");
             }
         }

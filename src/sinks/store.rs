@@ -207,9 +207,32 @@ impl Store {
 #[derive(Debug, Default, Clone, Copy)]
 pub struct StoreStats {
     pub readings: u64,
+    pub anomalies: u64,
     pub commits: u64,
     pub commit_time: Duration,
     pub retention_deleted: u64,
+}
+
+/// One row of the `anomalies` table, from an anomaly record's JSON line.
+#[derive(Debug, serde::Deserialize)]
+struct AnomalyRow {
+    ts: String,
+    channel: String,
+    detector: String,
+    method: Option<String>,
+    value: Option<f64>,
+    score: Option<f64>,
+    expected: Option<f64>,
+    threshold: Option<f64>,
+    detail: Option<String>,
+}
+
+impl AnomalyRow {
+    fn parse(line: &str) -> Option<AnomalyRow> {
+        let row: AnomalyRow = serde_json::from_str(line).ok()?;
+        crate::engine::time::parse_rfc3339(&row.ts)?;
+        Some(row)
+    }
 }
 
 /// Columns of the `readings` table being gathered for the next commit.
@@ -345,6 +368,7 @@ pub fn run_writer(
     let mut last_retention = Instant::now();
     // Hooks of the batches whose records are in `cols`: they run after the commit.
     let mut hooks: Vec<CommitHook> = Vec::new();
+    let mut anomalies: Vec<AnomalyRow> = Vec::new();
     loop {
         let wait = match first_pending {
             Some(t) => cfg.flush.saturating_sub(t.elapsed()),
@@ -353,20 +377,32 @@ pub fn run_writer(
         match rx.recv_timeout(wait) {
             Ok((batch, hook)) => {
                 for rec in &batch {
-                    if let Record::Reading(r) = rec {
-                        if r.from_input && !cfg.store_input {
-                            continue;
+                    match rec {
+                        Record::Reading(r) => {
+                            if r.from_input && !cfg.store_input {
+                                continue;
+                            }
+                            cols.push(r);
+                            if cols.len >= cfg.batch {
+                                // A hook waits for the commit that holds its batch's last record.
+                                commit(&store, &mut cols, &mut anomalies, &mut stats, &mut hooks)
+                                    .map_err(|e| (e, stats))?;
+                                first_pending = None;
+                            }
                         }
-                        cols.push(r);
-                        if cols.len >= cfg.batch {
-                            // A hook waits for the commit that holds its batch's last record.
-                            commit(&store, &mut cols, &mut stats, &mut hooks).map_err(|e| (e, stats))?;
-                            first_pending = None;
+                        Record::Other { kind, line, from_input } if &**kind == "anomaly" => {
+                            if *from_input && !cfg.store_input {
+                                continue;
+                            }
+                            if let Some(row) = AnomalyRow::parse(line) {
+                                anomalies.push(row);
+                            }
                         }
+                        Record::Other { .. } => {}
                     }
                 }
                 hooks.extend(hook);
-                if (cols.len > 0 || !hooks.is_empty()) && first_pending.is_none() {
+                if (cols.len > 0 || !hooks.is_empty() || !anomalies.is_empty()) && first_pending.is_none() {
                     first_pending = Some(Instant::now());
                 }
             }
@@ -374,7 +410,7 @@ pub fn run_writer(
             Err(RecvTimeoutError::Disconnected) => break,
         }
         if first_pending.is_some_and(|t| t.elapsed() >= cfg.flush) {
-            commit(&store, &mut cols, &mut stats, &mut hooks).map_err(|e| (e, stats))?;
+            commit(&store, &mut cols, &mut anomalies, &mut stats, &mut hooks).map_err(|e| (e, stats))?;
             first_pending = None;
         }
         if let Some(r) = cfg.retention {
@@ -384,7 +420,7 @@ pub fn run_writer(
             }
         }
     }
-    commit(&store, &mut cols, &mut stats, &mut hooks).map_err(|e| (e, stats))?;
+    commit(&store, &mut cols, &mut anomalies, &mut stats, &mut hooks).map_err(|e| (e, stats))?;
     Ok((store, stats))
 }
 
@@ -392,11 +428,12 @@ pub fn run_writer(
 fn commit(
     store: &Store,
     cols: &mut ReadingColumns,
+    anomalies: &mut Vec<AnomalyRow>,
     stats: &mut StoreStats,
     hooks: &mut Vec<CommitHook>,
 ) -> Result<(), StoreError> {
-    if cols.len > 0 {
-        commit_readings(store, cols, stats)?;
+    if cols.len > 0 || !anomalies.is_empty() {
+        commit_records(store, cols, anomalies, stats)?;
     }
     for hook in hooks.drain(..) {
         hook();
@@ -404,18 +441,46 @@ fn commit(
     Ok(())
 }
 
-fn commit_readings(store: &Store, cols: &mut ReadingColumns, stats: &mut StoreStats) -> Result<(), StoreError> {
+/// Readings (Arrow appender) and anomalies (row appender) in one transaction.
+fn commit_records(
+    store: &Store,
+    cols: &mut ReadingColumns,
+    anomalies: &mut Vec<AnomalyRow>,
+    stats: &mut StoreStats,
+) -> Result<(), StoreError> {
     let started = Instant::now();
     let n = cols.len as u64;
-    let batch = cols.finish();
+    let n_anomalies = anomalies.len() as u64;
+    let batch = (cols.len > 0).then(|| cols.finish());
     // One explicit transaction per batch: the appender may flush on its own
     // inside a large batch, and a batch is all or nothing.
     let err = |e| classify(&store.path, e);
     store.conn.execute_batch("BEGIN TRANSACTION").map_err(err)?;
     let appended = (|| {
-        let mut app = store.conn.appender("readings")?;
-        app.append_record_batch(batch)?;
-        app.flush()
+        if let Some(batch) = batch {
+            let mut app = store.conn.appender("readings")?;
+            app.append_record_batch(batch)?;
+            app.flush()?;
+        }
+        if !anomalies.is_empty() {
+            // ts goes in as text: DuckDB casts RFC 3339 to TIMESTAMPTZ.
+            let mut st =
+                store.conn.prepare("INSERT INTO anomalies VALUES (CAST(? AS TIMESTAMPTZ), ?, ?, ?, ?, ?, ?, ?, ?)")?;
+            for a in anomalies.drain(..) {
+                st.execute(duckdb::params![
+                    a.ts,
+                    a.channel,
+                    a.detector,
+                    a.method,
+                    a.value,
+                    a.score,
+                    a.expected,
+                    a.threshold,
+                    a.detail
+                ])?;
+            }
+        }
+        Ok::<(), duckdb::Error>(())
     })();
     match appended {
         Ok(()) => store.conn.execute_batch("COMMIT").map_err(err)?,
@@ -425,6 +490,7 @@ fn commit_readings(store: &Store, cols: &mut ReadingColumns, stats: &mut StoreSt
         }
     }
     stats.readings += n;
+    stats.anomalies += n_anomalies;
     stats.commits += 1;
     stats.commit_time += started.elapsed();
     Ok(())

@@ -20,6 +20,11 @@
 //! `min_inputs` accepted the fused reading is `suspect`, with none `bad`.
 //! An input voted out for longer than `suspect_after` gets `suspect` and the
 //! `voted_out` flag on its own readings, until it agrees again.
+//!
+//! **Pipes.** A later stage fuses again (`detect` runs fusion too). A fused
+//! reading that arrives with the input for a round this stage has just fused
+//! itself (same group, same time) is the same reading made upstream and is
+//! dropped, so `acquire | fuse | detect` prints each fused reading once.
 
 use std::sync::Arc;
 
@@ -97,8 +102,13 @@ impl Kalman {
     }
 }
 
+/// Fused times remembered per group to recognise upstream copies.
+const RECENT: usize = 8;
+
 struct Group {
     plan: FusePlan,
+    /// Times of the last fused readings this stage made.
+    recent: std::collections::VecDeque<Micros>,
     channel: Arc<str>,
     unit: Option<Arc<str>>,
     source: Arc<str>,
@@ -150,6 +160,7 @@ impl Fuser {
                     })
                     .collect();
                 Group {
+                    recent: std::collections::VecDeque::with_capacity(RECENT),
                     channel: Arc::from(p.channel.as_str()),
                     unit: p.unit.as_deref().map(Arc::from),
                     source: Arc::from("fuse"),
@@ -175,6 +186,9 @@ impl Fuser {
                 out.push(rec);
                 continue;
             };
+            if r.fusion.is_some() && self.groups.iter().any(|g| g.channel == r.channel && g.recent.contains(&r.ts)) {
+                continue; // made upstream, and made again here just now
+            }
             let Some(targets) = self.by_channel.get(&r.channel) else {
                 out.push(rec);
                 continue;
@@ -315,6 +329,10 @@ impl Fuser {
             n if n < grp.plan.min_inputs => Quality::Suspect,
             _ => Quality::Good,
         };
+        if grp.recent.len() == RECENT {
+            grp.recent.pop_front();
+        }
+        grp.recent.push_back(ts);
         self.stats.fused += 1;
         self.stats.voted_out += voted_out.len() as u64;
         if quality != Quality::Good {

@@ -1,4 +1,5 @@
 //! Processing stages: synchronous code over batches of records.
 
+pub mod detect;
 pub mod fuse;
 pub mod validate;

@@ -1,0 +1,64 @@
+//! `detect`: streaming detectors through the binary, into the store, and
+//! through pipes.
+
+use crate::support::*;
+
+const WIDE: &str = "channels.\"boiler.pressure\".range=[0, 100]";
+
+fn demo(cmd: &str, extra: &[&str]) -> Run {
+    let mut args = vec![cmd, "pipelines/demo.yaml", "--no-store", "--format", "ndjson", "--set", WIDE];
+    args.extend_from_slice(extra);
+    eg(args)
+}
+
+#[test]
+fn a_pipe_of_stages_gives_what_one_detect_gives() {
+    let x = demo("acquire", &["--duration", "30m"]).run();
+    x.code(0);
+    let direct = demo("detect", &["--input", "-"]).stdin(x.stdout.clone()).run();
+    let fused = demo("fuse", &["--input", "-"]).stdin(x.stdout.clone()).run();
+    let piped = demo("detect", &["--input", "-"]).stdin(fused.stdout.clone()).run();
+    direct.code(0);
+    piped.code(0);
+    assert!(direct.stdout.contains("\"kind\":\"anomaly\""), "no anomaly to compare");
+    assert_eq!(direct.stdout, piped.stdout);
+    // Running detect on its own output changes nothing.
+    let again = demo("detect", &["--input", "-"]).stdin(direct.stdout.clone()).run();
+    assert_eq!(again.stdout, direct.stdout);
+}
+
+#[test]
+fn the_pressure_spike_is_an_anomaly_in_the_store_and_fail_on_sees_it() {
+    let dir = tmp();
+    let db = dir.path().join("d.duckdb");
+    let out = eg([
+        "detect".as_ref(),
+        "pipelines/demo.yaml".as_ref(),
+        "--duration".as_ref(),
+        "30m".as_ref(),
+        "--set".as_ref(),
+        WIDE.as_ref(),
+        "--store".as_ref(),
+        db.as_os_str(),
+        "--fail-on".as_ref(),
+        "anomaly".as_ref(),
+    ])
+    .run();
+    out.code(3).stderr_has("2 anomalies");
+    let anomalies: Vec<serde_json::Value> = out.lines().into_iter().filter(|r| r["kind"] == "anomaly").collect();
+    assert_eq!(anomalies.len(), 2);
+    assert_eq!(anomalies[0]["detector"], "pressure-jump");
+    assert_eq!(anomalies[0]["ts"], "2026-01-01T00:20:00.000Z");
+    assert!(anomalies[0]["detail"].as_str().unwrap().contains("more than 0.5/s"));
+    assert_eq!(
+        query_i64(&db, "SELECT count(*) FROM anomalies WHERE detector = 'pressure-jump' AND method = 'rate'"),
+        2
+    );
+    assert_eq!(query_i64(&db, "SELECT epoch_us(min(ts)) FROM anomalies"), 1_767_226_800_000_000);
+}
+
+#[test]
+fn methods_not_in_this_build_are_refused_clearly() {
+    let out = demo("detect", &["--once", "--set", "detect.temp-spike.method=iforest"]).run();
+    out.code(2).stderr_has("method `iforest` is not in this build yet");
+}
