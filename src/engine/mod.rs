@@ -46,6 +46,9 @@ const SIM_BATCH: usize = 4096;
 /// Where channel-validation state is kept in the store's `state` table.
 const STATE_COMPONENT: &str = "validate";
 const STATE_KEY: &str = "channels";
+/// Where detector state is kept.
+const DETECT_COMPONENT: &str = "detect";
+const DETECT_KEY: &str = "detectors";
 /// Where the virtual clock starts unless a source sets `start`: 2026-01-01T00:00:00Z.
 pub const VIRTUAL_EPOCH: time::Micros = 1_767_225_600_000_000;
 
@@ -278,6 +281,12 @@ pub fn run(plan: &Plan, opts: RunOptions, output: &mut Output) -> Result<RunRepo
     let has_devices = plan.sources.iter().any(|s| !matches!(s.kind, SourceKind::Simulate(_)));
     let virtual_clock = opts.input.is_none() && !has_devices && (opts.duration.is_some() || opts.count.is_some());
     let live = opts.input.is_none() && !virtual_clock;
+    let saved_detectors = match &store {
+        Some(st) if live && opts.stage >= Stage::Detect => {
+            st.load_state(DETECT_COMPONENT, DETECT_KEY).map_err(EngineError::Store)?
+        }
+        _ => None,
+    };
     let saved_state = match &store {
         Some(st) if live => st.load_state(STATE_COMPONENT, STATE_KEY).map_err(EngineError::Store)?,
         _ => None,
@@ -423,6 +432,9 @@ pub fn run(plan: &Plan, opts: RunOptions, output: &mut Output) -> Result<RunRepo
     let mut fuser = Fuser::new(if opts.stage >= Stage::Fuse { &plan.fuse } else { &[] });
     let mut detectors =
         Detectors::new(if opts.stage >= Stage::Detect { &plan.detect } else { &[] }).map_err(EngineError::Usage)?;
+    if let Some(state) = saved_detectors {
+        detectors.restore_state(&state);
+    }
     let mut validated: Vec<Record> = Vec::new();
     let mut fused: Vec<Record> = Vec::new();
     let mut output_error = None;
@@ -569,6 +581,11 @@ pub fn run(plan: &Plan, opts: RunOptions, output: &mut Output) -> Result<RunRepo
                     store
                         .save_state(STATE_COMPONENT, STATE_KEY, &validator.save_state())
                         .map_err(EngineError::Store)?;
+                    if !detectors.is_empty() {
+                        store
+                            .save_state(DETECT_COMPONENT, DETECT_KEY, &detectors.save_state())
+                            .map_err(EngineError::Store)?;
+                    }
                 }
                 report.store = Some(stats);
             }

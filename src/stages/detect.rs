@@ -45,7 +45,7 @@ pub struct Finding {
 }
 
 /// One detector's state for one channel.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 enum State {
     Window(Window),
     Ewma { n: u64, mean: f64, var: f64 },
@@ -54,7 +54,7 @@ enum State {
 }
 
 /// The readings of the last `window`, with running sums and a sorted copy.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 struct Window {
     items: VecDeque<(Micros, f64)>,
     /// Sums of `v − origin`: shifting keeps the variance exact at large levels.
@@ -296,6 +296,7 @@ fn fmt(v: f64) -> String {
     format!("{r}")
 }
 
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct Track {
     first_ts: Micros,
     state: State,
@@ -332,6 +333,62 @@ impl Detectors {
 
     pub fn is_empty(&self) -> bool {
         self.detectors.is_empty()
+    }
+
+    /// Every detector's state, as JSON: `{detector: {method, channels: {channel: track}}}`.
+    /// Saved in the store at the end of a live run, so that the next `--once`
+    /// run continues where this one stopped.
+    pub fn save_state(&self) -> String {
+        let mut by_detector: FxHashMap<&str, serde_json::Map<String, serde_json::Value>> = FxHashMap::default();
+        for (channel, tracks) in &self.channels {
+            for (i, track) in tracks {
+                if let Ok(v) = serde_json::to_value(track) {
+                    by_detector.entry(&self.detectors[*i].plan.id).or_default().insert(channel.to_string(), v);
+                }
+            }
+        }
+        let doc: serde_json::Map<String, serde_json::Value> = by_detector
+            .into_iter()
+            .map(|(id, channels)| {
+                let d = self.detectors.iter().find(|d| d.plan.id == id).expect("saved from these detectors");
+                (id.to_string(), serde_json::json!({"method": d.method, "channels": channels}))
+            })
+            .collect();
+        serde_json::Value::Object(doc).to_string()
+    }
+
+    /// Continues from [`Detectors::save_state`]. A detector whose method
+    /// changed since starts afresh; one added since starts afresh on every
+    /// channel it matches.
+    pub fn restore_state(&mut self, json: &str) {
+        let Ok(serde_json::Value::Object(doc)) = serde_json::from_str::<serde_json::Value>(json) else {
+            tracing::warn!("saved detector state does not parse; starting afresh");
+            return;
+        };
+        for (i, d) in self.detectors.iter().enumerate() {
+            let Some(saved) = doc.get(&d.plan.id) else { continue };
+            if saved["method"] != d.method {
+                continue;
+            }
+            let Some(channels) = saved["channels"].as_object() else { continue };
+            for (channel, v) in channels {
+                let Ok(track) = serde_json::from_value::<Track>(v.clone()) else { continue };
+                if self.channels.len() >= MAX_CHANNELS || !d.matcher.is_match(channel) {
+                    continue;
+                }
+                self.channels.entry(Arc::from(channel.as_str())).or_default().push((i, track));
+            }
+        }
+        // Detectors with nothing saved for a restored channel start there afresh.
+        for (channel, tracks) in self.channels.iter_mut() {
+            for (i, d) in self.detectors.iter().enumerate() {
+                if d.matcher.is_match(&**channel) && !tracks.iter().any(|(j, _)| *j == i) {
+                    tracks.push((i, Track { first_ts: Micros::MIN, state: d.fresh() }));
+                }
+            }
+            tracks.sort_by_key(|(i, _)| *i);
+        }
+        self.stats.channels = self.channels.values().map(|t| t.len() as u64).sum();
     }
 
     /// Passes `batch` on into `out`, with anomaly records added.
@@ -497,6 +554,70 @@ mod tests {
         let found = run(plan(DetectMethod::Flatline), stuck);
         assert_eq!(found.len(), 1, "one anomaly per flat stretch: {found:?}");
         assert!(found[0].contains("\"ts\":\"1970-01-01T00:01:20.000Z\""));
+    }
+
+    /// Two consecutive runs with the state saved and restored in between
+    /// find exactly what one continuous run finds.
+    #[test]
+    fn two_runs_with_saved_state_equal_one_continuous_run() {
+        let plans: Vec<DetectPlan> =
+            [DetectMethod::Zscore, DetectMethod::Ewma, DetectMethod::Mad, DetectMethod::Rate, DetectMethod::Flatline]
+                .into_iter()
+                .enumerate()
+                .map(|(i, m)| DetectPlan { id: format!("d{i}"), ..plan(m) })
+                .collect();
+        let series: Vec<f64> = (0..600)
+            .map(|i| match i {
+                200 | 450 => 80.0,
+                300..=360 => 5.0,
+                _ => 10.0 + (i as f64 * 0.3).sin() + (i % 7) as f64 * 0.05,
+            })
+            .collect();
+        let records = |from: usize, to: usize| -> Vec<Record> {
+            (from..to)
+                .map(|i| {
+                    Record::Reading(Reading {
+                        ts: i as i64 * 1_000_000,
+                        channel: Arc::from("x.a"),
+                        value: Some(series[i]),
+                        text: None,
+                        unit: None,
+                        quality: Quality::Good,
+                        flags: Flags::empty(),
+                        source: Arc::from("s"),
+                        from_input: false,
+                        fusion: None,
+                    })
+                })
+                .collect()
+        };
+        let anomalies = |out: Vec<Record>| -> Vec<String> {
+            out.into_iter()
+                .filter_map(|r| if let Record::Other { line, .. } = r { Some(line.to_string()) } else { None })
+                .collect()
+        };
+        let mut whole = Detectors::new(&plans).unwrap();
+        let mut out = Vec::new();
+        whole.process(records(0, 600), &mut out);
+        let expected = anomalies(out);
+        assert!(expected.len() >= 4, "{expected:?}");
+        for cut in [1, 199, 200, 330, 599] {
+            let mut first = Detectors::new(&plans).unwrap();
+            let mut out = Vec::new();
+            first.process(records(0, cut), &mut out);
+            let saved = first.save_state();
+            let mut second = Detectors::new(&plans).unwrap();
+            second.restore_state(&saved);
+            second.process(records(cut, 600), &mut out);
+            let got = anomalies(out);
+            let first_diff = got.iter().zip(&expected).position(|(a, b)| a != b);
+            assert!(
+                got.len() == expected.len() && first_diff.is_none(),
+                "cut at {cut}: {} vs {} anomalies, first difference at {first_diff:?}",
+                got.len(),
+                expected.len()
+            );
+        }
     }
 
     #[test]

@@ -62,3 +62,23 @@ fn methods_not_in_this_build_are_refused_clearly() {
     let out = demo("detect", &["--once", "--set", "detect.temp-spike.method=iforest"]).run();
     out.code(2).stderr_has("method `iforest` is not in this build yet");
 }
+
+/// Cron: each `detect --once` continues the detectors of the one before.
+#[test]
+fn once_runs_continue_the_detectors() {
+    let dir = tmp();
+    let db = dir.path().join("s.duckdb");
+    for _ in 0..3 {
+        eg(["detect".as_ref(), "pipelines/demo.yaml".as_ref(), "--once".as_ref(), "--store".as_ref(), db.as_os_str()])
+            .run()
+            .code(0);
+    }
+    let conn = duckdb::Connection::open(&db).unwrap();
+    let state: String = conn
+        .query_row("SELECT value FROM state WHERE component = 'detect' AND key = 'detectors'", [], |r| r.get(0))
+        .unwrap();
+    let state: serde_json::Value = serde_json::from_str(&state).unwrap();
+    let items = &state["temp-spike"]["channels"]["boiler.temp.a"]["state"]["Window"]["items"];
+    assert_eq!(items.as_array().map(Vec::len), Some(3), "the window holds one reading per run: {items}");
+    assert_eq!(state["temp-spike"]["method"], "zscore");
+}
