@@ -209,7 +209,7 @@ _edgeguard() {
             return 0
             ;;
         edgeguard__subcmd__detect)
-            opts="-o -v -q -h -V --input --input-format --max-line-bytes --strict --once --duration --count --timeout --format --only --output --fail-on --store --no-store --store-input --check --dump-plan --set --verbose --quiet --log-format --color --no-progress --help --version"
+            opts="-o -v -q -h -V --input --input-format --max-line-bytes --strict --once --duration --count --timeout --format --only --output --fail-on --store --no-store --store-input --check --dump-plan --set --from-store --since --until --verbose --quiet --log-format --color --no-progress --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -264,6 +264,14 @@ _edgeguard() {
                     return 0
                     ;;
                 --set)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --since)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --until)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -158,6 +158,8 @@ alert\t''
 bad\t''"
 complete -c edgeguard -n "__fish_edgeguard_using_subcommand detect" -l store -d 'Store in this DuckDB file instead of the spec\'s `store.path`' -r
 complete -c edgeguard -n "__fish_edgeguard_using_subcommand detect" -l set -d 'Override a spec value: `store.batch=1000`, `channels."boiler.*".stale=5s`' -r
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand detect" -l since -d 'Replay from this time: `30d` (ago) or an RFC 3339 time. Default: the beginning' -r
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand detect" -l until -d 'Replay until this time (exclusive): `1d` (ago) or an RFC 3339 time. Default: now' -r
 complete -c edgeguard -n "__fish_edgeguard_using_subcommand detect" -l log-format -d 'Log format on stderr' -r -f -a "text\t''
 json\t''"
 complete -c edgeguard -n "__fish_edgeguard_using_subcommand detect" -l color -d 'Colors on stderr and in tables (NO_COLOR is honoured)' -r -f -a "auto\t''
@@ -169,6 +171,7 @@ complete -c edgeguard -n "__fish_edgeguard_using_subcommand detect" -l no-store 
 complete -c edgeguard -n "__fish_edgeguard_using_subcommand detect" -l store-input -d 'Also store the records read with --input (by default a process stores only what it creates)'
 complete -c edgeguard -n "__fish_edgeguard_using_subcommand detect" -l check -d 'Compile the spec for this command and exit'
 complete -c edgeguard -n "__fish_edgeguard_using_subcommand detect" -l dump-plan -d 'Print the compiled plan as JSON and exit'
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand detect" -l from-store -d 'Backtest: replay the store\'s readings through the detectors. Prints the anomalies and a summary; stores nothing unless --store is given'
 complete -c edgeguard -n "__fish_edgeguard_using_subcommand detect" -s v -l verbose -d 'More log output on stderr (-v info, -vv debug)'
 complete -c edgeguard -n "__fish_edgeguard_using_subcommand detect" -s q -l quiet -d 'Only errors on stderr: no summary, no warnings'
 complete -c edgeguard -n "__fish_edgeguard_using_subcommand detect" -l no-progress -d 'Never show progress bars'

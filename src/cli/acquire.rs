@@ -7,7 +7,8 @@ use super::args::{load_plan, FailOn, PipelineArgs};
 use super::exit::{Exit, Failure};
 use super::probe::ProbeArgs;
 use super::{say, GlobalArgs};
-use crate::engine::{self, InputOptions, RunOptions, RunReport, Stage};
+use crate::engine::{self, InputOptions, ReplayOptions, RunOptions, RunReport, Stage};
+use crate::sinks::stdout::{Only, Output};
 
 #[derive(Debug, Args)]
 #[command(group(clap::ArgGroup::new("what").required(true).args(["spec", "probe"])))]
@@ -36,8 +37,78 @@ pub fn run_fuse(args: &FuseArgs, g: &GlobalArgs) -> Result<Exit, Failure> {
     run_stage(&args.pipeline, g, Stage::Fuse)
 }
 
-pub fn run_detect(args: &FuseArgs, g: &GlobalArgs) -> Result<Exit, Failure> {
-    run_stage(&args.pipeline, g, Stage::Detect)
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["spec"])))]
+pub struct DetectArgs {
+    #[command(flatten)]
+    pub pipeline: PipelineArgs,
+    /// Backtest: replay the store's readings through the detectors. Prints
+    /// the anomalies and a summary; stores nothing unless --store is given.
+    #[arg(long, conflicts_with_all = ["input", "once", "duration", "count"], help_heading = "Backtest")]
+    pub from_store: bool,
+    /// Replay from this time: `30d` (ago) or an RFC 3339 time. Default: the beginning.
+    #[arg(long, value_name = "TIME", requires = "from_store", help_heading = "Backtest")]
+    pub since: Option<String>,
+    /// Replay until this time (exclusive): `1d` (ago) or an RFC 3339 time. Default: now.
+    #[arg(long, value_name = "TIME", requires = "from_store", help_heading = "Backtest")]
+    pub until: Option<String>,
+}
+
+pub fn run_detect(args: &DetectArgs, g: &GlobalArgs) -> Result<Exit, Failure> {
+    if !args.from_store {
+        return run_stage(&args.pipeline, g, Stage::Detect);
+    }
+    let a = &args.pipeline;
+    let spec = a.spec.as_deref().unwrap_or_default();
+    let plan = load_plan(spec, &a.set, g)?;
+    let now = crate::engine::time::now_micros();
+    let since = args.since.as_deref().map(|t| parse_when(t, now)).transpose()?.unwrap_or(i64::MIN);
+    let until = args.until.as_deref().map(|t| parse_when(t, now)).transpose()?.unwrap_or(i64::MAX);
+    let Some(source) = a.store(&plan) else {
+        return Err(Failure::new(Exit::Usage, "--from-store needs a store: the spec's `store`, or --store PATH"));
+    };
+    let mut output = Output::open(
+        a.output.as_deref(),
+        a.format,
+        a.only.unwrap_or_else(|| Only::parse("anomaly").expect("a record kind")),
+        g.color(),
+    )
+    .map_err(|e| Failure::new(Exit::IoErr, format!("cannot write output: {e}")))?;
+    // Anomalies are stored only when asked for, into the store that is read.
+    let store = if a.store.is_some() { Some(source.clone()) } else { None };
+    let opts = RunOptions {
+        input: None,
+        replay: Some(ReplayOptions { path: source.path.clone(), since, until }),
+        once: false,
+        duration: None,
+        count: None,
+        store,
+        store_input: false,
+        progress: !g.no_progress && !g.quiet,
+        timeout: None,
+        stage: Stage::Detect,
+    };
+    let report = engine::run(&plan, opts, &mut output)?;
+    if !g.quiet && !report.detect.by_day.is_empty() {
+        let mut table = String::from("detector             channel                          day         anomalies\n");
+        for ((d, c, day), n) in &report.detect.by_day {
+            let mut date = Vec::new();
+            crate::engine::time::write_rfc3339(day * 86_400_000_000, &mut date);
+            table += &format!("{d:<20} {c:<32} {} {n:>9}\n", String::from_utf8_lossy(&date[..10]));
+        }
+        say(g, table.trim_end());
+    }
+    finish("detect", &report, a, g, a.store.as_deref())
+}
+
+/// `30d` (that long ago) or an RFC 3339 time, as microseconds.
+fn parse_when(text: &str, now: i64) -> Result<i64, Failure> {
+    if let Some(t) = crate::engine::time::parse_rfc3339(text) {
+        return Ok(t);
+    }
+    crate::compile::quantity::parse_duration(text).map(|d| now - d.as_micros() as i64).map_err(|e| {
+        Failure::new(Exit::Usage, format!("`{text}` is neither a duration (30d) nor an RFC 3339 time: {e}"))
+    })
 }
 
 /// Runs the engine up to `stage`.
@@ -62,6 +133,7 @@ fn run_stage(a: &PipelineArgs, g: &GlobalArgs, stage: Stage) -> Result<Exit, Fai
     let store_path = store.as_ref().map(|s| s.path.display().to_string());
     let opts = RunOptions {
         input: a.input.clone().map(|path| InputOptions { path, format: a.input_format, max_line: a.max_line_bytes }),
+        replay: None,
         once: a.once,
         duration: a.duration,
         count: a.count,
@@ -89,7 +161,9 @@ pub(super) fn finish(
         return Ok(Exit::Ok);
     }
     let v = &r.validate;
-    let mut parts = vec![format!("{} readings", v.readings)];
+    // A backtest skips validation: count what it replayed.
+    let readings = if v.readings == 0 { r.input.map_or(0, |i| i.records) } else { v.readings };
+    let mut parts = vec![format!("{readings} readings")];
     if v.suspect + v.bad > 0 {
         parts[0] += &format!(" ({} suspect, {} bad", v.suspect, v.bad);
         if v.stale_gaps > 0 {
@@ -104,12 +178,7 @@ pub(super) fn finish(
         ));
     }
     if r.detect.channels > 0 {
-        let n = r.detect.anomalies;
-        parts.push(format!(
-            "{n} {} on {} detector-channels",
-            if n == 1 { "anomaly" } else { "anomalies" },
-            r.detect.channels
-        ));
+        parts.push(format!("{} on {} detector-channels", plural(r.detect.anomalies, "anomaly"), r.detect.channels));
     }
     if r.other_records > r.detect.anomalies {
         parts.push(format!("{} passed on", plural(r.other_records - r.detect.anomalies, "other record")));
@@ -121,7 +190,12 @@ pub(super) fn finish(
     }
     match (&r.store, store) {
         (Some(s), Some(path)) => {
-            parts.push(format!("{} stored in {path} ({})", s.readings, plural(s.commits, "commit")))
+            let what = if s.anomalies > 0 {
+                format!("{} and {} stored", s.readings, plural(s.anomalies, "anomaly"))
+            } else {
+                format!("{} stored", s.readings)
+            };
+            parts.push(format!("{what} in {path} ({})", plural(s.commits, "commit")))
         }
         _ => parts.push("not stored".into()),
     }
@@ -171,10 +245,10 @@ pub(super) fn finish(
 }
 
 fn plural(n: u64, what: &str) -> String {
-    if n == 1 {
-        format!("1 {what}")
-    } else {
-        format!("{n} {what}s")
+    match (n, what.strip_suffix('y')) {
+        (1, _) => format!("1 {what}"),
+        (_, Some(stem)) => format!("{n} {stem}ies"),
+        _ => format!("{n} {what}s"),
     }
 }
 

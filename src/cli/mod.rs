@@ -84,7 +84,7 @@ pub enum Command {
     /// Fuse redundant sensors into trusted channels (sources → channel validation → fusion).
     Fuse(acquire::FuseArgs),
     /// Detect anomalies (sources → channel validation → fusion → detection).
-    Detect(acquire::FuseArgs),
+    Detect(acquire::DetectArgs),
     /// Print a shell completion script.
     Completions(completions::CompletionsArgs),
 }

@@ -109,6 +109,7 @@ fn validate_input(a: &ValidateArgs, input: &str, g: &GlobalArgs) -> Result<Exit,
     let plan = load_plan(&a.specs[0], &a.set, g)?;
     let opts = RunOptions {
         input: Some(InputOptions { path: input.to_string(), format: a.input_format, max_line: DEFAULT_MAX_LINE }),
+        replay: None,
         once: false,
         duration: None,
         count: None,

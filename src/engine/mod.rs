@@ -98,9 +98,17 @@ pub struct InputOptions {
     pub max_line: usize,
 }
 
+/// A backtest: stored readings of `[since, until)` replayed through the detectors.
+pub struct ReplayOptions {
+    pub path: std::path::PathBuf,
+    pub since: time::Micros,
+    pub until: time::Micros,
+}
+
 /// How a run is bounded and where it writes.
 pub struct RunOptions {
     pub input: Option<InputOptions>,
+    pub replay: Option<ReplayOptions>,
     pub once: bool,
     pub duration: Option<Duration>,
     pub count: Option<u64>,
@@ -280,7 +288,7 @@ pub fn run(plan: &Plan, opts: RunOptions, output: &mut Output) -> Result<RunRepo
     // simulators alone runs on the virtual clock with --duration/--count.
     let has_devices = plan.sources.iter().any(|s| !matches!(s.kind, SourceKind::Simulate(_)));
     let virtual_clock = opts.input.is_none() && !has_devices && (opts.duration.is_some() || opts.count.is_some());
-    let live = opts.input.is_none() && !virtual_clock;
+    let live = opts.input.is_none() && opts.replay.is_none() && !virtual_clock;
     let saved_detectors = match &store {
         Some(st) if live && opts.stage >= Stage::Detect => {
             st.load_state(DETECT_COMPONENT, DETECT_KEY).map_err(EngineError::Store)?
@@ -300,7 +308,26 @@ pub fn run(plan: &Plan, opts: RunOptions, output: &mut Output) -> Result<RunRepo
     let mut input_handle = None;
     let bar;
 
-    if let Some(inp) = &opts.input {
+    if let Some(rp) = &opts.replay {
+        // Read through the writer's database when anomalies go to the same
+        // file (one process may not open it twice), else read-only.
+        let conn = match &store {
+            Some(s) if s.path == rp.path => s.reader(),
+            _ => store::open_reader(&rp.path),
+        }
+        .map_err(EngineError::Store)?;
+        let total = crate::sources::replay::count(&conn, rp.since, rp.until)
+            .map_err(|e| EngineError::Input(rp.path.display().to_string(), std::io::Error::other(e)))?;
+        bar = make_bar(opts.progress, Some(total), "replaying");
+        let (since, until, stop, prog) = (rp.since, rp.until, shutdown.flag.clone(), progress.clone());
+        let path = rp.path.display().to_string();
+        input_handle = Some(std::thread::spawn(move || {
+            let mut emit = |b: Vec<Record>| tx.blocking_send(b.into()).is_ok();
+            let n = crate::sources::replay::replay(&conn, since, until, &stop, &prog, &mut emit)
+                .map_err(|e| std::io::Error::other(format!("{path}: {e}")))?;
+            Ok(InputStats { lines: n, records: n, rejected: 0, bytes: 0 })
+        }));
+    } else if let Some(inp) = &opts.input {
         let (reader, len) = input::open(&inp.path).map_err(|e| EngineError::Input(display_path(&inp.path), e))?;
         bar = make_bar(opts.progress, len, "reading");
         let (format, max_line, stop, prog) = (inp.format, inp.max_line, shutdown.flag.clone(), progress.clone());
@@ -485,6 +512,9 @@ pub fn run(plan: &Plan, opts: RunOptions, output: &mut Output) -> Result<RunRepo
             let now = time::now_micros();
             validator.tick(now, &mut validated);
             fuser.tick(now, &mut validated);
+        } else if opts.replay.is_some() {
+            // Stored readings were validated and fused when they were stored.
+            validated = batch;
         } else if fuser.is_empty() {
             validator.process(batch, &mut validated);
         } else {
@@ -520,9 +550,9 @@ pub fn run(plan: &Plan, opts: RunOptions, output: &mut Output) -> Result<RunRepo
             }
         }
         if let Some(b) = &bar {
-            b.set_position(match &opts.input {
-                Some(_) => progress.load(Ordering::Relaxed),
-                None => validator.stats.readings,
+            b.set_position(match (&opts.input, &opts.replay) {
+                (None, None) => validator.stats.readings,
+                _ => progress.load(Ordering::Relaxed),
             });
         }
         if let Some(stx) = &store_tx {
@@ -558,7 +588,7 @@ pub fn run(plan: &Plan, opts: RunOptions, output: &mut Output) -> Result<RunRepo
 
     report.validate = validator.stats;
     report.fuse = fuser.stats;
-    report.detect = detectors.stats;
+    report.detect = std::mem::take(&mut detectors.stats);
     if let Some(h) = input_handle {
         // The producers closed the queue, so the thread is ending: wait for
         // its stats. Only one still blocked on a quiet stdin after a signal is
@@ -633,7 +663,7 @@ fn make_bar(enabled: bool, total: Option<u64>, what: &str) -> Option<ProgressBar
         ),
         None => ProgressBar::new_spinner(),
     };
-    if what == "simulating" {
+    if what == "simulating" || what == "replaying" {
         bar.set_style(
             ProgressStyle::with_template("{msg} {bar:30} {pos}/{len} readings eta {eta}")
                 .unwrap_or_else(|_| ProgressStyle::default_bar()),

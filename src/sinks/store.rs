@@ -104,6 +104,19 @@ pub struct Store {
     conn: Connection,
 }
 
+/// Opens a store read-only (a backtest that stores nothing). A store held
+/// by a writer elsewhere gives [`StoreError::Locked`].
+pub fn open_reader(path: &Path) -> Result<Connection, StoreError> {
+    if !path.exists() {
+        return Err(StoreError::Io { path: path.to_path_buf(), message: "no such store".into() });
+    }
+    let config = duckdb::Config::default()
+        .access_mode(duckdb::AccessMode::ReadOnly)
+        .and_then(|c| c.threads(1))
+        .map_err(|e| classify(path, e))?;
+    Connection::open_with_flags(path, config).map_err(|e| classify(path, e))
+}
+
 impl Store {
     /// Opens (creating if needed) and migrates the store; applies retention.
     pub fn open(path: &Path, retention: Option<Duration>) -> Result<Store, StoreError> {
@@ -129,6 +142,12 @@ impl Store {
             store.apply_retention(r)?;
         }
         Ok(store)
+    }
+
+    /// A second connection to this store (a backtest reading while the
+    /// writer appends its anomalies).
+    pub fn reader(&self) -> Result<Connection, StoreError> {
+        self.conn.try_clone().map_err(|e| classify(&self.path, e))
     }
 
     fn migrate(&self) -> Result<(), StoreError> {

@@ -7,6 +7,7 @@ pub mod input;
 pub mod modbus;
 pub mod mqtt;
 pub mod payload;
+pub mod replay;
 pub mod rng;
 pub mod serial;
 pub mod simulate;

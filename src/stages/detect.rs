@@ -48,9 +48,21 @@ pub struct Finding {
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 enum State {
     Window(Window),
-    Ewma { n: u64, mean: f64, var: f64 },
-    Rate { prev: Option<(Micros, f64)> },
-    Flat { anchor: Option<(Micros, f64)>, reported: bool },
+    Ewma {
+        n: u64,
+        mean: f64,
+        var: f64,
+    },
+    Rate {
+        prev: Option<(Micros, f64)>,
+    },
+    /// `last`: time of the previous reading; a silence longer than `for`
+    /// proves nothing about flatness and starts the stretch again.
+    Flat {
+        anchor: Option<(Micros, f64)>,
+        last: Micros,
+        reported: bool,
+    },
 }
 
 /// The readings of the last `window`, with running sums and a sorted copy.
@@ -187,7 +199,7 @@ impl Detector {
         match self.plan.method {
             DetectMethod::Ewma => State::Ewma { n: 0, mean: 0.0, var: 0.0 },
             DetectMethod::Rate => State::Rate { prev: None },
-            DetectMethod::Flatline => State::Flat { anchor: None, reported: false },
+            DetectMethod::Flatline => State::Flat { anchor: None, last: Micros::MIN, reported: false },
             _ => State::Window(Window::default()),
         }
     }
@@ -250,11 +262,13 @@ impl Detector {
                     detail: format!("changing {}/s, more than {}/s", fmt(rate), fmt(max)),
                 })
             }
-            State::Flat { anchor, reported } => {
+            State::Flat { anchor, last, reported } => {
                 let tol = self.plan.tolerance.unwrap_or(0.0);
                 let need = self.plan.duration.map_or(i64::MAX, |d| d.as_micros() as i64);
+                let gap = ts.saturating_sub(*last) > need;
+                *last = ts;
                 match *anchor {
-                    Some((t0, v0)) if (v - v0).abs() <= tol => {
+                    Some((t0, v0)) if (v - v0).abs() <= tol && !gap => {
                         let flat = ts - t0;
                         if flat >= need && !*reported {
                             *reported = true;
@@ -313,10 +327,12 @@ pub struct Detectors {
     line: Vec<u8>,
 }
 
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 pub struct DetectStats {
     pub anomalies: u64,
     pub channels: u64,
+    /// Anomalies per (detector, channel, day since the epoch): the backtest summary.
+    pub by_day: std::collections::BTreeMap<(Arc<str>, Arc<str>, i64), u64>,
 }
 
 impl Detectors {
@@ -430,6 +446,8 @@ impl Detectors {
                 let d = &self.detectors[*i];
                 if let Some(f) = d.observe(&mut track.state, track.first_ts, ts, v) {
                     self.stats.anomalies += 1;
+                    let day = ts.div_euclid(86_400_000_000);
+                    *self.stats.by_day.entry((d.id.clone(), channel.clone(), day)).or_default() += 1;
                     let rec = anomaly(&mut self.line, d, ts, &channel, v, &f);
                     if let Record::Other { line, .. } = &rec {
                         if self.recent.len() == RECENT {
@@ -553,6 +571,25 @@ mod tests {
         let stuck = (0..200).map(|i| if (50..150).contains(&i) { 7.0 } else { i as f64 });
         let found = run(plan(DetectMethod::Flatline), stuck);
         assert_eq!(found.len(), 1, "one anomaly per flat stretch: {found:?}");
+        // The same value before and after a silence longer than `for` is not a flat line.
+        let mut d = Detectors::new(&[plan(DetectMethod::Flatline)]).unwrap();
+        let at = |t: i64| {
+            Record::Reading(Reading {
+                ts: t * 1_000_000,
+                channel: Arc::from("x.a"),
+                value: Some(3.0),
+                text: None,
+                unit: None,
+                quality: Quality::Good,
+                flags: Flags::empty(),
+                source: Arc::from("s"),
+                from_input: false,
+                fusion: None,
+            })
+        };
+        let mut out = Vec::new();
+        d.process(vec![at(0), at(1), at(100), at(101)], &mut out);
+        assert_eq!(d.stats.anomalies, 0);
         assert!(found[0].contains("\"ts\":\"1970-01-01T00:01:20.000Z\""));
     }
 
