@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# The whole chain from NDJSON into the store: channel validation, one fusion
+# group per 3 channels and three detectors per channel (zscore, ewma, rate)
+# over 1,000 channels; and the cost of each stage and detector.
+#
+# Usage: benches/chain.sh [--count N] [--bin PATH]
+#   --count N   readings (default 10000000; the ingest benchmark's file is reused)
+#
+# Runs, each on the same file with every record stored (--store-input):
+#   acquire (validation only) · fuse · detect with one detector · detect with all three
+# and reports readings/s, and ns per reading for fusion and for each detector
+# (the difference to the run without it, over the readings).
+set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
+COUNT=10000000
+while (($#)); do
+  case $1 in
+    --count) COUNT=${2:?--count needs a value}; shift 2 ;;
+    --bin) BIN=${2:?--bin needs a value}; shift 2 ;;
+    -h | --help) sed -n '2,/^set /{/^set /d;s/^# \{0,1\}//;p}' "$0"; exit 0 ;;
+    *) die "unknown argument: $1 (see --help)" ;;
+  esac
+done
+is_uint "$COUNT" --count
+need_bin
+ensure_time
+ensure_venv
+mkdir -p "$DIR"
+DATA=$DIR/readings-$COUNT.ndjson
+"$PY" "$BENCH_SRC/gen_readings.py" "$DATA" --count "$COUNT"
+
+# The channel names gen_readings.py uses: plant.line{L}.unit{U}.{kind}.
+"$PY" - "$DIR/chain.yaml" <<'EOF'
+import sys
+kinds = ["temp", "pres", "flow", "level", "speed", "power", "vib", "curr"]
+names = [f"plant.line{j // 200}.unit{(j // 8) % 25}.{kinds[j % 8]}" for j in range(1000)]
+with open(sys.argv[1], "w") as f:
+    f.write("version: 1\nname: chain\nstore: {path: chain.duckdb}\n")
+    f.write('channels:\n  "plant.*": {range: [-1000, 1000]}\n')
+    f.write("fuse:\n")
+    for g in range(333):
+        ins = ", ".join(names[3 * g: 3 * g + 3])
+        f.write(f"  fused.g{g}: {{inputs: [{ins}], method: median, window: 2s, max_spread: 500}}\n")
+    f.write("detect:\n")
+    f.write('  z: {channel: "plant.*", method: zscore, window: 1m, threshold: 6}\n')
+    f.write('  e: {channel: "plant.*", method: ewma, alpha: 0.05, threshold: 6}\n')
+    f.write('  r: {channel: "plant.*", method: rate, max_rate: 10000/s}\n')
+EOF
+
+declare -A WALL
+run() { # name command args...
+  local name=$1; shift
+  rm -f "$DIR/chain.duckdb" "$DIR/chain.duckdb.wal"
+  (cd "$DIR" && /usr/bin/time -o "$DIR/chain.time" -f '%e %M' "$BIN" "$@" chain.yaml --input "$DATA" \
+    --store chain.duckdb --store-input --no-progress -q -o /dev/null) || die "$name failed"
+  read -r wall rss <"$DIR/chain.time"
+  WALL[$name]=$wall
+  echo "$name: $wall s, peak RSS $((rss / 1024)) MB" >&2
+}
+run validate acquire
+run fuse fuse
+for d in z e r; do
+  run "detect_$d" detect --set "detect.$([[ $d == z ]] && echo e || echo z).channel=none.*" \
+    --set "detect.$([[ $d == r ]] && echo e || echo r).channel=none.*"
+done
+run all detect
+
+"$PY" - "$COUNT" "$(git_commit)" "${WALL[validate]}" "${WALL[fuse]}" "${WALL[detect_z]}" "${WALL[detect_e]}" \
+  "${WALL[detect_r]}" "${WALL[all]}" <<'EOF' | tee -a "$RESULTS"
+import json, sys
+n, commit = int(sys.argv[1]), sys.argv[2]
+validate, fuse, dz, de, dr, every = map(float, sys.argv[3:9])
+ns = lambda a, b: round((a - b) / n * 1e9)
+print(json.dumps({"bench": "chain", "commit": commit, "readings": n,
+                  "readings_per_s_all": round(n / every), "wall_s": {"validate": validate, "fuse": fuse,
+                  "zscore": dz, "ewma": de, "rate": dr, "all": every},
+                  "ns_per_reading": {"fusion": ns(fuse, validate), "zscore": ns(dz, fuse), "ewma": ns(de, fuse),
+                                     "rate": ns(dr, fuse), "three_detectors": ns(every, fuse)}}))
+EOF
