@@ -520,26 +520,26 @@ mod tests {
         }
     }
 
+    /// A good reading of channel x.a at `ts_s` seconds.
+    fn reading(ts_s: i64, v: f64) -> Record {
+        Record::Reading(Reading {
+            ts: ts_s * 1_000_000,
+            channel: Arc::from("x.a"),
+            value: Some(v),
+            text: None,
+            unit: None,
+            quality: Quality::Good,
+            flags: Flags::empty(),
+            source: Arc::from("s"),
+            from_input: false,
+            fusion: None,
+        })
+    }
+
     /// Anomaly lines for `values` sampled once a second on channel x.a.
     fn run(p: DetectPlan, values: impl Iterator<Item = f64>) -> Vec<String> {
         let mut d = Detectors::new(&[p]).unwrap();
-        let batch: Vec<Record> = values
-            .enumerate()
-            .map(|(i, v)| {
-                Record::Reading(Reading {
-                    ts: i as i64 * 1_000_000,
-                    channel: Arc::from("x.a"),
-                    value: Some(v),
-                    text: None,
-                    unit: None,
-                    quality: Quality::Good,
-                    flags: Flags::empty(),
-                    source: Arc::from("s"),
-                    from_input: false,
-                    fusion: None,
-                })
-            })
-            .collect();
+        let batch: Vec<Record> = values.enumerate().map(|(i, v)| reading(i as i64, v)).collect();
         let mut out = Vec::new();
         d.process(batch, &mut out);
         out.into_iter()
@@ -573,22 +573,8 @@ mod tests {
         assert_eq!(found.len(), 1, "one anomaly per flat stretch: {found:?}");
         // The same value before and after a silence longer than `for` is not a flat line.
         let mut d = Detectors::new(&[plan(DetectMethod::Flatline)]).unwrap();
-        let at = |t: i64| {
-            Record::Reading(Reading {
-                ts: t * 1_000_000,
-                channel: Arc::from("x.a"),
-                value: Some(3.0),
-                text: None,
-                unit: None,
-                quality: Quality::Good,
-                flags: Flags::empty(),
-                source: Arc::from("s"),
-                from_input: false,
-                fusion: None,
-            })
-        };
         let mut out = Vec::new();
-        d.process(vec![at(0), at(1), at(100), at(101)], &mut out);
+        d.process(vec![reading(0, 3.0), reading(1, 3.0), reading(100, 3.0), reading(101, 3.0)], &mut out);
         assert_eq!(d.stats.anomalies, 0);
         assert!(found[0].contains("\"ts\":\"1970-01-01T00:01:20.000Z\""));
     }
@@ -610,24 +596,8 @@ mod tests {
                 _ => 10.0 + (i as f64 * 0.3).sin() + (i % 7) as f64 * 0.05,
             })
             .collect();
-        let records = |from: usize, to: usize| -> Vec<Record> {
-            (from..to)
-                .map(|i| {
-                    Record::Reading(Reading {
-                        ts: i as i64 * 1_000_000,
-                        channel: Arc::from("x.a"),
-                        value: Some(series[i]),
-                        text: None,
-                        unit: None,
-                        quality: Quality::Good,
-                        flags: Flags::empty(),
-                        source: Arc::from("s"),
-                        from_input: false,
-                        fusion: None,
-                    })
-                })
-                .collect()
-        };
+        let records =
+            |from: usize, to: usize| -> Vec<Record> { (from..to).map(|i| reading(i as i64, series[i])).collect() };
         let anomalies = |out: Vec<Record>| -> Vec<String> {
             out.into_iter()
                 .filter_map(|r| if let Record::Other { line, .. } = r { Some(line.to_string()) } else { None })

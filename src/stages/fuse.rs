@@ -122,7 +122,7 @@ struct Group {
 pub struct Fuser {
     groups: Vec<Group>,
     /// Input channel → (group, input) for every group using it.
-    by_channel: FxHashMap<Arc<str>, Vec<(usize, usize)>>,
+    by_channel: FxHashMap<Arc<str>, Arc<[(usize, usize)]>>,
     pub stats: FuseStats,
     scratch: Vec<(usize, f64)>,
 }
@@ -172,6 +172,7 @@ impl Fuser {
                 }
             })
             .collect();
+        let by_channel = by_channel.into_iter().map(|(c, t)| (c, Arc::from(t))).collect();
         Fuser { groups, by_channel, stats: FuseStats::default(), scratch: Vec::new() }
     }
 
@@ -193,19 +194,20 @@ impl Fuser {
                 out.push(rec);
                 continue;
             };
-            let targets = targets.clone();
+            let targets = targets.clone(); // an Arc: no allocation
             let mut suspect = false;
-            for &(g, i) in &targets {
+            for &(g, i) in targets.iter() {
                 suspect |= self.groups[g].inputs[i].suspect;
             }
             if suspect && r.quality == Quality::Good {
                 r.quality = Quality::Suspect;
                 r.flags.insert(Flags::VOTED_OUT);
             }
-            let reading = r.clone();
+            let usable = r.quality != Quality::Bad && r.value.is_some_and(f64::is_finite);
+            let latest = Latest { ts: r.ts, value: r.value, usable };
             out.push(rec);
-            for (g, i) in targets {
-                self.offer(g, i, &reading, out);
+            for &(g, i) in targets.iter() {
+                self.offer(g, i, latest, out);
             }
         }
     }
@@ -229,7 +231,8 @@ impl Fuser {
         }
     }
 
-    fn offer(&mut self, g: usize, i: usize, r: &Reading, out: &mut Vec<Record>) {
+    /// Input `i` of group `g` reported `r`.
+    fn offer(&mut self, g: usize, i: usize, r: Latest, out: &mut Vec<Record>) {
         let window = self.groups[g].plan.window.as_micros() as i64;
         let grp = &self.groups[g];
         let late = grp.round_start.is_some_and(|s| r.ts - s > window);
@@ -237,11 +240,10 @@ impl Fuser {
             self.fuse(g, out);
         }
         let grp = &mut self.groups[g];
-        let usable = r.quality != Quality::Bad && r.value.is_some_and(f64::is_finite);
         let input = &mut grp.inputs[i];
         // Out-of-order readings older than what we hold do not replace it.
         if r.ts >= input.latest.ts || !input.latest.usable {
-            input.latest = Latest { ts: r.ts, value: r.value, usable };
+            input.latest = r;
         }
         input.in_round = true;
         grp.round_start.get_or_insert(r.ts);
