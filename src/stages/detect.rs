@@ -12,6 +12,7 @@
 //! | `mad` | the readings of the last `window`, sorted | \|x − median\| / (1.4826·MAD) > threshold (3.5) |
 //! | `rate` | the previous reading | \|Δx/Δt\| > max_rate |
 //! | `flatline` | when the value last moved | no move beyond `tolerance` (0) for `for` (once per flat stretch) |
+//! | `pattern` | the step reached and when step 1 matched (one state per detector, across its channels) | every `steps` expression matched, in order, within `within` |
 //!
 //! Windowed methods and `ewma` stay silent until they have [`MIN_SAMPLES`]
 //! readings (and, with `warmup`, until that long after the first one). Only
@@ -164,6 +165,8 @@ impl Window {
 /// A detector definition, ready to run.
 pub struct Detector {
     pub plan: DetectPlan,
+    /// `pattern`: the compiled steps.
+    steps: Vec<minijinja::Expression<'static, 'static>>,
     id: Arc<str>,
     method: &'static str,
     matcher: GlobMatcher,
@@ -178,21 +181,32 @@ impl Detector {
             DetectMethod::Mad => "mad",
             DetectMethod::Rate => "rate",
             DetectMethod::Flatline => "flatline",
-            DetectMethod::Iforest | DetectMethod::Pattern => {
+            DetectMethod::Pattern => "pattern",
+            DetectMethod::Iforest => {
                 return Err(format!(
-                    "detector `{}`: method `{}` is not in this build yet (zscore, ewma, mad, rate and flatline are)",
-                    plan.id,
-                    format!("{:?}", plan.method).to_lowercase()
+                    "detector `{}`: method `iforest` is not in this build yet (zscore, ewma, mad, rate, flatline and pattern are)",
+                    plan.id
                 ))
             }
         };
         let matcher = Glob::new(&plan.channel).map_err(|e| format!("detector `{}`: {e}", plan.id))?.compile_matcher();
         let threshold = plan.threshold.unwrap_or(match plan.method {
             DetectMethod::Mad => 3.5,
-            DetectMethod::Rate | DetectMethod::Flatline => 1.0,
+            DetectMethod::Rate | DetectMethod::Flatline | DetectMethod::Pattern => 1.0,
             _ => 3.0,
         });
-        Ok(Detector { plan: plan.clone(), id: Arc::from(plan.id.as_str()), method, matcher, threshold })
+        let mut steps = Vec::new();
+        if plan.method == DetectMethod::Pattern {
+            // One environment per pattern detector for the life of the process:
+            // compiled expressions borrow it.
+            let env: &'static minijinja::Environment<'static> =
+                Box::leak(Box::new(crate::compile::templates::environment()));
+            for s in &plan.steps {
+                steps
+                    .push(env.compile_expression_owned(s.clone()).map_err(|e| format!("detector `{}`: {e}", plan.id))?);
+            }
+        }
+        Ok(Detector { plan: plan.clone(), steps, id: Arc::from(plan.id.as_str()), method, matcher, threshold })
     }
 
     fn fresh(&self) -> State {
@@ -317,8 +331,18 @@ struct Track {
 }
 
 /// The detection stage over every `detect` definition of a plan.
+/// Where a pattern detector stands: the next step to match, and when its
+/// first step matched.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize, serde::Deserialize)]
+struct PatternState {
+    step: usize,
+    start: Micros,
+}
+
 pub struct Detectors {
     detectors: Vec<Detector>,
+    /// One state per `pattern` detector (index into `detectors`).
+    patterns: Vec<(usize, PatternState)>,
     /// The last anomaly lines this stage made, to recognise upstream copies.
     recent: VecDeque<Box<str>>,
     /// Channel → (detector, its state) for every detector that matches it.
@@ -337,9 +361,16 @@ pub struct DetectStats {
 
 impl Detectors {
     pub fn new(plans: &[DetectPlan]) -> Result<Detectors, String> {
-        let detectors = plans.iter().map(Detector::new).collect::<Result<_, _>>()?;
+        let detectors: Vec<Detector> = plans.iter().map(Detector::new).collect::<Result<_, _>>()?;
+        let patterns = detectors
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| d.plan.method == DetectMethod::Pattern)
+            .map(|(i, _)| (i, PatternState::default()))
+            .collect();
         Ok(Detectors {
             detectors,
+            patterns,
             recent: VecDeque::with_capacity(RECENT),
             channels: FxHashMap::default(),
             stats: DetectStats::default(),
@@ -363,13 +394,17 @@ impl Detectors {
                 }
             }
         }
-        let doc: serde_json::Map<String, serde_json::Value> = by_detector
+        let mut doc: serde_json::Map<String, serde_json::Value> = by_detector
             .into_iter()
             .map(|(id, channels)| {
                 let d = self.detectors.iter().find(|d| d.plan.id == id).expect("saved from these detectors");
                 (id.to_string(), serde_json::json!({"method": d.method, "channels": channels}))
             })
             .collect();
+        for (i, st) in &self.patterns {
+            let d = &self.detectors[*i];
+            doc.insert(d.plan.id.clone(), serde_json::json!({"method": d.method, "pattern": st}));
+        }
         serde_json::Value::Object(doc).to_string()
     }
 
@@ -386,6 +421,12 @@ impl Detectors {
             if saved["method"] != d.method {
                 continue;
             }
+            if let Ok(st) = serde_json::from_value::<PatternState>(saved["pattern"].clone()) {
+                if let Some(p) = self.patterns.iter_mut().find(|(j, _)| *j == i) {
+                    p.1 = st;
+                }
+                continue;
+            }
             let Some(channels) = saved["channels"].as_object() else { continue };
             for (channel, v) in channels {
                 let Ok(track) = serde_json::from_value::<Track>(v.clone()) else { continue };
@@ -398,7 +439,8 @@ impl Detectors {
         // Detectors with nothing saved for a restored channel start there afresh.
         for (channel, tracks) in self.channels.iter_mut() {
             for (i, d) in self.detectors.iter().enumerate() {
-                if d.matcher.is_match(&**channel) && !tracks.iter().any(|(j, _)| *j == i) {
+                let per_channel = d.plan.method != DetectMethod::Pattern;
+                if per_channel && d.matcher.is_match(&**channel) && !tracks.iter().any(|(j, _)| *j == i) {
                     tracks.push((i, Track { first_ts: Micros::MIN, state: d.fresh() }));
                 }
             }
@@ -417,53 +459,116 @@ impl Detectors {
                     continue;
                 }
             }
-            let found = match &rec {
-                Record::Reading(r) if r.quality != Quality::Bad => r.value.filter(|v| v.is_finite()).map(|v| (r, v)),
-                _ => None,
-            };
-            let Some((r, v)) = found else {
+            let Record::Reading(r) = &rec else {
                 out.push(rec);
                 continue;
             };
-            let (ts, channel) = (r.ts, r.channel.clone());
-            out.push(rec);
-            if !self.channels.contains_key(&channel) {
-                if self.channels.len() >= MAX_CHANNELS {
-                    continue;
-                }
-                let tracks: Vec<(usize, Track)> = self
-                    .detectors
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, d)| d.matcher.is_match(&*channel))
-                    .map(|(i, d)| (i, Track { first_ts: ts, state: d.fresh() }))
-                    .collect();
-                self.stats.channels += tracks.len() as u64;
-                self.channels.insert(channel.clone(), tracks);
+            let mut found = Vec::new();
+            if !self.patterns.is_empty() {
+                self.observe_patterns(r, &mut found);
             }
-            let tracks = self.channels.get_mut(&channel).expect("inserted above");
-            for (i, track) in tracks.iter_mut() {
-                let d = &self.detectors[*i];
-                if let Some(f) = d.observe(&mut track.state, track.first_ts, ts, v) {
-                    self.stats.anomalies += 1;
-                    let day = ts.div_euclid(86_400_000_000);
-                    *self.stats.by_day.entry((d.id.clone(), channel.clone(), day)).or_default() += 1;
-                    let rec = anomaly(&mut self.line, d, ts, &channel, v, &f);
-                    if let Record::Other { line, .. } = &rec {
-                        if self.recent.len() == RECENT {
-                            self.recent.pop_front();
-                        }
-                        self.recent.push_back(line.clone());
+            let judged = (r.quality != Quality::Bad).then_some(r.value).flatten().filter(|v| v.is_finite());
+            if let Some(v) = judged {
+                self.observe(r.ts, &r.channel, v, &mut found);
+            }
+            out.push(rec);
+            for a in found {
+                if let Record::Other { line, .. } = &a {
+                    if self.recent.len() == RECENT {
+                        self.recent.pop_front();
                     }
-                    out.push(rec);
+                    self.recent.push_back(line.clone());
                 }
+                out.push(a);
+            }
+        }
+    }
+
+    /// The statistical and threshold detectors on one value.
+    fn observe(&mut self, ts: Micros, channel: &Arc<str>, v: f64, found: &mut Vec<Record>) {
+        if !self.channels.contains_key(channel) {
+            if self.channels.len() >= MAX_CHANNELS {
+                return;
+            }
+            let tracks: Vec<(usize, Track)> = self
+                .detectors
+                .iter()
+                .enumerate()
+                .filter(|(_, d)| d.plan.method != DetectMethod::Pattern && d.matcher.is_match(&**channel))
+                .map(|(i, d)| (i, Track { first_ts: ts, state: d.fresh() }))
+                .collect();
+            self.stats.channels += tracks.len() as u64;
+            self.channels.insert(channel.clone(), tracks);
+        }
+        let tracks = self.channels.get_mut(channel).expect("inserted above");
+        for (i, track) in tracks.iter_mut() {
+            let d = &self.detectors[*i];
+            if let Some(f) = d.observe(&mut track.state, track.first_ts, ts, v) {
+                self.stats.anomalies += 1;
+                let day = ts.div_euclid(86_400_000_000);
+                *self.stats.by_day.entry((d.id.clone(), channel.clone(), day)).or_default() += 1;
+                found.push(anomaly(&mut self.line, d, ts, channel, Some(v), &f));
+            }
+        }
+    }
+
+    /// Pattern detectors: the reading may be the next step of each.
+    fn observe_patterns(&mut self, r: &crate::engine::record::Reading, found: &mut Vec<Record>) {
+        let mut ctx: Option<minijinja::Value> = None;
+        for (i, st) in self.patterns.iter_mut() {
+            let d = &self.detectors[*i];
+            if !d.matcher.is_match(&*r.channel) {
+                continue;
+            }
+            let within = d.plan.within.map_or(i64::MAX, |w| w.as_micros() as i64);
+            if st.step > 0 && r.ts - st.start > within {
+                *st = PatternState::default(); // too slow: start over
+            }
+            let ctx = ctx.get_or_insert_with(|| record_context(r));
+            let holds = |k: usize| d.steps[k].eval(&*ctx).map(|v| v.is_true()).unwrap_or(false);
+            if !holds(st.step) {
+                continue;
+            }
+            if st.step == 0 {
+                st.start = r.ts;
+            }
+            st.step += 1;
+            if st.step == d.steps.len() {
+                let took = (r.ts - st.start) as f64 / 1e6;
+                *st = PatternState::default();
+                self.stats.anomalies += 1;
+                let day = r.ts.div_euclid(86_400_000_000);
+                *self.stats.by_day.entry((d.id.clone(), r.channel.clone(), day)).or_default() += 1;
+                let f = Finding {
+                    score: took,
+                    expected: d.plan.within.map(|w| w.as_secs_f64()),
+                    detail: format!("all {} steps in order within {} s", d.steps.len(), fmt(took)),
+                };
+                found.push(anomaly(&mut self.line, d, r.ts, &r.channel, r.value, &f));
             }
         }
     }
 }
 
+/// A reading as the context of a pattern step (the fields of DESIGN.md §3).
+fn record_context(r: &crate::engine::record::Reading) -> minijinja::Value {
+    let mut ts = Vec::with_capacity(27);
+    write_rfc3339(r.ts, &mut ts);
+    minijinja::context! {
+        kind => "reading",
+        ts => String::from_utf8_lossy(&ts),
+        channel => &*r.channel,
+        value => r.value,
+        text => r.text.as_deref(),
+        unit => r.unit.as_deref(),
+        quality => r.quality.as_str(),
+        flags => r.flags.names().collect::<Vec<_>>(),
+        source => &*r.source,
+    }
+}
+
 /// The anomaly record (DESIGN.md §3), as the NDJSON line it prints as.
-fn anomaly(line: &mut Vec<u8>, d: &Detector, ts: Micros, channel: &str, v: f64, f: &Finding) -> Record {
+fn anomaly(line: &mut Vec<u8>, d: &Detector, ts: Micros, channel: &str, v: Option<f64>, f: &Finding) -> Record {
     line.clear();
     line.extend_from_slice(b"{\"kind\":\"anomaly\",\"ts\":\"");
     write_rfc3339(ts, line);
@@ -474,7 +579,10 @@ fn anomaly(line: &mut Vec<u8>, d: &Detector, ts: Micros, channel: &str, v: f64, 
     line.extend_from_slice(b",\"method\":\"");
     line.extend_from_slice(d.method.as_bytes());
     line.extend_from_slice(b"\",\"value\":");
-    write_f64(line, v);
+    match v.filter(|v| v.is_finite()) {
+        Some(v) => write_f64(line, v),
+        None => line.extend_from_slice(b"null"),
+    }
     line.extend_from_slice(b",\"score\":");
     if f.score.is_finite() {
         write_f64(line, f.score);
@@ -625,6 +733,39 @@ mod tests {
                 expected.len()
             );
         }
+    }
+
+    #[test]
+    fn a_pattern_is_steps_in_order_within_the_window() {
+        let mut p = plan(DetectMethod::Pattern);
+        p.channel = "pump.*".into();
+        p.steps = vec!["channel == 'pump.run' and value == 1".into(), "channel == 'pump.pres' and value < 2".into()];
+        p.within = Some(Duration::from_secs(10));
+        let at = |ch: &str, t: i64, v: f64| {
+            let Record::Reading(mut r) = reading(t, v) else { unreachable!() };
+            r.channel = Arc::from(ch);
+            Record::Reading(r)
+        };
+        let seq = |d: &mut Detectors, recs: Vec<Record>| {
+            let mut out = Vec::new();
+            d.process(recs, &mut out);
+            out.into_iter()
+                .filter_map(|r| if let Record::Other { line, .. } = r { Some(line.to_string()) } else { None })
+                .collect::<Vec<_>>()
+        };
+        let mut d = Detectors::new(&[p.clone()]).unwrap();
+        // On, pressure still fine, then low 5 s after the start: found.
+        let found = seq(&mut d, vec![at("pump.run", 0, 1.0), at("pump.pres", 1, 3.0), at("pump.pres", 5, 1.5)]);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].contains("all 2 steps in order within 5 s") && found[0].contains("\"method\":\"pattern\""));
+        // Too slow (15 s): nothing; and the state carries over a save and restore.
+        let found = seq(&mut d, vec![at("pump.run", 20, 1.0)]);
+        assert!(found.is_empty());
+        let mut again = Detectors::new(&[p]).unwrap();
+        again.restore_state(&d.save_state());
+        assert!(seq(&mut again, vec![at("pump.pres", 35, 1.5)]).is_empty());
+        let found = seq(&mut again, vec![at("pump.run", 40, 1.0), at("pump.pres", 41, 0.5)]);
+        assert_eq!(found.len(), 1);
     }
 
     #[test]

@@ -130,3 +130,36 @@ fn a_backtest_replays_the_store() {
     // Nothing to read from: usage.
     eg(["detect", "pipelines/input-only.yaml", "--from-store", "--no-store"]).run().code(2);
 }
+
+/// A pattern across two channels, from NDJSON on stdin.
+#[test]
+fn a_pattern_across_channels() {
+    let dir = tmp();
+    write(
+        dir.path(),
+        "p.yaml",
+        "version: 1\nname: p\ndetect:\n  dry-run:\n    channel: \"pump.*\"\n    method: pattern\n    steps: [\"channel == 'pump.run' and value == 1\", \"channel == 'pump.pres' and value < 2\"]\n    within: 10s\n",
+    );
+    let lines = [
+        ("pump.run", "00", 1.0),
+        ("pump.pres", "02", 3.1),
+        ("pump.pres", "06", 1.4),
+        ("pump.run", "20", 1.0),
+        ("pump.pres", "40", 1.2),
+    ]
+    .iter()
+    .map(|(c, s, v)| format!("{{\"ts\":\"2026-05-01T10:00:{s}Z\",\"channel\":\"{c}\",\"value\":{v}}}\n"))
+    .collect::<String>();
+    let out = eg(["detect", "p.yaml", "--input", "-", "--only", "anomaly", "--fail-on", "anomaly"])
+        .dir(dir.path())
+        .stdin(lines)
+        .run();
+    out.code(3);
+    let found = out.lines();
+    assert_eq!(found.len(), 1, "{}", out.stdout);
+    assert_eq!(
+        (found[0]["ts"].as_str(), found[0]["detector"].as_str()),
+        (Some("2026-05-01T10:00:06.000Z"), Some("dry-run"))
+    );
+    assert_eq!(found[0]["detail"], "all 2 steps in order within 6 s");
+}
