@@ -9,7 +9,7 @@
 //! |---|---|---|
 //! | `zscore` | the readings of the last `window` (running sums) | \|x − mean\| / σ > threshold (3) |
 //! | `ewma` | smoothed mean and variance (`alpha`, 0.1) | \|x − mean\| / σ > threshold (3) |
-//! | `mad` | the readings of the last `window`, sorted | \|x − median\| / (1.4826·MAD) > threshold (3.5) |
+//! | `mad` | the readings of the last `window`, sorted | \|x − median\| / (1.4826·MAD) > threshold (3.5); 1.2533 × the mean absolute deviation when the MAD is 0 |
 //! | `rate` | the previous reading | \|Δx/Δt\| > max_rate |
 //! | `flatline` | when the value last moved | no move beyond `tolerance` (0) for `for` (once per flat stretch) |
 //! | `pattern` | the step reached and when step 1 matched (one state per detector, across its channels) | every `steps` expression matched, in order, within `within` |
@@ -229,7 +229,14 @@ impl Detector {
                 let judged = (w.items.len() >= MIN_SAMPLES && warm).then(|| {
                     if mad {
                         let m = w.median();
-                        let scale = 1.4826 * w.mad(m);
+                        let mut scale = 1.4826 * w.mad(m);
+                        if scale == 0.0 {
+                            // More than half the window is one value (a sensor that
+                            // was stuck): the MAD is 0 and every change would score
+                            // infinite. Fall back to the mean absolute deviation.
+                            let n = w.items.len() as f64;
+                            scale = 1.2533 * w.items.iter().map(|&(_, x)| (x - m).abs()).sum::<f64>() / n;
+                        }
                         (score(v - m, scale, m), m, "median")
                     } else {
                         let (mean, sd) = w.mean_sd();

@@ -163,3 +163,47 @@ fn a_pattern_across_channels() {
     );
     assert_eq!(found[0]["detail"], "all 2 steps in order within 6 s");
 }
+
+/// Six hours of a simulated line with four injected faults: each is found by
+/// the component meant for it, and the clean sensors raise no false alarm.
+#[test]
+fn each_injected_fault_is_found_by_its_detector() {
+    let out = eg(["detect", "pipelines/faults.yaml", "--duration", "6h", "--no-store", "--format", "ndjson"]).run();
+    out.code(0);
+    let lines = out.lines();
+    let anomalies: Vec<&serde_json::Value> = lines.iter().filter(|r| r["kind"] == "anomaly").collect();
+    let first = |detector: &str, channel: &str| {
+        anomalies
+            .iter()
+            .find(|a| a["detector"] == detector && a["channel"] == channel)
+            .map(|a| a["ts"].as_str().unwrap().to_string())
+    };
+    // a: the spike at 1 h, by the MAD detector.
+    assert_eq!(first("spikes", "line.a.temp").as_deref(), Some("2026-01-01T01:00:00.000Z"));
+    // b: stuck from 2 h, found once the flatline lasted 5 min.
+    assert_eq!(first("stuck", "line.b.temp").as_deref(), Some("2026-01-01T02:05:00.000Z"));
+    // c: drifting from 3 h: voted out of the fused channel, then suspect itself.
+    let fused_out: Vec<&str> = lines
+        .iter()
+        .filter(|r| r["channel"] == "line.temp" && r["voted_out"] == serde_json::json!(["line.c.temp"]))
+        .map(|r| r["ts"].as_str().unwrap())
+        .collect();
+    assert!(fused_out.len() > 100, "c voted out only {} times", fused_out.len());
+    assert!(
+        fused_out.iter().all(|t| *t >= "2026-01-01T03:00:00" && *t < "2026-01-01T03:41:00"),
+        "{:?}",
+        fused_out.first()
+    );
+    assert!(lines.iter().any(|r| r["channel"] == "line.c.temp" && r["quality"] == "suspect"));
+    // d: silent from 4 h: one bad `stale` reading 30 s after its last.
+    let stale: Vec<&str> = lines
+        .iter()
+        .filter(|r| r["channel"] == "line.d.temp" && r["flags"] == serde_json::json!(["stale"]))
+        .map(|r| r["ts"].as_str().unwrap())
+        .collect();
+    assert_eq!(stale, vec!["2026-01-01T04:00:25.000Z"]);
+    // False alarms: none on the clean sensors in 6 hours (bound: 1 per hour).
+    let clean = anomalies.iter().filter(|a| a["channel"] == "line.e.temp" || a["channel"] == "line.f.temp").count();
+    assert!(clean <= 6, "{clean} false alarms on the clean sensors in 6 h");
+    assert_eq!(clean, 0, "false alarms per hour on clean sensors: {:.2}", clean as f64 / 6.0);
+}
