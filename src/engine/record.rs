@@ -128,6 +128,26 @@ pub struct Reading {
     pub fusion: Option<Box<Fusion>>,
 }
 
+impl Reading {
+    /// A reading of `channel` at `ts_s` seconds from source `s`, for tests:
+    /// good with a value, bad without.
+    #[cfg(test)]
+    pub fn sample(channel: &str, ts_s: i64, value: Option<f64>) -> Record {
+        Record::Reading(Reading {
+            ts: ts_s * 1_000_000,
+            channel: Arc::from(channel),
+            value,
+            text: None,
+            unit: None,
+            quality: if value.is_some() { Quality::Good } else { Quality::Bad },
+            flags: Flags::empty(),
+            source: Arc::from("s"),
+            from_input: false,
+            fusion: None,
+        })
+    }
+}
+
 /// The inputs behind a fused reading.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Fusion {

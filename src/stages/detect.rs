@@ -612,7 +612,7 @@ fn anomaly(line: &mut Vec<u8>, d: &Detector, ts: Micros, channel: &str, v: Optio
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::record::{Flags, Reading};
+    use crate::engine::record::Reading;
     use proptest::prelude::*;
     use std::time::Duration;
 
@@ -637,18 +637,7 @@ mod tests {
 
     /// A good reading of channel x.a at `ts_s` seconds.
     fn reading(ts_s: i64, v: f64) -> Record {
-        Record::Reading(Reading {
-            ts: ts_s * 1_000_000,
-            channel: Arc::from("x.a"),
-            value: Some(v),
-            text: None,
-            unit: None,
-            quality: Quality::Good,
-            flags: Flags::empty(),
-            source: Arc::from("s"),
-            from_input: false,
-            fusion: None,
-        })
+        Reading::sample("x.a", ts_s, Some(v))
     }
 
     /// Anomaly lines for `values` sampled once a second on channel x.a.

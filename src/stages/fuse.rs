@@ -395,18 +395,7 @@ mod tests {
     }
 
     fn reading(ch: &str, ts_s: i64, v: Option<f64>) -> Record {
-        Record::Reading(Reading {
-            ts: ts_s * 1_000_000,
-            channel: Arc::from(ch),
-            value: v,
-            text: None,
-            unit: None,
-            quality: if v.is_some() { Quality::Good } else { Quality::Bad },
-            flags: Flags::empty(),
-            source: Arc::from("s"),
-            from_input: false,
-            fusion: None,
-        })
+        Reading::sample(ch, ts_s, v)
     }
 
     fn fused(out: &[Record]) -> Vec<&Reading> {

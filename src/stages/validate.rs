@@ -396,18 +396,11 @@ mod tests {
     }
 
     fn reading(ts_s: i64, v: Option<f64>) -> Record {
-        Record::Reading(Reading {
-            ts: ts_s * 1_000_000,
-            channel: Arc::from("boiler.temp.a"),
-            value: v,
-            text: None,
-            unit: None,
-            quality: Quality::Good,
-            flags: Flags::empty(),
-            source: Arc::from("s"),
-            from_input: false,
-            fusion: None,
-        })
+        // Good even without a value: the validator decides.
+        match Reading::sample("boiler.temp.a", ts_s, v) {
+            Record::Reading(r) => Record::Reading(Reading { quality: Quality::Good, ..r }),
+            other => other,
+        }
     }
 
     fn run(v: &mut ChannelValidator, recs: Vec<Record>) -> Vec<Reading> {
