@@ -345,3 +345,25 @@ fn the_example_pipeline_reads_the_test_peer() {
     // holding 2–5 and 28–32 (gap 4) at 1 s, the coil, and one each for the 1 m and 1 h points.
     assert_eq!(reqs.len(), 5, "{reqs:?}");
 }
+
+/// RTU frames over TCP, as a serial gateway speaks them.
+#[test]
+fn rtu_over_tcp_reads_like_tcp() {
+    let port = free_port();
+    let p = port.to_string();
+    let _server =
+        Peer::start(&[&python(), "tests/peers/modbus_peer.py", "server", "--rtu-over-tcp", &p, "--units", "1,2"]);
+    let dir = tmp();
+    let points = "      - {channel: g.u32, table: holding, address: 10, type: u32}\n      - {channel: g.two, table: input, address: 1, unit_id: 2}\n";
+    write(dir.path(), "s.yaml", &spec(port, "    transport: rtu-over-tcp\n", points));
+    let out = eg(["acquire", "s.yaml", "--once", "--no-store"]).dir(dir.path()).run();
+    out.code(0);
+    let got = by_channel(&out);
+    assert_eq!(got["g.u32"][0]["value"], 123456789.0);
+    assert_eq!(got["g.two"][0]["value"], 501.0);
+    // The probe speaks it too.
+    let url = format!("rtu-over-tcp://127.0.0.1:{port}");
+    let probe = eg(["acquire", "--probe", &url, "--address", "10", "--count", "2", "--expect", "123456789"]).run();
+    probe.code(0);
+    assert_eq!((probe.lines()[0]["type"].as_str(), probe.lines()[0]["order"].as_str()), (Some("u32"), Some("ABCD")));
+}

@@ -2,6 +2,7 @@
 
     modbus_peer.py server --tcp PORT [--units 1,2]      pymodbus TCP server
     modbus_peer.py server --serial DEVICE --units 1,2    pymodbus RTU server (9600 8N1)
+    modbus_peer.py server --rtu-over-tcp PORT            RTU frames over TCP (a serial gateway)
     modbus_peer.py proxy PORT UPSTREAM_PORT [--delay-every N --delay S] [--silent-file F]
 
 The server holds the register map below on every unit: raw register words
@@ -66,10 +67,13 @@ def devices(units):
 async def serve(args):
     units = [int(u) for u in args.units.split(",")]
     HOLDING.extend([0] * max(0, args.holding_size - len(HOLDING)))
-    if args.tcp:
+    if args.tcp or args.rtu_over_tcp:
         from pymodbus.server import ModbusTcpServer
+        from pymodbus import FramerType
 
-        server = ModbusTcpServer(devices(units), address=("127.0.0.1", args.tcp))
+        framer = FramerType.RTU if args.rtu_over_tcp else FramerType.SOCKET
+        port = args.rtu_over_tcp or args.tcp
+        server = ModbusTcpServer(devices(units), address=("127.0.0.1", port), framer=framer)
     else:
         from pymodbus.server import ModbusSerialServer
         from pymodbus import FramerType
@@ -151,6 +155,7 @@ def main():
     s = sub.add_parser("server")
     s.add_argument("--tcp", type=int)
     s.add_argument("--serial")
+    s.add_argument("--rtu-over-tcp", type=int, help="RTU frames on a TCP port (a serial gateway)")
     s.add_argument("--units", default="1")
     s.add_argument("--holding-size", type=int, default=0, help="extend the holding registers with zeros")
     x = sub.add_parser("proxy")
