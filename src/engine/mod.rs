@@ -313,6 +313,10 @@ pub fn run(plan: &Plan, opts: RunOptions, output: &mut Output) -> Result<RunRepo
         // file (one process may not open it twice), else read-only.
         let conn = match &store {
             Some(s) if s.path == rp.path => s.reader(),
+            _ if !rp.path.exists() => {
+                let missing = std::io::Error::new(std::io::ErrorKind::NotFound, "no such store");
+                return Err(EngineError::Input(rp.path.display().to_string(), missing));
+            }
             _ => store::open_reader(&rp.path),
         }
         .map_err(EngineError::Store)?;

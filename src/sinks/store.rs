@@ -105,11 +105,9 @@ pub struct Store {
 }
 
 /// Opens a store read-only (a backtest that stores nothing). A store held
-/// by a writer elsewhere gives [`StoreError::Locked`].
+/// by a writer elsewhere gives [`StoreError::Locked`]. The caller checks
+/// that the file exists (a missing store is a missing input, exit 66).
 pub fn open_reader(path: &Path) -> Result<Connection, StoreError> {
-    if !path.exists() {
-        return Err(StoreError::Io { path: path.to_path_buf(), message: "no such store".into() });
-    }
     let config = duckdb::Config::default()
         .access_mode(duckdb::AccessMode::ReadOnly)
         .and_then(|c| c.threads(1))

@@ -127,8 +127,11 @@ fn a_backtest_replays_the_store() {
     );
     lax.code(0);
     assert!(!lax.stdout.contains("pressure-jump"), "{}", lax.stdout);
-    // Nothing to read from: usage.
+    // Nothing to read from: usage; a store file that is not there: 66.
     eg(["detect", "pipelines/input-only.yaml", "--from-store", "--no-store"]).run().code(2);
+    let dir = tmp();
+    write(dir.path(), "s.yaml", "version: 1\nname: t\nstore: {path: gone.duckdb}\n");
+    eg(["detect", "s.yaml", "--from-store"]).dir(dir.path()).run().code(66).stderr_has("gone.duckdb");
 }
 
 /// A pattern across two channels, from NDJSON on stdin.
