@@ -4,8 +4,10 @@
 mod acquire;
 mod args;
 mod completions;
+mod detect;
 pub mod exit;
 mod generate;
+mod pipeline;
 mod probe;
 mod validate;
 
@@ -82,9 +84,9 @@ pub enum Command {
     /// Check pipeline files (offline, every problem at once), or validate readings with --input.
     Validate(validate::ValidateArgs),
     /// Fuse redundant sensors into trusted channels (sources → channel validation → fusion).
-    Fuse(acquire::FuseArgs),
+    Fuse(pipeline::FuseArgs),
     /// Detect anomalies (sources → channel validation → fusion → detection).
-    Detect(acquire::DetectArgs),
+    Detect(detect::DetectArgs),
     /// Print a shell completion script.
     Completions(completions::CompletionsArgs),
 }
@@ -108,8 +110,8 @@ pub fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Acquire(a) => acquire::run(a, &cli.global),
         Command::Validate(v) => validate::run(v, &cli.global),
-        Command::Fuse(f) => acquire::run_fuse(f, &cli.global),
-        Command::Detect(d) => acquire::run_detect(d, &cli.global),
+        Command::Fuse(f) => pipeline::run_fuse(f, &cli.global),
+        Command::Detect(d) => detect::run(d, &cli.global),
         Command::Completions(c) => completions::run(c),
     };
     match result {
