@@ -15,6 +15,7 @@
 //! read is processed, printed and committed, and the run ends normally. A
 //! second signal exits at once (130/143).
 
+mod live;
 pub mod record;
 pub mod time;
 
@@ -29,14 +30,13 @@ use crate::compile::{Plan, SourceKind, StorePlan};
 use crate::sinks::stdout::{Output, OutputError};
 use crate::sinks::store::{self, Store, StoreError, StoreStats};
 use crate::sources::input::{self, InputFormat, InputStats};
-use crate::sources::modbus::{ModbusStats, Poller};
-use crate::sources::mqtt::{MqttStats, Subscriber};
-use crate::sources::serial::{LineSource, SerialStats};
 use crate::sources::simulate::Simulator;
 use crate::sources::sleep_until;
 use crate::stages::detect::{DetectStats, Detectors};
 use crate::stages::fuse::{FuseStats, Fuser};
 use crate::stages::validate::{ChannelValidator, ValidateStats};
+use live::{live_sources, LiveSource, StatsHandle};
+pub use live::{SourceReport, SourceStats};
 use record::Record;
 
 /// Batches waiting between producers and the stage thread.
@@ -137,81 +137,6 @@ pub struct RunReport {
     pub output_closed: bool,
     /// Counters of each device source, in spec order.
     pub sources: Vec<SourceReport>,
-}
-
-/// What one live source did.
-#[derive(Debug, Clone)]
-pub struct SourceReport {
-    pub id: String,
-    pub stats: SourceStats,
-}
-
-#[derive(Debug, Clone)]
-pub enum SourceStats {
-    Modbus(Box<ModbusStats>),
-    Mqtt(MqttStats),
-    Serial(SerialStats),
-}
-
-impl SourceStats {
-    /// What had to answer, and whether it did: Modbus units; the broker
-    /// and each topic filter; the serial device and each channel. `--once`
-    /// exits 69 when nothing answered and 1 when something did not.
-    pub fn devices(&self) -> Vec<(String, bool)> {
-        match self {
-            SourceStats::Modbus(m) => m.units.iter().map(|(u, s)| (format!("unit {u}"), s.answered)).collect(),
-            SourceStats::Mqtt(m) => std::iter::once(("broker".to_string(), m.connects > 0))
-                .chain(m.filters.iter().map(|(f, ok)| (format!("topic {f}"), *ok)))
-                .collect(),
-            SourceStats::Serial(s) => std::iter::once(("device".to_string(), s.opens > 0))
-                .chain(s.channels.iter().map(|(c, ok)| (format!("channel {c}"), *ok)))
-                .collect(),
-        }
-    }
-
-    /// The peer refused our credentials (exit 77).
-    pub fn refused(&self) -> Option<&str> {
-        match self {
-            SourceStats::Mqtt(m) => m.refused.as_deref(),
-            SourceStats::Modbus(_) | SourceStats::Serial(_) => None,
-        }
-    }
-}
-
-impl std::fmt::Display for SourceStats {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            SourceStats::Modbus(m) => m.fmt(f),
-            SourceStats::Mqtt(m) => m.fmt(f),
-            SourceStats::Serial(s) => s.fmt(f),
-        }
-    }
-}
-
-/// Live counters of a running source.
-enum StatsHandle {
-    Modbus(Arc<std::sync::Mutex<ModbusStats>>),
-    Mqtt(Arc<std::sync::Mutex<MqttStats>>),
-    Serial(Arc<std::sync::Mutex<SerialStats>>),
-}
-
-impl StatsHandle {
-    fn snapshot(&self) -> SourceStats {
-        match self {
-            StatsHandle::Modbus(m) => {
-                SourceStats::Modbus(Box::new(m.lock().unwrap_or_else(|e| e.into_inner()).clone()))
-            }
-            StatsHandle::Mqtt(m) => SourceStats::Mqtt(m.lock().unwrap_or_else(|e| e.into_inner()).clone()),
-            StatsHandle::Serial(s) => SourceStats::Serial(s.lock().unwrap_or_else(|e| e.into_inner()).clone()),
-        }
-    }
-}
-
-/// A source that talks to a device or broker.
-enum LiveSource {
-    Modbus(Box<Poller>),
-    Mqtt(Box<Subscriber>),
-    Serial(Box<LineSource>),
 }
 
 #[derive(Debug)]
@@ -687,36 +612,6 @@ fn simulators(plan: &Plan, start: time::Micros) -> Vec<Simulator> {
         }
     }
     out
-}
-
-/// The device and broker sources of a plan, each with its counters registered in `stats`.
-fn live_sources(plan: &Plan, stats: &mut Vec<(String, StatsHandle)>) -> Result<Vec<LiveSource>, EngineError> {
-    let mut out = Vec::new();
-    for s in &plan.sources {
-        match &s.kind {
-            SourceKind::Modbus(m) => {
-                let st = Arc::new(std::sync::Mutex::new(ModbusStats::default()));
-                stats.push((s.id.clone(), StatsHandle::Modbus(st.clone())));
-                out.push(LiveSource::Modbus(Box::new(Poller::new(&s.id, m, st))));
-            }
-            SourceKind::Mqtt(m) => {
-                let st = Arc::new(std::sync::Mutex::new(MqttStats::default()));
-                let sub = Subscriber::new(&s.id, m, st.clone())
-                    .map_err(|e| EngineError::Setup(format!("source `{}`: {e}", s.id)))?;
-                stats.push((s.id.clone(), StatsHandle::Mqtt(st)));
-                out.push(LiveSource::Mqtt(Box::new(sub)));
-            }
-            SourceKind::Serial(sp) => {
-                let st = Arc::new(std::sync::Mutex::new(SerialStats::default()));
-                let src = LineSource::new(&s.id, sp, st.clone())
-                    .map_err(|e| EngineError::Setup(format!("source `{}`: {e}", s.id)))?;
-                stats.push((s.id.clone(), StatsHandle::Serial(st)));
-                out.push(LiveSource::Serial(Box::new(src)));
-            }
-            SourceKind::Simulate(_) => {}
-        }
-    }
-    Ok(out)
 }
 
 /// Runs simulators on a virtual clock: samples in time order (ties in spec
