@@ -125,6 +125,8 @@ pub struct Fuser {
     by_channel: FxHashMap<Arc<str>, Arc<[(usize, usize)]>>,
     pub stats: FuseStats,
     scratch: Vec<(usize, f64)>,
+    /// Values being sorted for a median (reused: no allocation per round).
+    sorted: Vec<f64>,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -173,7 +175,7 @@ impl Fuser {
             })
             .collect();
         let by_channel = by_channel.into_iter().map(|(c, t)| (c, Arc::from(t))).collect();
-        Fuser { groups, by_channel, stats: FuseStats::default(), scratch: Vec::new() }
+        Fuser { groups, by_channel, stats: FuseStats::default(), scratch: Vec::new(), sorted: Vec::new() }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -275,7 +277,7 @@ impl Fuser {
             (Some(lo), Some(hi)) => hi - lo,
             _ => 0.0,
         };
-        let consensus = median(cand.iter().map(|c| c.1));
+        let consensus = median_in(&mut self.sorted, cand.iter().map(|c| c.1));
         let mut voted_out = Vec::new();
         if let (Some(max), Some(m)) = (grp.plan.max_spread, consensus) {
             cand.retain(|&(i, v)| {
@@ -300,7 +302,9 @@ impl Fuser {
         let value = match grp.plan.method {
             _ if cand.is_empty() => None,
             FuseMethod::Mean => Some(cand.iter().map(|c| c.1).sum::<f64>() / cand.len() as f64),
-            FuseMethod::Median => median(cand.iter().map(|c| c.1)),
+            // Nobody voted out: the median of the rest is the consensus.
+            FuseMethod::Median if voted_out.is_empty() => consensus,
+            FuseMethod::Median => median_in(&mut self.sorted, cand.iter().map(|c| c.1)),
             FuseMethod::Weighted => {
                 let w = |i: usize| {
                     let inp = &grp.inputs[i];
@@ -360,15 +364,16 @@ impl Fuser {
     }
 }
 
-/// The median of a few values (NaN-free); None when there are none.
-pub fn median(values: impl Iterator<Item = f64>) -> Option<f64> {
-    let mut v: Vec<f64> = values.collect();
-    if v.is_empty() {
+/// The median of a few values (NaN-free), sorted in `buf`; None when there are none.
+fn median_in(buf: &mut Vec<f64>, values: impl Iterator<Item = f64>) -> Option<f64> {
+    buf.clear();
+    buf.extend(values);
+    if buf.is_empty() {
         return None;
     }
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    Some(if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 })
+    buf.sort_unstable_by(f64::total_cmp);
+    let n = buf.len();
+    Some(if n % 2 == 1 { buf[n / 2] } else { (buf[n / 2 - 1] + buf[n / 2]) / 2.0 })
 }
 
 #[cfg(test)]
