@@ -458,6 +458,7 @@ impl Detectors {
 
     /// Passes `batch` on into `out`, with anomaly records added.
     pub fn process(&mut self, batch: Vec<Record>, out: &mut Vec<Record>) {
+        out.reserve(batch.len());
         for rec in batch {
             // An anomaly that comes in right after this stage made the same
             // one (a detect stage upstream in a pipe) is not printed twice.

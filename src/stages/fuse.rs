@@ -184,6 +184,8 @@ impl Fuser {
 
     /// Passes `batch` on into `out`, with fused readings added.
     pub fn process(&mut self, batch: Vec<Record>, out: &mut Vec<Record>) {
+        // Every record passes through, plus about one fused per group round.
+        out.reserve(batch.len() + batch.len() / 2);
         for mut rec in batch {
             let Record::Reading(r) = &mut rec else {
                 out.push(rec);
