@@ -256,6 +256,11 @@ fn detector(cx: &mut Cx, path: &str, id: &str, d: &DetectSpec) -> DetectPlan {
             cx.err(Code::InvalidValue, &key(path, "threshold"), "threshold must be positive");
         }
     }
+    if let Some(t) = d.trees {
+        if !(1..=1000).contains(&t) {
+            cx.err(Code::InvalidValue, &key(path, "trees"), "trees is between 1 and 1000");
+        }
+    }
     if let Some(a) = d.alpha {
         if !(a > 0.0 && a <= 1.0) {
             cx.err(Code::InvalidValue, &key(path, "alpha"), "alpha is in (0, 1]");

@@ -190,6 +190,34 @@ impl Default for Shutdown {
 }
 
 /// Runs the pipeline of `plan` through channel validation.
+/// Trains the detectors that learn from history (`iforest`) on the stored
+/// readings before `before` of every channel they follow and have not
+/// trained on yet.
+fn warm_up(
+    detectors: &mut Detectors,
+    conn: &duckdb::Connection,
+    before: time::Micros,
+    path: &std::path::Path,
+) -> Result<(), EngineError> {
+    let fail = |e: duckdb::Error| EngineError::Input(path.display().to_string(), std::io::Error::other(e));
+    let known = crate::sources::replay::channels(conn).map_err(fail)?;
+    let wanted: Vec<(String, Option<Duration>, usize)> =
+        detectors.wanting_history(&known).into_iter().map(|(c, d, n)| (c.to_string(), d, n)).collect();
+    let mut trained = 0;
+    for (channel, span, limit) in wanted {
+        let since = span.map_or(i64::MIN, |d| before.saturating_sub(d.as_micros() as i64));
+        let history = crate::sources::replay::history(conn, &channel, since, before, limit).map_err(fail)?;
+        if !history.is_empty() {
+            trained += 1;
+            detectors.warm_up(&channel, &history);
+        }
+    }
+    if trained > 0 {
+        tracing::info!(channels = trained, "detectors trained on the store's history");
+    }
+    Ok(())
+}
+
 pub fn run(plan: &Plan, opts: RunOptions, output: &mut Output) -> Result<RunReport, EngineError> {
     let started = Instant::now();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -220,6 +248,15 @@ pub fn run(plan: &Plan, opts: RunOptions, output: &mut Output) -> Result<RunRepo
         }
         _ => None,
     };
+    let mut detectors =
+        Detectors::new(if opts.stage >= Stage::Detect { &plan.detect } else { &[] }).map_err(EngineError::Usage)?;
+    if let Some(state) = saved_detectors {
+        detectors.restore_state(&state);
+    }
+    if let (Some(st), true) = (&store, live && !detectors.is_empty()) {
+        let conn = st.reader().map_err(EngineError::Store)?;
+        warm_up(&mut detectors, &conn, time::now_micros(), &st.path)?;
+    }
     let saved_state = match &store {
         Some(st) if live => st.load_state(STATE_COMPONENT, STATE_KEY).map_err(EngineError::Store)?,
         _ => None,
@@ -247,6 +284,8 @@ pub fn run(plan: &Plan, opts: RunOptions, output: &mut Output) -> Result<RunRepo
         .map_err(EngineError::Store)?;
         let total = crate::sources::replay::count(&conn, rp.since, rp.until)
             .map_err(|e| EngineError::Input(rp.path.display().to_string(), std::io::Error::other(e)))?;
+        // A backtest's forests train on what came before it.
+        warm_up(&mut detectors, &conn, rp.since, &rp.path)?;
         bar = make_bar(opts.progress, Some(total), "replaying");
         let (since, until, stop, prog) = (rp.since, rp.until, shutdown.flag.clone(), progress.clone());
         let path = rp.path.display().to_string();
@@ -386,11 +425,6 @@ pub fn run(plan: &Plan, opts: RunOptions, output: &mut Output) -> Result<RunRepo
     let mut gave_up_waiting = false;
     let mut out_batch: Vec<Record> = Vec::new();
     let mut fuser = Fuser::new(if opts.stage >= Stage::Fuse { &plan.fuse } else { &[] });
-    let mut detectors =
-        Detectors::new(if opts.stage >= Stage::Detect { &plan.detect } else { &[] }).map_err(EngineError::Usage)?;
-    if let Some(state) = saved_detectors {
-        detectors.restore_state(&state);
-    }
     let mut validated: Vec<Record> = Vec::new();
     let mut fused: Vec<Record> = Vec::new();
     let mut output_error = None;

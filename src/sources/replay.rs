@@ -23,6 +23,35 @@ pub fn count(conn: &Connection, since: Micros, until: Micros) -> duckdb::Result<
     .map(|n| n.max(0) as u64)
 }
 
+/// Every channel the store has readings of.
+pub fn channels(conn: &Connection) -> duckdb::Result<Vec<String>> {
+    let mut st = conn.prepare("SELECT DISTINCT channel FROM readings ORDER BY channel")?;
+    let rows = st.query_map([], |r| r.get::<_, String>(0))?;
+    rows.collect()
+}
+
+/// The last `limit` judged values (not bad, with a value) of `channel` in
+/// `[since, before)`, oldest first: the history a detector trains on.
+pub fn history(
+    conn: &Connection,
+    channel: &str,
+    since: Micros,
+    before: Micros,
+    limit: usize,
+) -> duckdb::Result<Vec<(Micros, f64)>> {
+    let mut st = conn.prepare_cached(
+        "SELECT epoch_us(ts), value FROM readings
+         WHERE channel = ? AND epoch_us(ts) >= ? AND epoch_us(ts) < ? AND quality <> 'bad' AND isfinite(value)
+         ORDER BY ts DESC LIMIT ?",
+    )?;
+    let rows = st.query_map(duckdb::params![channel, since, before, limit as i64], |r| {
+        Ok((r.get::<_, i64>(0)?, r.get::<_, f64>(1)?))
+    })?;
+    let mut v = rows.collect::<duckdb::Result<Vec<_>>>()?;
+    v.reverse();
+    Ok(v)
+}
+
 /// Streams the readings of `[since, until)` in time order through `emit`
 /// (false: the engine stopped). Returns how many were read.
 pub fn replay(

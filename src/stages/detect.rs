@@ -12,21 +12,34 @@
 //! | `mad` | the readings of the last `window`, sorted | \|x − median\| / (1.4826·MAD) > threshold (3.5); 1.2533 × the mean absolute deviation when the MAD is 0 |
 //! | `rate` | the previous reading | \|Δx/Δt\| > max_rate |
 //! | `flatline` | when the value last moved | no move beyond `tolerance` (0) for `for` (once per flat stretch) |
+//! | `iforest` | the feature window, the training vectors (at most 512), the forest built from them (~0.5 MB at 100 trees) | isolation score > threshold (0.75) |
 //! | `pattern` | the step reached and when step 1 matched (one state per detector, across its channels) | every `steps` expression matched, in order, within `within` |
 //!
 //! Windowed methods and `ewma` stay silent until they have [`MIN_SAMPLES`]
 //! readings (and, with `warmup`, until that long after the first one). Only
 //! readings with a value that are not `bad` are looked at.
+//!
+//! `iforest` scores each reading's feature vector — the value, its distance
+//! from the mean of the last `window`, and the step from the previous
+//! reading — with an isolation forest ([`super::iforest`]). It trains on the
+//! first [`FOREST_TRAINING`] vectors, or on everything in `warmup`
+//! (reservoir-sampled), and is silent until then; a run with a store trains
+//! it from the channel's stored history first. Its saved state is the
+//! training vectors: the forest is rebuilt identically from them and `seed`.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::Duration;
 
 use globset::{Glob, GlobMatcher};
 
 use crate::compile::DetectPlan;
 use crate::engine::record::{write_f64, write_json_str, FxHashMap, Quality, Record};
 use crate::engine::time::{write_rfc3339, Micros};
+use crate::sources::rng::Rng;
 use crate::spec::DetectMethod;
+
+use super::iforest::{Forest, DIMS};
 
 /// Readings a statistical detector needs before it judges.
 pub const MIN_SAMPLES: usize = 10;
@@ -34,6 +47,12 @@ pub const MIN_SAMPLES: usize = 10;
 pub const MAX_WINDOW: usize = 100_000;
 /// Channels one detector follows at most (each has state).
 pub const MAX_CHANNELS: usize = 100_000;
+/// Feature vectors an `iforest` trains on (without `warmup`: the first ones).
+pub const FOREST_TRAINING: usize = 2 * super::iforest::SUBSAMPLE;
+/// The window of windowed detectors without one.
+const DEFAULT_WINDOW: Duration = Duration::from_secs(600);
+/// Fewest vectors a forest is built from when `warmup` ends.
+const FOREST_MIN_TRAINING: usize = 32;
 /// Anomaly lines remembered to recognise upstream copies in a pipe.
 const RECENT: usize = 64;
 
@@ -64,6 +83,77 @@ enum State {
         last: Micros,
         reported: bool,
     },
+    Forest(Box<ForestState>),
+}
+
+impl State {
+    /// An `iforest` that has seen nothing yet.
+    fn untrained_forest(&self) -> bool {
+        matches!(self, State::Forest(f) if !f.trained && f.seen == 0 && f.prev.is_none())
+    }
+}
+
+/// An `iforest` detector on one channel.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+struct ForestState {
+    /// The last `window`, for the distance-from-mean feature.
+    window: Window,
+    /// The reading steps are measured from: the previous one, unless that
+    /// was a lone outlier.
+    prev: Option<f64>,
+    /// The previous reading was anomalous (and did not become `prev`).
+    skipped: bool,
+    /// Training vectors: a reservoir sample of those seen while training.
+    training: Vec<[f64; DIMS]>,
+    seen: u64,
+    rng: u64,
+    trained: bool,
+    /// Rebuilt from `training` and the seed when needed, never saved.
+    #[serde(skip)]
+    forest: Option<Forest>,
+}
+
+impl ForestState {
+    /// The reading's features, once the window has enough readings to have a mean.
+    fn features(&mut self, ts: Micros, v: f64, window: i64) -> Option<([f64; DIMS], f64)> {
+        self.window.evict(ts - window, false);
+        match self.prev {
+            Some(p) if self.window.items.len() >= MIN_SAMPLES => {
+                let (mean, _) = self.window.mean_sd();
+                Some(([v, v - mean, v - p], mean))
+            }
+            _ => None,
+        }
+    }
+
+    /// Adds the reading to the window and, unless it is a first outlier,
+    /// makes it the reading the next step is measured from: the reading after
+    /// a spike is judged against the one before it, and a new level becomes
+    /// the reference at its second reading.
+    fn remember(&mut self, ts: Micros, v: f64, anomalous: bool) {
+        self.window.push(ts, v, false);
+        if anomalous && !self.skipped && self.prev.is_some() {
+            self.skipped = true;
+        } else {
+            self.prev = Some(v);
+            self.skipped = false;
+        }
+    }
+
+    /// Offers a vector to the training reservoir.
+    fn train(&mut self, x: [f64; DIMS]) {
+        self.seen += 1;
+        if self.training.len() < FOREST_TRAINING {
+            self.training.push(x);
+        } else {
+            let mut rng = Rng(self.rng);
+            let j = (rng.next_u64() % self.seen) as usize;
+            self.rng = rng.0;
+            if j < FOREST_TRAINING {
+                self.training[j] = x;
+            }
+        }
+    }
 }
 
 /// The readings of the last `window`, with running sums and a sorted copy.
@@ -182,16 +272,12 @@ impl Detector {
             DetectMethod::Rate => "rate",
             DetectMethod::Flatline => "flatline",
             DetectMethod::Pattern => "pattern",
-            DetectMethod::Iforest => {
-                return Err(format!(
-                    "detector `{}`: method `iforest` is not in this build yet (zscore, ewma, mad, rate, flatline and pattern are)",
-                    plan.id
-                ))
-            }
+            DetectMethod::Iforest => "iforest",
         };
         let matcher = Glob::new(&plan.channel).map_err(|e| format!("detector `{}`: {e}", plan.id))?.compile_matcher();
         let threshold = plan.threshold.unwrap_or(match plan.method {
             DetectMethod::Mad => 3.5,
+            DetectMethod::Iforest => 0.75,
             DetectMethod::Rate | DetectMethod::Flatline | DetectMethod::Pattern => 1.0,
             _ => 3.0,
         });
@@ -214,6 +300,7 @@ impl Detector {
             DetectMethod::Ewma => State::Ewma { n: 0, mean: 0.0, var: 0.0 },
             DetectMethod::Rate => State::Rate { prev: None },
             DetectMethod::Flatline => State::Flat { anchor: None, last: Micros::MIN, reported: false },
+            DetectMethod::Iforest => State::Forest(Box::default()),
             _ => State::Window(Window::default()),
         }
     }
@@ -224,7 +311,7 @@ impl Detector {
         match st {
             State::Window(w) => {
                 let mad = self.plan.method == DetectMethod::Mad;
-                let window = self.plan.window.map_or(600_000_000, |d| d.as_micros() as i64);
+                let window = self.plan.window.unwrap_or(DEFAULT_WINDOW).as_micros() as i64;
                 w.evict(ts - window, mad);
                 let judged = (w.items.len() >= MIN_SAMPLES && warm).then(|| {
                     if mad {
@@ -249,6 +336,40 @@ impl Detector {
                     score: s,
                     expected: Some(expected),
                     detail: format!("{} from the window's {what} {}", fmt(v - expected), fmt(expected)),
+                })
+            }
+            State::Forest(f) => {
+                let window = self.plan.window.unwrap_or(DEFAULT_WINDOW).as_micros() as i64;
+                let Some((x, mean)) = f.features(ts, v, window) else {
+                    f.remember(ts, v, false);
+                    return None;
+                };
+                if !f.trained {
+                    f.remember(ts, v, false);
+                    f.train(x);
+                    f.trained = match self.plan.warmup {
+                        Some(w) => ts - first_ts >= w.as_micros() as i64 && f.training.len() >= FOREST_MIN_TRAINING,
+                        None => f.training.len() >= FOREST_TRAINING,
+                    };
+                    return None;
+                }
+                let trees = self.plan.trees.unwrap_or(100);
+                let seed = self.plan.seed.unwrap_or(0);
+                let forest = f.forest.get_or_insert_with(|| Forest::build(&f.training, trees, seed));
+                let s = forest.score(&x);
+                let anomalous = s.score > self.threshold;
+                f.remember(ts, v, anomalous);
+                anomalous.then(|| Finding {
+                    score: s.score,
+                    expected: Some(mean),
+                    detail: format!(
+                        "isolated in {:.1} cuts where ordinary readings take {:.1} ({} from the window's mean {}, step {})",
+                        s.path,
+                        s.normal,
+                        fmt(x[1]),
+                        fmt(mean),
+                        fmt(x[2])
+                    ),
                 })
             }
             State::Ewma { n, mean, var } => {
@@ -456,6 +577,77 @@ impl Detectors {
         self.stats.channels = self.channels.values().map(|t| t.len() as u64).sum();
     }
 
+    /// Channels among `known` that an `iforest` detector follows and has not
+    /// trained on, with the history it wants: readings since how long before
+    /// the start (`None`: no bound) and how many at most.
+    pub fn wanting_history<'a>(&self, known: &'a [String]) -> Vec<(&'a str, Option<Duration>, usize)> {
+        let mut wanted: Vec<(&str, Option<Duration>, usize)> = Vec::new();
+        for channel in known {
+            if self.channels.len() + wanted.len() >= MAX_CHANNELS {
+                break;
+            }
+            for (i, d) in self.detectors.iter().enumerate() {
+                if d.plan.method != DetectMethod::Iforest || !d.matcher.is_match(channel) {
+                    continue;
+                }
+                let fresh = match self.channels.get(channel.as_str()) {
+                    None => true,
+                    Some(tracks) => tracks.iter().any(|(j, t)| *j == i && t.state.untrained_forest()),
+                };
+                if !fresh {
+                    continue;
+                }
+                let want = match d.plan.warmup {
+                    Some(w) => (Some(w + d.plan.window.unwrap_or(DEFAULT_WINDOW)), MAX_WINDOW),
+                    None => (None, FOREST_TRAINING + MIN_SAMPLES + 1),
+                };
+                match wanted.iter_mut().find(|(c, ..)| *c == channel.as_str()) {
+                    Some(w) => {
+                        w.1 = w.1.zip(want.0).map(|(a, b)| a.max(b));
+                        w.2 = w.2.max(want.1);
+                    }
+                    None => wanted.push((channel.as_str(), want.0, want.1)),
+                }
+            }
+        }
+        wanted
+    }
+
+    /// Trains the untrained forests of `channel` on its stored `history`
+    /// (oldest first). Other detectors are left alone, and nothing found in
+    /// the history is reported.
+    pub fn warm_up(&mut self, channel: &str, history: &[(Micros, f64)]) {
+        let Some(&(first, _)) = history.first() else { return };
+        let channel: Arc<str> = Arc::from(channel);
+        if !self.channels.contains_key(&channel) {
+            let tracks = self.fresh_tracks(&channel, first);
+            self.channels.insert(channel.clone(), tracks);
+        }
+        let tracks = self.channels.get_mut(&channel).expect("inserted above");
+        for (i, track) in tracks.iter_mut() {
+            if !track.state.untrained_forest() {
+                continue;
+            }
+            track.first_ts = first;
+            let d = &self.detectors[*i];
+            for &(ts, v) in history {
+                d.observe(&mut track.state, track.first_ts, ts, v);
+            }
+        }
+    }
+
+    fn fresh_tracks(&mut self, channel: &str, ts: Micros) -> Vec<(usize, Track)> {
+        let tracks: Vec<(usize, Track)> = self
+            .detectors
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| d.plan.method != DetectMethod::Pattern && d.matcher.is_match(channel))
+            .map(|(i, d)| (i, Track { first_ts: ts, state: d.fresh() }))
+            .collect();
+        self.stats.channels += tracks.len() as u64;
+        tracks
+    }
+
     /// Passes `batch` on into `out`, with anomaly records added.
     pub fn process(&mut self, batch: Vec<Record>, out: &mut Vec<Record>) {
         out.reserve(batch.len());
@@ -498,14 +690,7 @@ impl Detectors {
             if self.channels.len() >= MAX_CHANNELS {
                 return;
             }
-            let tracks: Vec<(usize, Track)> = self
-                .detectors
-                .iter()
-                .enumerate()
-                .filter(|(_, d)| d.plan.method != DetectMethod::Pattern && d.matcher.is_match(&**channel))
-                .map(|(i, d)| (i, Track { first_ts: ts, state: d.fresh() }))
-                .collect();
-            self.stats.channels += tracks.len() as u64;
+            let tracks = self.fresh_tracks(channel, ts);
             self.channels.insert(channel.clone(), tracks);
         }
         let tracks = self.channels.get_mut(channel).expect("inserted above");
@@ -668,6 +853,24 @@ mod tests {
     }
 
     #[test]
+    fn iforest_finds_a_spike_on_a_sine_once_and_is_deterministic() {
+        // The case the textbook forest misses (0.58 against 0.49).
+        let mut rng = Rng(5);
+        let series: Vec<f64> = (0..2000)
+            .map(|i| if i == 1500 { 60.0 } else { 10.0 + (i as f64 * 0.05).sin() + 0.05 * rng.gauss() })
+            .collect();
+        let mut p = plan(DetectMethod::Iforest);
+        p.seed = Some(42);
+        let found = run(p.clone(), series.iter().copied());
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].contains("\"ts\":\"1970-01-01T00:25:00.000Z\"") && found[0].contains("isolated in"));
+        assert_eq!(run(p.clone(), series.iter().copied()), found, "same seed, same anomalies");
+        // Silent while training: a spike among the first 512 vectors is learned, not reported.
+        let early: Vec<f64> = series.iter().enumerate().map(|(i, &v)| if i == 100 { 60.0 } else { v }).collect();
+        assert!(run(p, early.into_iter().take(1400)).is_empty());
+    }
+
+    #[test]
     fn rate_and_flatline() {
         let ramp = (0..100).map(|i| if i < 50 { i as f64 } else { 49.0 + (i - 49) as f64 * 10.0 });
         let found = run(plan(DetectMethod::Rate), ramp);
@@ -688,12 +891,22 @@ mod tests {
     /// find exactly what one continuous run finds.
     #[test]
     fn two_runs_with_saved_state_equal_one_continuous_run() {
-        let plans: Vec<DetectPlan> =
-            [DetectMethod::Zscore, DetectMethod::Ewma, DetectMethod::Mad, DetectMethod::Rate, DetectMethod::Flatline]
-                .into_iter()
-                .enumerate()
-                .map(|(i, m)| DetectPlan { id: format!("d{i}"), ..plan(m) })
-                .collect();
+        let plans: Vec<DetectPlan> = [
+            DetectMethod::Zscore,
+            DetectMethod::Ewma,
+            DetectMethod::Mad,
+            DetectMethod::Rate,
+            DetectMethod::Flatline,
+            DetectMethod::Iforest,
+        ]
+        .into_iter()
+        .enumerate()
+        .map(|(i, m)| DetectPlan { id: format!("d{i}"), ..plan(m) })
+        .map(|p| match p.method {
+            DetectMethod::Iforest => DetectPlan { warmup: Some(Duration::from_secs(150)), trees: Some(30), ..p },
+            _ => p,
+        })
+        .collect();
         let series: Vec<f64> = (0..600)
             .map(|i| match i {
                 200 | 450 => 80.0,
@@ -713,6 +926,7 @@ mod tests {
         whole.process(records(0, 600), &mut out);
         let expected = anomalies(out);
         assert!(expected.len() >= 4, "{expected:?}");
+        assert!(expected.iter().any(|a| a.contains("\"detector\":\"d5\"")), "the forest finds the 80s");
         for cut in [1, 199, 200, 330, 599] {
             let mut first = Detectors::new(&plans).unwrap();
             let mut out = Vec::new();
@@ -796,6 +1010,21 @@ mod tests {
             }
             let slow = (0..400).map(|i| level + (i as f64 * std::f64::consts::TAU / period).sin());
             prop_assert!(run(plan(DetectMethod::Rate), slow).is_empty());
+        }
+
+        /// The forest is silent on a constant and on a clean sine when its
+        /// warm-up spans two cycles.
+        #[test]
+        fn iforest_silent_on_constants_and_clean_sines(level in -1e4f64..1e4, amp in 0.0f64..100.0, period in 20.0f64..600.0, seed in 0u64..1000) {
+            let mut p = plan(DetectMethod::Iforest);
+            p.window = Some(Duration::from_secs(600));
+            p.warmup = Some(Duration::from_secs_f64(2.0 * period));
+            p.trees = Some(50);
+            p.seed = Some(seed);
+            prop_assert!(run(p.clone(), (0..1500).map(|_| level)).is_empty(), "on a constant");
+            let sine = (0..1500).map(|i| level + amp * (i as f64 * std::f64::consts::TAU / period).sin());
+            let found = run(p, sine);
+            prop_assert!(found.is_empty(), "on a sine: {:?}", found.first());
         }
     }
 }

@@ -2,4 +2,5 @@
 
 pub mod detect;
 pub mod fuse;
+pub mod iforest;
 pub mod validate;

@@ -57,10 +57,45 @@ fn the_pressure_spike_is_an_anomaly_in_the_store_and_fail_on_sees_it() {
     assert_eq!(query_i64(&db, "SELECT epoch_us(min(ts)) FROM anomalies"), 1_767_226_800_000_000);
 }
 
+/// An isolation forest trains on the store's history: a backtest from 0 h 50
+/// finds a spike at 1 h 05 that a forest still in training (its first 512
+/// readings, 43 min at 5 s) would not, and a live `--once` run starts with a
+/// trained forest.
 #[test]
-fn methods_not_in_this_build_are_refused_clearly() {
-    let out = demo("detect", &["--once", "--set", "detect.temp-spike.method=iforest"]).run();
-    out.code(2).stderr_has("method `iforest` is not in this build yet");
+fn iforest_trains_on_the_stores_history() {
+    let dir = tmp();
+    write(
+        dir.path(),
+        "f.yaml",
+        "version: 1\nname: f\nstore: {path: f.duckdb, retention: 3650d}\n\
+         sources:\n  s: {type: simulate, interval: 5s, seed: 3, signals: {\n\
+         \x20   t.a: {shape: sine, mean: 20, amplitude: 2, period: 20m, noise: 0.05, faults: [{at: 65m, kind: spike, magnitude: 30}]}}}\n\
+         detect:\n  forest: {channel: \"t.*\", method: iforest, seed: 9}\n",
+    );
+    eg(["acquire", "f.yaml", "--duration", "90m", "--no-progress"]).dir(dir.path()).run().code(0);
+    let backtest = || {
+        let args = ["detect", "f.yaml", "--from-store", "--since", "2026-01-01T00:50:00Z", "--format", "ndjson"];
+        let out = eg(args).dir(dir.path()).run();
+        out.code(0);
+        out.lines().iter().map(|a| a["ts"].as_str().unwrap().to_string()).collect::<Vec<_>>()
+    };
+    assert_eq!(backtest(), vec!["2026-01-01T01:05:00.000Z"]);
+    // Live: the forest is trained before the first reading and saved as such.
+    eg(["detect", "f.yaml", "--once", "--no-progress"]).dir(dir.path()).run().code(0);
+    let db = dir.path().join("f.duckdb");
+    let state = query_string(&db, "SELECT value FROM state WHERE component = 'detect' AND key = 'detectors'");
+    let state: serde_json::Value = serde_json::from_str(&state).unwrap();
+    let forest = &state["forest"]["channels"]["t.a"]["state"]["Forest"];
+    assert_eq!(forest["trained"], true, "{forest}");
+    assert_eq!(forest["training"].as_array().map(Vec::len), Some(512));
+    // Without the history, 1 h 05 falls among the training readings.
+    duckdb::Connection::open(&db)
+        .unwrap()
+        .execute("DELETE FROM readings WHERE ts < '2026-01-01 00:50:00'", [])
+        .unwrap();
+    assert_eq!(backtest(), Vec::<String>::new());
+    // Trees are validated like every other parameter.
+    eg(["validate", "f.yaml", "--set", "detect.forest.trees=0"]).dir(dir.path()).run().code(78).stderr_has("trees");
 }
 
 /// Cron: each `detect --once` continues the detectors of the one before.
@@ -73,10 +108,7 @@ fn once_runs_continue_the_detectors() {
             .run()
             .code(0);
     }
-    let conn = duckdb::Connection::open(&db).unwrap();
-    let state: String = conn
-        .query_row("SELECT value FROM state WHERE component = 'detect' AND key = 'detectors'", [], |r| r.get(0))
-        .unwrap();
+    let state = query_string(&db, "SELECT value FROM state WHERE component = 'detect' AND key = 'detectors'");
     let state: serde_json::Value = serde_json::from_str(&state).unwrap();
     let items = &state["temp-spike"]["channels"]["boiler.temp.a"]["state"]["Window"]["items"];
     assert_eq!(items.as_array().map(Vec::len), Some(3), "the window holds one reading per run: {items}");
@@ -181,8 +213,9 @@ fn each_injected_fault_is_found_by_its_detector() {
             .find(|a| a["detector"] == detector && a["channel"] == channel)
             .map(|a| a["ts"].as_str().unwrap().to_string())
     };
-    // a: the spike at 1 h, by the MAD detector.
+    // a: the spike at 1 h, by the MAD detector and by the isolation forest.
     assert_eq!(first("spikes", "line.a.temp").as_deref(), Some("2026-01-01T01:00:00.000Z"));
+    assert_eq!(first("forest", "line.a.temp").as_deref(), Some("2026-01-01T01:00:00.000Z"));
     // b: stuck from 2 h, found once the flatline lasted 5 min.
     assert_eq!(first("stuck", "line.b.temp").as_deref(), Some("2026-01-01T02:05:00.000Z"));
     // c: drifting from 3 h: voted out of the fused channel, then suspect itself.

@@ -178,3 +178,9 @@ pub fn query_i64(db: &Path, sql: &str) -> i64 {
     let conn = duckdb::Connection::open(db).expect("open store");
     conn.query_row(sql, [], |r| r.get(0)).expect(sql)
 }
+
+/// Runs one query that returns a string against a store file.
+pub fn query_string(db: &Path, sql: &str) -> String {
+    let conn = duckdb::Connection::open(db).expect("open store");
+    conn.query_row(sql, [], |r| r.get(0)).expect(sql)
+}

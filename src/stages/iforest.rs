@@ -1,0 +1,282 @@
+//! An isolation forest (Liu, Ting and Zhou, 2008) over small feature vectors,
+//! deterministic for a seed.
+//!
+//! Each tree isolates a subsample of the training vectors by random cuts: a
+//! random feature, a cut drawn uniformly between the smallest and largest
+//! value the node's samples have in it. Unusual points are isolated in few
+//! cuts; the score is `2^(−E[path] / c(ψ))`, about 0.5 for ordinary points and
+//! towards 1 for anomalies.
+//!
+//! One change to the textbook scoring: a point outside the range a node's
+//! samples span in the cut's feature is what the textbook forest handles
+//! worst (it follows the extreme training samples down and looks ordinary;
+//! a 50-unit spike on a ±1 sine scored 0.58 against 0.49 for normal points).
+//! Here the cut at such a node is taken to be drawn over the range *including
+//! the point*, so it separates the point with probability
+//! `out / (out + width)`, and the expected path length is computed in closed
+//! form along the path. At the root the cut is taken in the feature the point
+//! is farthest outside (each tree keeps its subsample's bounding box), so one
+//! wild feature among several is not diluted by the others. Points inside
+//! every range score exactly as in the textbook forest; a point far outside
+//! is isolated at the root (score ≈ 0.93 with ψ = 256). On standard normal
+//! features, 1 point in 10,000 scores above 0.745 and one 8 σ out in a single
+//! feature 0.81.
+//!
+//! Features are standardised (mean, standard deviation of the training
+//! vectors) before the trees are built, so nodes hold `f32` cuts: 16 bytes
+//! per node, about 300 nodes per tree at ψ = 256.
+
+use crate::sources::rng::Rng;
+
+/// Features per vector.
+pub const DIMS: usize = 3;
+/// Subsample per tree (ψ in the paper).
+pub const SUBSAMPLE: usize = 256;
+
+/// A node, in pre-order: an internal node's left child follows it.
+#[derive(Debug, Clone, Copy)]
+struct Node {
+    /// Cut; for a leaf, the number of samples it holds.
+    split: f32,
+    /// Range of the node's samples in `dim`.
+    lo: f32,
+    hi: f32,
+    /// Index of the right child; `u16::MAX` marks a leaf.
+    right: u16,
+    dim: u8,
+}
+
+const LEAF: u16 = u16::MAX;
+
+#[derive(Debug, Clone)]
+pub struct Forest {
+    trees: Vec<Vec<Node>>,
+    /// Per tree, the range of its subsample in every feature.
+    boxes: Vec<[(f32, f32); DIMS]>,
+    center: [f64; DIMS],
+    scale: [f64; DIMS],
+    /// Distance (standardised) below which a point outside a range counts
+    /// as inside: rounding noise at the feature's level.
+    noise: [f64; DIMS],
+    /// c(ψ): the average path length of an unsuccessful search in a binary
+    /// search tree of ψ keys, the normaliser of scores.
+    norm: f64,
+}
+
+/// How a point was scored.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Scored {
+    pub score: f64,
+    /// Mean expected number of cuts that isolated the point.
+    pub path: f64,
+    /// The mean path of an ordinary point, c(ψ).
+    pub normal: f64,
+}
+
+/// Average path length of an unsuccessful BST search among `n` keys.
+pub fn c(n: usize) -> f64 {
+    match n {
+        0 | 1 => 0.0,
+        2 => 1.0,
+        n => {
+            let n = n as f64;
+            2.0 * ((n - 1.0).ln() + 0.577_215_664_901_532_9) - 2.0 * (n - 1.0) / n
+        }
+    }
+}
+
+impl Forest {
+    /// Builds `trees` trees over `samples` (at least two). The same samples,
+    /// tree count and seed always give the same forest.
+    pub fn build(samples: &[[f64; DIMS]], trees: usize, seed: u64) -> Forest {
+        let n = samples.len().max(1);
+        let mut center = [0.0; DIMS];
+        let mut scale = [1.0; DIMS];
+        let mut noise = [0.0; DIMS];
+        for d in 0..DIMS {
+            let mean = samples.iter().map(|s| s[d]).sum::<f64>() / n as f64;
+            let var = samples.iter().map(|s| (s[d] - mean).powi(2)).sum::<f64>() / n as f64;
+            let floor = 1e-9 * (1.0 + mean.abs());
+            center[d] = mean;
+            scale[d] = var.sqrt().max(floor);
+            noise[d] = floor / scale[d];
+        }
+        let data: Vec<[f32; DIMS]> =
+            samples.iter().map(|s| std::array::from_fn(|d| ((s[d] - center[d]) / scale[d]) as f32)).collect();
+        let psi = data.len().min(SUBSAMPLE);
+        let limit = (psi.max(2) as f64).log2().ceil() as usize;
+        let mut rng = Rng(seed ^ 0x1f0e_57a5_3d1c_9b27);
+        let mut idx: Vec<u32> = (0..data.len() as u32).collect();
+        let mut boxes = Vec::with_capacity(trees.max(1));
+        let trees = (0..trees.max(1))
+            .map(|_| {
+                // The first ψ entries of a partial Fisher–Yates shuffle.
+                for i in 0..psi {
+                    let j = i + (rng.next_u64() % (idx.len() - i) as u64) as usize;
+                    idx.swap(i, j);
+                }
+                let mut sub: Vec<u32> = idx[..psi].to_vec();
+                boxes.push(bounds(&data, &sub));
+                let mut nodes = Vec::with_capacity(2 * psi);
+                grow(&data, &mut sub, 0, limit, &mut rng, &mut nodes);
+                nodes
+            })
+            .collect();
+        Forest { trees, boxes, center, scale, noise, norm: c(psi) }
+    }
+
+    /// Scores one raw (not standardised) feature vector.
+    pub fn score(&self, x: &[f64; DIMS]) -> Scored {
+        let z: [f64; DIMS] = std::array::from_fn(|d| (x[d] - self.center[d]) / self.scale[d]);
+        let total: f64 = self.trees.iter().zip(&self.boxes).map(|(t, b)| self.path(t, b, &z)).sum();
+        let path = total / self.trees.len() as f64;
+        let score = if self.norm > 0.0 { 2f64.powf(-path / self.norm) } else { 0.5 };
+        Scored { score, path, normal: self.norm }
+    }
+
+    /// Expected path length of `z` in one tree (see the module notes).
+    fn path(&self, tree: &[Node], bounds: &[(f32, f32); DIMS], z: &[f64; DIMS]) -> f64 {
+        // At the root, the cut is made in the feature z is farthest outside.
+        let mut p: f64 = 0.0;
+        for d in 0..DIMS {
+            let (lo, hi) = (bounds[d].0 as f64, bounds[d].1 as f64);
+            let out = (lo - z[d]).max(z[d] - hi) - self.noise[d];
+            if out > 0.0 {
+                p = p.max(out / (out + (hi - lo)));
+            }
+        }
+        let mut reach = 1.0 - p; // probability that no earlier cut isolated z
+        let mut expected = p;
+        let mut depth = 0.0;
+        let mut at = 0usize;
+        loop {
+            let node = tree[at];
+            if node.right == LEAF {
+                return expected + reach * (depth + c(node.split as usize));
+            }
+            let d = node.dim as usize;
+            let v = z[d];
+            let (lo, hi) = (node.lo as f64, node.hi as f64);
+            let out = (lo - v).max(v - hi) - self.noise[d];
+            if out > 0.0 {
+                let p = out / (out + (hi - lo));
+                expected += reach * p * (depth + 1.0);
+                reach *= 1.0 - p;
+            }
+            depth += 1.0;
+            at = if (v as f32) < node.split { at + 1 } else { node.right as usize };
+        }
+    }
+
+    /// Nodes over all trees (memory: 16 bytes each).
+    pub fn nodes(&self) -> usize {
+        self.trees.iter().map(Vec::len).sum()
+    }
+}
+
+/// The range of the samples `sub` in every feature.
+fn bounds(data: &[[f32; DIMS]], sub: &[u32]) -> [(f32, f32); DIMS] {
+    let mut ranges = [(f32::INFINITY, f32::NEG_INFINITY); DIMS];
+    for &i in sub {
+        for (d, r) in ranges.iter_mut().enumerate() {
+            let v = data[i as usize][d];
+            r.0 = r.0.min(v);
+            r.1 = r.1.max(v);
+        }
+    }
+    ranges
+}
+
+/// Grows the subtree over `sub` at `depth` into `nodes` (pre-order).
+fn grow(data: &[[f32; DIMS]], sub: &mut [u32], depth: usize, limit: usize, rng: &mut Rng, nodes: &mut Vec<Node>) {
+    let leaf = |nodes: &mut Vec<Node>, n: usize| {
+        nodes.push(Node { split: n as f32, lo: 0.0, hi: 0.0, right: LEAF, dim: 0 });
+    };
+    if depth >= limit || sub.len() <= 1 {
+        return leaf(nodes, sub.len());
+    }
+    let ranges = bounds(data, sub);
+    // A random feature among those the samples still differ in.
+    let open = ranges.iter().filter(|r| r.1 > r.0).count();
+    if open == 0 {
+        return leaf(nodes, sub.len());
+    }
+    let k = (rng.next_u64() % open as u64) as usize;
+    let dim = (0..DIMS).filter(|&d| ranges[d].1 > ranges[d].0).nth(k).expect("one feature is open");
+    let (lo, hi) = ranges[dim];
+    let mut split = lo + (rng.unit() as f32) * (hi - lo);
+    if split <= lo {
+        // Rounded onto the smallest value: both sides must hold samples.
+        split = hi;
+    }
+    // Partition: left holds values below the cut.
+    let mut left = 0;
+    for i in 0..sub.len() {
+        if data[sub[i] as usize][dim] < split {
+            sub.swap(i, left);
+            left += 1;
+        }
+    }
+    let me = nodes.len();
+    nodes.push(Node { split, lo, hi, right: 0, dim: dim as u8 });
+    let (l, r) = sub.split_at_mut(left);
+    grow(data, l, depth + 1, limit, rng, nodes);
+    nodes[me].right = nodes.len() as u16;
+    grow(data, r, depth + 1, limit, rng, nodes);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gaussian(n: usize, seed: u64) -> Vec<[f64; DIMS]> {
+        let mut rng = Rng(seed);
+        (0..n).map(|_| [rng.gauss(), rng.gauss() * 10.0 + 100.0, rng.gauss() * 0.01]).collect()
+    }
+
+    #[test]
+    fn c_matches_the_paper() {
+        assert_eq!(c(1), 0.0);
+        assert_eq!(c(2), 1.0);
+        assert!((c(256) - 10.2448).abs() < 1e-3, "{}", c(256));
+    }
+
+    #[test]
+    fn the_same_seed_builds_the_same_forest() {
+        let s = gaussian(512, 1);
+        let (a, b) = (Forest::build(&s, 50, 7), Forest::build(&s, 50, 7));
+        let x = [0.3, 95.0, 0.0];
+        assert_eq!(a.score(&x), b.score(&x));
+        assert_ne!(a.score(&x), Forest::build(&s, 50, 8).score(&x));
+    }
+
+    #[test]
+    fn outliers_score_high_and_ordinary_points_do_not() {
+        let s = gaussian(512, 2);
+        let f = Forest::build(&s, 100, 3);
+        let fresh = gaussian(5000, 99);
+        let worst = fresh.iter().map(|x| f.score(x).score).fold(0.0, f64::max);
+        let typical = f.score(&[0.0, 100.0, 0.0]).score;
+        assert!(typical < 0.45, "centre {typical}");
+        assert!(worst < 0.78, "worst of 5000 ordinary points {worst}");
+        for x in [[8.0, 100.0, 0.0], [0.0, 200.0, 0.0], [0.0, 100.0, 0.1], [-50.0, 100.0, 0.0]] {
+            let s = f.score(&x);
+            assert!(s.score > 0.8, "{x:?}: {s:?}");
+        }
+    }
+
+    #[test]
+    fn a_constant_training_set_scores_only_real_changes() {
+        let s = vec![[5.0, 0.0, 0.0]; 300];
+        let f = Forest::build(&s, 20, 0);
+        assert!(f.score(&[5.0 + 1e-12, 0.0, 0.0]).score <= 0.5);
+        assert!(f.score(&[5.1, 0.0, 0.0]).score > 0.9);
+    }
+
+    #[test]
+    fn memory_is_bounded_by_the_subsample() {
+        let f = Forest::build(&gaussian(2000, 4), 100, 5);
+        assert!(f.nodes() <= 100 * (2 * SUBSAMPLE - 1));
+        assert_eq!(std::mem::size_of::<Node>(), 16);
+    }
+}
