@@ -2,6 +2,7 @@
 //! every outcome to a documented exit status.
 
 mod acquire;
+mod alert;
 mod args;
 mod completions;
 mod detect;
@@ -87,6 +88,8 @@ pub enum Command {
     Fuse(pipeline::FuseArgs),
     /// Detect anomalies (sources → channel validation → fusion → detection).
     Detect(detect::DetectArgs),
+    /// Send alerts (… → detection → alert rules → notifiers); preview them with --render; manage silences.
+    Alert(alert::AlertArgs),
     /// Print a shell completion script.
     Completions(completions::CompletionsArgs),
 }
@@ -112,6 +115,7 @@ pub fn main() -> ExitCode {
         Command::Validate(v) => validate::run(v, &cli.global),
         Command::Fuse(f) => pipeline::run_fuse(f, &cli.global),
         Command::Detect(d) => detect::run(d, &cli.global),
+        Command::Alert(a) => alert::run(a, &cli.global),
         Command::Completions(c) => completions::run(c),
     };
     match result {

@@ -89,8 +89,25 @@ pub(super) fn finish(
     if r.detect.channels > 0 {
         parts.push(format!("{} on {} detector-channels", plural(r.detect.anomalies, "anomaly"), r.detect.channels));
     }
-    if r.other_records > r.detect.anomalies {
-        parts.push(format!("{} passed on", plural(r.other_records - r.detect.anomalies, "other record")));
+    let al = &r.alert;
+    if al.stats.notifications + al.stats.silenced > 0 || command == "alert" {
+        let mut s = plural(al.stats.notifications, "notification");
+        let mut more = vec![format!("{} delivered", al.sent)];
+        if al.failed > 0 {
+            more.push(format!("{} failed", al.failed));
+        }
+        if al.stats.silenced > 0 {
+            more.push(format!("{} silenced", al.stats.silenced));
+        }
+        if al.stats.fallbacks + al.fallbacks > 0 {
+            more.push(format!("{} template fallbacks", al.stats.fallbacks + al.fallbacks));
+        }
+        s += &format!(" ({})", more.join(", "));
+        parts.push(s);
+    }
+    let passed = r.other_records.saturating_sub(r.detect.anomalies + al.stats.notifications);
+    if passed > 0 {
+        parts.push(format!("{} passed on", plural(passed, "other record")));
     }
     if let Some(i) = &r.input {
         if i.rejected > 0 {
@@ -145,15 +162,25 @@ pub(super) fn finish(
             return Err(Failure::new(Exit::Failure, format!("{} did not answer", silent.join(", "))));
         }
     }
+    if al.failed > 0 {
+        return Err(Failure::new(
+            Exit::Failure,
+            format!(
+                "{} not delivered (see the log above and the store's `alerts` table)",
+                plural(al.failed, "notification")
+            ),
+        ));
+    }
     if (a.fail_on.contains(&FailOn::Bad) && v.bad > 0)
         || (a.fail_on.contains(&FailOn::Anomaly) && r.detect.anomalies > 0)
+        || (a.fail_on.contains(&FailOn::Alert) && al.stats.notifications > 0)
     {
         return Ok(Exit::FailOn);
     }
     Ok(Exit::Ok)
 }
 
-fn plural(n: u64, what: &str) -> String {
+pub(super) fn plural(n: u64, what: &str) -> String {
     match (n, what.strip_suffix('y')) {
         (1, _) => format!("1 {what}"),
         (_, Some(stem)) => format!("{n} {stem}ies"),

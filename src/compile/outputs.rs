@@ -55,14 +55,13 @@ pub(super) fn compile_outputs(cx: &mut Cx, spec: &Spec, plan: &mut Plan) {
                 check_http_url(cx, &key(&path, "url"), &w.url);
                 if let Some(body) = &w.body {
                     if let Some(out) = templates::check_template(cx, &key(&path, "body"), body, &sample) {
-                        let looks_json = body.trim_start().starts_with(['{', '[']);
-                        if looks_json && serde_json::from_str::<serde_json::Value>(&out).is_err() {
+                        if templates::looks_json(body) && serde_json::from_str::<serde_json::Value>(&out).is_err() {
                             cx.err(
                                 Code::TemplateRender,
                                 &key(&path, "body"),
                                 "the body looks like JSON but renders invalid JSON on a sample record",
                             )
-                            .hint = Some("insert values with `{{ value | tojson }}`".into());
+                            .hint = Some("insert values as `{{ value }}`: JSON bodies escape them as JSON".into());
                         }
                     }
                 }

@@ -2,21 +2,143 @@
 //! at validate time, with strict undefined, so that a typo is a spec error
 //! rather than a dropped notification at 3 a.m.
 
-use minijinja::{Environment, UndefinedBehavior, Value};
+use minijinja::value::Kwargs;
+use minijinja::{Environment, Error, ErrorKind, State, UndefinedBehavior, Value};
 
 use super::diag::Code;
 use super::Cx;
 
 /// Most template instructions one render may execute.
 pub const FUEL: u64 = 50_000;
+/// Longest text one render may produce (64 KiB).
+pub const MAX_OUTPUT: usize = 64 * 1024;
 
-/// The environment every template of a pipeline is rendered in.
+/// The environment every template of a pipeline is rendered in: strict
+/// undefined, bounded fuel and recursion, and the domain filters `unit`,
+/// `duration` and `timestamp` next to minijinja's built-ins (`round`,
+/// `tojson`, …).
 pub fn environment() -> Environment<'static> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     env.set_fuel(Some(FUEL));
     env.set_recursion_limit(32);
+    env.add_filter("unit", unit_filter);
+    env.add_filter("duration", duration_filter);
+    env.add_filter("timestamp", timestamp_filter);
     env
+}
+
+/// Whether a template produces JSON (it starts with `[`, or with `{` that
+/// does not open a tag): such templates render with JSON escaping, so a
+/// value inserted as `{{ title }}` is a JSON string whatever it holds.
+pub fn looks_json(src: &str) -> bool {
+    let t = src.trim_start();
+    t.starts_with('[') || (t.starts_with('{') && !t[1..].starts_with(['{', '%', '#']))
+}
+
+/// The environment JSON templates render in.
+pub fn json_environment() -> Environment<'static> {
+    let mut env = environment();
+    env.set_auto_escape_callback(|_| minijinja::AutoEscape::Json);
+    env
+}
+
+/// Renders `src` with `ctx`, failing when the text would exceed [`MAX_OUTPUT`].
+pub fn render_capped(env: &Environment<'_>, src: &str, ctx: &Value) -> Result<String, Error> {
+    let t = env.template_from_str(src)?;
+    let mut out = Capped(Vec::new());
+    match t.render_captured_to(ctx, &mut out) {
+        Ok(_) => Ok(String::from_utf8_lossy(&out.0).into_owned()),
+        Err(e) if out.0.len() > MAX_OUTPUT => {
+            Err(Error::new(ErrorKind::InvalidOperation, format!("output longer than {MAX_OUTPUT} bytes ({e})")))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// A writer that refuses to grow past [`MAX_OUTPUT`].
+struct Capped(Vec<u8>);
+
+impl std::io::Write for Capped {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.0.len() + buf.len() > MAX_OUTPUT {
+            self.0.extend_from_slice(&buf[..(MAX_OUTPUT + 1 - self.0.len().min(MAX_OUTPUT)).min(buf.len())]);
+            return Err(std::io::Error::other("template output too long"));
+        }
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// `{{ value | unit }}` → `81.25 degC` (the record's unit), `{{ x | unit('bar') }}`.
+fn unit_filter(state: &State, value: Value, unit: Option<String>) -> String {
+    let unit = unit.or_else(|| state.lookup("unit").filter(|u| !u.is_none()).map(|u| u.to_string()));
+    match unit {
+        Some(u) if !u.is_empty() => format!("{value} {u}"),
+        _ => value.to_string(),
+    }
+}
+
+/// `{{ seconds | duration }}` → `1h 2m 5s`.
+fn duration_filter(value: f64) -> Result<String, Error> {
+    if !value.is_finite() {
+        return Err(Error::new(ErrorKind::InvalidOperation, "duration of a value that is not a number"));
+    }
+    let mut s = value.abs().round() as u64;
+    let mut parts = Vec::new();
+    for (unit, size) in [("d", 86_400), ("h", 3_600), ("m", 60)] {
+        if s >= size {
+            parts.push(format!("{}{unit}", s / size));
+            s %= size;
+        }
+    }
+    if s > 0 || parts.is_empty() {
+        parts.push(format!("{s}s"));
+    }
+    Ok(format!("{}{}", if value < 0.0 { "-" } else { "" }, parts.join(" ")))
+}
+
+/// `{{ ts | timestamp('Europe/Berlin') }}` → `2026-01-01 01:00:00 CET`; the
+/// zone is an IANA name, `UTC`, `local` or an offset (`+02:00`); `format=`
+/// takes strftime syntax. `ts` is an RFC 3339 text or seconds since the epoch.
+fn timestamp_filter(value: Value, zone: Option<String>, kwargs: Kwargs) -> Result<String, Error> {
+    use chrono::{DateTime, FixedOffset, Local, TimeZone, Utc};
+    let bad = |why: String| Error::new(ErrorKind::InvalidOperation, why);
+    let format: Option<String> = kwargs.get("format")?;
+    kwargs.assert_all_used()?;
+    let at: DateTime<Utc> = if let Some(s) = value.as_str() {
+        DateTime::parse_from_rfc3339(s).map_err(|e| bad(format!("`{s}` is not a timestamp: {e}")))?.to_utc()
+    } else if let Ok(secs) = f64::try_from(value.clone()) {
+        Utc.timestamp_micros((secs * 1e6) as i64).single().ok_or_else(|| bad(format!("{secs} is out of range")))?
+    } else {
+        return Err(bad(format!("{value} is not a timestamp")));
+    };
+    let fmt = format.as_deref().unwrap_or("%Y-%m-%d %H:%M:%S %Z");
+    let check = |f: &str| {
+        use chrono::format::{Item, StrftimeItems};
+        if StrftimeItems::new(f).any(|i| matches!(i, Item::Error)) {
+            Err(bad(format!("`{f}` is not a strftime format")))
+        } else {
+            Ok(())
+        }
+    };
+    check(fmt)?;
+    let zone = zone.unwrap_or_else(|| "UTC".into());
+    Ok(match zone.as_str() {
+        "UTC" | "utc" | "Z" => at.format(fmt).to_string(),
+        "local" => at.with_timezone(&Local).format(fmt).to_string(),
+        z if z.starts_with(['+', '-']) => {
+            let off: FixedOffset = z.parse().map_err(|_| bad(format!("`{z}` is not an offset like +02:00")))?;
+            at.with_timezone(&off).format(fmt).to_string()
+        }
+        z => {
+            let tz: chrono_tz::Tz = z.parse().map_err(|_| bad(format!("`{z}` is not a time zone")))?;
+            at.with_timezone(&tz).format(fmt).to_string()
+        }
+    })
 }
 
 /// A record with every field a template may use: the union of reading,
@@ -45,6 +167,10 @@ pub fn sample_record(channel: &str) -> Value {
         "body": "sample body",
         "fingerprint": "0000000000000000",
         "labels": {},
+        "text": null,
+        "recent": [80.5, 81.0, 81.25],
+        "since": "2026-01-01T00:00:00.000Z",
+        "firing_for": 0.0,
     }))
 }
 
@@ -70,13 +196,13 @@ pub(crate) fn check_expression(cx: &mut Cx, path: &str, expr: &str, ctx: &Value)
 
 /// Checks a template; returns what it rendered for the sample.
 pub(crate) fn check_template(cx: &mut Cx, path: &str, src: &str, ctx: &Value) -> Option<String> {
-    let env = environment();
+    let env = if looks_json(src) { json_environment() } else { environment() };
     match env.template_from_str(src) {
         Err(e) => {
             cx.err(Code::Template, path, format!("the template does not compile: {}", describe(&e)));
             None
         }
-        Ok(t) => match t.render(ctx) {
+        Ok(_) => match render_capped(&env, src, ctx) {
             Ok(s) => Some(s),
             Err(e) => {
                 cx.err(
@@ -103,7 +229,7 @@ pub(crate) fn check_channel_template(cx: &mut Cx, path: &str, src: &str, filter:
     }
 }
 
-fn describe(e: &minijinja::Error) -> String {
+pub fn describe(e: &minijinja::Error) -> String {
     let mut s = e.kind().to_string();
     if let Some(d) = e.detail() {
         s += ": ";
@@ -113,5 +239,5 @@ fn describe(e: &minijinja::Error) -> String {
 }
 
 fn note_fields() -> String {
-    "records have: kind, ts, channel, value, unit, quality, flags, source; anomalies add detector, method, score, expected, threshold; alerts add rule, state, severity, title, body, fingerprint, labels".into()
+    "records have: kind, ts, channel, value, unit, quality, flags, source; anomalies add detector, method, score, expected, threshold; alerts add rule, state, severity, title, body, fingerprint, labels, recent (the channel's last values), since, firing_for (seconds)".into()
 }

@@ -27,11 +27,13 @@ use indicatif::{ProgressBar, ProgressStyle};
 use tokio::sync::{mpsc, watch};
 
 use crate::compile::{Plan, SourceKind, StorePlan};
+use crate::sinks::notify::{Delivery, Dispatcher};
 use crate::sinks::stdout::{Output, OutputError};
 use crate::sinks::store::{self, Store, StoreError, StoreStats};
 use crate::sources::input::{self, InputFormat, InputStats};
 use crate::sources::simulate::Simulator;
 use crate::sources::sleep_until;
+use crate::stages::alert::{AlertStats, Alerter, Silence};
 use crate::stages::detect::{DetectStats, Detectors};
 use crate::stages::fuse::{FuseStats, Fuser};
 use crate::stages::validate::{ChannelValidator, ValidateStats};
@@ -49,6 +51,10 @@ const STATE_KEY: &str = "channels";
 /// Where detector state is kept.
 const DETECT_COMPONENT: &str = "detect";
 const DETECT_KEY: &str = "detectors";
+/// Where alert state (pending, firing, last notified) and silences are kept.
+pub const ALERT_COMPONENT: &str = "alert";
+const ALERT_KEY: &str = "rules";
+pub const SILENCES_KEY: &str = "silences";
 /// Where the virtual clock starts unless a source sets `start`: 2026-01-01T00:00:00Z.
 pub const VIRTUAL_EPOCH: time::Micros = 1_767_225_600_000_000;
 
@@ -61,6 +67,8 @@ pub enum Stage {
     Fuse,
     /// … then detection (`detect`).
     Detect,
+    /// … then alert rules and notifiers (`alert`).
+    Alert,
 }
 
 impl Stage {
@@ -69,6 +77,7 @@ impl Stage {
             Stage::Validate => "acquire",
             Stage::Fuse => "fuse",
             Stage::Detect => "detect",
+            Stage::Alert => "alert",
         }
     }
 }
@@ -129,6 +138,7 @@ pub struct RunReport {
     pub validate: ValidateStats,
     pub fuse: FuseStats,
     pub detect: DetectStats,
+    pub alert: AlertReport,
     pub store: Option<StoreStats>,
     pub other_records: u64,
     /// A signal stopped the producers before they ended on their own.
@@ -137,6 +147,18 @@ pub struct RunReport {
     pub output_closed: bool,
     /// Counters of each device source, in spec order.
     pub sources: Vec<SourceReport>,
+}
+
+/// What the alert stage did.
+#[derive(Debug, Default, Clone)]
+pub struct AlertReport {
+    pub stats: AlertStats,
+    /// Deliveries (notification × notifier) that went out, and that failed
+    /// after their retries.
+    pub sent: u64,
+    pub failed: u64,
+    /// Notifier templates that failed and sent their fallback text.
+    pub fallbacks: u64,
 }
 
 #[derive(Debug)]
@@ -257,6 +279,20 @@ pub fn run(plan: &Plan, opts: RunOptions, output: &mut Output) -> Result<RunRepo
         let conn = st.reader().map_err(EngineError::Store)?;
         warm_up(&mut detectors, &conn, time::now_micros(), &st.path)?;
     }
+    // Alert state is kept by every run with a store but a backtest, --input
+    // runs included: notifications are side effects that must not repeat.
+    let mut alerter =
+        Alerter::new(if opts.stage >= Stage::Alert { &plan.alerts } else { &[] }).map_err(EngineError::Usage)?;
+    if let (Some(st), false) = (&store, alerter.is_empty() || opts.replay.is_some()) {
+        if let Some(saved) = st.load_state(ALERT_COMPONENT, ALERT_KEY).map_err(EngineError::Store)? {
+            alerter.restore_state(&saved);
+        }
+        alerter.silences = load_silences(st)?;
+    }
+    let mut dispatcher = match alerter.is_empty() {
+        true => None,
+        false => Some(Dispatcher::start(rt.handle(), &plan.notifiers).map_err(EngineError::Setup)?),
+    };
     let saved_state = match &store {
         Some(st) if live => st.load_state(STATE_COMPONENT, STATE_KEY).map_err(EngineError::Store)?,
         _ => None,
@@ -429,6 +465,7 @@ pub fn run(plan: &Plan, opts: RunOptions, output: &mut Output) -> Result<RunRepo
     let mut fused: Vec<Record> = Vec::new();
     let mut output_error = None;
     let mut live_taken = 0u64;
+    let mut notes = Vec::new();
     loop {
         let next = rt.block_on(async {
             tokio::select! {
@@ -492,6 +529,25 @@ pub fn run(plan: &Plan, opts: RunOptions, output: &mut Output) -> Result<RunRepo
             std::mem::swap(&mut fused, &mut validated);
             detectors.process(std::mem::take(&mut fused), &mut out_batch);
         }
+        let mut deliveries: Vec<Record> = Vec::new();
+        if let Some(d) = dispatcher.as_mut() {
+            notes.clear();
+            alerter.process(&out_batch, &mut notes);
+            for n in &notes {
+                d.send(n);
+                out_batch.push(Record::Other {
+                    kind: "alert".into(),
+                    line: n.record.to_string().into_boxed_str(),
+                    from_input: false,
+                });
+            }
+            let done = if ending { d.finish(&rt) } else { d.outcomes() };
+            deliveries.extend(done.iter().map(delivery_record));
+        }
+        if let (Some(stx), false) = (&store_tx, deliveries.is_empty()) {
+            // The notification log: stored, never printed.
+            let _ = stx.send((deliveries, None));
+        }
         if out_batch.is_empty() && on_commit.is_none() {
             if ending {
                 break;
@@ -552,6 +608,12 @@ pub fn run(plan: &Plan, opts: RunOptions, output: &mut Output) -> Result<RunRepo
     report.validate = validator.stats;
     report.fuse = fuser.stats;
     report.detect = std::mem::take(&mut detectors.stats);
+    report.alert.stats = alerter.stats.clone();
+    if let Some(d) = &dispatcher {
+        report.alert.sent = d.sent;
+        report.alert.failed = d.failed;
+        report.alert.fallbacks = d.fallbacks;
+    }
     if let Some(h) = input_handle {
         // The producers closed the queue, so the thread is ending: wait for
         // its stats. Only one still blocked on a quiet stdin after a signal is
@@ -580,6 +642,9 @@ pub fn run(plan: &Plan, opts: RunOptions, output: &mut Output) -> Result<RunRepo
                             .map_err(EngineError::Store)?;
                     }
                 }
+                if !alerter.is_empty() && opts.replay.is_none() {
+                    store.save_state(ALERT_COMPONENT, ALERT_KEY, &alerter.save_state()).map_err(EngineError::Store)?;
+                }
                 report.store = Some(stats);
             }
             Ok(Err((e, _))) => return Err(EngineError::Store(e)),
@@ -605,6 +670,23 @@ pub fn run(plan: &Plan, opts: RunOptions, output: &mut Output) -> Result<RunRepo
     }
     report.elapsed = started.elapsed();
     Ok(report)
+}
+
+/// The silences kept in the store (`alert --silence`).
+pub fn load_silences(store: &Store) -> Result<Vec<Silence>, EngineError> {
+    let saved = store.load_state(ALERT_COMPONENT, SILENCES_KEY).map_err(EngineError::Store)?;
+    Ok(saved.and_then(|s| serde_json::from_str(&s).ok()).unwrap_or_default())
+}
+
+/// A delivery outcome as a `delivery` record for the notification log.
+fn delivery_record(d: &Delivery) -> Record {
+    let mut row = d.record.clone();
+    if let Some(m) = row.as_object_mut() {
+        m.insert("notifier".into(), d.notifier.clone().into());
+        m.insert("error".into(), d.error.clone().into());
+        m.insert("attempts".into(), d.attempts.into());
+    }
+    Record::Other { kind: "delivery".into(), line: row.to_string().into_boxed_str(), from_input: false }
 }
 
 fn display_path(p: &str) -> String {

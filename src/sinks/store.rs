@@ -225,6 +225,8 @@ impl Store {
 pub struct StoreStats {
     pub readings: u64,
     pub anomalies: u64,
+    /// Rows of the notification log.
+    pub alerts: u64,
     pub commits: u64,
     pub commit_time: Duration,
     pub retention_deleted: u64,
@@ -249,6 +251,43 @@ impl AnomalyRow {
         let row: AnomalyRow = serde_json::from_str(line).ok()?;
         crate::engine::time::parse_rfc3339(&row.ts)?;
         Some(row)
+    }
+}
+
+/// One row of the `alerts` table (the notification log): an alert record
+/// (`kind: alert`, no notifier) or the outcome of sending it through one
+/// notifier (`kind: delivery`, with `notifier` and `error`).
+#[derive(Debug, serde::Deserialize)]
+struct AlertRow {
+    ts: String,
+    rule: String,
+    state: String,
+    severity: Option<String>,
+    channel: Option<String>,
+    value: Option<f64>,
+    title: Option<String>,
+    fingerprint: Option<String>,
+    notifier: Option<String>,
+    error: Option<String>,
+}
+
+/// What is inserted row by row next to the readings of a commit.
+enum EventRow {
+    Anomaly(AnomalyRow),
+    Alert(AlertRow),
+}
+
+impl EventRow {
+    fn parse(kind: &str, line: &str) -> Option<EventRow> {
+        match kind {
+            "anomaly" => AnomalyRow::parse(line).map(EventRow::Anomaly),
+            "alert" | "delivery" => {
+                let row: AlertRow = serde_json::from_str(line).ok()?;
+                crate::engine::time::parse_rfc3339(&row.ts)?;
+                Some(EventRow::Alert(row))
+            }
+            _ => None,
+        }
     }
 }
 
@@ -385,7 +424,7 @@ pub fn run_writer(
     let mut last_retention = Instant::now();
     // Hooks of the batches whose records are in `cols`: they run after the commit.
     let mut hooks: Vec<CommitHook> = Vec::new();
-    let mut anomalies: Vec<AnomalyRow> = Vec::new();
+    let mut events: Vec<EventRow> = Vec::new();
     loop {
         let wait = match first_pending {
             Some(t) => cfg.flush.saturating_sub(t.elapsed()),
@@ -402,24 +441,23 @@ pub fn run_writer(
                             cols.push(r);
                             if cols.len >= cfg.batch {
                                 // A hook waits for the commit that holds its batch's last record.
-                                commit(&store, &mut cols, &mut anomalies, &mut stats, &mut hooks)
+                                commit(&store, &mut cols, &mut events, &mut stats, &mut hooks)
                                     .map_err(|e| (e, stats))?;
                                 first_pending = None;
                             }
                         }
-                        Record::Other { kind, line, from_input } if &**kind == "anomaly" => {
+                        Record::Other { kind, line, from_input } => {
                             if *from_input && !cfg.store_input {
                                 continue;
                             }
-                            if let Some(row) = AnomalyRow::parse(line) {
-                                anomalies.push(row);
+                            if let Some(row) = EventRow::parse(kind, line) {
+                                events.push(row);
                             }
                         }
-                        Record::Other { .. } => {}
                     }
                 }
                 hooks.extend(hook);
-                if (cols.len > 0 || !hooks.is_empty() || !anomalies.is_empty()) && first_pending.is_none() {
+                if (cols.len > 0 || !hooks.is_empty() || !events.is_empty()) && first_pending.is_none() {
                     first_pending = Some(Instant::now());
                 }
             }
@@ -427,7 +465,7 @@ pub fn run_writer(
             Err(RecvTimeoutError::Disconnected) => break,
         }
         if first_pending.is_some_and(|t| t.elapsed() >= cfg.flush) {
-            commit(&store, &mut cols, &mut anomalies, &mut stats, &mut hooks).map_err(|e| (e, stats))?;
+            commit(&store, &mut cols, &mut events, &mut stats, &mut hooks).map_err(|e| (e, stats))?;
             first_pending = None;
         }
         if let Some(r) = cfg.retention {
@@ -437,7 +475,7 @@ pub fn run_writer(
             }
         }
     }
-    commit(&store, &mut cols, &mut anomalies, &mut stats, &mut hooks).map_err(|e| (e, stats))?;
+    commit(&store, &mut cols, &mut events, &mut stats, &mut hooks).map_err(|e| (e, stats))?;
     Ok((store, stats))
 }
 
@@ -445,12 +483,12 @@ pub fn run_writer(
 fn commit(
     store: &Store,
     cols: &mut ReadingColumns,
-    anomalies: &mut Vec<AnomalyRow>,
+    events: &mut Vec<EventRow>,
     stats: &mut StoreStats,
     hooks: &mut Vec<CommitHook>,
 ) -> Result<(), StoreError> {
-    if cols.len > 0 || !anomalies.is_empty() {
-        commit_records(store, cols, anomalies, stats)?;
+    if cols.len > 0 || !events.is_empty() {
+        commit_records(store, cols, events, stats)?;
     }
     for hook in hooks.drain(..) {
         hook();
@@ -458,16 +496,17 @@ fn commit(
     Ok(())
 }
 
-/// Readings (Arrow appender) and anomalies (row appender) in one transaction.
+/// Readings (Arrow appender), anomalies and alerts (rows) in one transaction.
 fn commit_records(
     store: &Store,
     cols: &mut ReadingColumns,
-    anomalies: &mut Vec<AnomalyRow>,
+    events: &mut Vec<EventRow>,
     stats: &mut StoreStats,
 ) -> Result<(), StoreError> {
     let started = Instant::now();
     let n = cols.len as u64;
-    let n_anomalies = anomalies.len() as u64;
+    let n_anomalies = events.iter().filter(|e| matches!(e, EventRow::Anomaly(_))).count() as u64;
+    let n_alerts = events.len() as u64 - n_anomalies;
     let batch = (cols.len > 0).then(|| cols.finish());
     // One explicit transaction per batch: the appender may flush on its own
     // inside a large batch, and a batch is all or nothing.
@@ -479,22 +518,38 @@ fn commit_records(
             app.append_record_batch(batch)?;
             app.flush()?;
         }
-        if !anomalies.is_empty() {
+        if !events.is_empty() {
             // ts goes in as text: DuckDB casts RFC 3339 to TIMESTAMPTZ.
             let mut st =
                 store.conn.prepare("INSERT INTO anomalies VALUES (CAST(? AS TIMESTAMPTZ), ?, ?, ?, ?, ?, ?, ?, ?)")?;
-            for a in anomalies.drain(..) {
-                st.execute(duckdb::params![
-                    a.ts,
-                    a.channel,
-                    a.detector,
-                    a.method,
-                    a.value,
-                    a.score,
-                    a.expected,
-                    a.threshold,
-                    a.detail
-                ])?;
+            let mut al =
+                store.conn.prepare("INSERT INTO alerts VALUES (CAST(? AS TIMESTAMPTZ), ?, ?, ?, ?, ?, ?, ?, ?, ?)")?;
+            for e in events.drain(..) {
+                match e {
+                    EventRow::Anomaly(a) => st.execute(duckdb::params![
+                        a.ts,
+                        a.channel,
+                        a.detector,
+                        a.method,
+                        a.value,
+                        a.score,
+                        a.expected,
+                        a.threshold,
+                        a.detail
+                    ])?,
+                    EventRow::Alert(a) => al.execute(duckdb::params![
+                        a.ts,
+                        a.rule,
+                        a.state,
+                        a.severity,
+                        a.channel,
+                        a.value,
+                        a.title,
+                        a.fingerprint,
+                        a.notifier,
+                        a.error
+                    ])?,
+                };
             }
         }
         Ok::<(), duckdb::Error>(())
@@ -508,6 +563,7 @@ fn commit_records(
     }
     stats.readings += n;
     stats.anomalies += n_anomalies;
+    stats.alerts += n_alerts;
     stats.commits += 1;
     stats.commit_time += started.elapsed();
     Ok(())

@@ -717,7 +717,7 @@ impl Detectors {
             if st.step > 0 && r.ts - st.start > within {
                 *st = PatternState::default(); // too slow: start over
             }
-            let ctx = ctx.get_or_insert_with(|| record_context(r));
+            let ctx = ctx.get_or_insert_with(|| super::reading_context(r));
             let holds = |k: usize| d.steps[k].eval(&*ctx).map(|v| v.is_true()).unwrap_or(false);
             if !holds(st.step) {
                 continue;
@@ -744,21 +744,6 @@ impl Detectors {
 }
 
 /// A reading as the context of a pattern step (the fields of DESIGN.md §3).
-fn record_context(r: &crate::engine::record::Reading) -> minijinja::Value {
-    let mut ts = Vec::with_capacity(27);
-    write_rfc3339(r.ts, &mut ts);
-    minijinja::context! {
-        kind => "reading",
-        ts => String::from_utf8_lossy(&ts),
-        channel => &*r.channel,
-        value => r.value,
-        text => r.text.as_deref(),
-        unit => r.unit.as_deref(),
-        quality => r.quality.as_str(),
-        flags => r.flags.names().collect::<Vec<_>>(),
-        source => &*r.source,
-    }
-}
 
 /// The anomaly record (DESIGN.md §3), as the NDJSON line it prints as.
 fn anomaly(line: &mut Vec<u8>, d: &Detector, ts: Micros, channel: &str, v: Option<f64>, f: &Finding) -> Record {

@@ -1,0 +1,209 @@
+//! `edgeguard alert SPEC`: … → detection → alert rules → notifiers; with
+//! `--render FIXTURE`, a preview of what every notifier would send; with
+//! `--silence`, `--silences` and `--unsilence`, the silences in the store.
+
+use std::io::{BufRead, Write};
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+
+use super::args::{load_plan, parse_duration_arg, PipelineArgs};
+use super::exit::{Exit, Failure};
+use super::pipeline::{plural, run_stage};
+use super::{say, GlobalArgs};
+use crate::compile::Plan;
+use crate::engine::record::{parse_ndjson_line, Interner, Record};
+use crate::engine::time::{format_rfc3339, now_micros};
+use crate::engine::{load_silences, Stage, ALERT_COMPONENT, SILENCES_KEY};
+use crate::sinks::notify::Notifiers;
+use crate::sinks::store::Store;
+use crate::stages::alert::{check_glob, Alerter, Silence};
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["spec"])))]
+#[command(group(clap::ArgGroup::new("mode").args(["render", "silence", "silences", "unsilence"])))]
+pub struct AlertArgs {
+    #[command(flatten)]
+    pub pipeline: PipelineArgs,
+    /// Print, as NDJSON, what every notifier would send for the records of
+    /// FIXTURE (NDJSON readings and anomalies; `-` for stdin), and send nothing.
+    /// The records go to the rules as they are, with fresh rule state.
+    #[arg(long, value_name = "FIXTURE", conflicts_with_all = ["input", "once", "duration", "count"], help_heading = "Preview")]
+    pub render: Option<String>,
+    /// With --render: only this rule.
+    #[arg(long, value_name = "RULE", requires = "render", help_heading = "Preview")]
+    pub rule: Option<String>,
+    /// Silence RULE (on CHANNEL only, a name or glob) for --for; kept in the store.
+    #[arg(long, value_name = "RULE[:CHANNEL]", requires = "silence_for", help_heading = "Silences")]
+    pub silence: Option<String>,
+    /// How long the silence lasts: `2h`.
+    #[arg(long = "for", id = "silence_for", value_name = "DURATION", value_parser = parse_duration_arg, requires = "silence", help_heading = "Silences")]
+    pub silence_for: Option<Duration>,
+    /// Why (shown by --silences).
+    #[arg(long, value_name = "TEXT", requires = "silence", help_heading = "Silences")]
+    pub comment: Option<String>,
+    /// List the active silences.
+    #[arg(long, help_heading = "Silences")]
+    pub silences: bool,
+    /// End the silences of RULE (on CHANNEL).
+    #[arg(long, value_name = "RULE[:CHANNEL]", help_heading = "Silences")]
+    pub unsilence: Option<String>,
+}
+
+pub fn run(args: &AlertArgs, g: &GlobalArgs) -> Result<Exit, Failure> {
+    let a = &args.pipeline;
+    if args.render.is_none() && args.silence.is_none() && !args.silences && args.unsilence.is_none() {
+        return run_stage(a, g, Stage::Alert);
+    }
+    let spec = a.spec.as_deref().unwrap_or_default();
+    let plan = load_plan(spec, &a.set, g)?;
+    if let Some(fixture) = &args.render {
+        return render(&plan, fixture, args.rule.as_deref());
+    }
+    let Some(sp) = a.store(&plan) else {
+        return Err(Failure::new(
+            Exit::Usage,
+            "silences are kept in the store: the spec needs `store`, or --store PATH",
+        ));
+    };
+    let store = Store::open(&sp.path, None).map_err(crate::engine::EngineError::Store)?;
+    let now = now_micros();
+    let mut silences: Vec<Silence> = load_silences(&store)?.into_iter().filter(|s| s.until > now).collect();
+    if args.silences {
+        print_silences(&silences).map_err(|e| Failure::new(Exit::IoErr, e.to_string()))?;
+        return Ok(Exit::Ok);
+    }
+    if let Some(target) = &args.silence {
+        let (rule, channel) = target_of(&plan, target)?;
+        let d = args.silence_for.unwrap_or_default();
+        let s =
+            Silence { rule, channel, until: now + d.as_micros() as i64, comment: args.comment.clone(), created: now };
+        say(
+            g,
+            &format!(
+                "silenced `{}`{} until {}",
+                s.rule,
+                s.channel.as_deref().map(|c| format!(" on {c}")).unwrap_or_default(),
+                format_rfc3339(s.until)
+            ),
+        );
+        silences.retain(|o| !(o.rule == s.rule && o.channel == s.channel));
+        silences.push(s);
+    } else if let Some(target) = &args.unsilence {
+        let (rule, channel) = target_of(&plan, target)?;
+        let before = silences.len();
+        silences.retain(|o| !(o.rule == rule && (channel.is_none() || o.channel == channel)));
+        let ended = before - silences.len();
+        if ended == 0 {
+            return Err(Failure::new(Exit::Failure, format!("no active silence of `{target}`")));
+        }
+        say(g, &format!("ended {}", plural(ended as u64, "silence")));
+    }
+    let json = serde_json::to_string(&silences).unwrap_or_else(|_| "[]".into());
+    store.save_state(ALERT_COMPONENT, SILENCES_KEY, &json).map_err(crate::engine::EngineError::Store)?;
+    Ok(Exit::Ok)
+}
+
+/// `RULE[:CHANNEL]`, checked against the plan's rules.
+fn target_of(plan: &Plan, target: &str) -> Result<(String, Option<String>), Failure> {
+    let (rule, channel) = match target.split_once(':') {
+        Some((r, c)) => (r, Some(c.to_string())),
+        None => (target, None),
+    };
+    if !plan.alerts.iter().any(|a| a.rule == rule) {
+        let rules: Vec<&str> = plan.alerts.iter().map(|a| a.rule.as_str()).collect();
+        return Err(Failure::new(
+            Exit::Usage,
+            format!(
+                "no alert rule `{rule}` (rules: {})",
+                if rules.is_empty() { "none".into() } else { rules.join(", ") }
+            ),
+        ));
+    }
+    if let Some(c) = &channel {
+        check_glob(c).map_err(|e| Failure::new(Exit::Usage, format!("`{c}` is not a channel or glob: {e}")))?;
+    }
+    Ok((rule.to_string(), channel))
+}
+
+fn print_silences(silences: &[Silence]) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    if std::io::IsTerminal::is_terminal(&out) {
+        writeln!(out, "{:<24} {:<28} {:<26} comment", "rule", "channel", "until")?;
+        for s in silences {
+            let ch = s.channel.as_deref().unwrap_or("*");
+            let comment = s.comment.as_deref().unwrap_or("");
+            writeln!(out, "{:<24} {:<28} {:<26} {comment}", s.rule, ch, format_rfc3339(s.until))?;
+        }
+    } else {
+        for s in silences {
+            let line = serde_json::json!({
+                "rule": s.rule, "channel": s.channel, "until": format_rfc3339(s.until),
+                "created": format_rfc3339(s.created), "comment": s.comment,
+            });
+            writeln!(out, "{line}")?;
+        }
+    }
+    out.flush()
+}
+
+/// `--render`: every notification the fixture makes, as each notifier would send it.
+fn render(plan: &Plan, fixture: &str, only: Option<&str>) -> Result<Exit, Failure> {
+    let rules: Vec<_> = plan.alerts.iter().filter(|a| only.is_none_or(|r| a.rule == r)).cloned().collect();
+    if let Some(r) = only {
+        if rules.is_empty() {
+            let _ = target_of(plan, r)?;
+        }
+    }
+    let mut alerter = Alerter::new(&rules).map_err(|e| Failure::new(Exit::Config, e))?;
+    let notifiers = Notifiers::new(&plan.notifiers);
+    let reader: Box<dyn BufRead> = if fixture == "-" {
+        Box::new(std::io::stdin().lock())
+    } else {
+        let f = std::fs::File::open(fixture).map_err(|e| {
+            let exit = if e.kind() == std::io::ErrorKind::NotFound { Exit::NoInput } else { Exit::IoErr };
+            Failure::new(exit, format!("cannot read {fixture}: {e}"))
+        })?;
+        Box::new(std::io::BufReader::new(f))
+    };
+    let mut interner = Interner::with_cap(100_000);
+    let source: Arc<str> = Arc::from("fixture");
+    let mut out = std::io::stdout().lock();
+    let io = |e: std::io::Error| Failure::new(Exit::IoErr, format!("cannot write output: {e}"));
+    let mut notes = Vec::new();
+    for (i, line) in reader.lines().enumerate() {
+        let line = line.map_err(|e| Failure::new(Exit::IoErr, format!("cannot read {fixture}: {e}")))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let rec: Record = parse_ndjson_line(line.as_bytes(), &mut interner, now_micros(), &source)
+            .map_err(|e| Failure::new(Exit::DataErr, format!("{fixture}:{}: {}", i + 1, e.0)))?;
+        notes.clear();
+        alerter.process(std::slice::from_ref(&rec), &mut notes);
+        for n in &notes {
+            let head = serde_json::json!({"rule": &*n.rule, "state": n.state, "channel": &*n.channel,
+                                          "ts": format_rfc3339(n.ts), "fingerprint": n.fingerprint});
+            if n.notify.is_empty() {
+                writeln!(out, "{}", serde_json::json!({"alert": head, "notifier": null, "record": n.record}))
+                    .map_err(io)?;
+            }
+            for id in n.notify.iter() {
+                let Some((msg, mut errors)) = notifiers.render(id, n) else { continue };
+                errors.extend(n.errors.iter().cloned());
+                let mut line = serde_json::json!({"alert": head, "notifier": id});
+                if let (Some(m), Ok(serde_json::Value::Object(msg))) =
+                    (line.as_object_mut(), serde_json::to_value(&msg))
+                {
+                    m.extend(msg);
+                    if !errors.is_empty() {
+                        m.insert("template_errors".into(), errors.into());
+                    }
+                }
+                writeln!(out, "{line}").map_err(io)?;
+            }
+        }
+    }
+    out.flush().map_err(io)?;
+    Ok(Exit::Ok)
+}

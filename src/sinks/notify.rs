@@ -1,0 +1,467 @@
+//! Notifiers: what each one would send for a notification ([`Notifiers::render`],
+//! which `alert --render` prints), and sending it ([`Dispatcher`]).
+//!
+//! Rendering never fails: a template error gives the plain fallback text
+//! (with the error and the raw record) in place of what failed. JSON bodies
+//! and payloads (templates that start with `{` or `[`) render with JSON
+//! escaping, so `{"text": {{ title }}}` stays valid JSON whatever the title
+//! holds; file lines have CR and LF escaped, so one notification is one line;
+//! exec arguments are one argv entry each and no shell ever sees them.
+//!
+//! Delivery: one worker per notifier, in notification order, so a slow or
+//! failing notifier never holds the others up. Webhooks retry `retries`
+//! times with backoff and send an `Idempotency-Key`; MQTT and file retry
+//! twice; an exec that could not start is retried, one that ran and failed
+//! (or timed out: its whole process group is killed) is not — it may have
+//! acted. Every outcome comes back as a [`Delivery`].
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use minijinja::Environment;
+use tokio::sync::{mpsc, Semaphore};
+
+use crate::compile::plan::{NotifierKind, NotifierPlan};
+use crate::compile::templates::{self, render_capped};
+use crate::spec::FileFormat;
+use crate::stages::alert::{fallback, Notification};
+
+/// Most bytes of an exec's stderr kept for the error message.
+const STDERR_KEPT: usize = 2048;
+
+/// What one notifier sends for one notification.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum Message {
+    Stdout { record: String },
+    File { path: PathBuf, line: String },
+    Exec { argv: Vec<String> },
+    Webhook { url: String, body: String, idempotency_key: String },
+    Mqtt { topic: String, payload: String, qos: u8, retain: bool },
+}
+
+/// The outcome of sending one notification through one notifier.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub notifier: String,
+    pub record: serde_json::Value,
+    pub attempts: u32,
+    pub error: Option<String>,
+}
+
+/// Every notifier of a plan, ready to render.
+pub struct Notifiers {
+    plans: Vec<NotifierPlan>,
+    plain: Environment<'static>,
+    json: Environment<'static>,
+}
+
+impl Notifiers {
+    pub fn new(plans: &[NotifierPlan]) -> Notifiers {
+        Notifiers { plans: plans.to_vec(), plain: templates::environment(), json: templates::json_environment() }
+    }
+
+    pub fn ids(&self) -> impl Iterator<Item = &str> {
+        self.plans.iter().map(|p| p.id.as_str())
+    }
+
+    /// What notifier `id` sends for `n`, and the template errors met (each
+    /// replaced by the fallback text).
+    pub fn render(&self, id: &str, n: &Notification) -> Option<(Message, Vec<String>)> {
+        let plan = self.plans.iter().find(|p| p.id == id)?;
+        let mut errors = Vec::new();
+        let ctx = &n.context;
+        let record = n.record.to_string();
+        let mut text = |what: &str, src: &str| -> String {
+            let looks_json = templates::looks_json(src);
+            let env = if looks_json { &self.json } else { &self.plain };
+            let rendered = render_capped(env, src, ctx).and_then(|s| {
+                if looks_json && serde_json::from_str::<serde_json::Value>(&s).is_err() {
+                    Err(minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, "did not render valid JSON"))
+                } else {
+                    Ok(s)
+                }
+            });
+            match rendered {
+                Ok(s) => s,
+                Err(e) => {
+                    let why = format!("notifier `{id}` {what}: {}", templates::describe(&e));
+                    errors.push(why.clone());
+                    if looks_json {
+                        serde_json::json!({"fallback": true, "error": why, "alert": n.record}).to_string()
+                    } else {
+                        fallback(&n.rule, &why, ctx)
+                    }
+                }
+            }
+        };
+        let msg = match &plan.kind {
+            NotifierKind::Stdout => Message::Stdout { record },
+            NotifierKind::File { path, format, template } => {
+                let line = match format {
+                    FileFormat::Json => record,
+                    FileFormat::Line => one_line(&text("template", template)),
+                };
+                Message::File { path: path.clone(), line }
+            }
+            NotifierKind::Exec { command, .. } => {
+                Message::Exec { argv: command.iter().map(|a| text("argument", a)).collect() }
+            }
+            NotifierKind::Webhook { url, body, .. } => Message::Webhook {
+                url: url.clone(),
+                body: body.as_deref().map_or(record, |b| text("body", b)),
+                idempotency_key: format!("{}-{}-{}", n.fingerprint, n.ts, n.state),
+            },
+            NotifierKind::Mqtt { topic, payload, qos, retain, .. } => {
+                let t = text("topic", topic);
+                Message::Mqtt {
+                    topic: t,
+                    payload: payload.as_deref().map_or(record, |p| text("payload", p)),
+                    qos: *qos,
+                    retain: *retain,
+                }
+            }
+        };
+        let msg = match msg {
+            Message::Mqtt { topic, payload, qos, retain } if topic.is_empty() || topic.contains(['+', '#', '\0']) => {
+                errors.push(format!("notifier `{id}` topic: `{topic}` is not a topic to publish to"));
+                Message::Mqtt { topic: format!("edgeguard/alerts/{}", n.rule), payload, qos, retain }
+            }
+            m => m,
+        };
+        Some((msg, errors))
+    }
+}
+
+/// CR and LF as `\r` and `\n`: a file notification is one line.
+fn one_line(s: &str) -> String {
+    if !s.contains(['\r', '\n']) {
+        return s.to_string();
+    }
+    s.replace('\r', "\\r").replace('\n', "\\n")
+}
+
+/// Sends notifications; one worker task per notifier.
+pub struct Dispatcher {
+    notifiers: Arc<Notifiers>,
+    queues: Vec<(String, mpsc::UnboundedSender<(Message, serde_json::Value)>)>,
+    workers: Vec<tokio::task::JoinHandle<()>>,
+    results: std::sync::mpsc::Receiver<Delivery>,
+    pub sent: u64,
+    pub failed: u64,
+    pub fallbacks: u64,
+}
+
+/// What a worker needs that is read once at start (secrets, clients).
+enum Sender {
+    Stdout,
+    File,
+    Exec { env: Vec<(String, String)>, timeout: Duration, slots: Arc<Semaphore> },
+    Webhook { client: reqwest::Client, headers: Vec<(String, String)>, retries: u32 },
+    Mqtt { options: rumqttc::MqttOptions },
+}
+
+impl Dispatcher {
+    /// Starts a worker per notifier on `rt`. Reads every secret now, so a
+    /// missing one stops the run before anything is sent.
+    pub fn start(rt: &tokio::runtime::Handle, plans: &[NotifierPlan]) -> Result<Dispatcher, String> {
+        let notifiers = Arc::new(Notifiers::new(plans));
+        let (tx, results) = std::sync::mpsc::channel();
+        let mut queues = Vec::new();
+        let mut workers = Vec::new();
+        for p in plans {
+            let sender = sender(p)?;
+            let (qtx, qrx) = mpsc::unbounded_channel();
+            let (id, tx) = (p.id.clone(), tx.clone());
+            workers.push(rt.spawn(worker(id, sender, qrx, tx)));
+            queues.push((p.id.clone(), qtx));
+        }
+        Ok(Dispatcher { notifiers, queues, workers, results, sent: 0, failed: 0, fallbacks: 0 })
+    }
+
+    /// Renders `n` for each of its notifiers and queues it (a `stdout`
+    /// notifier's record is the alert record the engine prints).
+    pub fn send(&mut self, n: &Notification) {
+        for id in n.notify.iter() {
+            let Some((msg, errors)) = self.notifiers.render(id, n) else { continue };
+            self.fallbacks += errors.len() as u64;
+            for e in &errors {
+                tracing::warn!(rule = &*n.rule, "{e}; sent the fallback text");
+            }
+            if let Some((_, q)) = self.queues.iter().find(|(q, _)| q == id) {
+                let _ = q.send((msg, n.record.clone()));
+            }
+        }
+    }
+
+    /// Outcomes so far.
+    pub fn outcomes(&mut self) -> Vec<Delivery> {
+        let got: Vec<Delivery> = self.results.try_iter().collect();
+        self.count(&got);
+        got
+    }
+
+    fn count(&mut self, got: &[Delivery]) {
+        for d in got {
+            if d.error.is_some() {
+                self.failed += 1;
+            } else {
+                self.sent += 1;
+            }
+        }
+    }
+
+    /// Waits until every queued notification was sent or gave up; returns
+    /// the outcomes not collected yet.
+    pub fn finish(&mut self, rt: &tokio::runtime::Runtime) -> Vec<Delivery> {
+        self.queues.clear();
+        let workers = std::mem::take(&mut self.workers);
+        rt.block_on(async {
+            for w in workers {
+                let _ = w.await;
+            }
+        });
+        self.outcomes()
+    }
+}
+
+fn sender(p: &NotifierPlan) -> Result<Sender, String> {
+    use crate::sources::mqtt::read_secret;
+    let named = |e: String| format!("notifier `{}`: {e}", p.id);
+    Ok(match &p.kind {
+        NotifierKind::Stdout => Sender::Stdout,
+        NotifierKind::File { .. } => Sender::File,
+        NotifierKind::Exec { env, timeout, max_concurrent, .. } => Sender::Exec {
+            env: env
+                .iter()
+                .map(|(k, s)| read_secret(s).map(|v| (k.clone(), v)))
+                .collect::<Result<_, _>>()
+                .map_err(named)?,
+            timeout: *timeout,
+            slots: Arc::new(Semaphore::new(*max_concurrent)),
+        },
+        NotifierKind::Webhook { headers, timeout, retries, .. } => {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let client = reqwest::Client::builder()
+                .timeout(*timeout)
+                .user_agent(concat!("edgeguard/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .map_err(|e| named(e.to_string()))?;
+            Sender::Webhook {
+                client,
+                headers: headers
+                    .iter()
+                    .map(|(k, s)| read_secret(s).map(|v| (k.clone(), v)))
+                    .collect::<Result<_, _>>()
+                    .map_err(named)?,
+                retries: *retries,
+            }
+        }
+        NotifierKind::Mqtt { url, username, password, tls, .. } => {
+            let u = url::Url::parse(url).map_err(|e| named(e.to_string()))?;
+            let secure = u.scheme() == "mqtts";
+            let host = u.host_str().unwrap_or("localhost").trim_matches(['[', ']']).to_string();
+            let port = u.port().unwrap_or(if secure { 8883 } else { 1883 });
+            let mut o =
+                rumqttc::MqttOptions::new(format!("edgeguard-notify-{}-{}", p.id, std::process::id()), host, port);
+            o.set_keep_alive(Duration::from_secs(30));
+            if let Some(user) = username {
+                let pass = password.as_ref().map(read_secret).transpose().map_err(named)?.unwrap_or_default();
+                o.set_credentials(read_secret(user).map_err(named)?, pass);
+            }
+            if secure {
+                let cfg = crate::sources::mqtt::tls_config(tls.as_ref()).map_err(named)?;
+                o.set_transport(rumqttc::Transport::tls_with_config(rumqttc::TlsConfiguration::Rustls(Arc::new(cfg))));
+            }
+            Sender::Mqtt { options: o }
+        }
+    })
+}
+
+async fn worker(
+    id: String,
+    sender: Sender,
+    mut queue: mpsc::UnboundedReceiver<(Message, serde_json::Value)>,
+    results: std::sync::mpsc::Sender<Delivery>,
+) {
+    let sender = Arc::new(sender);
+    let mut running = tokio::task::JoinSet::new();
+    while let Some((msg, record)) = queue.recv().await {
+        if let (Sender::Exec { slots, .. }, Message::Exec { .. }) = (&*sender, &msg) {
+            // Programs run side by side up to `max_concurrent`.
+            let Ok(permit) = slots.clone().acquire_owned().await else { break };
+            let (sender, results, id) = (sender.clone(), results.clone(), id.clone());
+            running.spawn(async move {
+                let (attempts, error) = deliver(&sender, &msg).await;
+                drop(permit);
+                let _ = results.send(Delivery { notifier: id, record, attempts, error });
+            });
+            continue;
+        }
+        let (attempts, error) = deliver(&sender, &msg).await;
+        if let Some(e) = &error {
+            tracing::warn!(notifier = id.as_str(), attempts, "notification failed: {e}");
+        }
+        let _ = results.send(Delivery { notifier: id.clone(), record, attempts, error });
+    }
+    while running.join_next().await.is_some() {}
+}
+
+/// Sends one message with the notifier's retries; (attempts, last error).
+async fn deliver(sender: &Sender, msg: &Message) -> (u32, Option<String>) {
+    let retries = match sender {
+        Sender::Webhook { retries, .. } => *retries,
+        Sender::Stdout => 0,
+        _ => 2,
+    };
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let result = once(sender, msg).await;
+        match result {
+            Ok(()) => return (attempt, None),
+            Err((e, retry)) if retry && attempt <= retries => {
+                let backoff = Duration::from_millis(250u64 << (attempt - 1).min(5)).min(Duration::from_secs(5));
+                tracing::debug!("attempt {attempt} failed ({e}); again in {backoff:?}");
+                tokio::time::sleep(backoff).await;
+            }
+            Err((e, _)) => return (attempt, Some(e)),
+        }
+    }
+}
+
+/// One attempt; the error says whether another attempt may help.
+async fn once(sender: &Sender, msg: &Message) -> Result<(), (String, bool)> {
+    match (sender, msg) {
+        (Sender::Stdout, _) => Ok(()),
+        (Sender::File, Message::File { path, line }) => {
+            use std::io::Write;
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|e| (format!("{}: {e}", path.display()), true))?;
+            let mut buf = line.clone().into_bytes();
+            buf.push(b'\n');
+            f.write_all(&buf).map_err(|e| (format!("{}: {e}", path.display()), true))
+        }
+        (Sender::Exec { env, timeout, .. }, Message::Exec { argv }) => run(argv, env, *timeout).await,
+        (Sender::Webhook { client, headers, .. }, Message::Webhook { url, body, idempotency_key }) => {
+            let json = serde_json::from_str::<serde_json::Value>(body).is_ok();
+            let mut req = client
+                .post(url)
+                .header("Idempotency-Key", idempotency_key)
+                .header("Content-Type", if json { "application/json" } else { "text/plain; charset=utf-8" })
+                .body(body.clone());
+            for (k, v) in headers {
+                req = req.header(k, v);
+            }
+            let resp = req.send().await.map_err(|e| (describe_reqwest(&e), true))?;
+            let status = resp.status();
+            if status.is_success() {
+                Ok(())
+            } else {
+                // 4xx but 408/429 will not get better by asking again.
+                let retry = status.is_server_error() || status.as_u16() == 408 || status.as_u16() == 429;
+                Err((format!("{url} answered {status}"), retry))
+            }
+        }
+        (Sender::Mqtt { options }, Message::Mqtt { topic, payload, qos, retain }) => {
+            publish(options.clone(), topic, payload, *qos, *retain).await.map_err(|e| (e, true))
+        }
+        _ => Err(("message does not fit the notifier".into(), false)),
+    }
+}
+
+fn describe_reqwest(e: &reqwest::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(inner) = src {
+        s += &format!(": {inner}");
+        src = inner.source();
+    }
+    s
+}
+
+/// Runs `argv` without a shell, in its own process group, with a clean
+/// environment (PATH and the configured variables); kills the group on timeout.
+async fn run(argv: &[String], env: &[(String, String)], timeout: Duration) -> Result<(), (String, bool)> {
+    use tokio::io::AsyncReadExt;
+    let Some((program, args)) = argv.split_first() else {
+        return Err(("empty command".into(), false));
+    };
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.args(args)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into()))
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    let mut child = cmd.spawn().map_err(|e| (format!("cannot run {program}: {e}"), true))?;
+    let pid = child.id();
+    let mut stderr = child.stderr.take();
+    let waited = tokio::time::timeout(timeout, async {
+        let mut err = Vec::new();
+        if let Some(s) = stderr.as_mut() {
+            let _ = s.take(STDERR_KEPT as u64).read_to_end(&mut err).await;
+        }
+        (child.wait().await, err)
+    })
+    .await;
+    match waited {
+        Ok((Ok(status), _)) if status.success() => Ok(()),
+        Ok((Ok(status), err)) => {
+            let err = String::from_utf8_lossy(&err);
+            Err((format!("{program} exited with {status}: {}", err.trim()), false))
+        }
+        Ok((Err(e), _)) => Err((format!("{program}: {e}"), false)),
+        Err(_) => {
+            if let Some(pid) = pid {
+                // SAFETY: kill(2) on the child's own process group.
+                unsafe {
+                    libc::kill(-(pid as i32), libc::SIGKILL);
+                }
+            }
+            Err((format!("{program} did not finish within {timeout:?}; its process group was killed"), false))
+        }
+    }
+}
+
+/// Connects, publishes one message and waits for the broker's ack.
+async fn publish(
+    options: rumqttc::MqttOptions,
+    topic: &str,
+    payload: &str,
+    qos: u8,
+    retain: bool,
+) -> Result<(), String> {
+    use rumqttc::{Event, Outgoing, Packet, QoS};
+    let level = match qos {
+        0 => QoS::AtMostOnce,
+        1 => QoS::AtLeastOnce,
+        _ => QoS::ExactlyOnce,
+    };
+    let (client, mut events) = rumqttc::AsyncClient::new(options, 10);
+    client.publish(topic, level, retain, payload.as_bytes().to_vec()).await.map_err(|e| e.to_string())?;
+    let done = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match events.poll().await {
+                Ok(Event::Outgoing(Outgoing::Publish(_))) if qos == 0 => return Ok(()),
+                Ok(Event::Incoming(Packet::PubAck(_))) if qos == 1 => return Ok(()),
+                Ok(Event::Incoming(Packet::PubComp(_))) if qos >= 2 => return Ok(()),
+                Ok(_) => {}
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| Err("no acknowledgement within 10 s".into()));
+    let _ = client.disconnect().await;
+    // Let the disconnect go out.
+    let _ = tokio::time::timeout(Duration::from_millis(200), events.poll()).await;
+    done
+}

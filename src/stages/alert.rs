@@ -1,0 +1,524 @@
+//! Alert rules: a `when` expression over every record (reading or anomaly)
+//! of a channel, a state per rule and channel, and the notifications that
+//! the state changes make.
+//!
+//! Per rule and channel (its *fingerprint*):
+//!
+//! ```text
+//! inactive ──when──▶ pending ──held for `for`──▶ firing ──not when──▶ (resolved) inactive
+//!    ▲                  │                          │ repeat: again every `repeat` while firing
+//!    └────not when──────┘
+//! ```
+//!
+//! Time is the records' own: `for` and `repeat` are measured between record
+//! timestamps, so state saved in the store at the end of a run and restored
+//! at the start of the next (`alert --once` under cron) gives what one
+//! long run gives. Silences (rule, optional channel glob, until) suppress
+//! notifications, not state: a silenced alert still fires and resolves, and
+//! notifies again when the silence ends and `repeat` is due.
+//!
+//! Templates render with the record, the rule and the alert's state; a
+//! render error never drops a notification: the text becomes a plain
+//! fallback with the error and the raw record, and is counted.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use globset::{Glob, GlobMatcher};
+use minijinja::{context, Environment, Expression, Value};
+use serde::{Deserialize, Serialize};
+
+use crate::compile::templates::{self, render_capped};
+use crate::compile::AlertPlan;
+use crate::engine::record::{FxHashMap, Record};
+use crate::engine::time::{format_rfc3339, parse_rfc3339, Micros};
+
+/// Values kept per channel for templates (`recent`).
+pub const RECENT_VALUES: usize = 10;
+/// Alert states kept at most (rule × channel).
+pub const MAX_STATES: usize = 100_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    #[default]
+    Inactive,
+    Pending,
+    Firing,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Inactive => "inactive",
+            Phase::Pending => "pending",
+            Phase::Firing => "firing",
+        }
+    }
+}
+
+/// One rule on one channel.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct AlertState {
+    pub rule: String,
+    pub channel: String,
+    pub phase: Phase,
+    /// When the condition started to hold (pending and firing).
+    pub since: Micros,
+    /// When a notification last went out (firing or repeat).
+    pub notified: Option<Micros>,
+    /// Its firing notification was held back by a silence (counted once).
+    #[serde(default)]
+    pub held: bool,
+}
+
+/// A silence: no notifications of `rule` (on channels matching `channel`) until `until`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Silence {
+    pub rule: String,
+    #[serde(default)]
+    pub channel: Option<String>,
+    pub until: Micros,
+    #[serde(default)]
+    pub comment: Option<String>,
+    pub created: Micros,
+}
+
+impl Silence {
+    pub fn covers(&self, rule: &str, channel: &str, at: Micros) -> bool {
+        self.rule == rule
+            && at < self.until
+            && self.channel.as_deref().is_none_or(|c| {
+                c == channel || Glob::new(c).map(|g| g.compile_matcher().is_match(channel)).unwrap_or(false)
+            })
+    }
+}
+
+/// A notification to send: the alert record and what its templates rendered.
+#[derive(Debug, Clone)]
+pub struct Notification {
+    pub rule: Arc<str>,
+    /// `firing` (also when repeated) or `resolved`.
+    pub state: &'static str,
+    pub severity: &'static str,
+    pub channel: Arc<str>,
+    pub ts: Micros,
+    pub value: Option<f64>,
+    pub title: String,
+    pub body: String,
+    pub fingerprint: String,
+    pub notify: Arc<[String]>,
+    /// The alert record (DESIGN.md §3) as JSON.
+    pub record: serde_json::Value,
+    /// Everything a notifier template sees: the triggering record's fields
+    /// and the alert's (`rule`, `state`, `title`, …, `labels`, `recent`).
+    pub context: Value,
+    /// Template errors met while rendering title and body.
+    pub errors: Vec<String>,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct AlertStats {
+    pub notifications: u64,
+    pub silenced: u64,
+    /// Renders that failed and were replaced by the fallback text.
+    pub fallbacks: u64,
+    /// `when` expressions that failed on a record (counted as false).
+    pub eval_errors: u64,
+}
+
+struct Rule {
+    plan: AlertPlan,
+    name: Arc<str>,
+    when: Expression<'static, 'static>,
+    notify: Arc<[String]>,
+}
+
+/// The alert stage.
+pub struct Alerter {
+    rules: Vec<Rule>,
+    env: &'static Environment<'static>,
+    states: FxHashMap<(usize, Arc<str>), AlertState>,
+    pub silences: Vec<Silence>,
+    recent: FxHashMap<Arc<str>, VecDeque<f64>>,
+    pub stats: AlertStats,
+}
+
+impl Alerter {
+    pub fn new(plans: &[AlertPlan]) -> Result<Alerter, String> {
+        // Compiled expressions borrow their environment: one per process.
+        let env: &'static Environment<'static> = Box::leak(Box::new(templates::environment()));
+        let mut rules = Vec::with_capacity(plans.len());
+        for p in plans {
+            let when = env.compile_expression_owned(p.when.clone()).map_err(|e| format!("alert `{}`: {e}", p.rule))?;
+            rules.push(Rule {
+                plan: p.clone(),
+                name: Arc::from(p.rule.as_str()),
+                when,
+                notify: p.notify.clone().into(),
+            });
+        }
+        Ok(Alerter {
+            rules,
+            env,
+            states: FxHashMap::default(),
+            silences: Vec::new(),
+            recent: FxHashMap::default(),
+            stats: AlertStats::default(),
+        })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// Rule states and silences, as JSON, for the store's `state` table.
+    pub fn save_state(&self) -> String {
+        let mut states: Vec<&AlertState> = self.states.values().filter(|s| s.phase != Phase::Inactive).collect();
+        states.sort_by(|a, b| (&a.rule, &a.channel).cmp(&(&b.rule, &b.channel)));
+        serde_json::json!({ "rules": states }).to_string()
+    }
+
+    /// Continues from [`Alerter::save_state`]; states of rules no longer in
+    /// the spec are dropped.
+    pub fn restore_state(&mut self, json: &str) {
+        #[derive(Deserialize)]
+        struct Saved {
+            #[serde(default)]
+            rules: Vec<AlertState>,
+        }
+        let Ok(saved) = serde_json::from_str::<Saved>(json) else {
+            tracing::warn!("saved alert state does not parse; starting afresh");
+            return;
+        };
+        for st in saved.rules {
+            if let Some(i) = self.rules.iter().position(|r| *r.name == *st.rule) {
+                self.states.insert((i, Arc::from(st.channel.as_str())), st);
+            }
+        }
+    }
+
+    /// Looks at every record of `batch`; returns the notifications due.
+    pub fn process(&mut self, batch: &[Record], out: &mut Vec<Notification>) {
+        for rec in batch {
+            let (ctx, ts, channel, value) = match rec {
+                Record::Reading(r) => {
+                    if let Some(v) = r.value {
+                        let q = self.recent.entry(r.channel.clone()).or_default();
+                        if q.len() == RECENT_VALUES {
+                            q.pop_front();
+                        }
+                        q.push_back(v);
+                    }
+                    (super::reading_context(r), r.ts, r.channel.clone(), r.value)
+                }
+                Record::Other { kind, line, .. } if &**kind == "anomaly" => {
+                    let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+                    let Some(ts) = v["ts"].as_str().and_then(parse_rfc3339) else { continue };
+                    let Some(ch) = v["channel"].as_str() else { continue };
+                    (Value::from_serialize(&v), ts, Arc::from(ch), v["value"].as_f64())
+                }
+                Record::Other { .. } => continue,
+            };
+            for i in 0..self.rules.len() {
+                self.observe(i, &ctx, ts, &channel, value, out);
+            }
+        }
+    }
+
+    fn observe(
+        &mut self,
+        i: usize,
+        ctx: &Value,
+        ts: Micros,
+        channel: &Arc<str>,
+        value: Option<f64>,
+        out: &mut Vec<Notification>,
+    ) {
+        let key = (i, channel.clone());
+        let phase = self.states.get(&key).map_or(Phase::Inactive, |s| s.phase);
+        let rule = &self.rules[i];
+        let alert = context! { state => phase.as_str(), rule => &*rule.name };
+        let holds = match rule.when.eval(context! { alert => alert, ..ctx.clone() }) {
+            Ok(v) => v.is_true(),
+            Err(e) => {
+                if self.stats.eval_errors == 0 {
+                    tracing::warn!(rule = &*rule.name, channel = &**channel, "`when` fails: {e}");
+                }
+                self.stats.eval_errors += 1;
+                false
+            }
+        };
+        if !holds && phase == Phase::Inactive {
+            return;
+        }
+        if !self.states.contains_key(&key) && self.states.len() >= MAX_STATES {
+            return;
+        }
+        let rule_name = rule.name.clone();
+        let st = self.states.entry(key.clone()).or_insert_with(|| AlertState {
+            rule: rule_name.to_string(),
+            channel: channel.to_string(),
+            ..AlertState::default()
+        });
+        let plan = &self.rules[i].plan;
+        let hold = plan.duration.as_micros() as i64;
+        let mut send: Option<&'static str> = None;
+        match (st.phase, holds) {
+            (Phase::Inactive, true) => {
+                st.phase = Phase::Pending;
+                st.since = ts;
+            }
+            (Phase::Pending, false) => st.phase = Phase::Inactive,
+            (Phase::Firing, false) => {
+                st.phase = Phase::Inactive;
+                if plan.resolve {
+                    send = Some("resolved");
+                }
+            }
+            (Phase::Firing, true) => {
+                if let (Some(every), Some(last)) = (plan.repeat, st.notified) {
+                    if ts - last >= every.as_micros() as i64 {
+                        send = Some("firing");
+                    }
+                } else if st.notified.is_none() {
+                    // Fired while silenced: notify once the silence is over.
+                    send = Some("firing");
+                }
+            }
+            (Phase::Pending, true) | (Phase::Inactive, false) => {}
+        }
+        if st.phase == Phase::Pending && holds && ts - st.since >= hold {
+            st.phase = Phase::Firing;
+            st.notified = None;
+            send = Some("firing");
+        }
+        let since = st.since;
+        if st.phase == Phase::Inactive {
+            self.states.remove(&key);
+        }
+        let Some(state) = send else { return };
+        let st = self.states.get_mut(&key);
+        if self.silences.iter().any(|s| s.covers(&rule_name, channel, ts)) {
+            match st {
+                Some(st) if st.held => {}
+                Some(st) => {
+                    st.held = true;
+                    self.stats.silenced += 1;
+                }
+                None => self.stats.silenced += 1,
+            }
+            return;
+        }
+        if let (Some(st), "firing") = (st, state) {
+            st.notified = Some(ts);
+            st.held = false;
+        }
+        let n = self.notification(i, ctx, ts, since, channel, value, state);
+        self.stats.notifications += 1;
+        out.push(n);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn notification(
+        &mut self,
+        i: usize,
+        ctx: &Value,
+        ts: Micros,
+        since: Micros,
+        channel: &Arc<str>,
+        value: Option<f64>,
+        state: &'static str,
+    ) -> Notification {
+        let rule = &self.rules[i];
+        let plan = &rule.plan;
+        let fp = fingerprint(&plan.rule, channel);
+        let severity = match plan.severity {
+            crate::spec::AlertSeverity::Info => "info",
+            crate::spec::AlertSeverity::Warning => "warning",
+            crate::spec::AlertSeverity::Critical => "critical",
+        };
+        let labels: serde_json::Map<String, serde_json::Value> =
+            plan.labels.iter().map(|(k, v)| (k.clone(), v.clone().into())).collect();
+        let recent: Vec<f64> = self.recent.get(channel).map(|q| q.iter().copied().collect()).unwrap_or_default();
+        let base = context! {
+            rule => &*rule.name,
+            state => state,
+            severity => severity,
+            fingerprint => &fp,
+            labels => &labels,
+            recent => recent,
+            since => format_rfc3339(since),
+            firing_for => (ts - since) as f64 / 1e6,
+            ..ctx.clone()
+        };
+        let mut errors = Vec::new();
+        let mut render = |what: &str, src: &str, ctx: &Value| match render_capped(self.env, src, ctx) {
+            Ok(s) => s,
+            Err(e) => {
+                let why = format!("{what}: {}", templates::describe(&e));
+                errors.push(why.clone());
+                fallback(&plan.rule, &why, ctx)
+            }
+        };
+        let title = render("title", &plan.title, &base);
+        let with_title = context! { title => &title, ..base.clone() };
+        let body = match &plan.body {
+            Some(b) => render("body", b, &with_title),
+            None => title.clone(),
+        };
+        self.stats.fallbacks += errors.len() as u64;
+        let record = serde_json::json!({
+            "kind": "alert",
+            "ts": format_rfc3339(ts),
+            "rule": &*rule.name,
+            "state": state,
+            "severity": severity,
+            "channel": &**channel,
+            "value": value,
+            "title": &title,
+            "body": &body,
+            "fingerprint": &fp,
+            "labels": &labels,
+        });
+        let context = context! { body => &body, ..with_title };
+        Notification {
+            rule: rule.name.clone(),
+            state,
+            severity,
+            channel: channel.clone(),
+            ts,
+            value,
+            title,
+            body,
+            fingerprint: fp,
+            notify: rule.notify.clone(),
+            record,
+            context,
+            errors,
+        }
+    }
+}
+
+/// The fingerprint of a rule on a channel: 16 hex digits of SHA-256.
+pub fn fingerprint(rule: &str, channel: &str) -> String {
+    use sha2::Digest;
+    let d = sha2::Sha256::new().chain_update(rule).chain_update([0u8]).chain_update(channel).finalize();
+    d[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The text sent when a template fails: says so, with the raw record.
+pub fn fallback(rule: &str, error: &str, ctx: &Value) -> String {
+    let raw = serde_json::to_string(ctx).unwrap_or_else(|_| "{}".into());
+    format!("[edgeguard] alert `{rule}` (template error: {error}) record: {raw}")
+}
+
+/// Compiles a silence's channel glob.
+pub fn check_glob(pattern: &str) -> Result<GlobMatcher, String> {
+    Glob::new(pattern).map(|g| g.compile_matcher()).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::record::Reading;
+    use std::time::Duration;
+
+    fn rule(when: &str, hold: u64, repeat: Option<u64>) -> AlertPlan {
+        AlertPlan {
+            rule: "hot".into(),
+            when: when.into(),
+            duration: Duration::from_secs(hold),
+            severity: crate::spec::AlertSeverity::Critical,
+            repeat: repeat.map(Duration::from_secs),
+            resolve: true,
+            notify: vec!["log".into()],
+            title: "{{ channel }} at {{ value | round(1) }}".into(),
+            body: None,
+            labels: vec![],
+        }
+    }
+
+    fn at(t: i64, v: f64) -> Record {
+        Reading::sample("boiler.temp", t, Some(v))
+    }
+
+    fn states(a: &mut Alerter, recs: Vec<Record>) -> Vec<(i64, &'static str)> {
+        let mut out = Vec::new();
+        a.process(&recs, &mut out);
+        out.iter().map(|n| (n.ts / 1_000_000, n.state)).collect()
+    }
+
+    #[test]
+    fn for_repeat_and_resolve() {
+        let mut a = Alerter::new(&[rule("value > 95", 30, Some(60))]).unwrap();
+        // Pending at 0, firing at 30, again at 90, resolved at 100.
+        let recs = (0..=100).step_by(10).map(|t| at(t, if t < 100 { 97.0 } else { 90.0 })).collect();
+        assert_eq!(states(&mut a, recs), vec![(30, "firing"), (90, "firing"), (100, "resolved")]);
+        // A dip shorter than `for` resets the clock.
+        let recs = vec![at(200, 97.0), at(220, 90.0), at(230, 97.0), at(250, 97.0), at(260, 97.0)];
+        assert_eq!(states(&mut a, recs), vec![(260, "firing")]);
+    }
+
+    #[test]
+    fn state_survives_a_save_and_restore() {
+        let plans = [rule("value > 95", 300, Some(3600))];
+        let series: Vec<Record> = (0..20).map(|m| at(m * 60, 97.0)).collect();
+        let mut whole = Alerter::new(&plans).unwrap();
+        let expected = states(&mut whole, series.clone());
+        assert_eq!(expected, vec![(300, "firing")]);
+        let mut got = Vec::new();
+        let mut saved = String::new();
+        for r in series {
+            let mut a = Alerter::new(&plans).unwrap();
+            a.restore_state(&saved);
+            got.extend(states(&mut a, vec![r]));
+            saved = a.save_state();
+        }
+        assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn silences_hold_notifications_not_state() {
+        let mut a = Alerter::new(&[rule("value > 95", 0, None)]).unwrap();
+        a.silences.push(Silence {
+            rule: "hot".into(),
+            channel: Some("boiler.*".into()),
+            until: 50_000_000,
+            comment: None,
+            created: 0,
+        });
+        assert_eq!(states(&mut a, vec![at(0, 97.0), at(10, 97.0)]), vec![]);
+        assert_eq!(a.stats.silenced, 1);
+        // Still firing when the silence ends: it notifies then.
+        assert_eq!(states(&mut a, vec![at(60, 97.0)]), vec![(60, "firing")]);
+    }
+
+    #[test]
+    fn a_failing_template_sends_the_fallback() {
+        let mut p = rule("value > 95", 0, None);
+        p.title = "{{ value | timestamp('Mars/Olympus') }}".into();
+        let mut a = Alerter::new(&[p]).unwrap();
+        let mut out = Vec::new();
+        a.process(&[at(0, 97.0)], &mut out);
+        assert_eq!(out.len(), 1);
+        assert!(out[0].title.starts_with("[edgeguard] alert `hot` (template error: title:"), "{}", out[0].title);
+        assert!(out[0].title.contains("\"value\":97.0"), "{}", out[0].title);
+        assert_eq!(a.stats.fallbacks, 1);
+    }
+
+    #[test]
+    fn each_channel_fires_on_its_own() {
+        let mut a = Alerter::new(&[rule("value > 95", 0, None)]).unwrap();
+        let other = |t, v| {
+            let Record::Reading(mut r) = at(t, v) else { unreachable!() };
+            r.channel = Arc::from("boiler.temp2");
+            Record::Reading(r)
+        };
+        let mut out = Vec::new();
+        a.process(&[at(0, 97.0), other(0, 97.0), at(1, 97.0)], &mut out);
+        assert_eq!(out.len(), 2);
+        assert_ne!(out[0].fingerprint, out[1].fingerprint);
+        assert_eq!(out[0].fingerprint, fingerprint("hot", "boiler.temp"));
+    }
+}
