@@ -36,6 +36,7 @@ Register-ArgumentCompleter -Native -CommandName 'edgeguard' -ScriptBlock {
             [CompletionResult]::new('validate', 'validate', [CompletionResultType]::ParameterValue, 'Check pipeline files (offline, every problem at once), or validate readings with --input')
             [CompletionResult]::new('fuse', 'fuse', [CompletionResultType]::ParameterValue, 'Fuse redundant sensors into trusted channels (sources → channel validation → fusion)')
             [CompletionResult]::new('detect', 'detect', [CompletionResultType]::ParameterValue, 'Detect anomalies (sources → channel validation → fusion → detection)')
+            [CompletionResult]::new('alert', 'alert', [CompletionResultType]::ParameterValue, 'Send alerts (… → detection → alert rules → notifiers); preview them with --render; manage silences')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
@@ -171,6 +172,46 @@ Register-ArgumentCompleter -Native -CommandName 'edgeguard' -ScriptBlock {
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             break
         }
+        'edgeguard;alert' {
+            [CompletionResult]::new('--input', '--input', [CompletionResultType]::ParameterName, 'Start from records in FILE (`-` for stdin) instead of the live sources')
+            [CompletionResult]::new('--input-format', '--input-format', [CompletionResultType]::ParameterName, 'Format of --input')
+            [CompletionResult]::new('--max-line-bytes', '--max-line-bytes', [CompletionResultType]::ParameterName, 'Longest input line accepted, in bytes; longer lines are rejected')
+            [CompletionResult]::new('--duration', '--duration', [CompletionResultType]::ParameterName, 'Run this long (`10m`). A pipeline of simulated sources alone runs on a virtual clock, as fast as it can; one with devices runs in real time')
+            [CompletionResult]::new('--count', '--count', [CompletionResultType]::ParameterName, 'Stop after N readings from the sources (or N records from --input); with --probe, the number of registers to read')
+            [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'How long to wait for a device that does not answer (--probe; default 1s)')
+            [CompletionResult]::new('--format', '--format', [CompletionResultType]::ParameterName, 'Output format [default: table on a terminal, ndjson otherwise]')
+            [CompletionResult]::new('--only', '--only', [CompletionResultType]::ParameterName, 'Print only these record kinds: reading,anomaly,alert')
+            [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'Write records to FILE instead of stdout')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Write records to FILE instead of stdout')
+            [CompletionResult]::new('--fail-on', '--fail-on', [CompletionResultType]::ParameterName, 'Exit 3 when such a record was produced: anomaly, alert, bad (comma-separated)')
+            [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'Store in this DuckDB file instead of the spec''s `store.path`')
+            [CompletionResult]::new('--set', '--set', [CompletionResultType]::ParameterName, 'Override a spec value: `store.batch=1000`, `channels."boiler.*".stale=5s`')
+            [CompletionResult]::new('--render', '--render', [CompletionResultType]::ParameterName, 'Print, as NDJSON, what every notifier would send for the records of FIXTURE (NDJSON readings and anomalies; `-` for stdin), and send nothing. The records go to the rules as they are, with fresh rule state')
+            [CompletionResult]::new('--rule', '--rule', [CompletionResultType]::ParameterName, 'With --render: only this rule')
+            [CompletionResult]::new('--silence', '--silence', [CompletionResultType]::ParameterName, 'Silence RULE (on CHANNEL only, a name or glob) for --for; kept in the store')
+            [CompletionResult]::new('--for', '--for', [CompletionResultType]::ParameterName, 'How long the silence lasts: `2h`')
+            [CompletionResult]::new('--comment', '--comment', [CompletionResultType]::ParameterName, 'Why (shown by --silences)')
+            [CompletionResult]::new('--unsilence', '--unsilence', [CompletionResultType]::ParameterName, 'End the silences of RULE (on CHANNEL)')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format on stderr')
+            [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'Colors on stderr and in tables (NO_COLOR is honoured)')
+            [CompletionResult]::new('--strict', '--strict', [CompletionResultType]::ParameterName, 'Exit 65 when an input line is rejected')
+            [CompletionResult]::new('--once', '--once', [CompletionResultType]::ParameterName, 'One poll cycle of every source, then drain and exit')
+            [CompletionResult]::new('--no-store', '--no-store', [CompletionResultType]::ParameterName, 'Do not store anything')
+            [CompletionResult]::new('--store-input', '--store-input', [CompletionResultType]::ParameterName, 'Also store the records read with --input (by default a process stores only what it creates)')
+            [CompletionResult]::new('--check', '--check', [CompletionResultType]::ParameterName, 'Compile the spec for this command and exit')
+            [CompletionResult]::new('--dump-plan', '--dump-plan', [CompletionResultType]::ParameterName, 'Print the compiled plan as JSON and exit')
+            [CompletionResult]::new('--silences', '--silences', [CompletionResultType]::ParameterName, 'List the active silences')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output on stderr (-v info, -vv debug)')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output on stderr (-v info, -vv debug)')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Only errors on stderr: no summary, no warnings')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Only errors on stderr: no summary, no warnings')
+            [CompletionResult]::new('--no-progress', '--no-progress', [CompletionResultType]::ParameterName, 'Never show progress bars')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
         'edgeguard;completions' {
             [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format on stderr')
             [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'Colors on stderr and in tables (NO_COLOR is honoured)')
@@ -190,6 +231,7 @@ Register-ArgumentCompleter -Native -CommandName 'edgeguard' -ScriptBlock {
             [CompletionResult]::new('validate', 'validate', [CompletionResultType]::ParameterValue, 'Check pipeline files (offline, every problem at once), or validate readings with --input')
             [CompletionResult]::new('fuse', 'fuse', [CompletionResultType]::ParameterValue, 'Fuse redundant sensors into trusted channels (sources → channel validation → fusion)')
             [CompletionResult]::new('detect', 'detect', [CompletionResultType]::ParameterValue, 'Detect anomalies (sources → channel validation → fusion → detection)')
+            [CompletionResult]::new('alert', 'alert', [CompletionResultType]::ParameterValue, 'Send alerts (… → detection → alert rules → notifiers); preview them with --render; manage silences')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
@@ -204,6 +246,9 @@ Register-ArgumentCompleter -Native -CommandName 'edgeguard' -ScriptBlock {
             break
         }
         'edgeguard;help;detect' {
+            break
+        }
+        'edgeguard;help;alert' {
             break
         }
         'edgeguard;help;completions' {

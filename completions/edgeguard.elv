@@ -33,6 +33,7 @@ set edit:completion:arg-completer[edgeguard] = {|@words|
             cand validate 'Check pipeline files (offline, every problem at once), or validate readings with --input'
             cand fuse 'Fuse redundant sensors into trusted channels (sources → channel validation → fusion)'
             cand detect 'Detect anomalies (sources → channel validation → fusion → detection)'
+            cand alert 'Send alerts (… → detection → alert rules → notifiers); preview them with --render; manage silences'
             cand completions 'Print a shell completion script'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
@@ -163,6 +164,45 @@ set edit:completion:arg-completer[edgeguard] = {|@words|
             cand -V 'Print version'
             cand --version 'Print version'
         }
+        &'edgeguard;alert'= {
+            cand --input 'Start from records in FILE (`-` for stdin) instead of the live sources'
+            cand --input-format 'Format of --input'
+            cand --max-line-bytes 'Longest input line accepted, in bytes; longer lines are rejected'
+            cand --duration 'Run this long (`10m`). A pipeline of simulated sources alone runs on a virtual clock, as fast as it can; one with devices runs in real time'
+            cand --count 'Stop after N readings from the sources (or N records from --input); with --probe, the number of registers to read'
+            cand --timeout 'How long to wait for a device that does not answer (--probe; default 1s)'
+            cand --format 'Output format [default: table on a terminal, ndjson otherwise]'
+            cand --only 'Print only these record kinds: reading,anomaly,alert'
+            cand -o 'Write records to FILE instead of stdout'
+            cand --output 'Write records to FILE instead of stdout'
+            cand --fail-on 'Exit 3 when such a record was produced: anomaly, alert, bad (comma-separated)'
+            cand --store 'Store in this DuckDB file instead of the spec''s `store.path`'
+            cand --set 'Override a spec value: `store.batch=1000`, `channels."boiler.*".stale=5s`'
+            cand --render 'Print, as NDJSON, what every notifier would send for the records of FIXTURE (NDJSON readings and anomalies; `-` for stdin), and send nothing. The records go to the rules as they are, with fresh rule state'
+            cand --rule 'With --render: only this rule'
+            cand --silence 'Silence RULE (on CHANNEL only, a name or glob) for --for; kept in the store'
+            cand --for 'How long the silence lasts: `2h`'
+            cand --comment 'Why (shown by --silences)'
+            cand --unsilence 'End the silences of RULE (on CHANNEL)'
+            cand --log-format 'Log format on stderr'
+            cand --color 'Colors on stderr and in tables (NO_COLOR is honoured)'
+            cand --strict 'Exit 65 when an input line is rejected'
+            cand --once 'One poll cycle of every source, then drain and exit'
+            cand --no-store 'Do not store anything'
+            cand --store-input 'Also store the records read with --input (by default a process stores only what it creates)'
+            cand --check 'Compile the spec for this command and exit'
+            cand --dump-plan 'Print the compiled plan as JSON and exit'
+            cand --silences 'List the active silences'
+            cand -v 'More log output on stderr (-v info, -vv debug)'
+            cand --verbose 'More log output on stderr (-v info, -vv debug)'
+            cand -q 'Only errors on stderr: no summary, no warnings'
+            cand --quiet 'Only errors on stderr: no summary, no warnings'
+            cand --no-progress 'Never show progress bars'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
         &'edgeguard;completions'= {
             cand --log-format 'Log format on stderr'
             cand --color 'Colors on stderr and in tables (NO_COLOR is honoured)'
@@ -181,6 +221,7 @@ set edit:completion:arg-completer[edgeguard] = {|@words|
             cand validate 'Check pipeline files (offline, every problem at once), or validate readings with --input'
             cand fuse 'Fuse redundant sensors into trusted channels (sources → channel validation → fusion)'
             cand detect 'Detect anomalies (sources → channel validation → fusion → detection)'
+            cand alert 'Send alerts (… → detection → alert rules → notifiers); preview them with --render; manage silences'
             cand completions 'Print a shell completion script'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
@@ -191,6 +232,8 @@ set edit:completion:arg-completer[edgeguard] = {|@words|
         &'edgeguard;help;fuse'= {
         }
         &'edgeguard;help;detect'= {
+        }
+        &'edgeguard;help;alert'= {
         }
         &'edgeguard;help;completions'= {
         }

@@ -38,6 +38,7 @@ complete -c edgeguard -n "__fish_edgeguard_needs_command" -f -a "acquire" -d 'Re
 complete -c edgeguard -n "__fish_edgeguard_needs_command" -f -a "validate" -d 'Check pipeline files (offline, every problem at once), or validate readings with --input'
 complete -c edgeguard -n "__fish_edgeguard_needs_command" -f -a "fuse" -d 'Fuse redundant sensors into trusted channels (sources → channel validation → fusion)'
 complete -c edgeguard -n "__fish_edgeguard_needs_command" -f -a "detect" -d 'Detect anomalies (sources → channel validation → fusion → detection)'
+complete -c edgeguard -n "__fish_edgeguard_needs_command" -f -a "alert" -d 'Send alerts (… → detection → alert rules → notifiers); preview them with --render; manage silences'
 complete -c edgeguard -n "__fish_edgeguard_needs_command" -f -a "completions" -d 'Print a shell completion script'
 complete -c edgeguard -n "__fish_edgeguard_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c edgeguard -n "__fish_edgeguard_using_subcommand acquire" -l input -d 'Start from records in FILE (`-` for stdin) instead of the live sources' -r
@@ -177,6 +178,46 @@ complete -c edgeguard -n "__fish_edgeguard_using_subcommand detect" -s q -l quie
 complete -c edgeguard -n "__fish_edgeguard_using_subcommand detect" -l no-progress -d 'Never show progress bars'
 complete -c edgeguard -n "__fish_edgeguard_using_subcommand detect" -s h -l help -d 'Print help'
 complete -c edgeguard -n "__fish_edgeguard_using_subcommand detect" -s V -l version -d 'Print version'
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand alert" -l input -d 'Start from records in FILE (`-` for stdin) instead of the live sources' -r
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand alert" -l input-format -d 'Format of --input' -r -f -a "ndjson\t''
+csv\t''"
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand alert" -l max-line-bytes -d 'Longest input line accepted, in bytes; longer lines are rejected' -r
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand alert" -l duration -d 'Run this long (`10m`). A pipeline of simulated sources alone runs on a virtual clock, as fast as it can; one with devices runs in real time' -r
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand alert" -l count -d 'Stop after N readings from the sources (or N records from --input); with --probe, the number of registers to read' -r
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand alert" -l timeout -d 'How long to wait for a device that does not answer (--probe; default 1s)' -r
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand alert" -l format -d 'Output format [default: table on a terminal, ndjson otherwise]' -r -f -a "ndjson\t''
+csv\t''
+table\t''"
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand alert" -l only -d 'Print only these record kinds: reading,anomaly,alert' -r
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand alert" -s o -l output -d 'Write records to FILE instead of stdout' -r
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand alert" -l fail-on -d 'Exit 3 when such a record was produced: anomaly, alert, bad (comma-separated)' -r -f -a "anomaly\t''
+alert\t''
+bad\t''"
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand alert" -l store -d 'Store in this DuckDB file instead of the spec\'s `store.path`' -r
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand alert" -l set -d 'Override a spec value: `store.batch=1000`, `channels."boiler.*".stale=5s`' -r
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand alert" -l render -d 'Print, as NDJSON, what every notifier would send for the records of FIXTURE (NDJSON readings and anomalies; `-` for stdin), and send nothing. The records go to the rules as they are, with fresh rule state' -r
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand alert" -l rule -d 'With --render: only this rule' -r
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand alert" -l silence -d 'Silence RULE (on CHANNEL only, a name or glob) for --for; kept in the store' -r
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand alert" -l for -d 'How long the silence lasts: `2h`' -r
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand alert" -l comment -d 'Why (shown by --silences)' -r
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand alert" -l unsilence -d 'End the silences of RULE (on CHANNEL)' -r
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand alert" -l log-format -d 'Log format on stderr' -r -f -a "text\t''
+json\t''"
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand alert" -l color -d 'Colors on stderr and in tables (NO_COLOR is honoured)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand alert" -l strict -d 'Exit 65 when an input line is rejected'
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand alert" -l once -d 'One poll cycle of every source, then drain and exit'
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand alert" -l no-store -d 'Do not store anything'
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand alert" -l store-input -d 'Also store the records read with --input (by default a process stores only what it creates)'
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand alert" -l check -d 'Compile the spec for this command and exit'
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand alert" -l dump-plan -d 'Print the compiled plan as JSON and exit'
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand alert" -l silences -d 'List the active silences'
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand alert" -s v -l verbose -d 'More log output on stderr (-v info, -vv debug)'
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand alert" -s q -l quiet -d 'Only errors on stderr: no summary, no warnings'
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand alert" -l no-progress -d 'Never show progress bars'
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand alert" -s h -l help -d 'Print help'
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand alert" -s V -l version -d 'Print version'
 complete -c edgeguard -n "__fish_edgeguard_using_subcommand completions" -l log-format -d 'Log format on stderr' -r -f -a "text\t''
 json\t''"
 complete -c edgeguard -n "__fish_edgeguard_using_subcommand completions" -l color -d 'Colors on stderr and in tables (NO_COLOR is honoured)' -r -f -a "auto\t''
@@ -187,9 +228,10 @@ complete -c edgeguard -n "__fish_edgeguard_using_subcommand completions" -s q -l
 complete -c edgeguard -n "__fish_edgeguard_using_subcommand completions" -l no-progress -d 'Never show progress bars'
 complete -c edgeguard -n "__fish_edgeguard_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c edgeguard -n "__fish_edgeguard_using_subcommand completions" -s V -l version -d 'Print version'
-complete -c edgeguard -n "__fish_edgeguard_using_subcommand help; and not __fish_seen_subcommand_from acquire validate fuse detect completions help" -f -a "acquire" -d 'Read the sources and validate every reading (sources → channel validation)'
-complete -c edgeguard -n "__fish_edgeguard_using_subcommand help; and not __fish_seen_subcommand_from acquire validate fuse detect completions help" -f -a "validate" -d 'Check pipeline files (offline, every problem at once), or validate readings with --input'
-complete -c edgeguard -n "__fish_edgeguard_using_subcommand help; and not __fish_seen_subcommand_from acquire validate fuse detect completions help" -f -a "fuse" -d 'Fuse redundant sensors into trusted channels (sources → channel validation → fusion)'
-complete -c edgeguard -n "__fish_edgeguard_using_subcommand help; and not __fish_seen_subcommand_from acquire validate fuse detect completions help" -f -a "detect" -d 'Detect anomalies (sources → channel validation → fusion → detection)'
-complete -c edgeguard -n "__fish_edgeguard_using_subcommand help; and not __fish_seen_subcommand_from acquire validate fuse detect completions help" -f -a "completions" -d 'Print a shell completion script'
-complete -c edgeguard -n "__fish_edgeguard_using_subcommand help; and not __fish_seen_subcommand_from acquire validate fuse detect completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand help; and not __fish_seen_subcommand_from acquire validate fuse detect alert completions help" -f -a "acquire" -d 'Read the sources and validate every reading (sources → channel validation)'
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand help; and not __fish_seen_subcommand_from acquire validate fuse detect alert completions help" -f -a "validate" -d 'Check pipeline files (offline, every problem at once), or validate readings with --input'
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand help; and not __fish_seen_subcommand_from acquire validate fuse detect alert completions help" -f -a "fuse" -d 'Fuse redundant sensors into trusted channels (sources → channel validation → fusion)'
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand help; and not __fish_seen_subcommand_from acquire validate fuse detect alert completions help" -f -a "detect" -d 'Detect anomalies (sources → channel validation → fusion → detection)'
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand help; and not __fish_seen_subcommand_from acquire validate fuse detect alert completions help" -f -a "alert" -d 'Send alerts (… → detection → alert rules → notifiers); preview them with --render; manage silences'
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand help; and not __fish_seen_subcommand_from acquire validate fuse detect alert completions help" -f -a "completions" -d 'Print a shell completion script'
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand help; and not __fish_seen_subcommand_from acquire validate fuse detect alert completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

@@ -159,7 +159,7 @@ enum Sender {
     File,
     Exec { env: Vec<(String, String)>, timeout: Duration, slots: Arc<Semaphore> },
     Webhook { client: reqwest::Client, headers: Vec<(String, String)>, retries: u32 },
-    Mqtt { options: rumqttc::MqttOptions },
+    Mqtt { options: Box<rumqttc::MqttOptions> },
 }
 
 impl Dispatcher {
@@ -274,7 +274,7 @@ fn sender(p: &NotifierPlan) -> Result<Sender, String> {
                 let cfg = crate::sources::mqtt::tls_config(tls.as_ref()).map_err(named)?;
                 o.set_transport(rumqttc::Transport::tls_with_config(rumqttc::TlsConfiguration::Rustls(Arc::new(cfg))));
             }
-            Sender::Mqtt { options: o }
+            Sender::Mqtt { options: Box::new(o) }
         }
     })
 }
@@ -295,6 +295,9 @@ async fn worker(
             running.spawn(async move {
                 let (attempts, error) = deliver(&sender, &msg).await;
                 drop(permit);
+                if let Some(e) = &error {
+                    tracing::warn!(notifier = id.as_str(), attempts, "notification failed: {e}");
+                }
                 let _ = results.send(Delivery { notifier: id, record, attempts, error });
             });
             continue;
@@ -368,7 +371,7 @@ async fn once(sender: &Sender, msg: &Message) -> Result<(), (String, bool)> {
             }
         }
         (Sender::Mqtt { options }, Message::Mqtt { topic, payload, qos, retain }) => {
-            publish(options.clone(), topic, payload, *qos, *retain).await.map_err(|e| (e, true))
+            publish((**options).clone(), topic, payload, *qos, *retain).await.map_err(|e| (e, true))
         }
         _ => Err(("message does not fit the notifier".into(), false)),
     }

@@ -743,8 +743,6 @@ impl Detectors {
     }
 }
 
-/// A reading as the context of a pattern step (the fields of DESIGN.md §3).
-
 /// The anomaly record (DESIGN.md §3), as the NDJSON line it prints as.
 fn anomaly(line: &mut Vec<u8>, d: &Detector, ts: Micros, channel: &str, v: Option<f64>, f: &Finding) -> Record {
     line.clear();

@@ -1,6 +1,7 @@
 //! The integration tests: one binary that drives `edgeguard` the way users do.
 
 mod acquire;
+mod alert;
 mod detect;
 mod diagnostics;
 mod fuse;
