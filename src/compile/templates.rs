@@ -241,3 +241,37 @@ pub fn describe(e: &minijinja::Error) -> String {
 fn note_fields() -> String {
     "records have: kind, ts, channel, value, unit, quality, flags, source; anomalies add detector, method, score, expected, threshold; alerts add rule, state, severity, title, body, fingerprint, labels, recent (the channel's last values), since, firing_for (seconds)".into()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_are_bounded_in_output_and_fuel() {
+        let env = environment();
+        let ctx = sample_record("a.b");
+        let long = "{% for i in range(20000) %}0123456789{% endfor %}";
+        let e = render_capped(&env, long, &ctx).unwrap_err();
+        assert!(e.to_string().contains("output longer than 65536 bytes"), "{e}");
+        let spin = "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}";
+        assert_eq!(render_capped(&env, spin, &ctx).unwrap_err().kind(), ErrorKind::OutOfFuel);
+        let rec = "{% macro f(n) %}{{ f(n) }}{% endmacro %}{{ f(1) }}";
+        assert!(render_capped(&env, rec, &ctx).is_err());
+        let big = render_capped(&env, "{{ 'x' * 100000000 }}", &ctx);
+        assert!(big.is_err(), "{:?}", big.map(|s| s.len()));
+    }
+
+    #[test]
+    fn domain_filters() {
+        let env = environment();
+        let r = |src: &str| render_capped(&env, src, &sample_record("a.b")).unwrap();
+        assert_eq!(r("{{ value | unit }}"), "81.25 degC");
+        assert_eq!(r("{{ 3725 | duration }}"), "1h 2m 5s");
+        assert_eq!(r("{{ ts | timestamp('Europe/Berlin', format='%H:%M %Z') }}"), "01:00 CET");
+        assert_eq!(r("{{ ts | timestamp('+05:30', format='%H:%M') }}"), "05:30");
+        assert!(render_capped(&env, "{{ ts | timestamp('Mars/Base') }}", &sample_record("a")).is_err());
+        assert!(
+            looks_json("{\"a\": {{ x }}}") && looks_json(" [1]") && !looks_json("{{ x }}") && !looks_json("{% if %}")
+        );
+    }
+}
