@@ -37,6 +37,7 @@ Register-ArgumentCompleter -Native -CommandName 'edgeguard' -ScriptBlock {
             [CompletionResult]::new('fuse', 'fuse', [CompletionResultType]::ParameterValue, 'Fuse redundant sensors into trusted channels (sources → channel validation → fusion)')
             [CompletionResult]::new('detect', 'detect', [CompletionResultType]::ParameterValue, 'Detect anomalies (sources → channel validation → fusion → detection)')
             [CompletionResult]::new('alert', 'alert', [CompletionResultType]::ParameterValue, 'Send alerts (… → detection → alert rules → notifiers); preview them with --render; manage silences')
+            [CompletionResult]::new('serve', 'serve', [CompletionResultType]::ParameterValue, 'Run the whole pipeline as a daemon with the HTTP API, live stream, metrics and dashboard')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
@@ -212,6 +213,26 @@ Register-ArgumentCompleter -Native -CommandName 'edgeguard' -ScriptBlock {
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             break
         }
+        'edgeguard;serve' {
+            [CompletionResult]::new('--listen', '--listen', [CompletionResultType]::ParameterName, 'Listen here instead of `serve.listen` (default 127.0.0.1:8080; port 0 picks a free one)')
+            [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'Store here instead of the spec''s `store.path`')
+            [CompletionResult]::new('--duration', '--duration', [CompletionResultType]::ParameterName, 'Stop after this long, as on SIGTERM')
+            [CompletionResult]::new('--print', '--print', [CompletionResultType]::ParameterName, 'Also print these records on stdout (reading,anomaly,alert). Default: none')
+            [CompletionResult]::new('--set', '--set', [CompletionResultType]::ParameterName, 'Override a spec value: `serve.listen=0.0.0.0:8080`')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format on stderr')
+            [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'Colors on stderr and in tables (NO_COLOR is honoured)')
+            [CompletionResult]::new('--no-store', '--no-store', [CompletionResultType]::ParameterName, 'Do not store (the API''s range queries then answer 503)')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output on stderr (-v info, -vv debug)')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output on stderr (-v info, -vv debug)')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Only errors on stderr: no summary, no warnings')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Only errors on stderr: no summary, no warnings')
+            [CompletionResult]::new('--no-progress', '--no-progress', [CompletionResultType]::ParameterName, 'Never show progress bars')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
         'edgeguard;completions' {
             [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format on stderr')
             [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'Colors on stderr and in tables (NO_COLOR is honoured)')
@@ -232,6 +253,7 @@ Register-ArgumentCompleter -Native -CommandName 'edgeguard' -ScriptBlock {
             [CompletionResult]::new('fuse', 'fuse', [CompletionResultType]::ParameterValue, 'Fuse redundant sensors into trusted channels (sources → channel validation → fusion)')
             [CompletionResult]::new('detect', 'detect', [CompletionResultType]::ParameterValue, 'Detect anomalies (sources → channel validation → fusion → detection)')
             [CompletionResult]::new('alert', 'alert', [CompletionResultType]::ParameterValue, 'Send alerts (… → detection → alert rules → notifiers); preview them with --render; manage silences')
+            [CompletionResult]::new('serve', 'serve', [CompletionResultType]::ParameterValue, 'Run the whole pipeline as a daemon with the HTTP API, live stream, metrics and dashboard')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
@@ -249,6 +271,9 @@ Register-ArgumentCompleter -Native -CommandName 'edgeguard' -ScriptBlock {
             break
         }
         'edgeguard;help;alert' {
+            break
+        }
+        'edgeguard;help;serve' {
             break
         }
         'edgeguard;help;completions' {

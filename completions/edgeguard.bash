@@ -34,6 +34,9 @@ _edgeguard() {
             edgeguard,help)
                 cmd="edgeguard__subcmd__help"
                 ;;
+            edgeguard,serve)
+                cmd="edgeguard__subcmd__serve"
+                ;;
             edgeguard,validate)
                 cmd="edgeguard__subcmd__validate"
                 ;;
@@ -55,6 +58,9 @@ _edgeguard() {
             edgeguard__subcmd__help,help)
                 cmd="edgeguard__subcmd__help__subcmd__help"
                 ;;
+            edgeguard__subcmd__help,serve)
+                cmd="edgeguard__subcmd__help__subcmd__serve"
+                ;;
             edgeguard__subcmd__help,validate)
                 cmd="edgeguard__subcmd__help__subcmd__validate"
                 ;;
@@ -65,7 +71,7 @@ _edgeguard() {
 
     case "${cmd}" in
         edgeguard)
-            opts="-v -q -h -V --verbose --quiet --log-format --color --no-progress --help --version acquire validate fuse detect alert completions help"
+            opts="-v -q -h -V --verbose --quiet --log-format --color --no-progress --help --version acquire validate fuse detect alert serve completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -469,7 +475,7 @@ _edgeguard() {
             return 0
             ;;
         edgeguard__subcmd__help)
-            opts="acquire validate fuse detect alert completions help"
+            opts="acquire validate fuse detect alert serve completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -566,6 +572,20 @@ _edgeguard() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        edgeguard__subcmd__help__subcmd__serve)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         edgeguard__subcmd__help__subcmd__validate)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -573,6 +593,48 @@ _edgeguard() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        edgeguard__subcmd__serve)
+            opts="-v -q -h -V --listen --store --no-store --duration --print --set --verbose --quiet --log-format --color --no-progress --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --listen)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --store)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --duration)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --print)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --set)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;

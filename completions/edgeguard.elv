@@ -34,6 +34,7 @@ set edit:completion:arg-completer[edgeguard] = {|@words|
             cand fuse 'Fuse redundant sensors into trusted channels (sources → channel validation → fusion)'
             cand detect 'Detect anomalies (sources → channel validation → fusion → detection)'
             cand alert 'Send alerts (… → detection → alert rules → notifiers); preview them with --render; manage silences'
+            cand serve 'Run the whole pipeline as a daemon with the HTTP API, live stream, metrics and dashboard'
             cand completions 'Print a shell completion script'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
@@ -203,6 +204,25 @@ set edit:completion:arg-completer[edgeguard] = {|@words|
             cand -V 'Print version'
             cand --version 'Print version'
         }
+        &'edgeguard;serve'= {
+            cand --listen 'Listen here instead of `serve.listen` (default 127.0.0.1:8080; port 0 picks a free one)'
+            cand --store 'Store here instead of the spec''s `store.path`'
+            cand --duration 'Stop after this long, as on SIGTERM'
+            cand --print 'Also print these records on stdout (reading,anomaly,alert). Default: none'
+            cand --set 'Override a spec value: `serve.listen=0.0.0.0:8080`'
+            cand --log-format 'Log format on stderr'
+            cand --color 'Colors on stderr and in tables (NO_COLOR is honoured)'
+            cand --no-store 'Do not store (the API''s range queries then answer 503)'
+            cand -v 'More log output on stderr (-v info, -vv debug)'
+            cand --verbose 'More log output on stderr (-v info, -vv debug)'
+            cand -q 'Only errors on stderr: no summary, no warnings'
+            cand --quiet 'Only errors on stderr: no summary, no warnings'
+            cand --no-progress 'Never show progress bars'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
         &'edgeguard;completions'= {
             cand --log-format 'Log format on stderr'
             cand --color 'Colors on stderr and in tables (NO_COLOR is honoured)'
@@ -222,6 +242,7 @@ set edit:completion:arg-completer[edgeguard] = {|@words|
             cand fuse 'Fuse redundant sensors into trusted channels (sources → channel validation → fusion)'
             cand detect 'Detect anomalies (sources → channel validation → fusion → detection)'
             cand alert 'Send alerts (… → detection → alert rules → notifiers); preview them with --render; manage silences'
+            cand serve 'Run the whole pipeline as a daemon with the HTTP API, live stream, metrics and dashboard'
             cand completions 'Print a shell completion script'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
@@ -234,6 +255,8 @@ set edit:completion:arg-completer[edgeguard] = {|@words|
         &'edgeguard;help;detect'= {
         }
         &'edgeguard;help;alert'= {
+        }
+        &'edgeguard;help;serve'= {
         }
         &'edgeguard;help;completions'= {
         }

@@ -39,6 +39,7 @@ complete -c edgeguard -n "__fish_edgeguard_needs_command" -f -a "validate" -d 'C
 complete -c edgeguard -n "__fish_edgeguard_needs_command" -f -a "fuse" -d 'Fuse redundant sensors into trusted channels (sources → channel validation → fusion)'
 complete -c edgeguard -n "__fish_edgeguard_needs_command" -f -a "detect" -d 'Detect anomalies (sources → channel validation → fusion → detection)'
 complete -c edgeguard -n "__fish_edgeguard_needs_command" -f -a "alert" -d 'Send alerts (… → detection → alert rules → notifiers); preview them with --render; manage silences'
+complete -c edgeguard -n "__fish_edgeguard_needs_command" -f -a "serve" -d 'Run the whole pipeline as a daemon with the HTTP API, live stream, metrics and dashboard'
 complete -c edgeguard -n "__fish_edgeguard_needs_command" -f -a "completions" -d 'Print a shell completion script'
 complete -c edgeguard -n "__fish_edgeguard_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c edgeguard -n "__fish_edgeguard_using_subcommand acquire" -l input -d 'Start from records in FILE (`-` for stdin) instead of the live sources' -r
@@ -218,6 +219,22 @@ complete -c edgeguard -n "__fish_edgeguard_using_subcommand alert" -s q -l quiet
 complete -c edgeguard -n "__fish_edgeguard_using_subcommand alert" -l no-progress -d 'Never show progress bars'
 complete -c edgeguard -n "__fish_edgeguard_using_subcommand alert" -s h -l help -d 'Print help'
 complete -c edgeguard -n "__fish_edgeguard_using_subcommand alert" -s V -l version -d 'Print version'
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand serve" -l listen -d 'Listen here instead of `serve.listen` (default 127.0.0.1:8080; port 0 picks a free one)' -r
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand serve" -l store -d 'Store here instead of the spec\'s `store.path`' -r
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand serve" -l duration -d 'Stop after this long, as on SIGTERM' -r
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand serve" -l print -d 'Also print these records on stdout (reading,anomaly,alert). Default: none' -r
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand serve" -l set -d 'Override a spec value: `serve.listen=0.0.0.0:8080`' -r
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand serve" -l log-format -d 'Log format on stderr' -r -f -a "text\t''
+json\t''"
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand serve" -l color -d 'Colors on stderr and in tables (NO_COLOR is honoured)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand serve" -l no-store -d 'Do not store (the API\'s range queries then answer 503)'
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand serve" -s v -l verbose -d 'More log output on stderr (-v info, -vv debug)'
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand serve" -s q -l quiet -d 'Only errors on stderr: no summary, no warnings'
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand serve" -l no-progress -d 'Never show progress bars'
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand serve" -s h -l help -d 'Print help'
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand serve" -s V -l version -d 'Print version'
 complete -c edgeguard -n "__fish_edgeguard_using_subcommand completions" -l log-format -d 'Log format on stderr' -r -f -a "text\t''
 json\t''"
 complete -c edgeguard -n "__fish_edgeguard_using_subcommand completions" -l color -d 'Colors on stderr and in tables (NO_COLOR is honoured)' -r -f -a "auto\t''
@@ -228,10 +245,11 @@ complete -c edgeguard -n "__fish_edgeguard_using_subcommand completions" -s q -l
 complete -c edgeguard -n "__fish_edgeguard_using_subcommand completions" -l no-progress -d 'Never show progress bars'
 complete -c edgeguard -n "__fish_edgeguard_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c edgeguard -n "__fish_edgeguard_using_subcommand completions" -s V -l version -d 'Print version'
-complete -c edgeguard -n "__fish_edgeguard_using_subcommand help; and not __fish_seen_subcommand_from acquire validate fuse detect alert completions help" -f -a "acquire" -d 'Read the sources and validate every reading (sources → channel validation)'
-complete -c edgeguard -n "__fish_edgeguard_using_subcommand help; and not __fish_seen_subcommand_from acquire validate fuse detect alert completions help" -f -a "validate" -d 'Check pipeline files (offline, every problem at once), or validate readings with --input'
-complete -c edgeguard -n "__fish_edgeguard_using_subcommand help; and not __fish_seen_subcommand_from acquire validate fuse detect alert completions help" -f -a "fuse" -d 'Fuse redundant sensors into trusted channels (sources → channel validation → fusion)'
-complete -c edgeguard -n "__fish_edgeguard_using_subcommand help; and not __fish_seen_subcommand_from acquire validate fuse detect alert completions help" -f -a "detect" -d 'Detect anomalies (sources → channel validation → fusion → detection)'
-complete -c edgeguard -n "__fish_edgeguard_using_subcommand help; and not __fish_seen_subcommand_from acquire validate fuse detect alert completions help" -f -a "alert" -d 'Send alerts (… → detection → alert rules → notifiers); preview them with --render; manage silences'
-complete -c edgeguard -n "__fish_edgeguard_using_subcommand help; and not __fish_seen_subcommand_from acquire validate fuse detect alert completions help" -f -a "completions" -d 'Print a shell completion script'
-complete -c edgeguard -n "__fish_edgeguard_using_subcommand help; and not __fish_seen_subcommand_from acquire validate fuse detect alert completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand help; and not __fish_seen_subcommand_from acquire validate fuse detect alert serve completions help" -f -a "acquire" -d 'Read the sources and validate every reading (sources → channel validation)'
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand help; and not __fish_seen_subcommand_from acquire validate fuse detect alert serve completions help" -f -a "validate" -d 'Check pipeline files (offline, every problem at once), or validate readings with --input'
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand help; and not __fish_seen_subcommand_from acquire validate fuse detect alert serve completions help" -f -a "fuse" -d 'Fuse redundant sensors into trusted channels (sources → channel validation → fusion)'
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand help; and not __fish_seen_subcommand_from acquire validate fuse detect alert serve completions help" -f -a "detect" -d 'Detect anomalies (sources → channel validation → fusion → detection)'
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand help; and not __fish_seen_subcommand_from acquire validate fuse detect alert serve completions help" -f -a "alert" -d 'Send alerts (… → detection → alert rules → notifiers); preview them with --render; manage silences'
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand help; and not __fish_seen_subcommand_from acquire validate fuse detect alert serve completions help" -f -a "serve" -d 'Run the whole pipeline as a daemon with the HTTP API, live stream, metrics and dashboard'
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand help; and not __fish_seen_subcommand_from acquire validate fuse detect alert serve completions help" -f -a "completions" -d 'Print a shell completion script'
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand help; and not __fish_seen_subcommand_from acquire validate fuse detect alert serve completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

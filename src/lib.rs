@@ -23,6 +23,7 @@
 pub mod cli;
 pub mod compile;
 pub mod engine;
+pub mod serve;
 pub mod sinks;
 pub mod sources;
 pub mod spec;

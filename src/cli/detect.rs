@@ -60,6 +60,8 @@ pub fn run(args: &DetectArgs, g: &GlobalArgs) -> Result<Exit, Failure> {
         progress: !g.no_progress && !g.quiet,
         timeout: None,
         stage: Stage::Detect,
+        tap: None,
+        wall_clock: false,
     };
     let report = engine::run(&plan, opts, &mut output)?;
     if !g.quiet && !report.detect.by_day.is_empty() {
@@ -76,10 +78,5 @@ pub fn run(args: &DetectArgs, g: &GlobalArgs) -> Result<Exit, Failure> {
 
 /// `30d` (that long ago) or an RFC 3339 time, as microseconds.
 fn parse_when(text: &str, now: i64) -> Result<i64, Failure> {
-    if let Some(t) = crate::engine::time::parse_rfc3339(text) {
-        return Ok(t);
-    }
-    crate::compile::quantity::parse_duration(text).map(|d| now - d.as_micros() as i64).map_err(|e| {
-        Failure::new(Exit::Usage, format!("`{text}` is neither a duration (30d) nor an RFC 3339 time: {e}"))
-    })
+    crate::engine::time::parse_when(text, now).map_err(|e| Failure::new(Exit::Usage, e))
 }

@@ -10,6 +10,7 @@ pub mod exit;
 mod generate;
 mod pipeline;
 mod probe;
+mod serve;
 mod validate;
 
 use std::io::IsTerminal;
@@ -90,6 +91,8 @@ pub enum Command {
     Detect(detect::DetectArgs),
     /// Send alerts (… → detection → alert rules → notifiers); preview them with --render; manage silences.
     Alert(alert::AlertArgs),
+    /// Run the whole pipeline as a daemon with the HTTP API, live stream, metrics and dashboard.
+    Serve(serve::ServeArgs),
     /// Print a shell completion script.
     Completions(completions::CompletionsArgs),
 }
@@ -116,6 +119,7 @@ pub fn main() -> ExitCode {
         Command::Fuse(f) => pipeline::run_fuse(f, &cli.global),
         Command::Detect(d) => detect::run(d, &cli.global),
         Command::Alert(a) => alert::run(a, &cli.global),
+        Command::Serve(s) => serve::run(s, &cli.global),
         Command::Completions(c) => completions::run(c),
     };
     match result {

@@ -51,6 +51,8 @@ pub(super) fn run_stage(a: &PipelineArgs, g: &GlobalArgs, stage: Stage) -> Resul
         progress: !g.no_progress && !g.quiet,
         timeout: a.timeout,
         stage,
+        tap: None,
+        wall_clock: false,
     };
     let mut output = a.output(g)?;
     let report = engine::run(&plan, opts, &mut output)?;

@@ -118,6 +118,8 @@ fn validate_input(a: &ValidateArgs, input: &str, g: &GlobalArgs) -> Result<Exit,
         progress: !g.no_progress && !g.quiet,
         timeout: None,
         stage: crate::engine::Stage::Validate,
+        tap: None,
+        wall_clock: false,
     };
     let mut output = Output::open(None, a.output_format, Only::default(), g.color())
         .map_err(|e| Failure::new(Exit::IoErr, format!("cannot write stdout: {e}")))?;

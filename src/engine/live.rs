@@ -59,6 +59,7 @@ impl std::fmt::Display for SourceStats {
 }
 
 /// Live counters of a running source.
+#[derive(Clone)]
 pub(super) enum StatsHandle {
     Modbus(Arc<Mutex<ModbusStats>>),
     Mqtt(Arc<Mutex<MqttStats>>),

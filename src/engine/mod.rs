@@ -17,6 +17,7 @@
 
 mod live;
 pub mod record;
+pub mod tap;
 pub mod time;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -128,6 +129,10 @@ pub struct RunOptions {
     /// With `once`: how long an MQTT source waits for every topic (default 10 s).
     pub timeout: Option<Duration>,
     pub stage: Stage,
+    /// `serve`: what the HTTP side sees of the run.
+    pub tap: Option<Arc<tap::Tap>>,
+    /// Simulators pace in real time even with `duration` (`serve`).
+    pub wall_clock: bool,
 }
 
 /// What a run did; the summary and exit code are derived from it.
@@ -262,7 +267,8 @@ pub fn run(plan: &Plan, opts: RunOptions, output: &mut Output) -> Result<RunRepo
     // Sources that talk to devices run on the wall clock; only a pipeline of
     // simulators alone runs on the virtual clock with --duration/--count.
     let has_devices = plan.sources.iter().any(|s| !matches!(s.kind, SourceKind::Simulate(_)));
-    let virtual_clock = opts.input.is_none() && !has_devices && (opts.duration.is_some() || opts.count.is_some());
+    let virtual_clock =
+        !opts.wall_clock && opts.input.is_none() && !has_devices && (opts.duration.is_some() || opts.count.is_some());
     let live = opts.input.is_none() && opts.replay.is_none() && !virtual_clock;
     let saved_detectors = match &store {
         Some(st) if live && opts.stage >= Stage::Detect => {
@@ -299,6 +305,9 @@ pub fn run(plan: &Plan, opts: RunOptions, output: &mut Output) -> Result<RunRepo
     };
 
     let (tx, mut rx) = mpsc::channel::<Batch>(QUEUE);
+    if let Some(t) = &opts.tap {
+        t.open_ingest(tx.clone());
+    }
     let mut source_stats: Vec<(String, StatsHandle)> = Vec::new();
     let mut live_tasks = Vec::new();
     let (finished_tx, finished_rx) = watch::channel(false);
@@ -433,6 +442,9 @@ pub fn run(plan: &Plan, opts: RunOptions, output: &mut Output) -> Result<RunRepo
         drop(tx);
     }
 
+    if let (Some(t), Some(st)) = (&opts.tap, &store) {
+        t.set_reader(st.reader().map_err(EngineError::Store)?, st.path.clone());
+    }
     // The writer thread.
     let (store_tx, store_handle) = match (store, &opts.store) {
         (Some(store), Some(sp)) => {
@@ -442,6 +454,7 @@ pub fn run(plan: &Plan, opts: RunOptions, output: &mut Output) -> Result<RunRepo
                 flush: sp.flush,
                 retention: sp.retention,
                 store_input: opts.store_input,
+                tap: opts.tap.clone(),
             };
             (Some(stx), Some(std::thread::spawn(move || store::run_writer(store, srx, cfg))))
         }
@@ -466,6 +479,10 @@ pub fn run(plan: &Plan, opts: RunOptions, output: &mut Output) -> Result<RunRepo
     let mut output_error = None;
     let mut live_taken = 0u64;
     let mut notes = Vec::new();
+    if let Some(t) = &opts.tap {
+        t.set_sources(source_stats.iter().map(|(id, h)| (id.clone(), h.clone())).collect());
+        t.ready.store(true, Ordering::Relaxed);
+    }
     loop {
         let next = rt.block_on(async {
             tokio::select! {
@@ -484,6 +501,9 @@ pub fn run(plan: &Plan, opts: RunOptions, output: &mut Output) -> Result<RunRepo
             Some(Some(b)) => (b, false),
             Some(None) => (Batch::default(), true),
             None => {
+                if let Some(t) = &opts.tap {
+                    t.close_ingest();
+                }
                 // Producers were told to stop; give them a moment to hand over
                 // what they have read, then finish.
                 deadline = Some(tokio::time::Instant::now() + Duration::from_secs(2));
@@ -543,6 +563,16 @@ pub fn run(plan: &Plan, opts: RunOptions, output: &mut Output) -> Result<RunRepo
             }
             let done = if ending { d.finish(&rt) } else { d.outcomes() };
             deliveries.extend(done.iter().map(delivery_record));
+            if let Some(t) = &opts.tap {
+                t.counters.notifications_sent.store(d.sent, Ordering::Relaxed);
+                t.counters.notifications_failed.store(d.failed, Ordering::Relaxed);
+            }
+        }
+        if let Some(t) = &opts.tap {
+            t.counters.batches_waiting.store(rx.len() as u64, Ordering::Relaxed);
+            if !out_batch.is_empty() {
+                t.observe(&out_batch);
+            }
         }
         if let (Some(stx), false) = (&store_tx, deliveries.is_empty()) {
             // The notification log: stored, never printed.

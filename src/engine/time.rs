@@ -161,6 +161,17 @@ fn days_in_month(y: i64, m: u32) -> u32 {
     }
 }
 
+/// A time given on a command line or in a query: RFC 3339, or a duration
+/// (`30d`, `15m`) meaning that long before `now`.
+pub fn parse_when(text: &str, now: Micros) -> Result<Micros, String> {
+    if let Some(t) = parse_rfc3339(text) {
+        return Ok(t);
+    }
+    crate::compile::quantity::parse_duration(text)
+        .map(|d| now - d.as_micros() as i64)
+        .map_err(|e| format!("`{text}` is neither a duration (30d) nor an RFC 3339 time: {e}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -409,6 +409,8 @@ pub struct WriterConfig {
     pub retention: Option<Duration>,
     /// Store readings that were read with `--input`.
     pub store_input: bool,
+    /// `serve`: commit counters for `/metrics`.
+    pub tap: Option<std::sync::Arc<crate::engine::tap::Tap>>,
 }
 
 /// Runs the writer until the channel closes; commits what is left, then
@@ -441,7 +443,7 @@ pub fn run_writer(
                             cols.push(r);
                             if cols.len >= cfg.batch {
                                 // A hook waits for the commit that holds its batch's last record.
-                                commit(&store, &mut cols, &mut events, &mut stats, &mut hooks)
+                                commit(&store, &mut cols, &mut events, &mut stats, cfg.tap.as_deref(), &mut hooks)
                                     .map_err(|e| (e, stats))?;
                                 first_pending = None;
                             }
@@ -465,7 +467,8 @@ pub fn run_writer(
             Err(RecvTimeoutError::Disconnected) => break,
         }
         if first_pending.is_some_and(|t| t.elapsed() >= cfg.flush) {
-            commit(&store, &mut cols, &mut events, &mut stats, &mut hooks).map_err(|e| (e, stats))?;
+            commit(&store, &mut cols, &mut events, &mut stats, cfg.tap.as_deref(), &mut hooks)
+                .map_err(|e| (e, stats))?;
             first_pending = None;
         }
         if let Some(r) = cfg.retention {
@@ -475,7 +478,7 @@ pub fn run_writer(
             }
         }
     }
-    commit(&store, &mut cols, &mut events, &mut stats, &mut hooks).map_err(|e| (e, stats))?;
+    commit(&store, &mut cols, &mut events, &mut stats, cfg.tap.as_deref(), &mut hooks).map_err(|e| (e, stats))?;
     Ok((store, stats))
 }
 
@@ -485,10 +488,15 @@ fn commit(
     cols: &mut ReadingColumns,
     events: &mut Vec<EventRow>,
     stats: &mut StoreStats,
+    tap: Option<&crate::engine::tap::Tap>,
     hooks: &mut Vec<CommitHook>,
 ) -> Result<(), StoreError> {
     if cols.len > 0 || !events.is_empty() {
+        let (rows, started) = (cols.len + events.len(), Instant::now());
         commit_records(store, cols, events, stats)?;
+        if let Some(t) = tap {
+            t.committed(rows as u64, started.elapsed().as_micros() as u64);
+        }
     }
     for hook in hooks.drain(..) {
         hook();

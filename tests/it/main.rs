@@ -11,6 +11,7 @@ mod modbus;
 mod mqtt;
 mod peers;
 mod serial;
+mod serve;
 mod signals;
 mod support;
 mod validate;

@@ -1,0 +1,120 @@
+//! `edgeguard serve SPEC`: the whole pipeline until SIGINT/SIGTERM, with the
+//! HTTP API, the live stream, metrics and the dashboard.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+
+use super::args::{load_plan, parse_duration_arg};
+use super::exit::{Exit, Failure};
+use super::{say, GlobalArgs};
+use crate::compile::{ServePlan, StorePlan};
+use crate::engine::tap::Tap;
+use crate::engine::{self, RunOptions, Stage};
+use crate::serve::{Server, StartError};
+use crate::sinks::stdout::{Only, Output};
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The pipeline spec.
+    #[arg(value_name = "SPEC")]
+    pub spec: String,
+    /// Listen here instead of `serve.listen` (default 127.0.0.1:8080; port 0 picks a free one).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Store here instead of the spec's `store.path`.
+    #[arg(long, value_name = "PATH", conflicts_with = "no_store")]
+    pub store: Option<String>,
+    /// Do not store (the API's range queries then answer 503).
+    #[arg(long)]
+    pub no_store: bool,
+    /// Stop after this long, as on SIGTERM.
+    #[arg(long, value_name = "TIME", value_parser = parse_duration_arg)]
+    pub duration: Option<Duration>,
+    /// Also print these records on stdout (reading,anomaly,alert). Default: none.
+    #[arg(long, value_name = "KINDS", value_parser = Only::parse)]
+    pub print: Option<Only>,
+    /// Override a spec value: `serve.listen=0.0.0.0:8080`.
+    #[arg(long = "set", value_name = "PATH=VALUE")]
+    pub set: Vec<String>,
+}
+
+pub fn run(a: &ServeArgs, g: &GlobalArgs) -> Result<Exit, Failure> {
+    let plan = load_plan(&a.spec, &a.set, g)?;
+    let mut serve = plan.serve.clone().unwrap_or(ServePlan {
+        listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+        token: None,
+        tls: None,
+        cors: Vec::new(),
+    });
+    if let Some(l) = a.listen {
+        serve.listen = l;
+    }
+    if !serve.listen.ip().is_loopback() && serve.token.is_none() {
+        return Err(Failure::new(
+            Exit::Config,
+            format!(
+                "refusing to listen on {} without a token: set `serve.token`, or listen on 127.0.0.1",
+                serve.listen
+            ),
+        ));
+    }
+    let store: Option<StorePlan> = match (&a.store, &plan.store, a.no_store) {
+        (_, _, true) => None,
+        (Some(p), Some(s), _) => Some(StorePlan { path: p.into(), ..s.clone() }),
+        (Some(p), None, _) => Some(StorePlan {
+            path: p.into(),
+            retention: None,
+            batch: crate::sinks::store::DEFAULT_BATCH,
+            flush: Duration::from_secs(1),
+        }),
+        (None, s, _) => s.clone(),
+    };
+    let tap = Arc::new(Tap::default());
+    let mut server = Server::start(&serve, tap.clone(), &plan.name).map_err(|e| match e {
+        StartError::Config(m) => Failure::new(Exit::Config, m),
+        StartError::Bind(m) => Failure::new(Exit::Failure, m),
+    })?;
+    let scheme = if serve.tls.is_some() { "https" } else { "http" };
+    say(g, &format!("serve: {} on {scheme}://{} (dashboard at /)", plan.name, server.addr));
+    let only = a.print.unwrap_or(Only { reading: false, anomaly: false, alert: false, other: false });
+    let mut output = Output::open(None, None, only, g.color())
+        .map_err(|e| Failure::new(Exit::IoErr, format!("cannot write output: {e}")))?;
+    let store_path = store.as_ref().map(|s| s.path.display().to_string());
+    let opts = RunOptions {
+        input: None,
+        replay: None,
+        once: false,
+        duration: a.duration,
+        count: None,
+        store,
+        store_input: false,
+        progress: false,
+        timeout: None,
+        stage: Stage::Alert,
+        tap: Some(tap),
+        wall_clock: true,
+    };
+    let report = engine::run(&plan, opts, &mut output);
+    server.stop();
+    let report = report?;
+    let r = &report;
+    say(
+        g,
+        &format!(
+            "serve: {} readings · {} anomalies · {} notifications ({} failed) · {} · {:.0} s",
+            r.validate.readings,
+            r.detect.anomalies,
+            r.alert.stats.notifications,
+            r.alert.failed,
+            match (&r.store, store_path) {
+                (Some(s), Some(p)) => format!("{} stored in {p}", s.readings),
+                _ => "not stored".into(),
+            },
+            r.elapsed.as_secs_f64()
+        ),
+    );
+    Ok(Exit::Ok)
+}

@@ -1,0 +1,195 @@
+//! What a running engine shares with `serve`'s HTTP side: the latest reading
+//! of every channel, a broadcast of every record for the live stream, a way
+//! in for readings posted to the API, a connection to the store for
+//! queries, and counters for `/metrics`.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use tokio::sync::{broadcast, mpsc};
+
+use super::live::{SourceReport, StatsHandle};
+use super::record::{FxHashMap, Quality, Reading, Record};
+use super::Batch;
+
+/// Records buffered per stream subscriber before it counts as lagging.
+pub const STREAM_BUFFER: usize = 16_384;
+
+/// The latest reading of a channel.
+#[derive(Debug, Clone)]
+pub struct Latest {
+    pub reading: Reading,
+    /// Readings of the channel since the start.
+    pub count: u64,
+}
+
+/// One record on the live stream.
+#[derive(Debug)]
+pub struct StreamItem {
+    pub kind: Box<str>,
+    pub channel: Option<Arc<str>>,
+    /// The record's NDJSON line, without the newline.
+    pub line: Box<str>,
+}
+
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub readings: AtomicU64,
+    pub good: AtomicU64,
+    pub suspect: AtomicU64,
+    pub bad: AtomicU64,
+    pub anomalies: AtomicU64,
+    pub alerts: AtomicU64,
+    pub posted: AtomicU64,
+    pub posted_rejected: AtomicU64,
+    pub notifications_sent: AtomicU64,
+    pub notifications_failed: AtomicU64,
+    pub commits: AtomicU64,
+    pub commit_micros: AtomicU64,
+    pub committed_rows: AtomicU64,
+    pub batches_waiting: AtomicU64,
+    pub stream_lagged: AtomicU64,
+}
+
+pub struct Tap {
+    latest: RwLock<FxHashMap<Arc<str>, Latest>>,
+    /// Bumped on every batch: lets readers cache what they built from `latest`.
+    pub version: AtomicU64,
+    pub stream: broadcast::Sender<Arc<StreamItem>>,
+    ingest: Mutex<Option<mpsc::Sender<Batch>>>,
+    reader: Mutex<Option<duckdb::Connection>>,
+    sources: Mutex<Vec<(String, StatsHandle)>>,
+    pub counters: Counters,
+    pub ready: AtomicBool,
+    pub store_path: Mutex<Option<std::path::PathBuf>>,
+}
+
+impl Default for Tap {
+    fn default() -> Self {
+        Tap {
+            latest: RwLock::default(),
+            version: AtomicU64::new(0),
+            stream: broadcast::channel(STREAM_BUFFER).0,
+            ingest: Mutex::new(None),
+            reader: Mutex::new(None),
+            sources: Mutex::new(Vec::new()),
+            counters: Counters::default(),
+            ready: AtomicBool::new(false),
+            store_path: Mutex::new(None),
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Tap {
+    pub(super) fn open_ingest(&self, tx: mpsc::Sender<Batch>) {
+        *lock(&self.ingest) = Some(tx);
+    }
+
+    /// No more posted readings: the engine is draining.
+    pub(super) fn close_ingest(&self) {
+        lock(&self.ingest).take();
+    }
+
+    /// Where posted readings go; `None` once the engine drains.
+    pub fn ingest(&self) -> Option<mpsc::Sender<Batch>> {
+        lock(&self.ingest).clone()
+    }
+
+    pub(super) fn set_reader(&self, conn: duckdb::Connection, path: std::path::PathBuf) {
+        *lock(&self.reader) = Some(conn);
+        *lock(&self.store_path) = Some(path);
+    }
+
+    /// A new connection to the store (DuckDB connections are cheap clones
+    /// of one database), or `None` without a store.
+    pub fn connection(&self) -> Option<duckdb::Connection> {
+        lock(&self.reader).as_ref().and_then(|c| c.try_clone().ok())
+    }
+
+    pub(super) fn set_sources(&self, sources: Vec<(String, StatsHandle)>) {
+        *lock(&self.sources) = sources;
+    }
+
+    /// Counters of every device source.
+    pub fn sources(&self) -> Vec<SourceReport> {
+        lock(&self.sources).iter().map(|(id, h)| SourceReport { id: id.clone(), stats: h.snapshot() }).collect()
+    }
+
+    /// The latest reading of every channel, sorted by channel.
+    pub fn latest(&self) -> Vec<Latest> {
+        let map = self.latest.read().unwrap_or_else(|e| e.into_inner());
+        let mut v: Vec<Latest> = map.values().cloned().collect();
+        v.sort_by(|a, b| a.reading.channel.cmp(&b.reading.channel));
+        v
+    }
+
+    /// Takes in one batch of what the stages made.
+    pub(super) fn observe(&self, batch: &[Record]) {
+        let c = &self.counters;
+        {
+            let mut map = self.latest.write().unwrap_or_else(|e| e.into_inner());
+            for rec in batch {
+                match rec {
+                    Record::Reading(r) => {
+                        c.readings.fetch_add(1, Ordering::Relaxed);
+                        match r.quality {
+                            Quality::Good => &c.good,
+                            Quality::Suspect => &c.suspect,
+                            Quality::Bad => &c.bad,
+                        }
+                        .fetch_add(1, Ordering::Relaxed);
+                        match map.get_mut(&r.channel) {
+                            Some(l) if l.reading.ts <= r.ts => {
+                                l.reading = r.clone();
+                                l.count += 1;
+                            }
+                            Some(l) => l.count += 1,
+                            None => {
+                                map.insert(r.channel.clone(), Latest { reading: r.clone(), count: 1 });
+                            }
+                        }
+                    }
+                    Record::Other { kind, .. } if &**kind == "anomaly" => {
+                        c.anomalies.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Record::Other { kind, .. } if &**kind == "alert" => {
+                        c.alerts.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Record::Other { .. } => {}
+                }
+            }
+        }
+        self.version.fetch_add(1, Ordering::Relaxed);
+        if self.stream.receiver_count() == 0 {
+            return;
+        }
+        let mut buf = Vec::with_capacity(256);
+        for rec in batch {
+            buf.clear();
+            rec.write_ndjson(&mut buf);
+            while buf.last() == Some(&b'\n') {
+                buf.pop();
+            }
+            let channel = match rec {
+                Record::Reading(r) => Some(r.channel.clone()),
+                Record::Other { line, .. } => serde_json::from_str::<serde_json::Value>(line)
+                    .ok()
+                    .and_then(|v| v["channel"].as_str().map(Arc::from)),
+            };
+            let item = StreamItem { kind: rec.kind().into(), channel, line: String::from_utf8_lossy(&buf).into() };
+            let _ = self.stream.send(Arc::new(item));
+        }
+    }
+
+    /// The writer committed `rows` in `micros`.
+    pub fn committed(&self, rows: u64, micros: u64) {
+        let c = &self.counters;
+        c.commits.fetch_add(1, Ordering::Relaxed);
+        c.commit_micros.fetch_add(micros, Ordering::Relaxed);
+        c.committed_rows.fetch_add(rows, Ordering::Relaxed);
+    }
+}

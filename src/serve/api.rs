@@ -1,0 +1,446 @@
+//! The routes of `serve` (`/api/v1/…`, `/metrics`, the health checks and
+//! the dashboard) and their handlers.
+
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::{Query, State as St};
+use axum::http::{header, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use futures_util::StreamExt;
+use serde::Deserialize;
+
+use crate::engine::record::{parse_ndjson_line, Interner, Record};
+use crate::engine::tap::Tap;
+use crate::engine::time::{format_rfc3339, now_micros, parse_when, Micros};
+use crate::engine::Batch;
+
+/// Most rows a range query returns.
+const MAX_ROWS: i64 = 100_000;
+/// How long the channel list is reused before it is built again.
+const CHANNELS_TTL: Duration = Duration::from_millis(100);
+
+#[derive(Clone)]
+pub struct State {
+    tap: Arc<Tap>,
+    token: Option<Arc<str>>,
+    cors: Arc<Vec<String>>,
+    name: Arc<str>,
+    stop: tokio::sync::watch::Receiver<bool>,
+    /// The last `/api/v1/channels` body: (tap version, built at, body).
+    channels: Arc<Mutex<(u64, Instant, Bytes)>>,
+}
+
+impl State {
+    pub fn new(
+        tap: Arc<Tap>,
+        token: Option<String>,
+        cors: Vec<String>,
+        name: &str,
+        stop: tokio::sync::watch::Receiver<bool>,
+    ) -> State {
+        State {
+            tap,
+            token: token.map(Arc::from),
+            cors: Arc::new(cors),
+            name: Arc::from(name),
+            stop,
+            channels: Arc::new(Mutex::new((u64::MAX, Instant::now(), Bytes::new()))),
+        }
+    }
+}
+
+pub fn router(state: State) -> Router {
+    let token = state.token.clone();
+    let cors = state.cors.clone();
+    Router::new()
+        .route("/", get(dashboard))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/api/v1/openapi.json", get(openapi))
+        .route("/api/v1/channels", get(channels))
+        .route("/api/v1/readings", get(readings).post(post_readings))
+        .route("/api/v1/anomalies", get(anomalies))
+        .route("/api/v1/alerts", get(alerts))
+        .route("/api/v1/silences", get(silences))
+        .route("/api/v1/stream", get(stream))
+        .with_state(state)
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(super::BODY_LIMIT))
+        .layer(axum::middleware::from_fn_with_state(token, super::http::require_token))
+        .layer(axum::middleware::from_fn_with_state(cors, super::http::cors))
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(serde_json::json!({ "error": message.into() }))).into_response()
+}
+
+async fn dashboard() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        include_str!("dashboard.html"),
+    )
+        .into_response()
+}
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], include_str!("openapi.json")).into_response()
+}
+
+async fn readyz(St(s): St<State>) -> Response {
+    if s.tap.ready.load(Ordering::Relaxed) {
+        "ready\n".into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "starting\n").into_response()
+    }
+}
+
+/// Every channel with its latest reading, from memory; the body is rebuilt
+/// at most every 100 ms while readings arrive.
+async fn channels(St(s): St<State>) -> Response {
+    let version = s.tap.version.load(Ordering::Relaxed);
+    let body = {
+        let mut cache = s.channels.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.0 != version && (cache.0 == u64::MAX || cache.1.elapsed() >= CHANNELS_TTL) {
+            let list: Vec<serde_json::Value> = s
+                .tap
+                .latest()
+                .iter()
+                .map(|l| {
+                    let r = &l.reading;
+                    serde_json::json!({
+                        "channel": &*r.channel,
+                        "ts": format_rfc3339(r.ts),
+                        "value": r.value,
+                        "text": r.text.as_deref(),
+                        "unit": r.unit.as_deref(),
+                        "quality": r.quality.as_str(),
+                        "flags": r.flags.names().collect::<Vec<_>>(),
+                        "source": &*r.source,
+                        "readings": l.count,
+                    })
+                })
+                .collect();
+            let body = serde_json::json!({ "pipeline": &*s.name, "channels": list }).to_string();
+            *cache = (version, Instant::now(), Bytes::from(body));
+        }
+        cache.2.clone()
+    };
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+#[derive(Deserialize)]
+struct Range {
+    channel: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    every: Option<String>,
+    limit: Option<i64>,
+}
+
+impl Range {
+    fn bounds(&self) -> Result<(Micros, Micros, i64), Response> {
+        let now = now_micros();
+        let at = |t: &Option<String>, default: Micros| match t {
+            None => Ok(default),
+            Some(t) => parse_when(t, now).map_err(|e| error(StatusCode::BAD_REQUEST, e)),
+        };
+        let since = at(&self.since, now - 3_600_000_000)?;
+        let until = at(&self.until, i64::MAX)?;
+        Ok((since, until, self.limit.unwrap_or(10_000).clamp(1, MAX_ROWS)))
+    }
+}
+
+/// Runs a query on a connection of its own, off the async threads.
+async fn query<T: Send + 'static>(
+    s: &State,
+    f: impl FnOnce(&duckdb::Connection) -> duckdb::Result<T> + Send + 'static,
+) -> Result<T, Response> {
+    let Some(conn) = s.tap.connection() else {
+        return Err(error(StatusCode::SERVICE_UNAVAILABLE, "this pipeline has no store"));
+    };
+    match tokio::task::spawn_blocking(move || f(&conn)).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
+        Err(_) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, "the query failed")),
+    }
+}
+
+/// Readings of one channel in a time range; with `every=1m`, min/avg/max
+/// per bucket, computed in DuckDB.
+async fn readings(St(s): St<State>, Query(q): Query<Range>) -> Response {
+    let Some(channel) = q.channel.clone() else {
+        return error(StatusCode::BAD_REQUEST, "`channel` is required");
+    };
+    let (since, until, limit) = match q.bounds() {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let every = match q.every.as_deref().map(crate::compile::quantity::parse_duration) {
+        None => None,
+        Some(Ok(d)) if d >= Duration::from_millis(1) => Some(d.as_micros() as i64),
+        Some(_) => return error(StatusCode::BAD_REQUEST, "`every` is a duration of at least 1ms, like 1m"),
+    };
+    let ch = channel.clone();
+    let rows = query(&s, move |c| {
+        let mut out = Vec::new();
+        match every {
+            None => {
+                let mut st = c.prepare_cached(
+                    "SELECT epoch_us(ts), value, quality FROM readings
+                     WHERE channel = ? AND epoch_us(ts) >= ? AND epoch_us(ts) < ? ORDER BY ts DESC LIMIT ?",
+                )?;
+                let mut rows = st.query(duckdb::params![ch, since, until, limit])?;
+                while let Some(r) = rows.next()? {
+                    out.push(serde_json::json!({"ts": format_rfc3339(r.get(0)?), "value": r.get::<_, Option<f64>>(1)?,
+                                                "quality": r.get::<_, String>(2)?}));
+                }
+            }
+            Some(b) => {
+                let mut st = c.prepare_cached(
+                    "SELECT (epoch_us(ts) // ?) * ? AS b, min(value), avg(value), max(value), count(value)
+                     FROM readings WHERE channel = ? AND epoch_us(ts) >= ? AND epoch_us(ts) < ?
+                     GROUP BY b ORDER BY b DESC LIMIT ?",
+                )?;
+                let mut rows = st.query(duckdb::params![b, b, ch, since, until, limit])?;
+                while let Some(r) = rows.next()? {
+                    out.push(serde_json::json!({"ts": format_rfc3339(r.get(0)?), "min": r.get::<_, Option<f64>>(1)?,
+                        "avg": r.get::<_, Option<f64>>(2)?, "max": r.get::<_, Option<f64>>(3)?, "count": r.get::<_, i64>(4)?}));
+                }
+            }
+        }
+        out.reverse();
+        Ok(out)
+    })
+    .await;
+    match rows {
+        Ok(rows) => {
+            let key = if every.is_some() { "buckets" } else { "readings" };
+            Json(serde_json::json!({"channel": channel, "every": q.every, key: rows})).into_response()
+        }
+        Err(r) => r,
+    }
+}
+
+async fn anomalies(St(s): St<State>, Query(q): Query<Range>) -> Response {
+    let (since, until, limit) = match q.bounds() {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let channel = q.channel.clone();
+    let rows = query(&s, move |c| {
+        let mut st = c.prepare_cached(
+            "SELECT epoch_us(ts), channel, detector, method, value, score, expected, threshold, detail FROM anomalies
+             WHERE epoch_us(ts) >= ? AND epoch_us(ts) < ? AND (? IS NULL OR channel = ?) ORDER BY ts DESC LIMIT ?",
+        )?;
+        let mut rows = st.query(duckdb::params![since, until, channel, channel, limit])?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            out.push(serde_json::json!({"kind": "anomaly", "ts": format_rfc3339(r.get(0)?), "channel": r.get::<_, String>(1)?,
+                "detector": r.get::<_, String>(2)?, "method": r.get::<_, Option<String>>(3)?, "value": r.get::<_, Option<f64>>(4)?,
+                "score": r.get::<_, Option<f64>>(5)?, "expected": r.get::<_, Option<f64>>(6)?,
+                "threshold": r.get::<_, Option<f64>>(7)?, "detail": r.get::<_, Option<String>>(8)?}));
+        }
+        Ok(out)
+    })
+    .await;
+    match rows {
+        Ok(rows) => Json(serde_json::json!({ "anomalies": rows })).into_response(),
+        Err(r) => r,
+    }
+}
+
+async fn alerts(St(s): St<State>, Query(q): Query<Range>) -> Response {
+    let (since, until, limit) = match q.bounds() {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let rows = query(&s, move |c| {
+        let mut st = c.prepare_cached(
+            "SELECT epoch_us(ts), rule, state, severity, channel, value, title, fingerprint, notifier, error FROM alerts
+             WHERE epoch_us(ts) >= ? AND epoch_us(ts) < ? ORDER BY ts DESC LIMIT ?",
+        )?;
+        let mut rows = st.query(duckdb::params![since, until, limit])?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            out.push(serde_json::json!({"ts": format_rfc3339(r.get(0)?), "rule": r.get::<_, String>(1)?,
+                "state": r.get::<_, String>(2)?, "severity": r.get::<_, Option<String>>(3)?,
+                "channel": r.get::<_, Option<String>>(4)?, "value": r.get::<_, Option<f64>>(5)?,
+                "title": r.get::<_, Option<String>>(6)?, "fingerprint": r.get::<_, Option<String>>(7)?,
+                "notifier": r.get::<_, Option<String>>(8)?, "error": r.get::<_, Option<String>>(9)?}));
+        }
+        Ok(out)
+    })
+    .await;
+    match rows {
+        Ok(rows) => Json(serde_json::json!({ "alerts": rows })).into_response(),
+        Err(r) => r,
+    }
+}
+
+async fn silences(St(s): St<State>) -> Response {
+    let saved = query(&s, |c| {
+        let mut st = c.prepare("SELECT value FROM state WHERE component = 'alert' AND key = 'silences'")?;
+        let mut rows = st.query([])?;
+        Ok(match rows.next()? {
+            Some(r) => Some(r.get::<_, String>(0)?),
+            None => None,
+        })
+    })
+    .await;
+    match saved {
+        Ok(v) => {
+            let list: serde_json::Value =
+                v.and_then(|j| serde_json::from_str(&j).ok()).unwrap_or_else(|| serde_json::json!([]));
+            Json(serde_json::json!({ "silences": list })).into_response()
+        }
+        Err(r) => r,
+    }
+}
+
+/// NDJSON readings posted to the pipeline: validated like any source.
+async fn post_readings(St(s): St<State>, body: Bytes) -> Response {
+    let Some(tx) = s.tap.ingest() else {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "the pipeline is stopping");
+    };
+    let now = now_micros();
+    let source: Arc<str> = Arc::from("api");
+    let mut interner = Interner::with_cap(100_000);
+    let (mut records, mut errors, mut rejected) = (Vec::new(), Vec::new(), 0u64);
+    for (i, line) in body.split(|&b| b == b'\n').enumerate() {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        match parse_ndjson_line(line, &mut interner, now, &source) {
+            // Posted readings are a source of this process: stored like any other.
+            Ok(Record::Reading(mut r)) => {
+                r.from_input = false;
+                records.push(Record::Reading(r));
+            }
+            Ok(r) => records.push(r),
+            Err(e) => {
+                rejected += 1;
+                if errors.len() < 10 {
+                    errors.push(format!("line {}: {}", i + 1, e.0));
+                }
+            }
+        }
+    }
+    let accepted = records.len() as u64;
+    let c = &s.tap.counters;
+    c.posted.fetch_add(accepted, Ordering::Relaxed);
+    c.posted_rejected.fetch_add(rejected, Ordering::Relaxed);
+    if !records.is_empty() && tx.send(Batch::from(records)).await.is_err() {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "the pipeline is stopping");
+    }
+    let status = if accepted == 0 && rejected > 0 { StatusCode::BAD_REQUEST } else { StatusCode::ACCEPTED };
+    (status, Json(serde_json::json!({"accepted": accepted, "rejected": rejected, "errors": errors}))).into_response()
+}
+
+#[derive(Deserialize)]
+struct StreamQuery {
+    /// A channel name or glob.
+    channel: Option<String>,
+    /// Kinds, comma-separated: reading, anomaly, alert.
+    kind: Option<String>,
+}
+
+/// Server-sent events: every record as it leaves the stages.
+async fn stream(St(s): St<State>, Query(q): Query<StreamQuery>) -> Response {
+    let matcher = match q.channel.as_deref().map(crate::compile::channel_matcher) {
+        None => None,
+        Some(Ok(m)) => Some(m),
+        Some(Err(e)) => return error(StatusCode::BAD_REQUEST, format!("`channel`: {e}")),
+    };
+    let kinds: Option<Vec<String>> = q.kind.map(|k| k.split(',').map(|s| s.trim().to_string()).collect());
+    let rx = s.tap.stream.subscribe();
+    let tap = s.tap.clone();
+    let mut stop = s.stop.clone();
+    let events = tokio_stream::wrappers::BroadcastStream::new(rx)
+        .filter_map(move |item| {
+            let out = match item {
+                Ok(it) => {
+                    let kind_ok = kinds.as_ref().is_none_or(|k| k.iter().any(|k| **k == *it.kind));
+                    let ch_ok = matcher.as_ref().is_none_or(|m| it.channel.as_deref().is_some_and(|c| m.is_match(c)));
+                    (kind_ok && ch_ok).then(|| Event::default().event(&*it.kind).data(&*it.line))
+                }
+                Err(tokio_stream::wrappers::errors::BroadcastStreamRecvError::Lagged(n)) => {
+                    tap.counters.stream_lagged.fetch_add(n, Ordering::Relaxed);
+                    Some(Event::default().event("lagged").data(n.to_string()))
+                }
+            };
+            std::future::ready(out.map(Ok::<_, std::convert::Infallible>))
+        })
+        .take_until(async move {
+            let _ = stop.wait_for(|s| *s).await;
+        });
+    Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))).into_response()
+}
+
+/// Prometheus text format.
+async fn metrics(St(s): St<State>) -> Response {
+    let c = &s.tap.counters;
+    let mut out = String::with_capacity(4096);
+    fn metric<V: std::fmt::Display>(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(String, V)]) {
+        let _ = writeln!(out, "# HELP edgeguard_{name} {help}\n# TYPE edgeguard_{name} {kind}");
+        for (labels, v) in samples {
+            let _ = writeln!(out, "edgeguard_{name}{labels} {v}");
+        }
+    }
+    let one = |v: u64| vec![(String::new(), v)];
+    let l = |x: &std::sync::atomic::AtomicU64| x.load(Ordering::Relaxed);
+    let by = |label: &str, values: &[(&str, u64)]| -> Vec<(String, u64)> {
+        values.iter().map(|(k, v)| (format!("{{{label}=\"{k}\"}}"), *v)).collect()
+    };
+    let q = by("quality", &[("good", l(&c.good)), ("suspect", l(&c.suspect)), ("bad", l(&c.bad))]);
+    metric(&mut out, "readings_total", "counter", "Readings out of the stages, by quality.", &q);
+    metric(&mut out, "anomalies_total", "counter", "Anomaly records.", &one(l(&c.anomalies)));
+    metric(&mut out, "alerts_total", "counter", "Alert records (notifications made).", &one(l(&c.alerts)));
+    let n = by("result", &[("sent", l(&c.notifications_sent)), ("failed", l(&c.notifications_failed))]);
+    metric(&mut out, "notifications_total", "counter", "Deliveries through notifiers, by result.", &n);
+    let p = by("result", &[("accepted", l(&c.posted)), ("rejected", l(&c.posted_rejected))]);
+    metric(&mut out, "api_readings_total", "counter", "Readings posted to /api/v1/readings, by result.", &p);
+    metric(&mut out, "store_commits_total", "counter", "Store commits.", &one(l(&c.commits)));
+    metric(&mut out, "store_rows_total", "counter", "Rows committed to the store.", &one(l(&c.committed_rows)));
+    let secs = vec![(String::new(), l(&c.commit_micros) as f64 / 1e6)];
+    metric(&mut out, "store_commit_seconds_total", "counter", "Time spent committing.", &secs);
+    metric(&mut out, "queue_batches", "gauge", "Batches waiting for the stages.", &one(l(&c.batches_waiting)));
+    let clients = one(s.tap.stream.receiver_count() as u64);
+    metric(&mut out, "stream_clients", "gauge", "Open /api/v1/stream clients.", &clients);
+    let lagged = one(l(&c.stream_lagged));
+    metric(&mut out, "stream_lagged_total", "counter", "Records skipped for stream clients that fell behind.", &lagged);
+    let (mut polls, mut errors, mut reconnects) = (Vec::new(), Vec::new(), Vec::new());
+    for src in s.tap.sources() {
+        use crate::engine::SourceStats as S;
+        let id = format!("{{source=\"{}\"}}", src.id.replace(['\\', '"', '\n'], "_"));
+        let (p, e, r) = match &src.stats {
+            S::Modbus(m) => (
+                m.requests,
+                m.timeouts + m.exceptions.values().sum::<u64>() + m.crc_errors + m.disconnects,
+                m.reconnects,
+            ),
+            S::Mqtt(m) => (m.messages, m.rejected + m.connection_errors, m.connects.saturating_sub(1)),
+            S::Serial(x) => (x.lines, x.rejected + x.disconnects, x.opens.saturating_sub(1)),
+        };
+        polls.push((id.clone(), p));
+        errors.push((id.clone(), e));
+        reconnects.push((id, r));
+    }
+    if !polls.is_empty() {
+        metric(&mut out, "source_polls_total", "counter", "Requests, messages or lines per device source.", &polls);
+        metric(&mut out, "source_errors_total", "counter", "Failed polls and rejected input per source.", &errors);
+        metric(&mut out, "source_reconnects_total", "counter", "Reconnections per source.", &reconnects);
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}

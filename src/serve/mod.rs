@@ -1,0 +1,108 @@
+//! `edgeguard serve`: the whole pipeline as a daemon, with an HTTP API, a
+//! live stream, Prometheus metrics and a dashboard served from the binary.
+//!
+//! The engine runs on the calling thread as for every other command; the
+//! HTTP server runs on a thread of its own with its own tokio runtime and
+//! sees the run through a [`Tap`]: the latest reading per channel (served
+//! from memory, so `/api/v1/channels` never touches the database), a
+//! broadcast of every record (the stream), a way in for posted readings,
+//! and a connection to the store for range queries.
+
+mod api;
+mod http;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use crate::compile::ServePlan;
+use crate::engine::tap::Tap;
+
+/// Longest request body (a batch of posted readings).
+pub const BODY_LIMIT: usize = 16 * 1024 * 1024;
+
+/// A running HTTP server; stops when dropped.
+pub struct Server {
+    pub addr: SocketAddr,
+    stop: tokio::sync::watch::Sender<bool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Server {
+    /// Binds `plan.listen` and serves until [`Server::stop`]. The token and
+    /// TLS files are read now: a missing one stops the start.
+    pub fn start(plan: &ServePlan, tap: Arc<Tap>, spec_name: &str) -> Result<Server, StartError> {
+        let token = match &plan.token {
+            Some(t) => Some(
+                crate::sources::mqtt::read_secret(t).map_err(|e| StartError::Config(format!("serve.token: {e}")))?,
+            ),
+            None => None,
+        };
+        if token.as_deref().is_some_and(|t| t.len() < 16) {
+            return Err(StartError::Config("serve.token: use at least 16 characters".into()));
+        }
+        let tls = match &plan.tls {
+            Some(t) => Some(http::tls_acceptor(t).map_err(|e| StartError::Config(format!("serve.tls: {e}")))?),
+            None => None,
+        };
+        let listener = std::net::TcpListener::bind(plan.listen)
+            .map_err(|e| StartError::Bind(format!("cannot listen on {}: {e}", plan.listen)))?;
+        listener.set_nonblocking(true).map_err(|e| StartError::Bind(e.to_string()))?;
+        let addr = listener.local_addr().map_err(|e| StartError::Bind(e.to_string()))?;
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let state = api::State::new(tap, token, plan.cors.clone(), spec_name, stop_rx.clone());
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("edgeguard-http")
+            .enable_all()
+            .build()
+            .map_err(|e| StartError::Bind(e.to_string()))?;
+        let thread = std::thread::Builder::new()
+            .name("edgeguard-http".into())
+            .spawn(move || {
+                rt.block_on(async move {
+                    let Ok(listener) = tokio::net::TcpListener::from_std(listener) else { return };
+                    let app = api::router(state);
+                    let mut stop_rx = stop_rx;
+                    let stop = async move {
+                        let _ = stop_rx.wait_for(|s| *s).await;
+                    };
+                    let result = match tls {
+                        Some(acceptor) => {
+                            axum::serve(http::TlsListener::new(listener, acceptor), app)
+                                .with_graceful_shutdown(stop)
+                                .await
+                        }
+                        None => axum::serve(listener, app).with_graceful_shutdown(stop).await,
+                    };
+                    if let Err(e) = result {
+                        tracing::error!("HTTP server: {e}");
+                    }
+                });
+                rt.shutdown_timeout(std::time::Duration::from_secs(2));
+            })
+            .map_err(|e| StartError::Bind(e.to_string()))?;
+        Ok(Server { addr, stop: stop_tx, thread: Some(thread) })
+    }
+
+    /// Stops accepting, ends open streams, and waits for the thread.
+    pub fn stop(&mut self) {
+        self.stop.send_replace(true);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[derive(Debug)]
+pub enum StartError {
+    /// The token or TLS files (exit 78).
+    Config(String),
+    /// The address (exit 1).
+    Bind(String),
+}

@@ -1,0 +1,274 @@
+//! `serve`: the daemon's HTTP API, stream, metrics and auth, driven over
+//! HTTP while it runs a simulated plant; the dashboard in headless Chromium.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::peers::free_port;
+use crate::support::*;
+
+const TOKEN: &str = "test-token-0123456789abcdef";
+
+/// A `serve` process, stopped with SIGTERM when dropped.
+struct Daemon {
+    child: Option<Child>,
+    base: String,
+}
+
+impl Daemon {
+    fn start(dir: &Path, spec: &str, extra: &[&str]) -> Daemon {
+        let port = free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let mut args = vec!["serve", spec, "--listen", &listen];
+        args.extend_from_slice(extra);
+        let child = Command::new(env!("CARGO_BIN_EXE_edgeguard"))
+            .args(&args)
+            .current_dir(dir)
+            .env("EG_TOKEN", TOKEN)
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start serve");
+        let d = Daemon { child: Some(child), base: format!("http://{listen}") };
+        let started = Instant::now();
+        while get(&format!("{}/readyz", d.base), None).0 != 200 {
+            assert!(started.elapsed() < Duration::from_secs(20), "serve did not get ready");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        d
+    }
+
+    /// SIGTERM; the exit code and stderr.
+    fn stop(&mut self) -> (i32, String) {
+        let child = self.child.take().expect("running");
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let out = child.wait_with_output().unwrap();
+        (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap()
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+}
+
+fn send(req: reqwest::RequestBuilder, token: Option<&str>) -> (u16, String) {
+    let req = match token {
+        Some(t) => req.bearer_auth(t),
+        None => req,
+    };
+    rt().block_on(async {
+        match req.send().await {
+            Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
+            Err(_) => (0, String::new()),
+        }
+    })
+}
+
+fn get(url: &str, token: Option<&str>) -> (u16, String) {
+    send(client().get(url), token)
+}
+
+fn json(url: &str) -> serde_json::Value {
+    let (status, body) = get(url, Some(TOKEN));
+    assert_eq!(status, 200, "{url}: {body}");
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{url}: {e}: {body}"))
+}
+
+/// The demo plant with a token, a detector that fires and an alert rule.
+fn spec(dir: &Path) -> PathBuf {
+    let demo = std::fs::read_to_string(repo().join("pipelines/demo.yaml")).unwrap();
+    let demo = demo.replace("store: {path: demo.duckdb", "store: {path: s.duckdb");
+    let extra = "\nserve: {token: {env: EG_TOKEN}}\n";
+    write(dir, "s.yaml", &format!("{demo}{extra}"))
+}
+
+#[test]
+fn the_api_answers_every_endpoint_and_refuses_without_the_token() {
+    let dir = tmp();
+    spec(dir.path());
+    let mut d = Daemon::start(dir.path(), "s.yaml", &["--set", "detect.pressure-jump.max_rate=0.000001/s"]);
+    let b = d.base.clone();
+    // Auth: health checks and the page are open; everything else needs the token.
+    assert_eq!(get(&format!("{b}/healthz"), None).0, 200);
+    assert_eq!(get(&format!("{b}/"), None).0, 200);
+    for path in ["/api/v1/channels", "/api/v1/readings?channel=boiler.temp.a", "/metrics", "/api/v1/stream"] {
+        assert_eq!(get(&format!("{b}{path}"), None).0, 401, "{path}");
+        assert_eq!(get(&format!("{b}{path}"), Some("test-token-0123456789abcdeX")).0, 401, "{path}");
+    }
+    std::thread::sleep(Duration::from_millis(2500));
+    let ch = json(&format!("{b}/api/v1/channels"));
+    assert_eq!(ch["pipeline"], "boiler-room");
+    let names: Vec<&str> = ch["channels"].as_array().unwrap().iter().map(|c| c["channel"].as_str().unwrap()).collect();
+    assert!(names.contains(&"boiler.temp.a") && names.contains(&"boiler.temp"), "{names:?}");
+    let a = ch["channels"].as_array().unwrap().iter().find(|c| c["channel"] == "boiler.temp.a").unwrap();
+    assert_eq!((a["unit"].as_str(), a["quality"].as_str()), (Some("degC"), Some("good")));
+    assert!(a["value"].as_f64().unwrap() > 50.0);
+
+    // Posted readings go through validation into the store and the channel list.
+    let (status, body) = send(
+        client().post(format!("{b}/api/v1/readings")).body("{\"channel\":\"api.x\",\"value\":42}\nnot json\n"),
+        Some(TOKEN),
+    );
+    assert_eq!(status, 202, "{body}");
+    let posted: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!((posted["accepted"].as_u64(), posted["rejected"].as_u64()), (Some(1), Some(1)));
+    std::thread::sleep(Duration::from_millis(2500));
+    let ch = json(&format!("{b}/api/v1/channels"));
+    assert!(ch["channels"].as_array().unwrap().iter().any(|c| c["channel"] == "api.x" && c["value"] == 42.0));
+    let r = json(&format!("{b}/api/v1/readings?channel=api.x&since=1h"));
+    assert_eq!(r["readings"][0]["value"], 42.0, "{r}");
+    let r = json(&format!("{b}/api/v1/readings?channel=boiler.temp.a&since=1h&every=2s"));
+    let buckets = r["buckets"].as_array().unwrap();
+    assert!(buckets.len() >= 2, "{r}");
+    assert!(buckets.iter().all(|x| x["min"].as_f64() <= x["avg"].as_f64() && x["avg"].as_f64() <= x["max"].as_f64()));
+    assert_eq!(get(&format!("{b}/api/v1/readings?channel=a&every=soon"), Some(TOKEN)).0, 400);
+    assert_eq!(get(&format!("{b}/api/v1/readings"), Some(TOKEN)).0, 400);
+    let an = json(&format!("{b}/api/v1/anomalies?since=1h"));
+    assert!(!an["anomalies"].as_array().unwrap().is_empty(), "a tiny max_rate finds anomalies: {an}");
+    json(&format!("{b}/api/v1/alerts?since=1h"))["alerts"].as_array().unwrap();
+    json(&format!("{b}/api/v1/silences"))["silences"].as_array().unwrap();
+    let doc = json(&format!("{b}/api/v1/openapi.json"));
+    for p in ["/api/v1/channels", "/api/v1/readings", "/api/v1/stream", "/metrics"] {
+        assert!(doc["paths"][p].is_object(), "{p} is not in the OpenAPI document");
+    }
+
+    // Metrics in Prometheus text format.
+    let (status, m) = get(&format!("{b}/metrics"), Some(TOKEN));
+    assert_eq!(status, 200);
+    for name in
+        ["edgeguard_readings_total{quality=\"good\"}", "edgeguard_store_commits_total", "edgeguard_anomalies_total"]
+    {
+        assert!(m.lines().any(|l| l.starts_with(name)), "{name} missing:\n{m}");
+    }
+
+    // A 100 MB body is refused from its Content-Length, before it is read.
+    {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(b.trim_start_matches("http://")).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let head = format!(
+            "POST /api/v1/readings HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: {}\r\n\r\n",
+            100 * 1024 * 1024
+        );
+        s.write_all(head.as_bytes()).unwrap();
+        let _ = s.write_all(&[b'x'; 65536]);
+        let mut answer = [0u8; 64];
+        let n = s.read(&mut answer).unwrap();
+        let answer = String::from_utf8_lossy(&answer[..n]);
+        assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    }
+
+    // The stream delivers live records, filtered.
+    let url = format!("{b}/api/v1/stream?channel=boiler.temp.*&kind=reading");
+    let events = rt().block_on(async {
+        let r = client().get(&url).bearer_auth(TOKEN).send().await.unwrap();
+        assert_eq!(r.headers()["content-type"], "text/event-stream");
+        let mut r = r;
+        let mut text = String::new();
+        let until = Instant::now() + Duration::from_secs(10);
+        while text.matches("event: reading").count() < 6 && Instant::now() < until {
+            match tokio::time::timeout(Duration::from_secs(5), r.chunk()).await {
+                Ok(Ok(Some(c))) => text += &String::from_utf8_lossy(&c),
+                _ => break,
+            }
+        }
+        text
+    });
+    let data: Vec<serde_json::Value> =
+        events.lines().filter_map(|l| l.strip_prefix("data: ")).map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(data.len() >= 6, "{events}");
+    assert!(data.iter().all(|r| r["kind"] == "reading" && r["channel"].as_str().unwrap().starts_with("boiler.temp")));
+
+    // SIGTERM drains and exits 0.
+    let (code, stderr) = d.stop();
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("stored in s.duckdb"), "{stderr}");
+    assert!(!stderr.contains(TOKEN), "the token leaked into the log");
+}
+
+#[test]
+fn serve_refuses_to_start_unsafe_or_on_a_taken_port() {
+    let dir = tmp();
+    write(
+        dir.path(),
+        "o.yaml",
+        "version: 1\nname: o\nsources:\n  s: {type: simulate, signals: {a.b: {shape: constant}}}\n",
+    );
+    let open = eg(["serve", "o.yaml", "--listen", "0.0.0.0:0", "--no-store"]).dir(dir.path()).run();
+    open.code(78).stderr_has("without a token");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    eg(["serve", "o.yaml", "--listen", &addr, "--no-store"]).dir(dir.path()).run().code(1).stderr_has("cannot listen");
+    // Without a store the range queries say so.
+    let d = Daemon::start(dir.path(), "o.yaml", &["--no-store"]);
+    assert_eq!(get(&format!("{}/api/v1/readings?channel=a.b", d.base), None).0, 503);
+}
+
+fn chromium() -> String {
+    for c in ["chromium", "chromium-browser", "google-chrome"] {
+        if Command::new("sh").args(["-c", &format!("command -v {c}")]).output().is_ok_and(|o| o.status.success()) {
+            return c.into();
+        }
+    }
+    panic!("no chromium: `apt-get install chromium` (scripts/test installs it)");
+}
+
+/// The dashboard in a real browser: values appear in the channel table and
+/// the chart draws points; a screenshot is saved for people to look at.
+#[test]
+fn the_dashboard_shows_values_and_a_chart_in_chromium() {
+    let dir = tmp();
+    spec(dir.path());
+    let d = Daemon::start(dir.path(), "s.yaml", &[]);
+    std::thread::sleep(Duration::from_secs(3));
+    let url = format!("{}/#token={TOKEN}", d.base);
+    let browser = |what: &str| {
+        let out = Command::new(chromium())
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+                "--window-size=1280,800",
+                "--virtual-time-budget=5000",
+                what,
+                &url,
+            ])
+            .stderr(Stdio::null())
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let dom = browser("--dump-dom");
+    assert!(dom.contains("boiler.temp.a") && dom.contains("degC"), "no channel table:\n{dom}");
+    let points: u64 = dom
+        .split("data-points=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .and_then(|n| n.parse().ok())
+        .expect("the chart canvas");
+    assert!(points >= 2, "the chart drew {points} points");
+    assert!(dom.contains("id=\"status\">live<"), "the stream did not connect");
+    let shot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png");
+    let _ = std::fs::remove_file(&shot);
+    browser(&format!("--screenshot={}", shot.display()));
+    let png = std::fs::read(&shot).expect("a screenshot");
+    assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "screenshot of {} bytes", png.len());
+}
