@@ -38,6 +38,7 @@ Register-ArgumentCompleter -Native -CommandName 'edgeguard' -ScriptBlock {
             [CompletionResult]::new('detect', 'detect', [CompletionResultType]::ParameterValue, 'Detect anomalies (sources → channel validation → fusion → detection)')
             [CompletionResult]::new('alert', 'alert', [CompletionResultType]::ParameterValue, 'Send alerts (… → detection → alert rules → notifiers); preview them with --render; manage silences')
             [CompletionResult]::new('serve', 'serve', [CompletionResultType]::ParameterValue, 'Run the whole pipeline as a daemon with the HTTP API, live stream, metrics and dashboard')
+            [CompletionResult]::new('backup', 'backup', [CompletionResultType]::ParameterValue, 'Back up the store (Parquet + manifest); list, verify, restore and prune backups')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
@@ -233,6 +234,27 @@ Register-ArgumentCompleter -Native -CommandName 'edgeguard' -ScriptBlock {
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             break
         }
+        'edgeguard;backup' {
+            [CompletionResult]::new('--verify', '--verify', [CompletionResultType]::ParameterName, 'Check a backup (every one without ID): names, checksums, row counts')
+            [CompletionResult]::new('--restore', '--restore', [CompletionResultType]::ParameterName, 'Restore backup ID into a new store at --to')
+            [CompletionResult]::new('--to', '--to', [CompletionResultType]::ParameterName, 'Where --restore writes the store; it must not exist')
+            [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'Back up this store instead of the spec''s')
+            [CompletionResult]::new('--set', '--set', [CompletionResultType]::ParameterName, 'Override a spec value: `backup.keep=3`')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format on stderr')
+            [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'Colors on stderr and in tables (NO_COLOR is honoured)')
+            [CompletionResult]::new('--list', '--list', [CompletionResultType]::ParameterName, 'List the backups, oldest first (a table on a terminal, NDJSON otherwise)')
+            [CompletionResult]::new('--prune', '--prune', [CompletionResultType]::ParameterName, 'Delete all but the `backup.keep` newest backups, and partial ones')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output on stderr (-v info, -vv debug)')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output on stderr (-v info, -vv debug)')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Only errors on stderr: no summary, no warnings')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Only errors on stderr: no summary, no warnings')
+            [CompletionResult]::new('--no-progress', '--no-progress', [CompletionResultType]::ParameterName, 'Never show progress bars')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
         'edgeguard;completions' {
             [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format on stderr')
             [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'Colors on stderr and in tables (NO_COLOR is honoured)')
@@ -254,6 +276,7 @@ Register-ArgumentCompleter -Native -CommandName 'edgeguard' -ScriptBlock {
             [CompletionResult]::new('detect', 'detect', [CompletionResultType]::ParameterValue, 'Detect anomalies (sources → channel validation → fusion → detection)')
             [CompletionResult]::new('alert', 'alert', [CompletionResultType]::ParameterValue, 'Send alerts (… → detection → alert rules → notifiers); preview them with --render; manage silences')
             [CompletionResult]::new('serve', 'serve', [CompletionResultType]::ParameterValue, 'Run the whole pipeline as a daemon with the HTTP API, live stream, metrics and dashboard')
+            [CompletionResult]::new('backup', 'backup', [CompletionResultType]::ParameterValue, 'Back up the store (Parquet + manifest); list, verify, restore and prune backups')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
@@ -274,6 +297,9 @@ Register-ArgumentCompleter -Native -CommandName 'edgeguard' -ScriptBlock {
             break
         }
         'edgeguard;help;serve' {
+            break
+        }
+        'edgeguard;help;backup' {
             break
         }
         'edgeguard;help;completions' {

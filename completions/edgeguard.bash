@@ -22,6 +22,9 @@ _edgeguard() {
             edgeguard,alert)
                 cmd="edgeguard__subcmd__alert"
                 ;;
+            edgeguard,backup)
+                cmd="edgeguard__subcmd__backup"
+                ;;
             edgeguard,completions)
                 cmd="edgeguard__subcmd__completions"
                 ;;
@@ -45,6 +48,9 @@ _edgeguard() {
                 ;;
             edgeguard__subcmd__help,alert)
                 cmd="edgeguard__subcmd__help__subcmd__alert"
+                ;;
+            edgeguard__subcmd__help,backup)
+                cmd="edgeguard__subcmd__help__subcmd__backup"
                 ;;
             edgeguard__subcmd__help,completions)
                 cmd="edgeguard__subcmd__help__subcmd__completions"
@@ -71,7 +77,7 @@ _edgeguard() {
 
     case "${cmd}" in
         edgeguard)
-            opts="-v -q -h -V --verbose --quiet --log-format --color --no-progress --help --version acquire validate fuse detect alert serve completions help"
+            opts="-v -q -h -V --verbose --quiet --log-format --color --no-progress --help --version acquire validate fuse detect alert serve backup completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -296,6 +302,48 @@ _edgeguard() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        edgeguard__subcmd__backup)
+            opts="-v -q -h -V --list --verify --restore --to --prune --store --set --verbose --quiet --log-format --color --no-progress --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --verify)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --restore)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --to)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --store)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --set)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         edgeguard__subcmd__completions)
             opts="-v -q -h -V --verbose --quiet --log-format --color --no-progress --help --version bash elvish fish powershell zsh"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -475,7 +523,7 @@ _edgeguard() {
             return 0
             ;;
         edgeguard__subcmd__help)
-            opts="acquire validate fuse detect alert serve completions help"
+            opts="acquire validate fuse detect alert serve backup completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -503,6 +551,20 @@ _edgeguard() {
             return 0
             ;;
         edgeguard__subcmd__help__subcmd__alert)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        edgeguard__subcmd__help__subcmd__backup)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

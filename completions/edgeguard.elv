@@ -35,6 +35,7 @@ set edit:completion:arg-completer[edgeguard] = {|@words|
             cand detect 'Detect anomalies (sources → channel validation → fusion → detection)'
             cand alert 'Send alerts (… → detection → alert rules → notifiers); preview them with --render; manage silences'
             cand serve 'Run the whole pipeline as a daemon with the HTTP API, live stream, metrics and dashboard'
+            cand backup 'Back up the store (Parquet + manifest); list, verify, restore and prune backups'
             cand completions 'Print a shell completion script'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
@@ -223,6 +224,26 @@ set edit:completion:arg-completer[edgeguard] = {|@words|
             cand -V 'Print version'
             cand --version 'Print version'
         }
+        &'edgeguard;backup'= {
+            cand --verify 'Check a backup (every one without ID): names, checksums, row counts'
+            cand --restore 'Restore backup ID into a new store at --to'
+            cand --to 'Where --restore writes the store; it must not exist'
+            cand --store 'Back up this store instead of the spec''s'
+            cand --set 'Override a spec value: `backup.keep=3`'
+            cand --log-format 'Log format on stderr'
+            cand --color 'Colors on stderr and in tables (NO_COLOR is honoured)'
+            cand --list 'List the backups, oldest first (a table on a terminal, NDJSON otherwise)'
+            cand --prune 'Delete all but the `backup.keep` newest backups, and partial ones'
+            cand -v 'More log output on stderr (-v info, -vv debug)'
+            cand --verbose 'More log output on stderr (-v info, -vv debug)'
+            cand -q 'Only errors on stderr: no summary, no warnings'
+            cand --quiet 'Only errors on stderr: no summary, no warnings'
+            cand --no-progress 'Never show progress bars'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
         &'edgeguard;completions'= {
             cand --log-format 'Log format on stderr'
             cand --color 'Colors on stderr and in tables (NO_COLOR is honoured)'
@@ -243,6 +264,7 @@ set edit:completion:arg-completer[edgeguard] = {|@words|
             cand detect 'Detect anomalies (sources → channel validation → fusion → detection)'
             cand alert 'Send alerts (… → detection → alert rules → notifiers); preview them with --render; manage silences'
             cand serve 'Run the whole pipeline as a daemon with the HTTP API, live stream, metrics and dashboard'
+            cand backup 'Back up the store (Parquet + manifest); list, verify, restore and prune backups'
             cand completions 'Print a shell completion script'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
@@ -257,6 +279,8 @@ set edit:completion:arg-completer[edgeguard] = {|@words|
         &'edgeguard;help;alert'= {
         }
         &'edgeguard;help;serve'= {
+        }
+        &'edgeguard;help;backup'= {
         }
         &'edgeguard;help;completions'= {
         }

@@ -20,6 +20,7 @@
 // they are built on cold paths (loading a spec), never per record.
 #![allow(clippy::result_large_err)]
 
+pub mod backup;
 pub mod cli;
 pub mod compile;
 pub mod engine;

@@ -4,6 +4,7 @@
 mod acquire;
 mod alert;
 mod args;
+mod backup;
 mod completions;
 mod detect;
 pub mod exit;
@@ -93,6 +94,8 @@ pub enum Command {
     Alert(alert::AlertArgs),
     /// Run the whole pipeline as a daemon with the HTTP API, live stream, metrics and dashboard.
     Serve(serve::ServeArgs),
+    /// Back up the store (Parquet + manifest); list, verify, restore and prune backups.
+    Backup(backup::BackupArgs),
     /// Print a shell completion script.
     Completions(completions::CompletionsArgs),
 }
@@ -120,6 +123,7 @@ pub fn main() -> ExitCode {
         Command::Detect(d) => detect::run(d, &cli.global),
         Command::Alert(a) => alert::run(a, &cli.global),
         Command::Serve(s) => serve::run(s, &cli.global),
+        Command::Backup(b) => backup::run(b, &cli.global),
         Command::Completions(c) => completions::run(c),
     };
     match result {

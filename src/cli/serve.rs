@@ -73,7 +73,7 @@ pub fn run(a: &ServeArgs, g: &GlobalArgs) -> Result<Exit, Failure> {
         (None, s, _) => s.clone(),
     };
     let tap = Arc::new(Tap::default());
-    let mut server = Server::start(&serve, tap.clone(), &plan.name).map_err(|e| match e {
+    let mut server = Server::start(&serve, tap.clone(), &plan.name, plan.backup.clone()).map_err(|e| match e {
         StartError::Config(m) => Failure::new(Exit::Config, m),
         StartError::Bind(m) => Failure::new(Exit::Failure, m),
     })?;

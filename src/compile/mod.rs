@@ -5,6 +5,7 @@
 //! and either returns a [`Plan`] or the full list of [`Diagnostic`]s. Warnings
 //! are returned alongside a plan.
 
+pub mod cron;
 pub mod diag;
 mod outputs;
 pub mod plan;

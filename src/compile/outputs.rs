@@ -184,30 +184,5 @@ fn check_http_url(cx: &mut Cx, path: &str, text: &str) {
 
 /// Five cron fields, each `*`, numbers, ranges, lists and steps within bounds.
 pub fn check_cron(s: &str) -> Result<(), String> {
-    let fields: Vec<&str> = s.split_whitespace().collect();
-    if fields.len() != 5 {
-        return Err(format!("{} fields instead of 5", fields.len()));
-    }
-    let bounds = [(0, 59, "minute"), (0, 23, "hour"), (1, 31, "day of month"), (1, 12, "month"), (0, 7, "day of week")];
-    for (f, (lo, hi, name)) in fields.iter().zip(bounds) {
-        for part in f.split(',') {
-            let (range, step) = part.split_once('/').map_or((part, None), |(r, s)| (r, Some(s)));
-            if let Some(step) = step {
-                if !step.parse::<u32>().is_ok_and(|s| s > 0) {
-                    return Err(format!("bad step `{step}` in the {name} field"));
-                }
-            }
-            if range == "*" {
-                continue;
-            }
-            let (a, b) = range.split_once('-').unwrap_or((range, range));
-            for v in [a, b] {
-                match v.parse::<u32>() {
-                    Ok(n) if (lo..=hi).contains(&n) => {}
-                    _ => return Err(format!("`{v}` is outside {lo}–{hi} in the {name} field")),
-                }
-            }
-        }
-    }
-    Ok(())
+    super::cron::Schedule::parse(s).map(|_| ())
 }

@@ -33,6 +33,10 @@ pub struct State {
     cors: Arc<Vec<String>>,
     name: Arc<str>,
     stop: tokio::sync::watch::Receiver<bool>,
+    /// `backup.dir`, for `POST /api/v1/backup`.
+    backups: Option<Arc<std::path::PathBuf>>,
+    /// One backup at a time.
+    backing_up: Arc<tokio::sync::Mutex<()>>,
     /// The last `/api/v1/channels` body: (tap version, built at, body).
     channels: Arc<Mutex<(u64, Instant, Bytes)>>,
 }
@@ -44,6 +48,7 @@ impl State {
         cors: Vec<String>,
         name: &str,
         stop: tokio::sync::watch::Receiver<bool>,
+        backups: Option<std::path::PathBuf>,
     ) -> State {
         State {
             tap,
@@ -51,6 +56,8 @@ impl State {
             cors: Arc::new(cors),
             name: Arc::from(name),
             stop,
+            backups: backups.map(Arc::new),
+            backing_up: Arc::new(tokio::sync::Mutex::new(())),
             channels: Arc::new(Mutex::new((u64::MAX, Instant::now(), Bytes::new()))),
         }
     }
@@ -71,6 +78,7 @@ pub fn router(state: State) -> Router {
         .route("/api/v1/alerts", get(alerts))
         .route("/api/v1/silences", get(silences))
         .route("/api/v1/stream", get(stream))
+        .route("/api/v1/backup", axum::routing::post(make_backup))
         .with_state(state)
         .layer(tower_http::limit::RequestBodyLimitLayer::new(super::BODY_LIMIT))
         .layer(axum::middleware::from_fn_with_state(token, super::http::require_token))
@@ -386,6 +394,26 @@ async fn stream(St(s): St<State>, Query(q): Query<StreamQuery>) -> Response {
             let _ = stop.wait_for(|s| *s).await;
         });
     Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))).into_response()
+}
+
+/// Makes a backup of the store serve holds (what `edgeguard backup` asks
+/// for when it finds the store locked by serve).
+async fn make_backup(St(s): St<State>) -> Response {
+    let Some(dir) = s.backups.clone() else {
+        return error(StatusCode::CONFLICT, "the spec has no `backup` section");
+    };
+    let Some(path) = s.tap.store_path.lock().unwrap_or_else(|e| e.into_inner()).clone() else {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "this pipeline has no store");
+    };
+    let _one = s.backing_up.lock().await;
+    let made = query(&s, move |c| {
+        crate::backup::make(c, &path, &dir, &mut |_| {}).map_err(|e| duckdb::Error::ToSqlConversionFailure(e.0.into()))
+    })
+    .await;
+    match made {
+        Ok(m) => Json(m).into_response(),
+        Err(r) => r,
+    }
 }
 
 /// Prometheus text format.

@@ -13,8 +13,10 @@ mod http;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
-use crate::compile::ServePlan;
+use crate::compile::cron::Schedule;
+use crate::compile::{BackupPlan, ServePlan};
 use crate::engine::tap::Tap;
 
 /// Longest request body (a batch of posted readings).
@@ -30,7 +32,17 @@ pub struct Server {
 impl Server {
     /// Binds `plan.listen` and serves until [`Server::stop`]. The token and
     /// TLS files are read now: a missing one stops the start.
-    pub fn start(plan: &ServePlan, tap: Arc<Tap>, spec_name: &str) -> Result<Server, StartError> {
+    pub fn start(
+        plan: &ServePlan,
+        tap: Arc<Tap>,
+        spec_name: &str,
+        backup: Option<BackupPlan>,
+    ) -> Result<Server, StartError> {
+        let schedule = match backup.as_ref().and_then(|b| b.schedule.as_deref()) {
+            Some(s) => Some(Schedule::parse(s).map_err(|e| StartError::Config(format!("backup.schedule: {e}")))?),
+            None => None,
+        };
+        let backups = backup.as_ref().map(|b| b.dir.clone());
         let token = match &plan.token {
             Some(t) => Some(
                 crate::sources::mqtt::read_secret(t).map_err(|e| StartError::Config(format!("serve.token: {e}")))?,
@@ -49,7 +61,8 @@ impl Server {
         listener.set_nonblocking(true).map_err(|e| StartError::Bind(e.to_string()))?;
         let addr = listener.local_addr().map_err(|e| StartError::Bind(e.to_string()))?;
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let state = api::State::new(tap, token, plan.cors.clone(), spec_name, stop_rx.clone());
+        let (sched_tap, sched_stop) = (tap.clone(), stop_rx.clone());
+        let state = api::State::new(tap, token, plan.cors.clone(), spec_name, stop_rx.clone(), backups);
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("edgeguard-http")
@@ -59,6 +72,9 @@ impl Server {
         let thread = std::thread::Builder::new()
             .name("edgeguard-http".into())
             .spawn(move || {
+                if let (Some(schedule), Some(b)) = (schedule, backup) {
+                    rt.spawn(scheduled_backups(schedule, b, sched_tap, sched_stop));
+                }
                 rt.block_on(async move {
                     let Ok(listener) = tokio::net::TcpListener::from_std(listener) else { return };
                     let app = api::router(state);
@@ -105,4 +121,46 @@ pub enum StartError {
     Config(String),
     /// The address (exit 1).
     Bind(String),
+}
+
+/// `backup.schedule`: a backup (then a prune to `keep`) at every minute the
+/// schedule matches, in local time, made with serve's own store connection.
+async fn scheduled_backups(
+    schedule: Schedule,
+    plan: BackupPlan,
+    tap: Arc<Tap>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    use chrono::{Datelike, Timelike};
+    loop {
+        let now = chrono::Local::now();
+        let into_minute =
+            Duration::from_secs(now.second() as u64) + Duration::from_nanos(now.nanosecond() as u64 % 1_000_000_000);
+        let wait = Duration::from_secs(60).saturating_sub(into_minute);
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let at = chrono::Local::now() + chrono::Duration::seconds(1);
+        if !schedule.matches(at.minute(), at.hour(), at.day(), at.month(), at.weekday().num_days_from_sunday()) {
+            continue;
+        }
+        let (Some(conn), Some(path)) =
+            (tap.connection(), tap.store_path.lock().unwrap_or_else(|e| e.into_inner()).clone())
+        else {
+            continue;
+        };
+        let plan = plan.clone();
+        let done = tokio::task::spawn_blocking(move || {
+            let m = crate::backup::make(&conn, &path, &plan.dir, &mut |_| {})?;
+            crate::backup::prune(&plan.dir, plan.keep)?;
+            Ok::<_, crate::backup::BackupError>(m)
+        })
+        .await;
+        match done {
+            Ok(Ok(m)) => tracing::info!(id = m.id.as_str(), rows = m.rows(), "scheduled backup made"),
+            Ok(Err(e)) => tracing::error!("scheduled backup failed: {e}"),
+            Err(_) => tracing::error!("scheduled backup failed"),
+        }
+    }
 }

@@ -2,6 +2,7 @@
 
 mod acquire;
 mod alert;
+mod backup;
 mod detect;
 mod diagnostics;
 mod fuse;

@@ -59,6 +59,11 @@ impl Run {
         self
     }
 
+    pub fn cmd_env(mut self, key: &str, value: &str) -> Self {
+        self.cmd.env(key, value);
+        self
+    }
+
     pub fn dir(mut self, dir: &Path) -> Self {
         self.cmd.current_dir(dir);
         self
