@@ -272,3 +272,47 @@ fn the_dashboard_shows_values_and_a_chart_in_chromium() {
     let png = std::fs::read(&shot).expect("a screenshot");
     assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "screenshot of {} bytes", png.len());
 }
+
+/// `serve.tls`: HTTPS with rustls; plain HTTP on the same port gets nothing.
+#[test]
+fn serve_speaks_tls_with_the_given_certificate() {
+    let dir = tmp();
+    let d = dir.path();
+    crate::peers::certificates(d);
+    let port = free_port();
+    write(
+        d,
+        "t.yaml",
+        &format!(
+            "version: 1\nname: t\nsources:\n  s: {{type: simulate, signals: {{a.b: {{shape: constant, mean: 3}}}}}}\n\
+             serve: {{listen: \"127.0.0.1:{port}\", tls: {{cert: server.pem, key: server.key}}}}\n"
+        ),
+    );
+    let child = Command::new(env!("CARGO_BIN_EXE_edgeguard"))
+        .args(["serve", "t.yaml", "--no-store"])
+        .current_dir(d)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(d.join("ca.pem")).unwrap()).unwrap();
+    let https = reqwest::Client::builder().add_root_certificate(ca).timeout(Duration::from_secs(5)).build().unwrap();
+    let started = Instant::now();
+    let rt = rt();
+    let body = loop {
+        let r = rt.block_on(async { https.get(format!("https://127.0.0.1:{port}/api/v1/channels")).send().await });
+        match r {
+            Ok(r) if r.status() == 200 => break rt.block_on(r.text()).unwrap(),
+            _ if started.elapsed() < Duration::from_secs(20) => std::thread::sleep(Duration::from_millis(200)),
+            other => panic!("no HTTPS answer: {other:?}"),
+        }
+    };
+    assert!(body.contains("\"pipeline\":\"t\""), "{body}");
+    assert_eq!(get(&format!("http://127.0.0.1:{port}/healthz"), None).0, 0, "plain HTTP must not be answered");
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("https://127.0.0.1"));
+}
