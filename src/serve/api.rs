@@ -23,6 +23,9 @@ use crate::engine::Batch;
 
 /// Most rows a range query returns.
 const MAX_ROWS: i64 = 100_000;
+/// Longest time to read a request and start the answer (a backup is
+/// exempt: it answers when done).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long the channel list is reused before it is built again.
 const CHANNELS_TTL: Duration = Duration::from_millis(100);
 
@@ -78,9 +81,11 @@ pub fn router(state: State) -> Router {
         .route("/api/v1/alerts", get(alerts))
         .route("/api/v1/silences", get(silences))
         .route("/api/v1/stream", get(stream))
-        .route("/api/v1/backup", axum::routing::post(make_backup))
-        .with_state(state)
+        .with_state(state.clone())
         .layer(tower_http::limit::RequestBodyLimitLayer::new(super::BODY_LIMIT))
+        // Until the response starts (a stream then runs as long as its client).
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
+        .merge(Router::new().route("/api/v1/backup", axum::routing::post(make_backup)).with_state(state))
         .layer(axum::middleware::from_fn_with_state(token, super::http::require_token))
         .layer(axum::middleware::from_fn_with_state(cors, super::http::cors))
 }
