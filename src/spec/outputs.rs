@@ -144,7 +144,7 @@ pub enum BackupFormat {
     /// One Parquet file per table, zstd-compressed.
     #[default]
     Parquet,
-    /// A copy of the DuckDB file.
+    /// A copy of the DuckDB file (not in this build: `backup` refuses it; use parquet).
     Duckdb,
 }
 

@@ -85,6 +85,7 @@ fn a_backup_verifies_restores_and_prunes() {
         .code(1)
         .stderr_has("not a backup id");
 
+    run(d, &["--set", "backup.format=duckdb"]).code(2).stderr_has("only `format: parquet`");
     // Keep 2: the oldest goes.
     run(d, &["--prune"]).code(0).stderr_has(&format!("removed {id}"));
     assert_eq!(run(d, &["--list"]).lines().len(), 2);
