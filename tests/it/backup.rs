@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::peers::free_port;
+use crate::peers::{free_port, Reaped};
 use crate::support::*;
 
 fn spec(dir: &Path, extra: &str) {
@@ -153,14 +153,16 @@ fn a_backup_during_serve_goes_through_its_api() {
     let port = free_port();
     let token = "backup-token-0123456789";
     spec(d, &format!("serve: {{listen: \"127.0.0.1:{port}\", token: {{env: EG_TOKEN}}}}\n"));
-    let mut serve = Command::new(env!("CARGO_BIN_EXE_edgeguard"))
-        .args(["serve", "b.yaml", "--set", "store.flush=200ms"])
-        .current_dir(d)
-        .env("EG_TOKEN", token)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut serve = Reaped(Some(
+        Command::new(env!("CARGO_BIN_EXE_edgeguard"))
+            .args(["serve", "b.yaml", "--set", "store.flush=200ms"])
+            .current_dir(d)
+            .env("EG_TOKEN", token)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    ));
     let base = format!("http://127.0.0.1:{port}");
     std::thread::sleep(Duration::from_secs(3));
     let before = metric(&base, token, "edgeguard_store_rows_total");
@@ -175,27 +177,28 @@ fn a_backup_during_serve_goes_through_its_api() {
         .as_u64()
         .unwrap();
     assert!(before > 0 && before <= rows && rows <= after, "{before} ≤ {rows} ≤ {after}");
-    unsafe { libc::kill(serve.id() as i32, libc::SIGTERM) };
-    assert_eq!(serve.wait().unwrap().code(), Some(0));
+    assert_eq!(serve.terminate().0, Some(0));
     let to = d.join("r.duckdb");
     run(d, &["--restore", &id, "--to", to.to_str().unwrap()]).code(0);
     assert_eq!(query_i64(&to, "SELECT count(*) FROM readings") as u64, rows);
 
     // A holder that is not serve: 75, with its PID.
-    let mut holder = Command::new(env!("CARGO_BIN_EXE_edgeguard"))
-        .args(["acquire", "b.yaml", "-o", "/dev/null", "--no-progress"])
-        .current_dir(d)
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut holder = Reaped(Some(
+        Command::new(env!("CARGO_BIN_EXE_edgeguard"))
+            .args(["acquire", "b.yaml", "-o", "/dev/null", "--no-progress"])
+            .current_dir(d)
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    ));
     std::thread::sleep(Duration::from_millis(1500));
     let mut no_serve = std::fs::read_to_string(d.join("b.yaml")).unwrap();
     no_serve = no_serve.lines().filter(|l| !l.starts_with("serve:")).collect::<Vec<_>>().join("\n") + "\n";
     write(d, "b.yaml", &no_serve);
     let out = run(d, &[]);
-    unsafe { libc::kill(holder.id() as i32, libc::SIGTERM) };
-    let _ = holder.wait();
-    out.code(75).stderr_has(&format!("PID {}", holder.id()));
+    let pid = holder.pid();
+    holder.terminate();
+    out.code(75).stderr_has(&format!("PID {pid}"));
 }
 
 /// `backup.schedule`: serve makes the backups itself (here every minute).
@@ -208,13 +211,15 @@ fn serve_makes_scheduled_backups() {
     let text =
         std::fs::read_to_string(d.join("b.yaml")).unwrap().replace("keep: 2}", "keep: 2, schedule: \"* * * * *\"}");
     write(d, "b.yaml", &text);
-    let mut serve = Command::new(env!("CARGO_BIN_EXE_edgeguard"))
-        .args(["serve", "b.yaml"])
-        .current_dir(d)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut serve = Reaped(Some(
+        Command::new(env!("CARGO_BIN_EXE_edgeguard"))
+            .args(["serve", "b.yaml"])
+            .current_dir(d)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    ));
     let started = std::time::Instant::now();
     let mut made = Vec::new();
     while made.is_empty() && started.elapsed() < Duration::from_secs(75) {
@@ -228,8 +233,7 @@ fn serve_makes_scheduled_backups() {
             })
             .unwrap_or_default();
     }
-    unsafe { libc::kill(serve.id() as i32, libc::SIGTERM) };
-    assert_eq!(serve.wait().unwrap().code(), Some(0));
+    assert_eq!(serve.terminate().0, Some(0));
     assert_eq!(made.len(), 1, "no scheduled backup within 75 s");
     run(d, &["--verify", &made[0]]).code(0);
 }

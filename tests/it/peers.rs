@@ -297,3 +297,30 @@ pub fn certificates(dir: &Path) {
         );
     }
 }
+
+/// A child process killed (and reaped) when dropped, so that a failing test
+/// leaves nothing running.
+pub struct Reaped(pub Option<Child>);
+
+impl Reaped {
+    pub fn pid(&self) -> i32 {
+        self.0.as_ref().map_or(0, |c| c.id() as i32)
+    }
+
+    /// SIGTERM, then the exit code and whatever the child wrote to piped stderr.
+    pub fn terminate(&mut self) -> (Option<i32>, String) {
+        let Some(child) = self.0.take() else { return (None, String::new()) };
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let out = child.wait_with_output().expect("wait");
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}

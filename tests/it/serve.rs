@@ -2,17 +2,17 @@
 //! HTTP while it runs a simulated plant; the dashboard in headless Chromium.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::peers::free_port;
+use crate::peers::{free_port, Reaped};
 use crate::support::*;
 
 const TOKEN: &str = "test-token-0123456789abcdef";
 
-/// A `serve` process, stopped with SIGTERM when dropped.
+/// A `serve` process on a free port, killed when dropped.
 struct Daemon {
-    child: Option<Child>,
+    child: Reaped,
     base: String,
 }
 
@@ -32,7 +32,7 @@ impl Daemon {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start serve");
-        let d = Daemon { child: Some(child), base: format!("http://{listen}") };
+        let d = Daemon { child: Reaped(Some(child)), base: format!("http://{listen}") };
         let started = Instant::now();
         while get(&format!("{}/readyz", d.base), None).0 != 200 {
             assert!(started.elapsed() < Duration::from_secs(20), "serve did not get ready");
@@ -43,19 +43,8 @@ impl Daemon {
 
     /// SIGTERM; the exit code and stderr.
     fn stop(&mut self) -> (i32, String) {
-        let child = self.child.take().expect("running");
-        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-        let out = child.wait_with_output().unwrap();
-        (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        let (code, stderr) = self.child.terminate();
+        (code.unwrap_or(-1), stderr)
     }
 }
 
@@ -288,14 +277,16 @@ fn serve_speaks_tls_with_the_given_certificate() {
              serve: {{listen: \"127.0.0.1:{port}\", tls: {{cert: server.pem, key: server.key}}}}\n"
         ),
     );
-    let child = Command::new(env!("CARGO_BIN_EXE_edgeguard"))
-        .args(["serve", "t.yaml", "--no-store"])
-        .current_dir(d)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = Reaped(Some(
+        Command::new(env!("CARGO_BIN_EXE_edgeguard"))
+            .args(["serve", "t.yaml", "--no-store"])
+            .current_dir(d)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    ));
     let _ = rustls::crypto::ring::default_provider().install_default();
     let ca = reqwest::Certificate::from_pem(&std::fs::read(d.join("ca.pem")).unwrap()).unwrap();
     let https = reqwest::Client::builder().add_root_certificate(ca).timeout(Duration::from_secs(5)).build().unwrap();
@@ -311,8 +302,7 @@ fn serve_speaks_tls_with_the_given_certificate() {
     };
     assert!(body.contains("\"pipeline\":\"t\""), "{body}");
     assert_eq!(get(&format!("http://127.0.0.1:{port}/healthz"), None).0, 0, "plain HTTP must not be answered");
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(0));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("https://127.0.0.1"));
+    let (code, stderr) = child.terminate();
+    assert_eq!(code, Some(0));
+    assert!(stderr.contains("https://127.0.0.1"), "{stderr}");
 }
