@@ -95,6 +95,9 @@ pub fn make(
     dir: &Path,
     progress: &mut dyn FnMut(&str),
 ) -> Result<Manifest, BackupError> {
+    // One backup at a time in this process (serve's schedule and its API).
+    static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = ONE.lock().unwrap_or_else(|e| e.into_inner());
     std::fs::create_dir_all(dir).map_err(|e| err(format!("{}: {e}", dir.display())))?;
     let now = crate::engine::time::now_micros();
     let created = crate::engine::time::format_rfc3339(now);
@@ -137,7 +140,10 @@ pub fn make(
         .map_err(|e| err(format!("{}: {e}", mpath.display())))?;
     sync_dir(&partial)?;
     let final_dir = dir.join(&id);
-    std::fs::rename(&partial, &final_dir).map_err(|e| err(format!("{}: {e}", final_dir.display())))?;
+    if let Err(e) = std::fs::rename(&partial, &final_dir) {
+        let _ = std::fs::remove_dir_all(&partial);
+        return Err(err(format!("{}: {e}", final_dir.display())));
+    }
     sync_dir(dir)?;
     Ok(manifest)
 }
@@ -184,7 +190,9 @@ pub fn list(dir: &Path) -> Result<Vec<Manifest>, BackupError> {
             continue;
         }
         if let Ok(text) = std::fs::read_to_string(e.path().join(MANIFEST)) {
-            if let Ok(m) = serde_json::from_str::<Manifest>(&text) {
+            if let Ok(mut m) = serde_json::from_str::<Manifest>(&text) {
+                // The folder is the backup: a copy under another name is its own.
+                m.id = name;
                 out.push(m);
             }
         }
@@ -216,7 +224,8 @@ fn plain_name(s: &str) -> bool {
 pub fn verify(dir: &Path, id: &str) -> Result<Manifest, BackupError> {
     let folder = folder(dir, id)?;
     let text = std::fs::read_to_string(folder.join(MANIFEST)).map_err(|e| err(format!("{id}: manifest: {e}")))?;
-    let m: Manifest = serde_json::from_str(&text).map_err(|e| err(format!("{id}: manifest: {e}")))?;
+    let mut m: Manifest = serde_json::from_str(&text).map_err(|e| err(format!("{id}: manifest: {e}")))?;
+    m.id = id.to_string();
     let conn = duckdb::Connection::open_in_memory().map_err(|e| err(e.to_string()))?;
     for t in &m.tables {
         if !plain_name(&t.file) || !TABLES.contains(&t.name.as_str()) {
@@ -244,7 +253,8 @@ pub fn verify(dir: &Path, id: &str) -> Result<Manifest, BackupError> {
 /// Restores backup `id` into a new store at `to` (which must not exist).
 pub fn restore(dir: &Path, id: &str, to: &Path) -> Result<Manifest, BackupError> {
     let m = verify(dir, id)?;
-    if to.exists() || to.with_extension("duckdb.wal").exists() {
+    let wal = PathBuf::from(format!("{}.wal", to.display()));
+    if to.exists() || wal.exists() {
         return Err(err(format!("{} exists: restore into a new path", to.display())));
     }
     let folder = folder(dir, id)?;
@@ -262,7 +272,7 @@ pub fn restore(dir: &Path, id: &str, to: &Path) -> Result<Manifest, BackupError>
     drop(store);
     if let Err(e) = done {
         let _ = std::fs::remove_file(to);
-        let _ = std::fs::remove_file(to.with_extension("duckdb.wal"));
+        let _ = std::fs::remove_file(&wal);
         return Err(err(format!("restoring {id}: {e}")));
     }
     Ok(m)

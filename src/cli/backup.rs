@@ -158,8 +158,19 @@ fn through_serve(plan: &Plan, holder: &str) -> Result<Manifest, Failure> {
         .enable_all()
         .build()
         .map_err(|e| Failure::new(Exit::Failure, e.to_string()))?;
+    let ca = serve
+        .tls
+        .as_ref()
+        .and_then(|t| t.ca.as_ref())
+        .map(std::fs::read)
+        .transpose()
+        .map_err(|e| Failure::new(Exit::Config, format!("serve.tls.ca: {e}")))?;
     let answer = rt.block_on(async {
-        let client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(3600)).build()?;
+        let mut builder = reqwest::Client::builder().timeout(std::time::Duration::from_secs(3600));
+        if let Some(pem) = &ca {
+            builder = builder.add_root_certificate(reqwest::Certificate::from_pem(pem)?);
+        }
+        let client = builder.build()?;
         let mut req = client.post(&url);
         if let Some(t) = &token {
             req = req.bearer_auth(t);
@@ -172,7 +183,9 @@ fn through_serve(plan: &Plan, holder: &str) -> Result<Manifest, Failure> {
             serde_json::from_str(&body).map_err(|e| Failure::new(Exit::Failure, format!("serve answered: {e}")))
         }
         Ok((s, body)) => Err(Failure::new(Exit::Failure, format!("serve at {addr} refused the backup ({s}): {body}"))),
-        Err(_) => Err(locked()),
+        // Nobody listens there: the holder is not this spec's serve.
+        Err(e) if e.is_connect() && !e.to_string().contains("certificate") => Err(locked()),
+        Err(e) => Err(Failure::new(Exit::Failure, format!("asking serve at {url} for the backup: {e}"))),
     }
 }
 

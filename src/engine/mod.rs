@@ -285,11 +285,14 @@ pub fn run(plan: &Plan, opts: RunOptions, output: &mut Output) -> Result<RunRepo
         let conn = st.reader().map_err(EngineError::Store)?;
         warm_up(&mut detectors, &conn, time::now_micros(), &st.path)?;
     }
-    // Alert state is kept by every run with a store but a backtest, --input
-    // runs included: notifications are side effects that must not repeat.
+    // Alert state is kept by live runs and --input runs with a store:
+    // notifications are side effects that must not repeat.
     let mut alerter =
         Alerter::new(if opts.stage >= Stage::Alert { &plan.alerts } else { &[] }).map_err(EngineError::Usage)?;
-    if let (Some(st), false) = (&store, alerter.is_empty() || opts.replay.is_some()) {
+    // Simulations on the virtual clock live in their own time: they neither
+    // read nor write it.
+    let keeps_alert_state = !alerter.is_empty() && (live || opts.input.is_some());
+    if let (Some(st), true) = (&store, keeps_alert_state) {
         if let Some(saved) = st.load_state(ALERT_COMPONENT, ALERT_KEY).map_err(EngineError::Store)? {
             alerter.restore_state(&saved);
         }
@@ -484,6 +487,10 @@ pub fn run(plan: &Plan, opts: RunOptions, output: &mut Output) -> Result<RunRepo
         t.ready.store(true, Ordering::Relaxed);
     }
     loop {
+        if let (Some(t), true) = (&opts.tap, shutdown.flag.load(Ordering::Relaxed)) {
+            // Stopping: posted readings must not keep the queue full forever.
+            t.close_ingest();
+        }
         let next = rt.block_on(async {
             tokio::select! {
                 biased;
@@ -672,7 +679,7 @@ pub fn run(plan: &Plan, opts: RunOptions, output: &mut Output) -> Result<RunRepo
                             .map_err(EngineError::Store)?;
                     }
                 }
-                if !alerter.is_empty() && opts.replay.is_none() {
+                if keeps_alert_state {
                     store.save_state(ALERT_COMPONENT, ALERT_KEY, &alerter.save_state()).map_err(EngineError::Store)?;
                 }
                 report.store = Some(stats);

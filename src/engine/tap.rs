@@ -130,6 +130,7 @@ impl Tap {
     /// Takes in one batch of what the stages made.
     pub(super) fn observe(&self, batch: &[Record]) {
         let c = &self.counters;
+        let horizon = super::time::now_micros() + crate::stages::validate::MAX_CLOCK_SKEW_US;
         {
             let mut map = self.latest.write().unwrap_or_else(|e| e.into_inner());
             for rec in batch {
@@ -143,7 +144,8 @@ impl Tap {
                         }
                         .fetch_add(1, Ordering::Relaxed);
                         match map.get_mut(&r.channel) {
-                            Some(l) if l.reading.ts <= r.ts => {
+                            // Newest wins, but not one stamped beyond the horizon.
+                            Some(l) if (l.reading.ts <= r.ts && r.ts <= horizon) || l.reading.ts > horizon => {
                                 l.reading = r.clone();
                                 l.count += 1;
                             }

@@ -86,7 +86,8 @@ pub fn router(state: State) -> Router {
         // Until the response starts (a stream then runs as long as its client).
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
         .merge(Router::new().route("/api/v1/backup", axum::routing::post(make_backup)).with_state(state))
-        .layer(axum::middleware::from_fn_with_state(token, super::http::require_token))
+        .layer(axum::middleware::from_fn_with_state(token.clone(), super::http::require_token))
+        .layer(axum::middleware::from_fn_with_state((cors.clone(), token.is_some()), super::http::same_site))
         .layer(axum::middleware::from_fn_with_state(cors, super::http::cors))
 }
 

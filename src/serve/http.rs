@@ -154,3 +154,48 @@ pub async fn cors(
     }
     r
 }
+
+/// Refuses what a page on another site could make a browser do to serve:
+/// a POST whose `Origin` is neither serve itself nor a `serve.cors` origin
+/// (cross-site request forgery: fake readings, backups), and — when there is
+/// no token — any request whose `Host` is not a loopback name (DNS
+/// rebinding: a foreign name resolved to 127.0.0.1 to read the API).
+pub async fn same_site(
+    axum::extract::State((origins, has_token)): axum::extract::State<(Arc<Vec<String>>, bool)>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let headers = req.headers();
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
+    if !has_token {
+        let name = match host.rsplit_once(':') {
+            Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+            _ => host,
+        };
+        let loopback =
+            name == "localhost" || name == "[::1]" || name.parse::<std::net::Ipv4Addr>().is_ok_and(|a| a.is_loopback());
+        if !loopback {
+            return (
+                StatusCode::FORBIDDEN,
+                axum::Json(serde_json::json!({"error": "without a token serve answers only to loopback host names (localhost, 127.0.0.1)"})),
+            )
+                .into_response();
+        }
+    }
+    if !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+        if let Some(origin) = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) {
+            let same = origin == format!("http://{host}") || origin == format!("https://{host}");
+            let listed = origins.iter().any(|a| a == origin || a == "*");
+            if !same && !listed {
+                return (
+                    StatusCode::FORBIDDEN,
+                    axum::Json(
+                        serde_json::json!({"error": format!("requests from {origin} are not allowed (serve.cors)")}),
+                    ),
+                )
+                    .into_response();
+            }
+        }
+    }
+    next.run(req).await
+}

@@ -245,6 +245,8 @@ fn sender(p: &NotifierPlan) -> Result<Sender, String> {
             let _ = rustls::crypto::ring::default_provider().install_default();
             let client = reqwest::Client::builder()
                 .timeout(*timeout)
+                // A redirect would turn the POST into a GET without its body.
+                .redirect(reqwest::redirect::Policy::none())
                 .user_agent(concat!("edgeguard/", env!("CARGO_PKG_VERSION")))
                 .build()
                 .map_err(|e| named(e.to_string()))?;
@@ -406,15 +408,32 @@ async fn run(argv: &[String], env: &[(String, String)], timeout: Duration) -> Re
         .kill_on_drop(true);
     let mut child = cmd.spawn().map_err(|e| (format!("cannot run {program}: {e}"), true))?;
     let pid = child.id();
-    let mut stderr = child.stderr.take();
-    let waited = tokio::time::timeout(timeout, async {
-        let mut err = Vec::new();
-        if let Some(s) = stderr.as_mut() {
-            let _ = s.take(STDERR_KEPT as u64).read_to_end(&mut err).await;
+    // Drain stderr while the program runs (keeping the first bytes): a full
+    // pipe must not stall it, and a helper it left in the background holding
+    // the pipe must not make a finished program look hung.
+    let stderr = child.stderr.take().map(|mut s| {
+        tokio::spawn(async move {
+            let mut kept = Vec::new();
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = s.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                let room = STDERR_KEPT.saturating_sub(kept.len());
+                kept.extend_from_slice(&buf[..n.min(room)]);
+            }
+            kept
+        })
+    });
+    let waited = tokio::time::timeout(timeout, child.wait()).await;
+    let err = match stderr {
+        Some(task) => {
+            let got = tokio::time::timeout(Duration::from_millis(100), task).await;
+            got.ok().and_then(Result::ok).unwrap_or_default()
         }
-        (child.wait().await, err)
-    })
-    .await;
+        None => Vec::new(),
+    };
+    let waited = waited.map(|status| (status, err));
     match waited {
         Ok((Ok(status), _)) if status.success() => Ok(()),
         Ok((Ok(status), err)) => {

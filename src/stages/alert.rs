@@ -199,9 +199,13 @@ impl Alerter {
     }
 
     /// Looks at every record of `batch`; returns the notifications due.
+    /// Records stamped beyond the validator's clock-skew horizon are not
+    /// looked at: one wrong device clock must not pin an alert in the future.
     pub fn process(&mut self, batch: &[Record], out: &mut Vec<Notification>) {
+        let horizon = crate::engine::time::now_micros() + crate::stages::validate::MAX_CLOCK_SKEW_US;
         for rec in batch {
             let (ctx, ts, channel, value) = match rec {
+                Record::Reading(r) if r.ts > horizon => continue,
                 Record::Reading(r) => {
                     if let Some(v) = r.value {
                         let q = self.recent.entry(r.channel.clone()).or_default();
@@ -216,6 +220,9 @@ impl Alerter {
                     let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
                     let Some(ts) = v["ts"].as_str().and_then(parse_rfc3339) else { continue };
                     let Some(ch) = v["channel"].as_str() else { continue };
+                    if ts > horizon {
+                        continue;
+                    }
                     (Value::from_serialize(&v), ts, Arc::from(ch), v["value"].as_f64())
                 }
                 Record::Other { .. } => continue,
@@ -246,10 +253,17 @@ impl Alerter {
                     tracing::warn!(rule = &*rule.name, channel = &**channel, "`when` fails: {e}");
                 }
                 self.stats.eval_errors += 1;
-                false
+                // Says nothing either way: the state stays as it is.
+                return;
             }
         };
         if !holds && phase == Phase::Inactive {
+            return;
+        }
+        // A reading without a value (a failed poll, a stale gap) may start
+        // an alert (`'stale' in flags`) but never clears one: the condition
+        // was not seen to stop.
+        if !holds && value.is_none() {
             return;
         }
         if !self.states.contains_key(&key) && self.states.len() >= MAX_STATES {
@@ -505,6 +519,17 @@ mod tests {
         assert!(out[0].title.starts_with("[edgeguard] alert `hot` (template error: title:"), "{}", out[0].title);
         assert!(out[0].title.contains("\"value\":97.0"), "{}", out[0].title);
         assert_eq!(a.stats.fallbacks, 1);
+    }
+
+    #[test]
+    fn a_reading_without_a_value_or_from_the_future_changes_nothing() {
+        let mut a = Alerter::new(&[rule("value > 95", 0, None)]).unwrap();
+        let gap = Reading::sample("boiler.temp", 20, None);
+        // Firing at 10; the stale gap at 20 is no evidence that it cleared.
+        assert_eq!(states(&mut a, vec![at(10, 97.0), gap, at(30, 97.0)]), vec![(10, "firing")]);
+        let far = crate::engine::time::now_micros() / 1_000_000 + 365 * 86_400;
+        assert_eq!(states(&mut a, vec![at(far, 90.0)]), vec![], "a year ahead: ignored");
+        assert_eq!(states(&mut a, vec![at(40, 90.0)]), vec![(40, "resolved")]);
     }
 
     #[test]

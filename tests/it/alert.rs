@@ -359,3 +359,21 @@ fn an_exec_past_its_timeout_is_killed_with_its_group() {
     let left = std::process::Command::new("pgrep").args(["-f", &format!("sleep {marker}")]).output().unwrap();
     assert!(left.stdout.is_empty(), "left running: {}", String::from_utf8_lossy(&left.stdout));
 }
+
+/// An exec that floods stderr, or leaves a helper holding it, still counts
+/// as delivered when it exits 0 in time.
+#[test]
+fn an_exec_is_judged_by_its_exit_not_by_its_stderr() {
+    let dir = tmp();
+    write(
+        dir.path(),
+        "x.yaml",
+        "version: 1\nname: x\nalerts:\n  hot: {when: \"value > 95\", notify: [loud, helper], title: x}\n\
+         notifiers:\n  loud: {type: exec, command: [sh, -c, \"head -c 300000 /dev/zero >&2; exit 0\"], timeout: 5s}\n\
+         \x20 helper: {type: exec, command: [sh, -c, \"sleep 2 & exit 0\"], timeout: 5s}\n",
+    );
+    let line = "{\"ts\":\"2026-03-01T10:00:00Z\",\"channel\":\"boiler.temp\",\"value\":99}\n";
+    let out = eg(["alert", "x.yaml", "--input", "-", "--no-store", "--no-progress"]).dir(dir.path()).stdin(line).run();
+    out.code(0).stderr_has("1 notification (2 delivered)");
+    assert!(out.elapsed < Duration::from_secs(2), "{:?}", out.elapsed);
+}

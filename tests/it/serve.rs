@@ -208,6 +208,22 @@ fn serve_refuses_to_start_unsafe_or_on_a_taken_port() {
     // Without a store the range queries say so.
     let d = Daemon::start(dir.path(), "o.yaml", &["--no-store"]);
     assert_eq!(get(&format!("{}/api/v1/readings?channel=a.b", d.base), None).0, 503);
+    // Without a token: only loopback host names (no DNS rebinding), and no
+    // POST from another site's page.
+    let port = d.base.rsplit(':').next().unwrap();
+    let rebound =
+        client().get(format!("{}/api/v1/channels", d.base)).header("Host", format!("attacker.example:{port}"));
+    assert_eq!(send(rebound, None).0, 403);
+    let forged = client()
+        .post(format!("{}/api/v1/readings", d.base))
+        .header("Origin", "https://attacker.example")
+        .body("{\"channel\":\"a.b\",\"value\":1}");
+    assert_eq!(send(forged, None).0, 403);
+    let own = client()
+        .post(format!("{}/api/v1/readings", d.base))
+        .header("Origin", d.base.clone())
+        .body("{\"channel\":\"a.b\",\"value\":1}");
+    assert_eq!(send(own, None).0, 202);
 }
 
 fn chromium() -> String {
