@@ -93,7 +93,7 @@ port, secs, pid, commit = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.a
 worst, counts, lock = [0.0] * 100, [0] * 100, threading.Lock()
 def client(i):
     s = socket.create_connection(("127.0.0.1", port))
-    s.sendall(b"GET /api/v1/stream HTTP/1.1\r\nHost: x\r\n\r\n")
+    s.sendall(b"GET /api/v1/stream HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n" % port)
     s.settimeout(2)
     buf, end = b"", time.time() + secs
     while time.time() < end:
