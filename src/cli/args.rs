@@ -174,22 +174,28 @@ pub fn print_text(s: &str) {
     eprint!("{s}");
 }
 
+/// The store a command writes: none with `--no-store`; `--store PATH` with
+/// the spec's settings (or the defaults); else the spec's.
+pub fn resolve_store(path: Option<&str>, no_store: bool, plan: &Plan) -> Option<StorePlan> {
+    if no_store {
+        return None;
+    }
+    match (path, &plan.store) {
+        (Some(p), Some(s)) => Some(StorePlan { path: p.into(), ..s.clone() }),
+        (Some(p), None) => Some(StorePlan {
+            path: p.into(),
+            retention: None,
+            batch: crate::sinks::store::DEFAULT_BATCH,
+            flush: Duration::from_secs(1),
+        }),
+        (None, s) => s.clone(),
+    }
+}
+
 impl PipelineArgs {
     /// The store this run writes, from `--store`/`--no-store` and the spec.
     pub fn store(&self, plan: &Plan) -> Option<StorePlan> {
-        if self.no_store {
-            return None;
-        }
-        match (&self.store, &plan.store) {
-            (Some(p), Some(s)) => Some(StorePlan { path: p.into(), ..s.clone() }),
-            (Some(p), None) => Some(StorePlan {
-                path: p.into(),
-                retention: None,
-                batch: crate::sinks::store::DEFAULT_BATCH,
-                flush: Duration::from_secs(1),
-            }),
-            (None, s) => s.clone(),
-        }
+        resolve_store(self.store.as_deref(), self.no_store, plan)
     }
 
     pub fn output(&self, g: &GlobalArgs) -> Result<Output, Failure> {

@@ -141,10 +141,7 @@ fn through_serve(plan: &Plan, holder: &str) -> Result<Manifest, Failure> {
     };
     let Some(serve) = &plan.serve else { return Err(locked()) };
     let token = match &serve.token {
-        Some(t) => Some(
-            crate::sources::mqtt::read_secret(t)
-                .map_err(|e| Failure::new(Exit::Config, format!("serve.token: {e}")))?,
-        ),
+        Some(t) => Some(t.read().map_err(|e| Failure::new(Exit::Config, format!("serve.token: {e}")))?),
         None => None,
     };
     let mut addr = serve.listen;

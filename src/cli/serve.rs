@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::args::{load_plan, parse_duration_arg};
+use super::args::{load_plan, parse_duration_arg, resolve_store};
 use super::exit::{Exit, Failure};
 use super::{say, GlobalArgs};
-use crate::compile::{ServePlan, StorePlan};
+use crate::compile::ServePlan;
 use crate::engine::tap::Tap;
 use crate::engine::{self, RunOptions, Stage};
 use crate::serve::{Server, StartError};
@@ -61,17 +61,7 @@ pub fn run(a: &ServeArgs, g: &GlobalArgs) -> Result<Exit, Failure> {
             ),
         ));
     }
-    let store: Option<StorePlan> = match (&a.store, &plan.store, a.no_store) {
-        (_, _, true) => None,
-        (Some(p), Some(s), _) => Some(StorePlan { path: p.into(), ..s.clone() }),
-        (Some(p), None, _) => Some(StorePlan {
-            path: p.into(),
-            retention: None,
-            batch: crate::sinks::store::DEFAULT_BATCH,
-            flush: Duration::from_secs(1),
-        }),
-        (None, s, _) => s.clone(),
-    };
+    let store = resolve_store(a.store.as_deref(), a.no_store, &plan);
     let tap = Arc::new(Tap::default());
     let mut server = Server::start(&serve, tap.clone(), &plan.name, plan.backup.clone()).map_err(|e| match e {
         StartError::Config(m) => Failure::new(Exit::Config, m),

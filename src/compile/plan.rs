@@ -331,6 +331,19 @@ pub enum SecretRef {
     File(PathBuf),
 }
 
+impl SecretRef {
+    /// The secret's value, read now; the error names where it should come
+    /// from (never the value).
+    pub fn read(&self) -> Result<String, String> {
+        match self {
+            SecretRef::Env(name) => std::env::var(name).map_err(|_| format!("environment variable {name} is not set")),
+            SecretRef::File(p) => std::fs::read_to_string(p)
+                .map(|s| s.trim_end_matches(['\n', '\r']).to_string())
+                .map_err(|e| format!("cannot read {}: {e}", p.display())),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct TlsPlan {
     pub ca: Option<PathBuf>,

@@ -44,9 +44,7 @@ impl Server {
         };
         let backups = backup.as_ref().map(|b| b.dir.clone());
         let token = match &plan.token {
-            Some(t) => Some(
-                crate::sources::mqtt::read_secret(t).map_err(|e| StartError::Config(format!("serve.token: {e}")))?,
-            ),
+            Some(t) => Some(t.read().map_err(|e| StartError::Config(format!("serve.token: {e}")))?),
             None => None,
         };
         if token.as_deref().is_some_and(|t| t.len() < 16) {

@@ -22,7 +22,7 @@ use std::time::Duration;
 use minijinja::Environment;
 use tokio::sync::{mpsc, Semaphore};
 
-use crate::compile::plan::{NotifierKind, NotifierPlan};
+use crate::compile::plan::{NotifierKind, NotifierPlan, SecretRef};
 use crate::compile::templates::{self, render_capped};
 use crate::spec::FileFormat;
 use crate::stages::alert::{fallback, Notification};
@@ -227,17 +227,12 @@ impl Dispatcher {
 }
 
 fn sender(p: &NotifierPlan) -> Result<Sender, String> {
-    use crate::sources::mqtt::read_secret;
     let named = |e: String| format!("notifier `{}`: {e}", p.id);
     Ok(match &p.kind {
         NotifierKind::Stdout => Sender::Stdout,
         NotifierKind::File { .. } => Sender::File,
         NotifierKind::Exec { env, timeout, max_concurrent, .. } => Sender::Exec {
-            env: env
-                .iter()
-                .map(|(k, s)| read_secret(s).map(|v| (k.clone(), v)))
-                .collect::<Result<_, _>>()
-                .map_err(named)?,
+            env: env.iter().map(|(k, s)| s.read().map(|v| (k.clone(), v))).collect::<Result<_, _>>().map_err(named)?,
             timeout: *timeout,
             slots: Arc::new(Semaphore::new(*max_concurrent)),
         },
@@ -254,7 +249,7 @@ fn sender(p: &NotifierPlan) -> Result<Sender, String> {
                 client,
                 headers: headers
                     .iter()
-                    .map(|(k, s)| read_secret(s).map(|v| (k.clone(), v)))
+                    .map(|(k, s)| s.read().map(|v| (k.clone(), v)))
                     .collect::<Result<_, _>>()
                     .map_err(named)?,
                 retries: *retries,
@@ -269,8 +264,8 @@ fn sender(p: &NotifierPlan) -> Result<Sender, String> {
                 rumqttc::MqttOptions::new(format!("edgeguard-notify-{}-{}", p.id, std::process::id()), host, port);
             o.set_keep_alive(Duration::from_secs(30));
             if let Some(user) = username {
-                let pass = password.as_ref().map(read_secret).transpose().map_err(named)?.unwrap_or_default();
-                o.set_credentials(read_secret(user).map_err(named)?, pass);
+                let pass = password.as_ref().map(SecretRef::read).transpose().map_err(named)?.unwrap_or_default();
+                o.set_credentials(user.read().map_err(named)?, pass);
             }
             if secure {
                 let cfg = crate::sources::mqtt::tls_config(tls.as_ref()).map_err(named)?;

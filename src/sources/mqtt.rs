@@ -172,16 +172,6 @@ fn qos(n: u8) -> QoS {
     }
 }
 
-/// Reads a secret at start-up; the error names where it should come from.
-pub fn read_secret(s: &SecretRef) -> Result<String, String> {
-    match s {
-        SecretRef::Env(name) => std::env::var(name).map_err(|_| format!("environment variable {name} is not set")),
-        SecretRef::File(p) => std::fs::read_to_string(p)
-            .map(|s| s.trim_end_matches(['\n', '\r']).to_string())
-            .map_err(|e| format!("cannot read {}: {e}", p.display())),
-    }
-}
-
 /// rustls client settings (ring provider): the CA file given, or the
 /// system bundle; a client certificate when both cert and key are given.
 pub fn tls_config(tls: Option<&TlsPlan>) -> Result<rustls::ClientConfig, String> {
@@ -261,8 +251,8 @@ fn options(plan: &MqttPlan) -> Result<MqttOptions, String> {
     // Acks queue here until the event loop sends them.
     o.set_request_channel_capacity(65_536);
     if let Some(u) = &plan.username {
-        let user = read_secret(u)?;
-        let pass = plan.password.as_ref().map(read_secret).transpose()?.unwrap_or_default();
+        let user = u.read()?;
+        let pass = plan.password.as_ref().map(SecretRef::read).transpose()?.unwrap_or_default();
         o.set_credentials(user, pass);
     }
     if tls {
