@@ -18,7 +18,7 @@ use crate::engine::time::{format_rfc3339, now_micros};
 use crate::engine::{load_silences, Stage, ALERT_COMPONENT, SILENCES_KEY};
 use crate::sinks::notify::Notifiers;
 use crate::sinks::store::Store;
-use crate::stages::alert::{check_glob, Alerter, Silence};
+use crate::stages::alert::{Alerter, Silence};
 
 #[derive(Debug, Args)]
 #[command(group(clap::ArgGroup::new("what").required(true).args(["spec"])))]
@@ -122,7 +122,8 @@ fn target_of(plan: &Plan, target: &str) -> Result<(String, Option<String>), Fail
         ));
     }
     if let Some(c) = &channel {
-        check_glob(c).map_err(|e| Failure::new(Exit::Usage, format!("`{c}` is not a channel or glob: {e}")))?;
+        crate::compile::channel_matcher(c)
+            .map_err(|e| Failure::new(Exit::Usage, format!("`{c}` is not a channel or glob: {e}")))?;
     }
     Ok((rule.to_string(), channel))
 }

@@ -296,7 +296,9 @@ pub fn run(plan: &Plan, opts: RunOptions, output: &mut Output) -> Result<RunRepo
         if let Some(saved) = st.load_state(ALERT_COMPONENT, ALERT_KEY).map_err(EngineError::Store)? {
             alerter.restore_state(&saved);
         }
-        alerter.silences = load_silences(st)?;
+        for s in load_silences(st)? {
+            alerter.silence(s);
+        }
     }
     let mut dispatcher = match alerter.is_empty() {
         true => None,

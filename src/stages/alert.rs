@@ -24,7 +24,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use globset::{Glob, GlobMatcher};
+use globset::GlobMatcher;
 use minijinja::{context, Environment, Expression, Value};
 use serde::{Deserialize, Serialize};
 
@@ -84,12 +84,21 @@ pub struct Silence {
     pub created: Micros,
 }
 
-impl Silence {
-    pub fn covers(&self, rule: &str, channel: &str, at: Micros) -> bool {
-        self.rule == rule
-            && at < self.until
-            && self.channel.as_deref().is_none_or(|c| {
-                c == channel || Glob::new(c).map(|g| g.compile_matcher().is_match(channel)).unwrap_or(false)
+/// A silence with its channel glob compiled once.
+struct ActiveSilence {
+    silence: Silence,
+    /// `None`: every channel of the rule. A glob that does not compile
+    /// (edited by hand in the store) matches its exact text only.
+    channel: Option<Result<GlobMatcher, String>>,
+}
+
+impl ActiveSilence {
+    fn covers(&self, rule: &str, channel: &str, at: Micros) -> bool {
+        self.silence.rule == rule
+            && at < self.silence.until
+            && self.channel.as_ref().is_none_or(|m| match m {
+                Ok(m) => m.is_match(channel),
+                Err(exact) => exact == channel,
             })
     }
 }
@@ -139,7 +148,7 @@ pub struct Alerter {
     rules: Vec<Rule>,
     env: &'static Environment<'static>,
     states: FxHashMap<(usize, Arc<str>), AlertState>,
-    pub silences: Vec<Silence>,
+    silences: Vec<ActiveSilence>,
     recent: FxHashMap<Arc<str>, VecDeque<f64>>,
     pub stats: AlertStats,
 }
@@ -170,6 +179,12 @@ impl Alerter {
 
     pub fn is_empty(&self) -> bool {
         self.rules.is_empty()
+    }
+
+    /// Holds back the notifications `s` covers.
+    pub fn silence(&mut self, s: Silence) {
+        let channel = s.channel.as_ref().map(|c| crate::compile::channel_matcher(c).map_err(|_| c.clone()));
+        self.silences.push(ActiveSilence { silence: s, channel });
     }
 
     /// Rule states and silences, as JSON, for the store's `state` table.
@@ -427,11 +442,6 @@ pub fn fallback(rule: &str, error: &str, ctx: &Value) -> String {
     format!("[edgeguard] alert `{rule}` (template error: {error}) record: {raw}")
 }
 
-/// Compiles a silence's channel glob.
-pub fn check_glob(pattern: &str) -> Result<GlobMatcher, String> {
-    Glob::new(pattern).map(|g| g.compile_matcher()).map_err(|e| e.to_string())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -495,7 +505,7 @@ mod tests {
     #[test]
     fn silences_hold_notifications_not_state() {
         let mut a = Alerter::new(&[rule("value > 95", 0, None)]).unwrap();
-        a.silences.push(Silence {
+        a.silence(Silence {
             rule: "hot".into(),
             channel: Some("boiler.*".into()),
             until: 50_000_000,
