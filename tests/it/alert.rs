@@ -377,3 +377,41 @@ fn an_exec_is_judged_by_its_exit_not_by_its_stderr() {
     out.code(0).stderr_has("1 notification (2 delivered)");
     assert!(out.elapsed < Duration::from_secs(2), "{:?}", out.elapsed);
 }
+
+/// Alert records go to stdout, `--fail-on alert` exits 3, and `--render`
+/// previews one rule or names the rules there are.
+#[test]
+fn alert_records_fail_on_and_render_one_rule() {
+    let dir = tmp();
+    write(
+        dir.path(),
+        "r.yaml",
+        "version: 1\nname: r\nalerts:\n  hot: {when: \"value > 95\", title: \"{{ channel }} hot\"}\n\
+         \x20 cold: {when: \"value < 0\", title: \"{{ channel }} cold\", notify: [log]}\n\
+         notifiers:\n  log: {type: file, path: alerts.log}\n",
+    );
+    let lines = "{\"ts\":\"2026-03-01T10:00:00Z\",\"channel\":\"b.t\",\"value\":99}\n\
+                 {\"ts\":\"2026-03-01T10:00:01Z\",\"channel\":\"b.t\",\"value\":-3}\n";
+    let out = eg(["alert", "r.yaml", "--input", "-", "--no-store", "--only", "alert", "--fail-on", "alert"])
+        .dir(dir.path())
+        .stdin(lines)
+        .run();
+    out.code(3);
+    let recs = out.lines();
+    let got: Vec<(&str, &str)> =
+        recs.iter().map(|r| (r["rule"].as_str().unwrap(), r["state"].as_str().unwrap())).collect();
+    assert_eq!(got, vec![("hot", "firing"), ("hot", "resolved"), ("cold", "firing")]);
+    assert_eq!(recs[0]["title"], "b.t hot");
+    write(dir.path(), "f.ndjson", lines);
+    let one = eg(["alert", "r.yaml", "--render", "f.ndjson", "--rule", "cold"]).dir(dir.path()).run();
+    one.code(0);
+    let r = one.lines();
+    assert_eq!(r.len(), 1);
+    assert_eq!(
+        (r[0]["notifier"].as_str(), r[0]["line"].as_str().map(|l| l.ends_with("b.t cold"))),
+        (Some("log"), Some(true))
+    );
+    let none = eg(["alert", "r.yaml", "--render", "f.ndjson", "--rule", "warm"]).dir(dir.path()).run();
+    none.code(2).stderr_has("no alert rule `warm` (rules: hot, cold)");
+    eg(["alert", "r.yaml", "--render", "missing.ndjson"]).dir(dir.path()).run().code(66);
+}

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::peers::{free_port, Reaped};
+use crate::peers::{free_port, get, Reaped};
 use crate::support::*;
 
 fn spec(dir: &Path, extra: &str) {
@@ -127,19 +127,8 @@ fn a_backup_killed_midway_leaves_nothing_under_a_final_name() {
 }
 
 fn metric(base: &str, token: &str, name: &str) -> u64 {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let text = rt.block_on(async {
-        reqwest::Client::new()
-            .get(format!("{base}/metrics"))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    });
+    let (status, text) = get(&format!("{base}/metrics"), Some(token));
+    assert_eq!(status, 200, "{text}");
     text.lines().filter(|l| l.starts_with(name)).filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok()).sum()
 }
 

@@ -324,3 +324,37 @@ impl Drop for Reaped {
         }
     }
 }
+
+// HTTP for the serve tests: one blocking call at a time on a fresh runtime
+// (a client is not reused across runtimes).
+
+/// An HTTP client that speaks rustls, with a 20 s timeout.
+pub fn client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap()
+}
+
+/// A runtime for one blocking call.
+pub fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+}
+
+/// Sends `req` (with the bearer token); status and body, or 0 when the
+/// connection failed.
+pub fn send(req: reqwest::RequestBuilder, token: Option<&str>) -> (u16, String) {
+    let req = match token {
+        Some(t) => req.bearer_auth(t),
+        None => req,
+    };
+    rt().block_on(async {
+        match req.send().await {
+            Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
+            Err(_) => (0, String::new()),
+        }
+    })
+}
+
+/// `GET url`, as [`send`].
+pub fn get(url: &str, token: Option<&str>) -> (u16, String) {
+    send(client().get(url), token)
+}

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::peers::{free_port, Reaped};
+use crate::peers::{client, free_port, get, rt, send, Reaped};
 use crate::support::*;
 
 const TOKEN: &str = "test-token-0123456789abcdef";
@@ -46,32 +46,6 @@ impl Daemon {
         let (code, stderr) = self.child.terminate();
         (code.unwrap_or(-1), stderr)
     }
-}
-
-fn client() -> reqwest::Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap()
-}
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
-}
-
-fn send(req: reqwest::RequestBuilder, token: Option<&str>) -> (u16, String) {
-    let req = match token {
-        Some(t) => req.bearer_auth(t),
-        None => req,
-    };
-    rt().block_on(async {
-        match req.send().await {
-            Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
-            Err(_) => (0, String::new()),
-        }
-    })
-}
-
-fn get(url: &str, token: Option<&str>) -> (u16, String) {
-    send(client().get(url), token)
 }
 
 fn json(url: &str) -> serde_json::Value {
