@@ -9,6 +9,7 @@ use clap::Args;
 
 use super::args::{load_plan, parse_duration_arg, resolve_store};
 use super::exit::{Exit, Failure};
+use super::pipeline::plural;
 use super::{say, GlobalArgs};
 use crate::compile::ServePlan;
 use crate::engine::tap::Tap;
@@ -94,10 +95,10 @@ pub fn run(a: &ServeArgs, g: &GlobalArgs) -> Result<Exit, Failure> {
     say(
         g,
         &format!(
-            "serve: {} readings · {} anomalies · {} notifications ({} failed) · {} · {:.0} s",
-            r.validate.readings,
-            r.detect.anomalies,
-            r.alert.stats.notifications,
+            "serve: {} · {} · {} ({} failed) · {} · {:.0} s",
+            plural(r.validate.readings, "reading"),
+            plural(r.detect.anomalies, "anomaly"),
+            plural(r.alert.stats.notifications, "notification"),
             r.alert.failed,
             match (&r.store, store_path) {
                 (Some(s), Some(p)) => format!("{} stored in {p}", s.readings),
