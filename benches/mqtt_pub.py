@@ -4,7 +4,7 @@
 
 Bare-number payloads (the sequence number). At QoS 1 a reader thread counts
 PUBACKs and the script exits once the broker acknowledged every message.
-(mosquitto_pub -l loses most QoS 1 lines at this rate: FIELD-NOTES.md.)
+(mosquitto_pub -l loses most QoS 1 lines at this rate: about 17k of 1M arrived in a test.)
 """
 import socket
 import struct

@@ -54,14 +54,11 @@ impl Manifest {
     }
 }
 
-#[derive(Debug)]
+/// Why a backup, verify, restore or prune failed, in words (each cause is
+/// turned into the sentence the operator reads).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
 pub struct BackupError(pub String);
-
-impl std::fmt::Display for BackupError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
 
 fn err(what: impl std::fmt::Display) -> BackupError {
     BackupError(what.to_string())
@@ -99,8 +96,8 @@ pub fn make(
     static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _one = ONE.lock().unwrap_or_else(|e| e.into_inner());
     std::fs::create_dir_all(dir).map_err(|e| err(format!("{}: {e}", dir.display())))?;
-    let now = crate::engine::time::now_micros();
-    let created = crate::engine::time::format_rfc3339(now);
+    let now = crate::model::time::now_micros();
+    let created = crate::model::time::format_rfc3339(now);
     // 2026-11-23T01:41:00.123Z → 20261123T014100Z, made unique in the folder.
     let stamp: String = created[..19].chars().filter(|c| c.is_ascii_alphanumeric()).collect::<String>() + "Z";
     let mut id = stamp.clone();
@@ -294,6 +291,9 @@ pub fn prune(dir: &Path, keep: usize) -> Result<Vec<String>, BackupError> {
             if let Some(rest) = name.strip_prefix(PARTIAL) {
                 // Only those whose writer is gone.
                 let pid: Option<i32> = rest.rsplit('-').next().and_then(|p| p.parse().ok());
+                // SAFETY: kill(2) with signal 0 sends nothing; it only asks
+                // whether the process exists. A reused PID keeps a stale
+                // folder one prune longer, never removes a live writer's.
                 let alive = pid.is_some_and(|p| unsafe { libc::kill(p, 0) } == 0);
                 if !alive && std::fs::remove_dir_all(e.path()).is_ok() {
                     removed.push(name);

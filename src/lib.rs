@@ -8,12 +8,19 @@
 //!    RunReport → summary on stderr → exit code
 //! ```
 //!
-//! * [`spec`] — raw types that mirror the YAML, and the loader.
-//! * [`compile`] — checks and turns a spec into a typed [`compile::Plan`], with diagnostics.
-//! * [`engine`] — records, time, and the runner shared by every command.
-//! * [`sources`] — where readings come from (`simulate`, `--input`).
-//! * [`stages`] — what is computed over them (channel validation).
-//! * [`sinks`] — where they go (stdout, DuckDB).
+//! The layers, each importing only those below it (docs/architecture.md;
+//! `tests/it/layers.rs` keeps it so):
+//!
+//! * [`model`] — the vocabulary: records, NDJSON, time, channel names, batches, templates.
+//! * [`spec`] — raw types that mirror the YAML, the loader, diagnostics.
+//! * [`compile`] — checks and turns a spec into a typed [`compile::Plan`].
+//! * [`tls`] — rustls for every client and server.
+//! * [`sources`] — where records come from: Modbus, MQTT, serial, simulators, `--input`, the store.
+//! * [`stages`] — what is computed over them: validation, fusion, detection, alert rules.
+//! * [`sinks`] — where they go: stdout, the DuckDB store, notifiers.
+//! * [`engine`] — one run: producers → stage chain → outputs, state, the verdict.
+//! * [`backup`] — Parquet snapshots of the store.
+//! * [`serve`] — the daemon: HTTP API, dashboard, metrics.
 //! * [`cli`] — the command line.
 
 // Errors carry diagnostics with positions and the document they point into;
@@ -24,8 +31,10 @@ pub mod backup;
 pub mod cli;
 pub mod compile;
 pub mod engine;
+pub mod model;
 pub mod serve;
 pub mod sinks;
 pub mod sources;
 pub mod spec;
 pub mod stages;
+pub mod tls;

@@ -1,6 +1,6 @@
 /* A fast Modbus TCP server for the client benchmark (libmodbus): 1000
  * holding registers, one client at a time, as fast as the loop goes.
- * pymodbus's server tops out near 5-8k requests/s (FIELD-NOTES.md), too slow
+ * pymodbus's server tops out near 5-8k requests/s (measured on this kind of machine), too slow
  * to measure a client against. Usage: modbus_server PORT */
 #include <errno.h>
 #include <modbus.h>

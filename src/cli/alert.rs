@@ -13,9 +13,11 @@ use super::exit::{Exit, Failure};
 use super::pipeline::{plural, run_stage};
 use super::{say, GlobalArgs};
 use crate::compile::Plan;
-use crate::engine::record::{parse_ndjson_line, Interner, Record};
-use crate::engine::time::{format_rfc3339, now_micros};
-use crate::engine::{load_silences, Stage, ALERT_COMPONENT, SILENCES_KEY};
+use crate::engine::{load_silences, save_silences, Stage};
+use crate::model::intern::Interner;
+use crate::model::ndjson::parse_ndjson_line;
+use crate::model::record::Record;
+use crate::model::time::{format_rfc3339, now_micros};
 use crate::sinks::notify::Notifiers;
 use crate::sinks::store::Store;
 use crate::stages::alert::{Alerter, Silence};
@@ -100,8 +102,7 @@ pub fn run(args: &AlertArgs, g: &GlobalArgs) -> Result<Exit, Failure> {
         }
         say(g, &format!("ended {}", plural(ended as u64, "silence")));
     }
-    let json = serde_json::to_string(&silences).unwrap_or_else(|_| "[]".into());
-    store.save_state(ALERT_COMPONENT, SILENCES_KEY, &json).map_err(crate::engine::EngineError::Store)?;
+    save_silences(&store, &silences)?;
     Ok(Exit::Ok)
 }
 
@@ -122,7 +123,7 @@ fn target_of(plan: &Plan, target: &str) -> Result<(String, Option<String>), Fail
         ));
     }
     if let Some(c) = &channel {
-        crate::compile::channel_matcher(c)
+        crate::model::channel::channel_matcher(c)
             .map_err(|e| Failure::new(Exit::Usage, format!("`{c}` is not a channel or glob: {e}")))?;
     }
     Ok((rule.to_string(), channel))
@@ -183,10 +184,11 @@ fn render(plan: &Plan, fixture: &str, only: Option<&str>) -> Result<Exit, Failur
         notes.clear();
         alerter.process(std::slice::from_ref(&rec), &mut notes);
         for n in &notes {
-            let head = serde_json::json!({"rule": &*n.rule, "state": n.state, "channel": &*n.channel,
-                                          "ts": format_rfc3339(n.ts), "fingerprint": n.fingerprint});
+            let a = &n.alert;
+            let head = serde_json::json!({"rule": a.rule, "state": a.state.as_str(), "channel": a.channel,
+                                          "ts": format_rfc3339(a.ts), "fingerprint": a.fingerprint});
             if n.notify.is_empty() {
-                writeln!(out, "{}", serde_json::json!({"alert": head, "notifier": null, "record": n.record}))
+                writeln!(out, "{}", serde_json::json!({"alert": head, "notifier": null, "record": &n.alert}))
                     .map_err(io)?;
             }
             for id in n.notify.iter() {

@@ -6,10 +6,10 @@ use clap::Args;
 
 use super::exit::{Exit, Failure};
 use super::GlobalArgs;
-use crate::compile::diag::{render, DiagFormat, Severity};
 use crate::compile::{Compiled, Diagnostic, Plan, StorePlan};
 use crate::sinks::stdout::{Only, Output, OutputFormat};
 use crate::sources::input::{InputFormat, DEFAULT_MAX_LINE};
+use crate::spec::diag::{render, DiagFormat, Severity};
 use crate::spec::{LoadError, SpecDoc};
 
 #[derive(Debug, Clone, Args)]
@@ -88,7 +88,7 @@ pub enum FailOn {
 }
 
 pub(super) fn parse_duration_arg(s: &str) -> Result<Duration, String> {
-    crate::compile::quantity::parse_duration(s)
+    crate::model::quantity::parse_duration(s)
 }
 
 /// A spec file after loading: compiled (possibly with errors), or refused
@@ -123,6 +123,8 @@ pub fn load_plan(spec: &str, overrides: &[String], g: &GlobalArgs) -> Result<Pla
     // The YAML tree of a big spec (10,000 Modbus points: ~30 MB) is gone
     // now; hand its pages back so a long run does not keep them.
     #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only returns free heap pages to the kernel; it
+    // takes no pointers and is safe to call at any time.
     unsafe {
         libc::malloc_trim(0);
     }
@@ -182,12 +184,7 @@ pub fn resolve_store(path: Option<&str>, no_store: bool, plan: &Plan) -> Option<
     }
     match (path, &plan.store) {
         (Some(p), Some(s)) => Some(StorePlan { path: p.into(), ..s.clone() }),
-        (Some(p), None) => Some(StorePlan {
-            path: p.into(),
-            retention: None,
-            batch: crate::sinks::store::DEFAULT_BATCH,
-            flush: Duration::from_secs(1),
-        }),
+        (Some(p), None) => Some(StorePlan::at(p.into())),
         (None, s) => s.clone(),
     }
 }

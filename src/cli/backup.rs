@@ -150,7 +150,7 @@ fn through_serve(plan: &Plan, holder: &str) -> Result<Manifest, Failure> {
     }
     let scheme = if serve.tls.is_some() { "https" } else { "http" };
     let url = format!("{scheme}://{addr}/api/v1/backup");
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    crate::tls::install_provider();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -34,7 +34,7 @@ pub fn run(args: &DetectArgs, g: &GlobalArgs) -> Result<Exit, Failure> {
     let a = &args.pipeline;
     let spec = a.spec.as_deref().unwrap_or_default();
     let plan = load_plan(spec, &a.set, g)?;
-    let now = crate::engine::time::now_micros();
+    let now = crate::model::time::now_micros();
     let since = args.since.as_deref().map(|t| parse_when(t, now)).transpose()?.unwrap_or(i64::MIN);
     let until = args.until.as_deref().map(|t| parse_when(t, now)).transpose()?.unwrap_or(i64::MAX);
     let Some(source) = a.store(&plan) else {
@@ -68,7 +68,7 @@ pub fn run(args: &DetectArgs, g: &GlobalArgs) -> Result<Exit, Failure> {
         let mut table = String::from("detector             channel                          day         anomalies\n");
         for ((d, c, day), n) in &report.detect.by_day {
             let mut date = Vec::new();
-            crate::engine::time::write_rfc3339(day * 86_400_000_000, &mut date);
+            crate::model::time::write_rfc3339(day * 86_400_000_000, &mut date);
             table += &format!("{d:<20} {c:<32} {} {n:>9}\n", String::from_utf8_lossy(&date[..10]));
         }
         say(g, table.trim_end());
@@ -78,5 +78,5 @@ pub fn run(args: &DetectArgs, g: &GlobalArgs) -> Result<Exit, Failure> {
 
 /// `30d` (that long ago) or an RFC 3339 time, as microseconds.
 fn parse_when(text: &str, now: i64) -> Result<i64, Failure> {
-    crate::engine::time::parse_when(text, now).map_err(|e| Failure::new(Exit::Usage, e))
+    crate::model::time::parse_when(text, now).map_err(|e| Failure::new(Exit::Usage, e))
 }

@@ -1,4 +1,4 @@
-//! Exit statuses (DESIGN.md §5) and the error type that carries one.
+//! Exit statuses (docs/contract.md §5) and the error type that carries one.
 
 use std::process::ExitCode;
 
@@ -59,10 +59,43 @@ impl From<crate::engine::EngineError> for Failure {
             E::Store(S::Incompatible { .. }) => Exit::Failure,
             E::Input(_, io) if io.kind() == std::io::ErrorKind::NotFound => Exit::NoInput,
             E::Input(_, io) if io.kind() == std::io::ErrorKind::PermissionDenied => Exit::NoPerm,
-            E::Input(..) | E::Output(_) => Exit::IoErr,
+            E::Input(..) | E::Output(_) | E::StoreRead(..) => Exit::IoErr,
             E::Usage(_) => Exit::Usage,
             E::Setup(_) => Exit::Config,
+            E::Runtime(_) | E::Internal(_) => Exit::Software,
         };
         Failure::new(exit, e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::EngineError as E;
+
+    fn exit(e: E) -> Exit {
+        Failure::from(e).exit
+    }
+
+    #[test]
+    fn engine_errors_exit_as_the_table_says() {
+        let io = |k: std::io::ErrorKind| std::io::Error::new(k, "x");
+        assert_eq!(exit(E::Runtime(io(std::io::ErrorKind::Other))), Exit::Software);
+        assert_eq!(exit(E::Internal("a thread panicked".into())), Exit::Software);
+        let duck = duckdb::Error::InvalidParameterCount(1, 2);
+        assert_eq!(exit(E::StoreRead("s.duckdb".into(), duck)), Exit::IoErr);
+        assert_eq!(exit(E::Input("f".into(), io(std::io::ErrorKind::NotFound))), Exit::NoInput);
+        assert_eq!(exit(E::Input("f".into(), io(std::io::ErrorKind::PermissionDenied))), Exit::NoPerm);
+        assert_eq!(exit(E::Input("f".into(), io(std::io::ErrorKind::Other))), Exit::IoErr);
+        assert_eq!(exit(E::Usage("no sources".into())), Exit::Usage);
+        assert_eq!(exit(E::Setup("secret".into())), Exit::Config);
+    }
+
+    #[test]
+    fn engine_errors_carry_their_cause() {
+        use std::error::Error as _;
+        let e = E::Runtime(std::io::Error::other("no threads"));
+        assert_eq!(e.source().map(|s| s.to_string()).as_deref(), Some("no threads"));
+        assert_eq!(e.to_string(), "cannot start the runtime: no threads");
     }
 }

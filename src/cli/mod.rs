@@ -163,8 +163,8 @@ fn init_logging(g: &GlobalArgs) {
         (_, 1) => "info",
         _ => "debug",
     };
-    let filter =
-        EnvFilter::try_from_env("EDGEGUARD_LOG").unwrap_or_else(|_| EnvFilter::new(format!("edgeguard={level},warn")));
+    let filter = EnvFilter::try_from_env(crate::model::env::LOG)
+        .unwrap_or_else(|_| EnvFilter::new(format!("edgeguard={level},warn")));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match g.log_format {
         LogFormat::Json => {

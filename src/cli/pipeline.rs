@@ -7,7 +7,7 @@ use clap::Args;
 use super::args::{load_plan, FailOn, PipelineArgs};
 use super::exit::{Exit, Failure};
 use super::{say, GlobalArgs};
-use crate::engine::{self, InputOptions, RunOptions, RunReport, Stage};
+use crate::engine::{self, InputOptions, Policy, RunOptions, RunReport, Stage, Verdict};
 
 #[derive(Debug, Args)]
 #[command(group(clap::ArgGroup::new("what").required(true).args(["spec"])))]
@@ -67,10 +67,32 @@ pub(super) fn finish(
     g: &GlobalArgs,
     store: Option<&str>,
 ) -> Result<Exit, Failure> {
+    let policy = Policy {
+        strict: a.strict,
+        once: a.once,
+        fail_on_bad: a.fail_on.contains(&FailOn::Bad),
+        fail_on_anomaly: a.fail_on.contains(&FailOn::Anomaly),
+        fail_on_alert: a.fail_on.contains(&FailOn::Alert),
+    };
+    let v = engine::verdict(r, &policy);
     // `edgeguard … | head -1`: the reader left; say nothing, exit 0.
-    if r.output_closed && !r.interrupted {
+    if v == Verdict::OutputClosed {
         return Ok(Exit::Ok);
     }
+    summary(command, r, g, store);
+    let exit = match &v {
+        Verdict::Ok | Verdict::OutputClosed => return Ok(Exit::Ok),
+        Verdict::FailOn => return Ok(Exit::FailOn),
+        Verdict::Rejected(_) => Exit::DataErr,
+        Verdict::Refused { .. } => Exit::NoPerm,
+        Verdict::NoneAnswered(_) => Exit::Unavailable,
+        Verdict::SomeSilent(_) | Verdict::Undelivered(_) => Exit::Failure,
+    };
+    Err(Failure::new(exit, v.to_string()))
+}
+
+/// The summary of a pipeline run: one line, then one per live source.
+fn summary(command: &str, r: &RunReport, g: &GlobalArgs, store: Option<&str>) {
     let v = &r.validate;
     // A backtest skips validation: count what it replayed.
     let readings = if v.readings == 0 { r.input.map_or(0, |i| i.records) } else { v.readings };
@@ -138,48 +160,6 @@ pub(super) fn finish(
     for src in &r.sources {
         say(g, &format!("  {}: {}", src.id, src.stats));
     }
-
-    let rejected = r.input.map_or(0, |i| i.rejected);
-    if a.strict && rejected > 0 {
-        return Err(Failure::new(Exit::DataErr, format!("{rejected} input lines rejected (--strict)")));
-    }
-    if let Some((id, why)) = r.sources.iter().find_map(|s| s.stats.refused().map(|w| (&s.id, w))) {
-        return Err(Failure::new(Exit::NoPerm, format!("{id}: the broker refused the connection: {why}")));
-    }
-    if a.once {
-        // Devices (Modbus units, MQTT filters) that never answered failed.
-        let (mut total, mut silent) = (0, Vec::new());
-        for s in &r.sources {
-            for (what, answered) in s.stats.devices() {
-                total += 1;
-                if !answered {
-                    silent.push(format!("{} {what}", s.id));
-                }
-            }
-        }
-        if total > 0 && silent.len() == total {
-            return Err(Failure::new(Exit::Unavailable, format!("no device answered ({})", silent.join(", "))));
-        }
-        if !silent.is_empty() {
-            return Err(Failure::new(Exit::Failure, format!("{} did not answer", silent.join(", "))));
-        }
-    }
-    if al.failed > 0 {
-        return Err(Failure::new(
-            Exit::Failure,
-            format!(
-                "{} not delivered (see the log above and the store's `alerts` table)",
-                plural(al.failed, "notification")
-            ),
-        ));
-    }
-    if (a.fail_on.contains(&FailOn::Bad) && v.bad > 0)
-        || (a.fail_on.contains(&FailOn::Anomaly) && r.detect.anomalies > 0)
-        || (a.fail_on.contains(&FailOn::Alert) && al.stats.notifications > 0)
-    {
-        return Ok(Exit::FailOn);
-    }
-    Ok(Exit::Ok)
 }
 
 pub(super) fn plural(n: u64, what: &str) -> String {

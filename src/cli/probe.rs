@@ -10,7 +10,7 @@ use super::args::PipelineArgs;
 use super::exit::{Exit, Failure};
 use super::{say, GlobalArgs};
 use crate::compile::SerialLine;
-use crate::engine::record::write_json_str;
+use crate::model::ndjson::write_json_str;
 use crate::sinks::stdout::OutputFormat;
 use crate::sources::modbus::link::{self, Data, Endpoint, Fault};
 use crate::sources::modbus::probe::{interpretations, Interpretation};

@@ -11,10 +11,10 @@ use clap::Args;
 use super::args::{compile_spec, load_plan, Loaded};
 use super::exit::{Exit, Failure};
 use super::{say, GlobalArgs};
-use crate::compile::diag::{render, DiagFormat};
 use crate::engine::{self, InputOptions, RunOptions};
 use crate::sinks::stdout::{Only, Output, OutputFormat};
 use crate::sources::input::{InputFormat, DEFAULT_MAX_LINE};
+use crate::spec::diag::{render, DiagFormat};
 
 #[derive(Debug, Args)]
 pub struct ValidateArgs {
@@ -62,7 +62,7 @@ pub fn run(a: &ValidateArgs, g: &GlobalArgs) -> Result<Exit, Failure> {
             Ok(Loaded::Refused(doc, diags)) => (doc.text, diags),
             Ok(Loaded::Compiled(doc, compiled)) => (doc.text, compiled.diagnostics),
         };
-        let e = diags.iter().filter(|d| d.severity() == crate::compile::diag::Severity::Error).count();
+        let e = diags.iter().filter(|d| d.severity() == crate::spec::diag::Severity::Error).count();
         let w = diags.len() - e;
         errors += e;
         warnings += w;
@@ -70,7 +70,7 @@ pub fn run(a: &ValidateArgs, g: &GlobalArgs) -> Result<Exit, Failure> {
             invalid += 1;
         }
         for d in &diags {
-            if g.quiet && d.severity() == crate::compile::diag::Severity::Warning && a.format == DiagFormat::Text {
+            if g.quiet && d.severity() == crate::spec::diag::Severity::Warning && a.format == DiagFormat::Text {
                 continue;
             }
             let rendered = render(d, path, &text, a.format, g.color() && a.format == DiagFormat::Text);

@@ -6,10 +6,8 @@
 //! are returned alongside a plan.
 
 pub mod cron;
-pub mod diag;
 mod outputs;
 pub mod plan;
-pub mod quantity;
 mod sources;
 mod stages;
 pub mod templates;
@@ -17,9 +15,10 @@ pub mod templates;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use diag::{Code, Diagnostic};
+pub use crate::spec::diag::{self, Code, Diagnostic};
 pub use plan::*;
 
+use crate::model::channel::check_channel_name;
 use crate::spec::load::join_key;
 use crate::spec::{SecretSpec, Spec, SpecDoc, StoreSpec, TlsSpec};
 
@@ -97,7 +96,7 @@ impl Cx<'_> {
 
     pub fn opt_duration(&mut self, path: &str, text: Option<&str>) -> Option<Duration> {
         let text = text?;
-        match quantity::parse_duration(text) {
+        match crate::model::quantity::parse_duration(text) {
             Ok(d) => Some(d),
             Err(e) => {
                 self.err(Code::InvalidQuantity, path, e);
@@ -116,7 +115,7 @@ impl Cx<'_> {
     }
 
     pub fn rate(&mut self, path: &str, text: Option<&str>) -> Option<f64> {
-        match quantity::parse_rate(text?) {
+        match crate::model::quantity::parse_rate(text?) {
             Ok(r) => Some(r),
             Err(e) => {
                 self.err(Code::InvalidQuantity, path, e);
@@ -187,7 +186,7 @@ impl Cx<'_> {
         if s.path.trim().is_empty() {
             self.err(Code::InvalidAddress, "store.path", "the store path is empty");
         }
-        let batch = s.batch.unwrap_or(crate::sinks::store::DEFAULT_BATCH);
+        let batch = s.batch.unwrap_or(StorePlan::DEFAULT_BATCH);
         if !(1..=10_000_000).contains(&batch) {
             self.err(Code::InvalidQuantity, "store.batch", "batch must be between 1 and 10000000 records");
         }
@@ -195,39 +194,9 @@ impl Cx<'_> {
             path: self.path(&s.path),
             retention: self.opt_duration("store.retention", s.retention.as_deref()),
             batch: batch.clamp(1, 10_000_000),
-            flush: self.positive_duration("store.flush", s.flush.as_deref(), Duration::from_secs(1)),
+            flush: self.positive_duration("store.flush", s.flush.as_deref(), StorePlan::DEFAULT_FLUSH),
         }
     }
-}
-
-/// Why a string is not a channel name, if it is not one.
-pub fn check_channel_name(name: &str) -> Result<(), &'static str> {
-    if name.is_empty() {
-        return Err("it is empty");
-    }
-    if name.len() > 200 {
-        return Err("it is longer than 200 bytes");
-    }
-    if name.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err("it contains white space or control characters");
-    }
-    if name.contains(['*', '?', '[', ']', '{', '}']) {
-        return Err("glob characters are for `channels`, `detect` and `alerts` keys, not names");
-    }
-    Ok(())
-}
-
-/// A channel glob (`boiler.temp*`), or an exact name.
-pub fn channel_matcher(pattern: &str) -> Result<globset::GlobMatcher, String> {
-    globset::GlobBuilder::new(pattern)
-        .literal_separator(false)
-        .build()
-        .map(|g| g.compile_matcher())
-        .map_err(|e| e.kind().to_string())
-}
-
-pub fn is_glob(pattern: &str) -> bool {
-    pattern.contains(['*', '?', '[', '{'])
 }
 
 pub(crate) fn key(parent: &str, k: &str) -> String {

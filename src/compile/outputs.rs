@@ -8,7 +8,7 @@ use super::{key, templates, Cx};
 use crate::spec::*;
 
 pub(super) fn compile_outputs(cx: &mut Cx, spec: &Spec, plan: &mut Plan) {
-    let sample = templates::sample_record("sample.channel");
+    let sample = crate::model::template::sample_record("sample.channel");
     for (id, n) in &spec.notifiers {
         let path = key("notifiers", id);
         cx.check_id(&path, id, "notifier");
@@ -55,7 +55,9 @@ pub(super) fn compile_outputs(cx: &mut Cx, spec: &Spec, plan: &mut Plan) {
                 check_http_url(cx, &key(&path, "url"), &w.url);
                 if let Some(body) = &w.body {
                     if let Some(out) = templates::check_template(cx, &key(&path, "body"), body, &sample) {
-                        if templates::looks_json(body) && serde_json::from_str::<serde_json::Value>(&out).is_err() {
+                        if crate::model::template::looks_json(body)
+                            && serde_json::from_str::<serde_json::Value>(&out).is_err()
+                        {
                             cx.err(
                                 Code::TemplateRender,
                                 &key(&path, "body"),

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::quantity::serde_dur;
+use crate::model::quantity::serde_dur;
 use crate::spec::{
     AlertSeverity, BackupFormat, ByteOrder, DetectMethod, FaultKind, FileFormat, FuseMethod, KalmanModel, LineFormat,
     ModbusTransport, Parity, PointType, Shape, Table,
@@ -42,6 +42,21 @@ pub struct StorePlan {
     pub flush: Duration,
 }
 
+impl StorePlan {
+    /// Records per commit unless `store.batch` says otherwise: one DuckDB row
+    /// group. A transaction holding whole row groups has them written straight
+    /// to the table; a smaller one is staged and copied again at commit
+    /// (measured: 1M readings in 0.96–1.05 s at 122,880 vs 1.18–1.32 s at 100,000).
+    pub const DEFAULT_BATCH: usize = 122_880;
+    /// Longest a record waits for its commit unless `store.flush` says otherwise.
+    pub const DEFAULT_FLUSH: Duration = Duration::from_secs(1);
+
+    /// A store at `path` with every default (`--store PATH` without a `store:` section).
+    pub fn at(path: PathBuf) -> StorePlan {
+        StorePlan { path, retention: None, batch: Self::DEFAULT_BATCH, flush: Self::DEFAULT_FLUSH }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct SourcePlan {
     pub id: String,
@@ -56,6 +71,59 @@ pub enum SourceKind {
     Mqtt(MqttPlan),
     Serial(SerialPlan),
     Simulate(SimulatePlan),
+}
+
+impl SourceKind {
+    /// The spec's `type:` of this kind.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            SourceKind::Modbus(_) => "modbus",
+            SourceKind::Mqtt(_) => "mqtt",
+            SourceKind::Serial(_) => "serial",
+            SourceKind::Simulate(_) => "simulate",
+        }
+    }
+
+    /// Driven by the engine's clock rather than run as a live source.
+    pub fn is_simulated(&self) -> bool {
+        match self {
+            SourceKind::Simulate(_) => true,
+            SourceKind::Modbus(_) | SourceKind::Mqtt(_) | SourceKind::Serial(_) => false,
+        }
+    }
+
+    /// The channels this source produces, named in the spec, each with the
+    /// key path below the source where it is named. A source whose channel
+    /// names come from the data (MQTT topic templates) names none, and
+    /// [`SourceKind::names_all_channels`] is false.
+    pub fn channels(&self) -> Vec<(&str, String)> {
+        match self {
+            SourceKind::Modbus(m) => m
+                .points
+                .iter()
+                .enumerate()
+                .map(|(i, p)| (p.channel.as_str(), format!("{}.channel", crate::spec::load::join_index("points", i))))
+                .collect(),
+            SourceKind::Serial(s) => {
+                s.channels.iter().map(|(k, c)| (c.as_str(), crate::spec::load::join_key("channels", k))).collect()
+            }
+            SourceKind::Simulate(sim) => sim
+                .signals
+                .iter()
+                .map(|sig| (sig.channel.as_str(), crate::spec::load::join_key("signals", &sig.channel)))
+                .collect(),
+            SourceKind::Mqtt(_) => Vec::new(),
+        }
+    }
+
+    /// Whether [`SourceKind::channels`] is every channel the source can
+    /// produce; if not, channel rules cannot be checked against the spec.
+    pub fn names_all_channels(&self) -> bool {
+        match self {
+            SourceKind::Modbus(_) | SourceKind::Serial(_) | SourceKind::Simulate(_) => true,
+            SourceKind::Mqtt(_) => false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -264,6 +332,28 @@ pub struct DetectPlan {
     pub within: Option<Duration>,
 }
 
+impl DetectPlan {
+    /// `window` of `zscore`, `mad` and `iforest` unless the spec says otherwise.
+    pub const DEFAULT_WINDOW: Duration = Duration::from_secs(600);
+    /// `alpha` of `ewma`.
+    pub const DEFAULT_ALPHA: f64 = 0.1;
+    /// `trees` of `iforest`.
+    pub const DEFAULT_TREES: usize = 100;
+    /// `seed` of `iforest`.
+    pub const DEFAULT_SEED: u64 = 0;
+
+    /// The threshold a method judges by unless the spec sets one (for
+    /// `rate`, `flatline` and `pattern`, the one their anomalies report).
+    pub fn default_threshold(method: DetectMethod) -> f64 {
+        match method {
+            DetectMethod::Zscore | DetectMethod::Ewma => 3.0,
+            DetectMethod::Mad => 3.5,
+            DetectMethod::Iforest => 0.75,
+            DetectMethod::Rate | DetectMethod::Flatline | DetectMethod::Pattern => 1.0,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct AlertPlan {
     pub rule: String,
@@ -372,12 +462,7 @@ impl Plan {
     pub fn produced_channels(&self) -> Vec<&str> {
         let mut out = Vec::new();
         for s in &self.sources {
-            match &s.kind {
-                SourceKind::Modbus(m) => out.extend(m.points.iter().map(|p| p.channel.as_str())),
-                SourceKind::Serial(sp) => out.extend(sp.channels.iter().map(|(_, c)| c.as_str())),
-                SourceKind::Simulate(sim) => out.extend(sim.signals.iter().map(|s| s.channel.as_str())),
-                SourceKind::Mqtt(_) => {}
-            }
+            out.extend(s.kind.channels().into_iter().map(|(c, _)| c));
         }
         out.extend(self.fuse.iter().map(|f| f.channel.as_str()));
         out

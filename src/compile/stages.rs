@@ -5,14 +5,17 @@ use std::time::Duration;
 
 use super::diag::{did_you_mean, Code};
 use super::plan::*;
-use super::{channel_matcher, is_glob, key, templates, Cx};
+use super::{key, templates, Cx};
+use crate::model::channel::{channel_matcher, is_glob};
 use crate::spec::*;
 
 pub(super) fn compile_stages(cx: &mut Cx, spec: &Spec, plan: &mut Plan) {
     let produced: Vec<String> = plan.produced_channels().into_iter().map(str::to_string).collect();
     // Channels must be checked against what the spec produces only when it
     // produces something: a spec for `--input` pipelines has no sources.
-    let closed_world = !spec.sources.is_empty() && spec.sources.values().all(|s| !matches!(s, SourceSpec::Mqtt(_)));
+    let closed_world = !spec.sources.is_empty()
+        && plan.sources.len() == spec.sources.len()
+        && plan.sources.iter().all(|s| s.kind.names_all_channels());
 
     for (pattern, c) in &spec.channels {
         let path = key("channels", pattern);
@@ -153,7 +156,8 @@ pub(super) fn compile_stages(cx: &mut Cx, spec: &Spec, plan: &mut Plan) {
     for (rule, a) in &spec.alerts {
         let path = key("alerts", rule);
         cx.check_id(&path, rule, "alert rule");
-        let sample = templates::sample_record(all_channels.first().map_or("sample.channel", String::as_str));
+        let sample =
+            crate::model::template::sample_record(all_channels.first().map_or("sample.channel", String::as_str));
         templates::check_expression(cx, &key(&path, "when"), &a.when, &sample);
         let title = a.title.clone().unwrap_or_else(|| "{{ rule }} {{ state }}: {{ channel }} = {{ value }}".into());
         if a.title.is_some() {
@@ -233,7 +237,7 @@ fn detector(cx: &mut Cx, path: &str, id: &str, d: &DetectSpec) -> DetectPlan {
         ("steps", d.steps.is_some()),
         ("within", d.within.is_some()),
     ];
-    let method = format!("{:?}", d.method).to_lowercase();
+    let method = d.method.name();
     for (name, present) in given {
         if present && !used.contains(&name) {
             cx.err_key(Code::Conflict, &key(path, name), format!("`{name}` does not apply to method `{method}`"))
@@ -244,7 +248,7 @@ fn detector(cx: &mut Cx, path: &str, id: &str, d: &DetectSpec) -> DetectPlan {
         M::Rate => &["max_rate"],
         M::Flatline => &["for"],
         M::Pattern => &["steps", "within"],
-        _ => &[],
+        M::Zscore | M::Mad | M::Ewma | M::Iforest => &[],
     };
     for r in required {
         if !given.iter().any(|(n, p)| n == r && *p) {
@@ -266,7 +270,7 @@ fn detector(cx: &mut Cx, path: &str, id: &str, d: &DetectSpec) -> DetectPlan {
             cx.err(Code::InvalidValue, &key(path, "alpha"), "alpha is in (0, 1]");
         }
     }
-    let sample = templates::sample_record("sample.channel");
+    let sample = crate::model::template::sample_record("sample.channel");
     for (i, step) in d.steps.iter().flatten().enumerate() {
         templates::check_expression(cx, &super::diag_index(&key(path, "steps"), i), step, &sample);
     }
@@ -274,15 +278,18 @@ fn detector(cx: &mut Cx, path: &str, id: &str, d: &DetectSpec) -> DetectPlan {
         id: id.to_string(),
         channel: d.channel.clone(),
         method: d.method,
-        window: cx.opt_duration(&key(path, "window"), d.window.as_deref()),
-        threshold: d.threshold,
-        alpha: d.alpha,
+        // Every default is filled in here, so `--dump-plan` shows what runs.
+        window: cx
+            .opt_duration(&key(path, "window"), d.window.as_deref())
+            .or(used.contains(&"window").then_some(DetectPlan::DEFAULT_WINDOW)),
+        threshold: Some(d.threshold.unwrap_or(DetectPlan::default_threshold(d.method))),
+        alpha: d.alpha.or(used.contains(&"alpha").then_some(DetectPlan::DEFAULT_ALPHA)),
         tolerance: d.tolerance,
         duration: cx.opt_duration(&key(path, "for"), d.duration.as_deref()),
         max_rate: cx.rate(&key(path, "max_rate"), d.max_rate.as_deref()),
-        trees: d.trees,
+        trees: d.trees.or(used.contains(&"trees").then_some(DetectPlan::DEFAULT_TREES)),
         warmup: cx.opt_duration(&key(path, "warmup"), d.warmup.as_deref()),
-        seed: d.seed,
+        seed: d.seed.or(used.contains(&"seed").then_some(DetectPlan::DEFAULT_SEED)),
         steps: d.steps.clone().unwrap_or_default(),
         within: cx.opt_duration(&key(path, "within"), d.within.as_deref()),
     }

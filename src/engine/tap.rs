@@ -8,9 +8,12 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use tokio::sync::{broadcast, mpsc};
 
-use super::live::{SourceReport, StatsHandle};
-use super::record::{FxHashMap, Quality, Reading, Record};
-use super::Batch;
+use super::SourceReport;
+use crate::model::batch::Batch;
+use crate::model::intern::FxHashMap;
+use crate::model::record::{Quality, Reading, Record};
+use crate::sinks::store::CommitCounters;
+use crate::sources::StatsHandle;
 
 /// Records buffered per stream subscriber before it counts as lagging.
 pub const STREAM_BUFFER: usize = 16_384;
@@ -44,9 +47,6 @@ pub struct Counters {
     pub posted_rejected: AtomicU64,
     pub notifications_sent: AtomicU64,
     pub notifications_failed: AtomicU64,
-    pub commits: AtomicU64,
-    pub commit_micros: AtomicU64,
-    pub committed_rows: AtomicU64,
     pub batches_waiting: AtomicU64,
     pub stream_lagged: AtomicU64,
 }
@@ -60,6 +60,8 @@ pub struct Tap {
     reader: Mutex<Option<duckdb::Connection>>,
     sources: Mutex<Vec<(String, StatsHandle)>>,
     pub counters: Counters,
+    /// The store writer's commit counters (shared with it).
+    pub commits: Arc<CommitCounters>,
     pub ready: AtomicBool,
     pub store_path: Mutex<Option<std::path::PathBuf>>,
 }
@@ -74,6 +76,7 @@ impl Default for Tap {
             reader: Mutex::new(None),
             sources: Mutex::new(Vec::new()),
             counters: Counters::default(),
+            commits: Arc::default(),
             ready: AtomicBool::new(false),
             store_path: Mutex::new(None),
         }
@@ -130,7 +133,7 @@ impl Tap {
     /// Takes in one batch of what the stages made.
     pub(super) fn observe(&self, batch: &[Record]) {
         let c = &self.counters;
-        let horizon = super::time::now_micros() + crate::stages::validate::MAX_CLOCK_SKEW_US;
+        let horizon = crate::model::time::now_micros() + crate::stages::validate::MAX_CLOCK_SKEW_US;
         {
             let mut map = self.latest.write().unwrap_or_else(|e| e.into_inner());
             for rec in batch {
@@ -155,13 +158,13 @@ impl Tap {
                             }
                         }
                     }
-                    Record::Other { kind, .. } if &**kind == "anomaly" => {
+                    Record::Anomaly(_) => {
                         c.anomalies.fetch_add(1, Ordering::Relaxed);
                     }
-                    Record::Other { kind, .. } if &**kind == "alert" => {
+                    Record::Alert(_) => {
                         c.alerts.fetch_add(1, Ordering::Relaxed);
                     }
-                    Record::Other { .. } => {}
+                    Record::Delivery(_) | Record::Other { .. } => {}
                 }
             }
         }
@@ -181,17 +184,10 @@ impl Tap {
                 Record::Other { line, .. } => serde_json::from_str::<serde_json::Value>(line)
                     .ok()
                     .and_then(|v| v["channel"].as_str().map(Arc::from)),
+                typed => typed.channel().map(Arc::from),
             };
             let item = StreamItem { kind: rec.kind().into(), channel, line: String::from_utf8_lossy(&buf).into() };
             let _ = self.stream.send(Arc::new(item));
         }
-    }
-
-    /// The writer committed `rows` in `micros`.
-    pub fn committed(&self, rows: u64, micros: u64) {
-        let c = &self.counters;
-        c.commits.fetch_add(1, Ordering::Relaxed);
-        c.commit_micros.fetch_add(micros, Ordering::Relaxed);
-        c.committed_rows.fetch_add(rows, Ordering::Relaxed);
     }
 }

@@ -167,9 +167,23 @@ pub fn parse_when(text: &str, now: Micros) -> Result<Micros, String> {
     if let Some(t) = parse_rfc3339(text) {
         return Ok(t);
     }
-    crate::compile::quantity::parse_duration(text)
+    super::quantity::parse_duration(text)
         .map(|d| now - d.as_micros() as i64)
         .map_err(|e| format!("`{text}` is neither a duration (30d) nor an RFC 3339 time: {e}"))
+}
+
+/// Serde for a [`Micros`] written as RFC 3339 text (`#[serde(with = "rfc3339")]`).
+pub mod rfc3339 {
+    use super::{format_rfc3339, parse_rfc3339, Micros};
+
+    pub fn serialize<S: serde::Serializer>(ts: &Micros, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format_rfc3339(*ts))
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Micros, D::Error> {
+        let text: std::borrow::Cow<'de, str> = serde::Deserialize::deserialize(d)?;
+        parse_rfc3339(&text).ok_or_else(|| serde::de::Error::custom(format!("`ts` {text:?} is not an RFC 3339 time")))
+    }
 }
 
 #[cfg(test)]

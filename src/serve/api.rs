@@ -16,10 +16,12 @@ use axum::{Json, Router};
 use futures_util::StreamExt;
 use serde::Deserialize;
 
-use crate::engine::record::{parse_ndjson_line, Interner, Record};
 use crate::engine::tap::Tap;
-use crate::engine::time::{format_rfc3339, now_micros, parse_when, Micros};
-use crate::engine::Batch;
+use crate::model::batch::Batch;
+use crate::model::intern::Interner;
+use crate::model::ndjson::parse_ndjson_line;
+use crate::model::record::Record;
+use crate::model::time::{format_rfc3339, now_micros, parse_when, Micros};
 
 /// Most rows a range query returns.
 const MAX_ROWS: i64 = 100_000;
@@ -200,7 +202,7 @@ async fn readings(St(s): St<State>, Query(q): Query<Range>) -> Response {
         Ok(b) => b,
         Err(r) => return r,
     };
-    let every = match q.every.as_deref().map(crate::compile::quantity::parse_duration) {
+    let every = match q.every.as_deref().map(crate::model::quantity::parse_duration) {
         None => None,
         Some(Ok(d)) if d >= Duration::from_millis(1) => Some(d.as_micros() as i64),
         Some(_) => return error(StatusCode::BAD_REQUEST, "`every` is a duration of at least 1ms, like 1m"),
@@ -372,7 +374,7 @@ struct StreamQuery {
 
 /// Server-sent events: every record as it leaves the stages.
 async fn stream(St(s): St<State>, Query(q): Query<StreamQuery>) -> Response {
-    let matcher = match q.channel.as_deref().map(crate::compile::channel_matcher) {
+    let matcher = match q.channel.as_deref().map(crate::model::channel::channel_matcher) {
         None => None,
         Some(Ok(m)) => Some(m),
         Some(Err(e)) => return error(StatusCode::BAD_REQUEST, format!("`channel`: {e}")),
@@ -445,9 +447,9 @@ async fn metrics(St(s): St<State>) -> Response {
     metric(&mut out, "notifications_total", "counter", "Deliveries through notifiers, by result.", &n);
     let p = by("result", &[("accepted", l(&c.posted)), ("rejected", l(&c.posted_rejected))]);
     metric(&mut out, "api_readings_total", "counter", "Readings posted to /api/v1/readings, by result.", &p);
-    metric(&mut out, "store_commits_total", "counter", "Store commits.", &one(l(&c.commits)));
-    metric(&mut out, "store_rows_total", "counter", "Rows committed to the store.", &one(l(&c.committed_rows)));
-    let secs = vec![(String::new(), l(&c.commit_micros) as f64 / 1e6)];
+    metric(&mut out, "store_commits_total", "counter", "Store commits.", &one(l(&s.tap.commits.commits)));
+    metric(&mut out, "store_rows_total", "counter", "Rows committed to the store.", &one(l(&s.tap.commits.rows)));
+    let secs = vec![(String::new(), l(&s.tap.commits.micros) as f64 / 1e6)];
     metric(&mut out, "store_commit_seconds_total", "counter", "Time spent committing.", &secs);
     metric(&mut out, "queue_batches", "gauge", "Batches waiting for the stages.", &one(l(&c.batches_waiting)));
     let clients = one(s.tap.stream.receiver_count() as u64);
@@ -456,17 +458,8 @@ async fn metrics(St(s): St<State>) -> Response {
     metric(&mut out, "stream_lagged_total", "counter", "Records skipped for stream clients that fell behind.", &lagged);
     let (mut polls, mut errors, mut reconnects) = (Vec::new(), Vec::new(), Vec::new());
     for src in s.tap.sources() {
-        use crate::engine::SourceStats as S;
         let id = format!("{{source=\"{}\"}}", src.id.replace(['\\', '"', '\n'], "_"));
-        let (p, e, r) = match &src.stats {
-            S::Modbus(m) => (
-                m.requests,
-                m.timeouts + m.exceptions.values().sum::<u64>() + m.crc_errors + m.disconnects,
-                m.reconnects,
-            ),
-            S::Mqtt(m) => (m.messages, m.rejected + m.connection_errors, m.connects.saturating_sub(1)),
-            S::Serial(x) => (x.lines, x.rejected + x.disconnects, x.opens.saturating_sub(1)),
-        };
+        let (p, e, r) = (src.stats.polls, src.stats.errors, src.stats.reconnects);
         polls.push((id.clone(), p));
         errors.push((id.clone(), e));
         reconnects.push((id, r));

@@ -14,26 +14,9 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::compile::TlsPlan;
 
-/// A rustls server configuration from the certificate chain and key files.
+/// The TLS acceptor of `serve` (certificate chain and key from `serve.tls`).
 pub fn tls_acceptor(t: &TlsPlan) -> Result<TlsAcceptor, String> {
-    use rustls_pki_types::pem::PemObject;
-    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-    let (Some(cert), Some(key)) = (&t.cert, &t.key) else {
-        return Err("needs both `cert` and `key`".into());
-    };
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .and_then(|it| it.collect())
-        .map_err(|e| format!("cannot read {}: {e}", cert.display()))?;
-    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("cannot read {}: {e}", key.display()))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .map_err(|e| e.to_string())?;
-    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(TlsAcceptor::from(Arc::new(cfg)))
+    crate::tls::server_config(t).map(|cfg| TlsAcceptor::from(Arc::new(cfg)))
 }
 
 /// Accepts TCP connections and hands out those whose TLS handshake

@@ -113,11 +113,13 @@ impl Drop for Server {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum StartError {
     /// The token or TLS files (exit 78).
+    #[error("{0}")]
     Config(String),
     /// The address (exit 1).
+    #[error("{0}")]
     Bind(String),
 }
 

@@ -1,4 +1,7 @@
-//! Where records go: stdout (data) and the DuckDB store.
+//! Where records go: stdout (data, in NDJSON, CSV or a table), the DuckDB
+//! store (the one writer thread), and the notifiers (stdout, file, exec,
+//! webhook, MQTT). The engine feeds them through one seam, `engine::outputs`,
+//! where the delivery rule is written down.
 
 pub mod notify;
 pub mod stdout;

@@ -23,9 +23,10 @@ use minijinja::Environment;
 use tokio::sync::{mpsc, Semaphore};
 
 use crate::compile::plan::{NotifierKind, NotifierPlan, SecretRef};
-use crate::compile::templates::{self, render_capped};
+use crate::model::record::{Alert, Delivery, Notification};
+use crate::model::template::fallback;
+use crate::model::template::{self as templates, render_capped};
 use crate::spec::FileFormat;
-use crate::stages::alert::{fallback, Notification};
 
 /// Most bytes of an exec's stderr kept for the error message.
 const STDERR_KEPT: usize = 2048;
@@ -39,15 +40,6 @@ pub enum Message {
     Exec { argv: Vec<String> },
     Webhook { url: String, body: String, idempotency_key: String },
     Mqtt { topic: String, payload: String, qos: u8, retain: bool },
-}
-
-/// The outcome of sending one notification through one notifier.
-#[derive(Debug, Clone)]
-pub struct Delivery {
-    pub notifier: String,
-    pub record: serde_json::Value,
-    pub attempts: u32,
-    pub error: Option<String>,
 }
 
 /// Every notifier of a plan, ready to render.
@@ -72,7 +64,7 @@ impl Notifiers {
         let plan = self.plans.iter().find(|p| p.id == id)?;
         let mut errors = Vec::new();
         let ctx = &n.context;
-        let record = n.record.to_string();
+        let record = serde_json::to_string(&n.alert).unwrap_or_default();
         let mut text = |what: &str, src: &str| -> String {
             let looks_json = templates::looks_json(src);
             let env = if looks_json { &self.json } else { &self.plain };
@@ -89,9 +81,9 @@ impl Notifiers {
                     let why = format!("notifier `{id}` {what}: {}", templates::describe(&e));
                     errors.push(why.clone());
                     if looks_json {
-                        serde_json::json!({"fallback": true, "error": why, "alert": n.record}).to_string()
+                        serde_json::json!({"fallback": true, "error": why, "alert": &n.alert}).to_string()
                     } else {
-                        fallback(&n.rule, &why, ctx)
+                        fallback(&n.alert.rule, &why, ctx)
                     }
                 }
             }
@@ -111,7 +103,7 @@ impl Notifiers {
             NotifierKind::Webhook { url, body, .. } => Message::Webhook {
                 url: url.clone(),
                 body: body.as_deref().map_or(record, |b| text("body", b)),
-                idempotency_key: format!("{}-{}-{}", n.fingerprint, n.ts, n.state),
+                idempotency_key: format!("{}-{}-{}", n.alert.fingerprint, n.alert.ts, n.alert.state.as_str()),
             },
             NotifierKind::Mqtt { topic, payload, qos, retain, .. } => {
                 let t = text("topic", topic);
@@ -126,7 +118,7 @@ impl Notifiers {
         let msg = match msg {
             Message::Mqtt { topic, payload, qos, retain } if topic.is_empty() || topic.contains(['+', '#', '\0']) => {
                 errors.push(format!("notifier `{id}` topic: `{topic}` is not a topic to publish to"));
-                Message::Mqtt { topic: format!("edgeguard/alerts/{}", n.rule), payload, qos, retain }
+                Message::Mqtt { topic: format!("edgeguard/alerts/{}", n.alert.rule), payload, qos, retain }
             }
             m => m,
         };
@@ -145,7 +137,7 @@ fn one_line(s: &str) -> String {
 /// Sends notifications; one worker task per notifier.
 pub struct Dispatcher {
     notifiers: Arc<Notifiers>,
-    queues: Vec<(String, mpsc::UnboundedSender<(Message, serde_json::Value)>)>,
+    queues: Vec<(String, mpsc::UnboundedSender<(Message, Alert)>)>,
     workers: Vec<tokio::task::JoinHandle<()>>,
     results: std::sync::mpsc::Receiver<Delivery>,
     pub sent: u64,
@@ -187,10 +179,10 @@ impl Dispatcher {
             let Some((msg, errors)) = self.notifiers.render(id, n) else { continue };
             self.fallbacks += errors.len() as u64;
             for e in &errors {
-                tracing::warn!(rule = &*n.rule, "{e}; sent the fallback text");
+                tracing::warn!(rule = n.alert.rule.as_str(), "{e}; sent the fallback text");
             }
             if let Some((_, q)) = self.queues.iter().find(|(q, _)| q == id) {
-                let _ = q.send((msg, n.record.clone()));
+                let _ = q.send((msg, n.alert.clone()));
             }
         }
     }
@@ -237,7 +229,7 @@ fn sender(p: &NotifierPlan) -> Result<Sender, String> {
             slots: Arc::new(Semaphore::new(*max_concurrent)),
         },
         NotifierKind::Webhook { headers, timeout, retries, .. } => {
-            let _ = rustls::crypto::ring::default_provider().install_default();
+            crate::tls::install_provider();
             let client = reqwest::Client::builder()
                 .timeout(*timeout)
                 // A redirect would turn the POST into a GET without its body.
@@ -268,7 +260,7 @@ fn sender(p: &NotifierPlan) -> Result<Sender, String> {
                 o.set_credentials(user.read().map_err(named)?, pass);
             }
             if secure {
-                let cfg = crate::sources::mqtt::tls_config(tls.as_ref()).map_err(named)?;
+                let cfg = crate::tls::client_config(tls.as_ref()).map_err(named)?;
                 o.set_transport(rumqttc::Transport::tls_with_config(rumqttc::TlsConfiguration::Rustls(Arc::new(cfg))));
             }
             Sender::Mqtt { options: Box::new(o) }
@@ -279,12 +271,12 @@ fn sender(p: &NotifierPlan) -> Result<Sender, String> {
 async fn worker(
     id: String,
     sender: Sender,
-    mut queue: mpsc::UnboundedReceiver<(Message, serde_json::Value)>,
+    mut queue: mpsc::UnboundedReceiver<(Message, Alert)>,
     results: std::sync::mpsc::Sender<Delivery>,
 ) {
     let sender = Arc::new(sender);
     let mut running = tokio::task::JoinSet::new();
-    while let Some((msg, record)) = queue.recv().await {
+    while let Some((msg, alert)) = queue.recv().await {
         if let (Sender::Exec { slots, .. }, Message::Exec { .. }) = (&*sender, &msg) {
             // Programs run side by side up to `max_concurrent`.
             let Ok(permit) = slots.clone().acquire_owned().await else { break };
@@ -295,7 +287,7 @@ async fn worker(
                 if let Some(e) = &error {
                     tracing::warn!(notifier = id.as_str(), attempts, "notification failed: {e}");
                 }
-                let _ = results.send(Delivery { notifier: id, record, attempts, error });
+                let _ = results.send(Delivery { alert, notifier: id, attempts, error });
             });
             continue;
         }
@@ -303,7 +295,7 @@ async fn worker(
         if let Some(e) = &error {
             tracing::warn!(notifier = id.as_str(), attempts, "notification failed: {e}");
         }
-        let _ = results.send(Delivery { notifier: id.clone(), record, attempts, error });
+        let _ = results.send(Delivery { alert, notifier: id.clone(), attempts, error });
     }
     while running.join_next().await.is_some() {}
 }
@@ -313,7 +305,7 @@ async fn deliver(sender: &Sender, msg: &Message) -> (u32, Option<String>) {
     let retries = match sender {
         Sender::Webhook { retries, .. } => *retries,
         Sender::Stdout => 0,
-        _ => 2,
+        Sender::File | Sender::Exec { .. } | Sender::Mqtt { .. } => 2,
     };
     let mut attempt = 0;
     loop {
@@ -333,10 +325,15 @@ async fn deliver(sender: &Sender, msg: &Message) -> (u32, Option<String>) {
 
 /// One attempt; the error says whether another attempt may help.
 async fn once(sender: &Sender, msg: &Message) -> Result<(), (String, bool)> {
-    match (sender, msg) {
-        (Sender::Stdout, _) => Ok(()),
-        (Sender::File, Message::File { path, line }) => {
+    // `render` makes each notifier's message from its own plan, so a
+    // message always fits its sender; the let-else guards say so.
+    let misfit = || Err(("message does not fit the notifier".to_string(), false));
+    match msg {
+        // The alert record itself is what the engine prints.
+        Message::Stdout { .. } => Ok(()),
+        Message::File { path, line } => {
             use std::io::Write;
+            let Sender::File = sender else { return misfit() };
             let mut f = std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
@@ -346,8 +343,12 @@ async fn once(sender: &Sender, msg: &Message) -> Result<(), (String, bool)> {
             buf.push(b'\n');
             f.write_all(&buf).map_err(|e| (format!("{}: {e}", path.display()), true))
         }
-        (Sender::Exec { env, timeout, .. }, Message::Exec { argv }) => run(argv, env, *timeout).await,
-        (Sender::Webhook { client, headers, .. }, Message::Webhook { url, body, idempotency_key }) => {
+        Message::Exec { argv } => {
+            let Sender::Exec { env, timeout, .. } = sender else { return misfit() };
+            run_program(argv, env, *timeout).await
+        }
+        Message::Webhook { url, body, idempotency_key } => {
+            let Sender::Webhook { client, headers, .. } = sender else { return misfit() };
             let json = serde_json::from_str::<serde_json::Value>(body).is_ok();
             let mut req = client
                 .post(url)
@@ -367,10 +368,10 @@ async fn once(sender: &Sender, msg: &Message) -> Result<(), (String, bool)> {
                 Err((format!("{url} answered {status}"), retry))
             }
         }
-        (Sender::Mqtt { options }, Message::Mqtt { topic, payload, qos, retain }) => {
+        Message::Mqtt { topic, payload, qos, retain } => {
+            let Sender::Mqtt { options } = sender else { return misfit() };
             publish((**options).clone(), topic, payload, *qos, *retain).await.map_err(|e| (e, true))
         }
-        _ => Err(("message does not fit the notifier".into(), false)),
     }
 }
 
@@ -386,7 +387,7 @@ fn describe_reqwest(e: &reqwest::Error) -> String {
 
 /// Runs `argv` without a shell, in its own process group, with a clean
 /// environment (PATH and the configured variables); kills the group on timeout.
-async fn run(argv: &[String], env: &[(String, String)], timeout: Duration) -> Result<(), (String, bool)> {
+async fn run_program(argv: &[String], env: &[(String, String)], timeout: Duration) -> Result<(), (String, bool)> {
     use tokio::io::AsyncReadExt;
     let Some((program, args)) = argv.split_first() else {
         return Err(("empty command".into(), false));

@@ -1,5 +1,6 @@
 //! The data output: records on stdout (or `--output FILE`) as NDJSON, CSV or
-//! an aligned table. The only place in the crate that writes data to stdout.
+//! an aligned table. The only place in the crate that writes records to stdout
+//! (commands print their own reports: `validate`, `--probe`, `--silences`, …).
 //!
 //! Output is written in large buffered chunks. A closed pipe (`| head -1`)
 //! is not an error: [`OutputError::Closed`] tells the engine to stop quietly.
@@ -8,8 +9,9 @@
 use std::fs::File;
 use std::io::{self, IsTerminal, Write};
 
-use crate::engine::record::{write_f64, Record};
-use crate::engine::time::write_rfc3339;
+use crate::model::ndjson::write_f64;
+use crate::model::record::Record;
+use crate::model::time::write_rfc3339;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum OutputFormat {
@@ -48,20 +50,22 @@ impl Only {
     }
 
     fn wants(&self, r: &Record) -> bool {
-        match r.kind() {
-            "reading" => self.reading,
-            "anomaly" => self.anomaly,
-            "alert" => self.alert,
-            _ => self.other,
+        match r {
+            Record::Reading(_) => self.reading,
+            Record::Anomaly(_) => self.anomaly,
+            Record::Alert(_) => self.alert,
+            Record::Delivery(_) | Record::Other { .. } => self.other,
         }
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum OutputError {
     /// The reader went away (EPIPE): stop quietly, exit 0.
+    #[error("the reader of the output went away")]
     Closed,
-    Io(io::Error),
+    #[error("cannot write output: {0}")]
+    Io(#[source] io::Error),
 }
 
 pub struct Output {
@@ -175,9 +179,9 @@ impl Output {
                 csv_field(out, &r.source);
                 out.push(b'\n');
             }
-            Record::Other { kind, .. } => {
+            other => {
                 // Other kinds have other columns; CSV keeps their kind only.
-                out.extend_from_slice(kind.as_bytes());
+                out.extend_from_slice(other.kind().as_bytes());
                 out.extend_from_slice(b",,,,,,,\n");
             }
         }
@@ -206,8 +210,8 @@ impl Output {
                 };
                 let flags: Vec<&str> = r.flags.names().collect();
                 let (on, off) = match (self.color, r.quality) {
-                    (true, crate::engine::record::Quality::Suspect) => ("\x1b[33m", "\x1b[0m"),
-                    (true, crate::engine::record::Quality::Bad) => ("\x1b[31m", "\x1b[0m"),
+                    (true, crate::model::record::Quality::Suspect) => ("\x1b[33m", "\x1b[0m"),
+                    (true, crate::model::record::Quality::Bad) => ("\x1b[31m", "\x1b[0m"),
                     _ => ("", ""),
                 };
                 let _ = writeln!(
@@ -222,8 +226,10 @@ impl Output {
                     r.source
                 );
             }
-            Record::Other { kind, line: l, .. } => {
-                let _ = writeln!(line, "{kind:<24}  {l}");
+            other => {
+                let mut l = Vec::with_capacity(256);
+                other.write_ndjson(&mut l);
+                let _ = writeln!(line, "{:<24}  {}", other.kind(), String::from_utf8_lossy(&l).trim_end());
             }
         }
         self.buf.extend_from_slice(line.as_bytes());

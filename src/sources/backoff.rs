@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use super::rng::Rng;
+use crate::model::rng::Rng;
 
 #[derive(Debug, Clone)]
 pub struct Backoff {

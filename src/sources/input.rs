@@ -9,8 +9,10 @@ use std::io::{self, Read};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use crate::engine::record::{parse_ndjson_line, Flags, Interner, LineError, Quality, Reading, Record};
-use crate::engine::time::{now_micros, parse_rfc3339};
+use crate::model::intern::Interner;
+use crate::model::ndjson::{parse_ndjson_line, LineError};
+use crate::model::record::{Flags, Quality, Reading, Record};
+use crate::model::time::{now_micros, parse_rfc3339};
 
 /// Longest line accepted by default (bytes).
 pub const DEFAULT_MAX_LINE: usize = 1 << 20;

@@ -27,10 +27,14 @@ use tokio::time::Instant;
 use super::backoff::Backoff;
 use super::payload::{json_number, json_time, text_number};
 use super::sleep_until;
-use crate::compile::{MqttPlan, SecretRef, TlsPlan};
-use crate::engine::record::{Flags, Interner, Quality, Reading, Record};
-use crate::engine::time::{self, Micros};
-use crate::engine::Batch;
+use crate::compile::{MqttPlan, SecretRef};
+use crate::model::batch::Batch;
+use crate::model::intern::Interner;
+use crate::model::record::{Flags, Quality, Reading, Record};
+use crate::model::time::{self, Micros};
+use crate::sources::{Source, SourceContext, SourceStats, Stats, StatsHandle};
+use std::future::Future;
+use std::pin::Pin;
 
 /// Readings per batch handed to the engine.
 pub const BATCH: usize = 2048;
@@ -57,6 +61,30 @@ pub struct MqttStats {
     pub filters: Vec<(String, bool)>,
     /// The broker refused our credentials.
     pub refused: Option<String>,
+}
+
+impl Stats for MqttStats {
+    fn snapshot(&self) -> SourceStats {
+        SourceStats {
+            summary: self.to_string(),
+            devices: std::iter::once(("broker".to_string(), self.connects > 0))
+                .chain(self.filters.iter().map(|(f, ok)| (format!("topic {f}"), *ok)))
+                .collect(),
+            refused: self.refused.clone(),
+            polls: self.messages,
+            errors: self.rejected + self.connection_errors,
+            reconnects: self.connects.saturating_sub(1),
+        }
+    }
+}
+
+impl Source for Subscriber {
+    fn stats(&self) -> StatsHandle {
+        StatsHandle::of(self.stats.clone())
+    }
+    fn run(self: Box<Self>, cx: SourceContext) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        Box::pin(self.subscribe(cx.once, cx.tx, cx.stop, cx.finished))
+    }
 }
 
 impl std::fmt::Display for MqttStats {
@@ -93,7 +121,7 @@ impl ChannelTemplate {
         if let Some(parts) = fast_parts(src) {
             return Ok(ChannelTemplate::Fast(parts));
         }
-        let mut env = crate::compile::templates::environment();
+        let mut env = crate::model::template::environment();
         env.add_template_owned("channel", src.to_string()).map_err(|e| e.to_string())?;
         Ok(ChannelTemplate::Jinja(env))
     }
@@ -172,37 +200,6 @@ fn qos(n: u8) -> QoS {
     }
 }
 
-/// rustls client settings (ring provider): the CA file given, or the
-/// system bundle; a client certificate when both cert and key are given.
-pub fn tls_config(tls: Option<&TlsPlan>) -> Result<rustls::ClientConfig, String> {
-    use rustls_pki_types::pem::PemObject;
-    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-    let ca = tls.and_then(|t| t.ca.clone()).unwrap_or_else(|| {
-        std::env::var_os("SSL_CERT_FILE").map_or_else(|| "/etc/ssl/certs/ca-certificates.crt".into(), Into::into)
-    });
-    let mut roots = rustls::RootCertStore::empty();
-    let certs = CertificateDer::pem_file_iter(&ca).map_err(|e| format!("cannot read CA file {}: {e}", ca.display()))?;
-    for c in certs {
-        let c = c.map_err(|e| format!("{}: {e}", ca.display()))?;
-        roots.add(c).map_err(|e| format!("{}: {e}", ca.display()))?;
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots);
-    match tls.map(|t| (&t.cert, &t.key)) {
-        Some((Some(cert), Some(key))) => {
-            let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-                .and_then(|it| it.collect())
-                .map_err(|e| format!("cannot read {}: {e}", cert.display()))?;
-            let key = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("cannot read {}: {e}", key.display()))?;
-            builder.with_client_auth_cert(chain, key).map_err(|e| e.to_string())
-        }
-        _ => Ok(builder.with_no_client_auth()),
-    }
-}
-
 /// A running MQTT source.
 pub struct Subscriber {
     id: Arc<str>,
@@ -213,7 +210,8 @@ pub struct Subscriber {
 }
 
 impl Subscriber {
-    pub fn new(id: &str, plan: &MqttPlan, stats: Arc<Mutex<MqttStats>>) -> Result<Subscriber, String> {
+    pub fn new(id: &str, plan: &MqttPlan) -> Result<Subscriber, String> {
+        let stats = Arc::new(Mutex::new(MqttStats::default()));
         let mut topics = Vec::new();
         for t in &plan.topics {
             let mut values = Vec::new();
@@ -256,7 +254,7 @@ fn options(plan: &MqttPlan) -> Result<MqttOptions, String> {
         o.set_credentials(user, pass);
     }
     if tls {
-        let cfg = tls_config(plan.tls.as_ref())?;
+        let cfg = crate::tls::client_config(plan.tls.as_ref())?;
         o.set_transport(rumqttc::Transport::tls_with_config(rumqttc::TlsConfiguration::Rustls(Arc::new(cfg))));
     }
     Ok(o)
@@ -267,7 +265,7 @@ impl Subscriber {
     /// reading or `timeout` passed). After handing over its last batch it
     /// keeps the connection until `finished` (the engine's last commit) so
     /// the acknowledgements still go out, then disconnects.
-    pub async fn run(
+    async fn subscribe(
         self,
         once: Option<Duration>,
         tx: mpsc::Sender<Batch>,
@@ -413,7 +411,7 @@ impl Subscriber {
             if (full || due || done) && (!batch.is_empty() || !acks.is_empty()) {
                 let gen = generation.load(Ordering::SeqCst);
                 let list = std::mem::take(&mut acks);
-                let on_commit: Option<crate::engine::CommitHook> = if list.is_empty() {
+                let on_commit: Option<crate::model::batch::CommitHook> = if list.is_empty() {
                     None
                 } else {
                     let ack_tx = ack_tx.clone();

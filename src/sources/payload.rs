@@ -1,6 +1,6 @@
 //! Numbers and times out of message payloads and text lines (MQTT, serial).
 
-use crate::engine::time::{parse_rfc3339, Micros};
+use crate::model::time::{parse_rfc3339, Micros};
 
 /// A reading's value from a JSON value: a number, a boolean (1/0), or a
 /// string holding a number. Anything else is no value.

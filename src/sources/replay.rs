@@ -7,8 +7,9 @@ use std::sync::Arc;
 
 use duckdb::Connection;
 
-use crate::engine::record::{Flags, Interner, Quality, Reading, Record};
-use crate::engine::time::Micros;
+use crate::model::intern::Interner;
+use crate::model::record::{Flags, Quality, Reading, Record};
+use crate::model::time::Micros;
 
 /// Readings per batch handed to the engine.
 const BATCH: usize = 4096;

@@ -20,10 +20,13 @@ use super::backoff::Backoff;
 use super::payload::{json_number, json_time, text_number, text_time};
 use super::sleep_until;
 use crate::compile::{SerialLine, SerialPlan};
-use crate::engine::record::{Flags, Quality, Reading, Record};
-use crate::engine::time::{self, Micros};
-use crate::engine::Batch;
+use crate::model::batch::Batch;
+use crate::model::record::{Flags, Quality, Reading, Record};
+use crate::model::time::{self, Micros};
+use crate::sources::{Source, SourceContext, SourceStats, Stats, StatsHandle};
 use crate::spec::{LineFormat, Parity};
+use std::future::Future;
+use std::pin::Pin;
 
 /// Rejected lines logged one by one before only counting.
 const REPORTED: u64 = 20;
@@ -185,6 +188,30 @@ pub struct SerialStats {
     pub channels: Vec<(String, bool)>,
 }
 
+impl Stats for SerialStats {
+    fn snapshot(&self) -> SourceStats {
+        SourceStats {
+            summary: self.to_string(),
+            devices: std::iter::once(("device".to_string(), self.opens > 0))
+                .chain(self.channels.iter().map(|(c, ok)| (format!("channel {c}"), *ok)))
+                .collect(),
+            refused: None,
+            polls: self.lines,
+            errors: self.rejected + self.disconnects,
+            reconnects: self.opens.saturating_sub(1),
+        }
+    }
+}
+
+impl Source for LineSource {
+    fn stats(&self) -> StatsHandle {
+        StatsHandle::of(self.stats.clone())
+    }
+    fn run(self: Box<Self>, cx: SourceContext) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        Box::pin(self.read(cx.once, cx.tx, cx.stop))
+    }
+}
+
 impl std::fmt::Display for SerialStats {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{} lines, {} readings", self.lines, self.readings)?;
@@ -227,7 +254,8 @@ pub struct LineSource {
 }
 
 impl LineSource {
-    pub fn new(id: &str, plan: &SerialPlan, stats: Arc<Mutex<SerialStats>>) -> Result<LineSource, String> {
+    pub fn new(id: &str, plan: &SerialPlan) -> Result<LineSource, String> {
+        let stats = Arc::new(Mutex::new(SerialStats::default()));
         stats.lock().unwrap_or_else(|e| e.into_inner()).channels =
             plan.channels.iter().map(|(_, c)| (c.clone(), false)).collect();
         Ok(LineSource {
@@ -266,7 +294,7 @@ impl LineSource {
 
     /// Reads until `stop`; with `once`, until every channel has a reading or
     /// the time is up.
-    pub async fn run(self, once: Option<Duration>, tx: mpsc::Sender<Batch>, mut stop: watch::Receiver<bool>) {
+    async fn read(self, once: Option<Duration>, tx: mpsc::Sender<Batch>, mut stop: watch::Receiver<bool>) {
         let mut framer = Framer::new(self.plan.max_line, self.plan.delimiter);
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10), time::now_micros() as u64);
         let deadline = once.map(|t| Instant::now() + t);

@@ -8,11 +8,11 @@
 use std::sync::Arc;
 
 use crate::compile::{FaultPlan, SignalPlan, SimulatePlan};
-use crate::engine::record::{Flags, Quality, Reading, Record};
-use crate::engine::time::Micros;
+use crate::model::record::{Flags, Quality, Reading, Record};
+use crate::model::time::Micros;
 use crate::spec::{FaultKind, Shape};
 
-use super::rng::Rng;
+use crate::model::rng::Rng;
 
 fn fnv1a(s: &str) -> u64 {
     s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))

@@ -21,7 +21,7 @@ use serde::de::DeserializeOwned;
 use yaml_rust2::parser::{Event, Parser};
 use yaml_rust2::scanner::TScalarStyle;
 
-use crate::compile::diag::{Code, Diagnostic, Span};
+use crate::spec::diag::{Code, Diagnostic, Span};
 
 /// Largest spec file accepted (bytes). Real specs are a few kB.
 pub const MAX_SPEC_BYTES: usize = 4 * 1024 * 1024;
@@ -262,7 +262,7 @@ pub fn deserialize_at<T: DeserializeOwned>(
                     let d = Diagnostic::error(Code::UnknownField, format!("unknown field `{field}` in {what}"))
                         .at(doc.key_span(&full))
                         .path(&full)
-                        .hint_opt(crate::compile::diag::did_you_mean(&field, expected.iter().map(String::as_str)))
+                        .hint_opt(crate::spec::diag::did_you_mean(&field, expected.iter().map(String::as_str)))
                         .note_opt((!expected.is_empty()).then(|| format!("expected one of: {}", expected.join(", "))));
                     diags.push(d);
                     let parent_path: Vec<_> = e.path().iter().cloned().collect();
@@ -441,11 +441,13 @@ fn parse_override_path(path: &str) -> Result<Vec<Seg<'_>>, String> {
     Ok(out)
 }
 
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     /// The file could not be read (missing: exit 66).
-    Io(String, std::io::Error),
+    #[error("cannot read {0}: {1}")]
+    Io(String, #[source] std::io::Error),
     /// The file was read but is not an acceptable YAML document.
+    #[error("{} is not a valid pipeline spec ({} problems)", .0.path, .1.len())]
     Invalid(SpecDoc, Vec<Diagnostic>),
 }
 

@@ -5,8 +5,11 @@
 //! strict (`deny_unknown_fields`), documented field by field (the docs become
 //! the JSON Schema descriptions), and turned into a typed, checked
 //! [`Plan`](crate::compile::Plan) by [`compile`](crate::compile). Nothing past
-//! the compiler sees them.
+//! the compiler sees a `*Spec` struct; the small value enums (`PointType`,
+//! `DetectMethod`, `FileFormat`, …) are carried by the plan and read at run
+//! time. Diagnostics ([`diag`]) live here, the lowest layer that makes them.
 
+pub mod diag;
 pub mod load;
 mod outputs;
 mod parse;

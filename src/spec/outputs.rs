@@ -22,10 +22,6 @@ pub enum NotifierSpec {
     Mqtt(MqttNotifierSpec),
 }
 
-impl NotifierSpec {
-    pub const KINDS: &'static [&'static str] = &["stdout", "file", "exec", "webhook", "mqtt"];
-}
-
 /// Alert records on standard output.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

@@ -7,7 +7,7 @@ use serde::de::DeserializeOwned;
 
 use super::load::{deserialize_at, join_key, Node, NodeValue, SpecDoc};
 use super::*;
-use crate::compile::diag::{did_you_mean, Code, Diagnostic};
+use crate::spec::diag::{did_you_mean, Code, Diagnostic};
 
 const SECTIONS: &[&str] = &[
     "version",
@@ -81,12 +81,12 @@ pub fn parse(doc: &SpecDoc) -> (Spec, Vec<Diagnostic>) {
     if let Some(n) = root.get("backup") {
         spec.backup = single(doc, n, "backup", "the backup section", &mut diags);
     }
-    spec.sources = tagged_section(doc, "sources", SourceSpec::KINDS, source_from, &mut diags);
+    spec.sources = tagged_section(doc, "sources", SourceSpec::KINDS, SourceSpec::from_node, &mut diags);
     spec.channels = section(doc, "channels", "a channel rule", &mut diags);
     spec.fuse = section(doc, "fuse", "a fusion", &mut diags);
     spec.detect = section(doc, "detect", "a detector", &mut diags);
     spec.alerts = section(doc, "alerts", "an alert rule", &mut diags);
-    spec.notifiers = tagged_section(doc, "notifiers", NotifierSpec::KINDS, notifier_from, &mut diags);
+    spec.notifiers = tagged_section(doc, "notifiers", NotifierSpec::KINDS, NotifierSpec::from_node, &mut diags);
     (spec, diags)
 }
 
@@ -116,7 +116,7 @@ fn section_entries<'a>(doc: &'a SpecDoc, name: &str, diags: &mut Vec<Diagnostic>
     }
 }
 
-use crate::compile::diag::Span;
+use crate::spec::diag::Span;
 
 fn section<T: DeserializeOwned>(
     doc: &SpecDoc,
@@ -190,37 +190,68 @@ fn tagged_section<T>(
     out
 }
 
-fn source_from(
-    kind: &str,
-    doc: &SpecDoc,
-    n: &Node,
-    path: &str,
-    what: &str,
-    d: &mut Vec<Diagnostic>,
-) -> Option<Option<SourceSpec>> {
-    Some(match kind {
-        "modbus" => deserialize_at(doc, n, path, what, d).map(SourceSpec::Modbus),
-        "mqtt" => deserialize_at(doc, n, path, what, d).map(SourceSpec::Mqtt),
-        "serial" => deserialize_at(doc, n, path, what, d).map(SourceSpec::Serial),
-        "simulate" => deserialize_at(doc, n, path, what, d).map(SourceSpec::Simulate),
-        _ => return None,
-    })
+/// The `type` names of a tagged section, written once: each becomes an
+/// entry of `KINDS` (for diagnostics), an arm of the parser, and an arm of
+/// `type_name` — whose match is exhaustive, so a variant left out here does
+/// not compile. A test checks the names against serde's own (the schema).
+macro_rules! kinds {
+    ($enum:ident { $($name:literal => $variant:ident),+ $(,)? }) => {
+        impl $enum {
+            pub const KINDS: &'static [&'static str] = &[$($name),+];
+
+            /// The spec's `type:` of this entry.
+            pub fn type_name(&self) -> &'static str {
+                match self {
+                    $($enum::$variant(_) => $name),+
+                }
+            }
+
+            /// The entry of `type: kind`; `None` when no kind has that name.
+            fn from_node(
+                kind: &str,
+                doc: &SpecDoc,
+                n: &Node,
+                path: &str,
+                what: &str,
+                d: &mut Vec<Diagnostic>,
+            ) -> Option<Option<$enum>> {
+                Some(match kind {
+                    $($name => deserialize_at(doc, n, path, what, d).map($enum::$variant),)+
+                    _ => return None,
+                })
+            }
+        }
+    };
 }
 
-fn notifier_from(
-    kind: &str,
-    doc: &SpecDoc,
-    n: &Node,
-    path: &str,
-    what: &str,
-    d: &mut Vec<Diagnostic>,
-) -> Option<Option<NotifierSpec>> {
-    Some(match kind {
-        "stdout" => deserialize_at(doc, n, path, what, d).map(NotifierSpec::Stdout),
-        "file" => deserialize_at(doc, n, path, what, d).map(NotifierSpec::File),
-        "exec" => deserialize_at(doc, n, path, what, d).map(NotifierSpec::Exec),
-        "webhook" => deserialize_at(doc, n, path, what, d).map(NotifierSpec::Webhook),
-        "mqtt" => deserialize_at(doc, n, path, what, d).map(NotifierSpec::Mqtt),
-        _ => return None,
-    })
+kinds!(SourceSpec { "modbus" => Modbus, "mqtt" => Mqtt, "serial" => Serial, "simulate" => Simulate });
+kinds!(NotifierSpec { "stdout" => Stdout, "file" => File, "exec" => Exec, "webhook" => Webhook, "mqtt" => Mqtt });
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The `type` names serde accepts, read off the JSON Schema.
+    fn serde_names<T: schemars::JsonSchema>() -> Vec<String> {
+        let schema = serde_json::to_value(schemars::schema_for!(T)).unwrap();
+        let mut names: Vec<String> = schema["oneOf"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v["properties"]["type"]["const"].as_str().unwrap().to_string())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn kind_names_are_serdes_own() {
+        let sorted = |k: &[&str]| {
+            let mut v: Vec<String> = k.iter().map(|s| s.to_string()).collect();
+            v.sort();
+            v
+        };
+        assert_eq!(serde_names::<SourceSpec>(), sorted(SourceSpec::KINDS));
+        assert_eq!(serde_names::<NotifierSpec>(), sorted(NotifierSpec::KINDS));
+    }
 }

@@ -20,10 +20,6 @@ pub enum SourceSpec {
     Simulate(SimulateSourceSpec),
 }
 
-impl SourceSpec {
-    pub const KINDS: &'static [&'static str] = &["modbus", "mqtt", "serial", "simulate"];
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum ModbusTransport {

@@ -111,6 +111,21 @@ pub enum DetectMethod {
     Pattern,
 }
 
+impl DetectMethod {
+    /// The name the spec and the anomaly records use.
+    pub fn name(self) -> &'static str {
+        match self {
+            DetectMethod::Zscore => "zscore",
+            DetectMethod::Ewma => "ewma",
+            DetectMethod::Mad => "mad",
+            DetectMethod::Rate => "rate",
+            DetectMethod::Flatline => "flatline",
+            DetectMethod::Iforest => "iforest",
+            DetectMethod::Pattern => "pattern",
+        }
+    }
+}
+
 /// An anomaly detector over the channels that `channel` matches.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -195,4 +210,42 @@ pub struct AlertSpec {
     /// Extra labels, available to templates as `labels`.
     #[serde(default)]
     pub labels: IndexMap<String, String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every string a schema allows (`const` and `enum` values), in order.
+    fn allowed(v: &serde_json::Value, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                if let Some(c) = m.get("const").and_then(|c| c.as_str()) {
+                    out.push(c.to_string());
+                }
+                if let Some(serde_json::Value::Array(e)) = m.get("enum") {
+                    out.extend(e.iter().filter_map(|x| x.as_str().map(String::from)));
+                }
+                for (k, x) in m {
+                    if k != "enum" && k != "const" {
+                        allowed(x, out);
+                    }
+                }
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|x| allowed(x, out)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn method_names_are_serdes_own() {
+        let schema = serde_json::to_value(schemars::schema_for!(DetectMethod)).unwrap();
+        let mut names = Vec::new();
+        allowed(&schema, &mut names);
+        assert!(names.len() > 1, "{names:?}");
+        for n in names {
+            let m: DetectMethod = serde_json::from_value(serde_json::Value::String(n.clone())).unwrap();
+            assert_eq!(m.name(), n);
+        }
+    }
 }

@@ -28,10 +28,11 @@ use globset::GlobMatcher;
 use minijinja::{context, Environment, Expression, Value};
 use serde::{Deserialize, Serialize};
 
-use crate::compile::templates::{self, render_capped};
 use crate::compile::AlertPlan;
-use crate::engine::record::{FxHashMap, Record};
-use crate::engine::time::{format_rfc3339, parse_rfc3339, Micros};
+use crate::model::intern::FxHashMap;
+use crate::model::record::{Alert, Notification, Record, Transition};
+use crate::model::template::{self as templates, render_capped};
+use crate::model::time::{format_rfc3339, Micros};
 
 /// Values kept per channel for templates (`recent`).
 pub const RECENT_VALUES: usize = 10;
@@ -103,29 +104,6 @@ impl ActiveSilence {
     }
 }
 
-/// A notification to send: the alert record and what its templates rendered.
-#[derive(Debug, Clone)]
-pub struct Notification {
-    pub rule: Arc<str>,
-    /// `firing` (also when repeated) or `resolved`.
-    pub state: &'static str,
-    pub severity: &'static str,
-    pub channel: Arc<str>,
-    pub ts: Micros,
-    pub value: Option<f64>,
-    pub title: String,
-    pub body: String,
-    pub fingerprint: String,
-    pub notify: Arc<[String]>,
-    /// The alert record (DESIGN.md §3) as JSON.
-    pub record: serde_json::Value,
-    /// Everything a notifier template sees: the triggering record's fields
-    /// and the alert's (`rule`, `state`, `title`, …, `labels`, `recent`).
-    pub context: Value,
-    /// Template errors met while rendering title and body.
-    pub errors: Vec<String>,
-}
-
 #[derive(Debug, Default, Clone)]
 pub struct AlertStats {
     pub notifications: u64,
@@ -156,7 +134,7 @@ pub struct Alerter {
 impl Alerter {
     pub fn new(plans: &[AlertPlan]) -> Result<Alerter, String> {
         // Compiled expressions borrow their environment: one per process.
-        let env: &'static Environment<'static> = Box::leak(Box::new(templates::environment()));
+        let env: &'static Environment<'static> = templates::shared_environment();
         let mut rules = Vec::with_capacity(plans.len());
         for p in plans {
             let when = env.compile_expression_owned(p.when.clone()).map_err(|e| format!("alert `{}`: {e}", p.rule))?;
@@ -183,7 +161,7 @@ impl Alerter {
 
     /// Holds back the notifications `s` covers.
     pub fn silence(&mut self, s: Silence) {
-        let channel = s.channel.as_ref().map(|c| crate::compile::channel_matcher(c).map_err(|_| c.clone()));
+        let channel = s.channel.as_ref().map(|c| crate::model::channel::channel_matcher(c).map_err(|_| c.clone()));
         self.silences.push(ActiveSilence { silence: s, channel });
     }
 
@@ -217,7 +195,7 @@ impl Alerter {
     /// Records stamped beyond the validator's clock-skew horizon are not
     /// looked at: one wrong device clock must not pin an alert in the future.
     pub fn process(&mut self, batch: &[Record], out: &mut Vec<Notification>) {
-        let horizon = crate::engine::time::now_micros() + crate::stages::validate::MAX_CLOCK_SKEW_US;
+        let horizon = crate::model::time::now_micros() + crate::stages::validate::MAX_CLOCK_SKEW_US;
         for rec in batch {
             let (ctx, ts, channel, value) = match rec {
                 Record::Reading(r) if r.ts > horizon => continue,
@@ -229,18 +207,11 @@ impl Alerter {
                         }
                         q.push_back(v);
                     }
-                    (super::reading_context(r), r.ts, r.channel.clone(), r.value)
+                    (crate::model::template::reading_context(r), r.ts, r.channel.clone(), r.value)
                 }
-                Record::Other { kind, line, .. } if &**kind == "anomaly" => {
-                    let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
-                    let Some(ts) = v["ts"].as_str().and_then(parse_rfc3339) else { continue };
-                    let Some(ch) = v["channel"].as_str() else { continue };
-                    if ts > horizon {
-                        continue;
-                    }
-                    (Value::from_serialize(&v), ts, Arc::from(ch), v["value"].as_f64())
-                }
-                Record::Other { .. } => continue,
+                Record::Anomaly(a) if a.ts > horizon => continue,
+                Record::Anomaly(a) => (a.context(), a.ts, Arc::from(a.channel.as_str()), a.value),
+                Record::Alert(_) | Record::Delivery(_) | Record::Other { .. } => continue,
             };
             for i in 0..self.rules.len() {
                 self.observe(i, &ctx, ts, &channel, value, out);
@@ -292,7 +263,7 @@ impl Alerter {
         });
         let plan = &self.rules[i].plan;
         let hold = plan.duration.as_micros() as i64;
-        let mut send: Option<&'static str> = None;
+        let mut send: Option<Transition> = None;
         match (st.phase, holds) {
             (Phase::Inactive, true) => {
                 st.phase = Phase::Pending;
@@ -302,17 +273,17 @@ impl Alerter {
             (Phase::Firing, false) => {
                 st.phase = Phase::Inactive;
                 if plan.resolve {
-                    send = Some("resolved");
+                    send = Some(Transition::Resolved);
                 }
             }
             (Phase::Firing, true) => {
                 if let (Some(every), Some(last)) = (plan.repeat, st.notified) {
                     if ts - last >= every.as_micros() as i64 {
-                        send = Some("firing");
+                        send = Some(Transition::Firing);
                     }
                 } else if st.notified.is_none() {
                     // Fired while silenced: notify once the silence is over.
-                    send = Some("firing");
+                    send = Some(Transition::Firing);
                 }
             }
             (Phase::Pending, true) | (Phase::Inactive, false) => {}
@@ -320,7 +291,7 @@ impl Alerter {
         if st.phase == Phase::Pending && holds && ts - st.since >= hold {
             st.phase = Phase::Firing;
             st.notified = None;
-            send = Some("firing");
+            send = Some(Transition::Firing);
         }
         let since = st.since;
         if st.phase == Phase::Inactive {
@@ -339,7 +310,7 @@ impl Alerter {
             }
             return;
         }
-        if let (Some(st), "firing") = (st, state) {
+        if let (Some(st), Transition::Firing) = (st, state) {
             st.notified = Some(ts);
             st.held = false;
         }
@@ -357,7 +328,7 @@ impl Alerter {
         since: Micros,
         channel: &Arc<str>,
         value: Option<f64>,
-        state: &'static str,
+        state: Transition,
     ) -> Notification {
         let rule = &self.rules[i];
         let plan = &rule.plan;
@@ -367,12 +338,11 @@ impl Alerter {
             crate::spec::AlertSeverity::Warning => "warning",
             crate::spec::AlertSeverity::Critical => "critical",
         };
-        let labels: serde_json::Map<String, serde_json::Value> =
-            plan.labels.iter().map(|(k, v)| (k.clone(), v.clone().into())).collect();
+        let labels: indexmap::IndexMap<String, String> = plan.labels.iter().cloned().collect();
         let recent: Vec<f64> = self.recent.get(channel).map(|q| q.iter().copied().collect()).unwrap_or_default();
         let base = context! {
             rule => &*rule.name,
-            state => state,
+            state => state.as_str(),
             severity => severity,
             fingerprint => &fp,
             labels => &labels,
@@ -387,7 +357,7 @@ impl Alerter {
             Err(e) => {
                 let why = format!("{what}: {}", templates::describe(&e));
                 errors.push(why.clone());
-                fallback(&plan.rule, &why, ctx)
+                templates::fallback(&plan.rule, &why, ctx)
             }
         };
         let title = render("title", &plan.title, &base);
@@ -397,32 +367,22 @@ impl Alerter {
             None => title.clone(),
         };
         self.stats.fallbacks += errors.len() as u64;
-        let record = serde_json::json!({
-            "kind": "alert",
-            "ts": format_rfc3339(ts),
-            "rule": &*rule.name,
-            "state": state,
-            "severity": severity,
-            "channel": &**channel,
-            "value": value,
-            "title": &title,
-            "body": &body,
-            "fingerprint": &fp,
-            "labels": &labels,
-        });
         let context = context! { body => &body, ..with_title };
         Notification {
-            rule: rule.name.clone(),
-            state,
-            severity,
-            channel: channel.clone(),
-            ts,
-            value,
-            title,
-            body,
-            fingerprint: fp,
+            alert: Alert {
+                ts,
+                rule: rule.name.to_string(),
+                state,
+                severity: severity.to_string(),
+                channel: channel.to_string(),
+                value,
+                title,
+                body,
+                fingerprint: fp,
+                labels,
+                from_input: false,
+            },
             notify: rule.notify.clone(),
-            record,
             context,
             errors,
         }
@@ -436,16 +396,10 @@ pub fn fingerprint(rule: &str, channel: &str) -> String {
     d[..8].iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The text sent when a template fails: says so, with the raw record.
-pub fn fallback(rule: &str, error: &str, ctx: &Value) -> String {
-    let raw = serde_json::to_string(ctx).unwrap_or_else(|_| "{}".into());
-    format!("[edgeguard] alert `{rule}` (template error: {error}) record: {raw}")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::record::Reading;
+    use crate::model::record::Reading;
     use std::time::Duration;
 
     fn rule(when: &str, hold: u64, repeat: Option<u64>) -> AlertPlan {
@@ -470,7 +424,7 @@ mod tests {
     fn states(a: &mut Alerter, recs: Vec<Record>) -> Vec<(i64, &'static str)> {
         let mut out = Vec::new();
         a.process(&recs, &mut out);
-        out.iter().map(|n| (n.ts / 1_000_000, n.state)).collect()
+        out.iter().map(|n| (n.alert.ts / 1_000_000, n.alert.state.as_str())).collect()
     }
 
     #[test]
@@ -526,8 +480,12 @@ mod tests {
         let mut out = Vec::new();
         a.process(&[at(0, 97.0)], &mut out);
         assert_eq!(out.len(), 1);
-        assert!(out[0].title.starts_with("[edgeguard] alert `hot` (template error: title:"), "{}", out[0].title);
-        assert!(out[0].title.contains("\"value\":97.0"), "{}", out[0].title);
+        assert!(
+            out[0].alert.title.starts_with("[edgeguard] alert `hot` (template error: title:"),
+            "{}",
+            out[0].alert.title
+        );
+        assert!(out[0].alert.title.contains("\"value\":97.0"), "{}", out[0].alert.title);
         assert_eq!(a.stats.fallbacks, 1);
     }
 
@@ -537,7 +495,7 @@ mod tests {
         let gap = Reading::sample("boiler.temp", 20, None);
         // Firing at 10; the stale gap at 20 is no evidence that it cleared.
         assert_eq!(states(&mut a, vec![at(10, 97.0), gap, at(30, 97.0)]), vec![(10, "firing")]);
-        let far = crate::engine::time::now_micros() / 1_000_000 + 365 * 86_400;
+        let far = crate::model::time::now_micros() / 1_000_000 + 365 * 86_400;
         assert_eq!(states(&mut a, vec![at(far, 90.0)]), vec![], "a year ahead: ignored");
         assert_eq!(states(&mut a, vec![at(40, 90.0)]), vec![(40, "resolved")]);
     }
@@ -553,7 +511,7 @@ mod tests {
         let mut out = Vec::new();
         a.process(&[at(0, 97.0), other(0, 97.0), at(1, 97.0)], &mut out);
         assert_eq!(out.len(), 2);
-        assert_ne!(out[0].fingerprint, out[1].fingerprint);
-        assert_eq!(out[0].fingerprint, fingerprint("hot", "boiler.temp"));
+        assert_ne!(out[0].alert.fingerprint, out[1].alert.fingerprint);
+        assert_eq!(out[0].alert.fingerprint, fingerprint("hot", "boiler.temp"));
     }
 }

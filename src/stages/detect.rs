@@ -34,9 +34,10 @@ use std::time::Duration;
 use globset::{Glob, GlobMatcher};
 
 use crate::compile::DetectPlan;
-use crate::engine::record::{write_f64, write_json_str, FxHashMap, Quality, Record};
-use crate::engine::time::{write_rfc3339, Micros};
-use crate::sources::rng::Rng;
+use crate::model::intern::FxHashMap;
+use crate::model::record::{Anomaly, Quality, Reading, Record};
+use crate::model::rng::Rng;
+use crate::model::time::Micros;
 use crate::spec::DetectMethod;
 
 use super::iforest::{Forest, DIMS};
@@ -50,7 +51,7 @@ pub const MAX_CHANNELS: usize = 100_000;
 /// Feature vectors an `iforest` trains on (without `warmup`: the first ones).
 pub const FOREST_TRAINING: usize = 2 * super::iforest::SUBSAMPLE;
 /// The window of windowed detectors without one.
-const DEFAULT_WINDOW: Duration = Duration::from_secs(600);
+const DEFAULT_WINDOW: Duration = DetectPlan::DEFAULT_WINDOW;
 /// Fewest vectors a forest is built from when `warmup` ends.
 const FOREST_MIN_TRAINING: usize = 32;
 /// Anomaly lines remembered to recognise upstream copies in a pipe.
@@ -265,28 +266,13 @@ pub struct Detector {
 
 impl Detector {
     pub fn new(plan: &DetectPlan) -> Result<Detector, String> {
-        let method = match plan.method {
-            DetectMethod::Zscore => "zscore",
-            DetectMethod::Ewma => "ewma",
-            DetectMethod::Mad => "mad",
-            DetectMethod::Rate => "rate",
-            DetectMethod::Flatline => "flatline",
-            DetectMethod::Pattern => "pattern",
-            DetectMethod::Iforest => "iforest",
-        };
+        let method = plan.method.name();
         let matcher = Glob::new(&plan.channel).map_err(|e| format!("detector `{}`: {e}", plan.id))?.compile_matcher();
-        let threshold = plan.threshold.unwrap_or(match plan.method {
-            DetectMethod::Mad => 3.5,
-            DetectMethod::Iforest => 0.75,
-            DetectMethod::Rate | DetectMethod::Flatline | DetectMethod::Pattern => 1.0,
-            _ => 3.0,
-        });
+        let threshold = plan.threshold.unwrap_or(DetectPlan::default_threshold(plan.method));
         let mut steps = Vec::new();
         if plan.method == DetectMethod::Pattern {
-            // One environment per pattern detector for the life of the process:
-            // compiled expressions borrow it.
-            let env: &'static minijinja::Environment<'static> =
-                Box::leak(Box::new(crate::compile::templates::environment()));
+            // Compiled expressions borrow their environment: one per process.
+            let env = crate::model::template::shared_environment();
             for s in &plan.steps {
                 steps
                     .push(env.compile_expression_owned(s.clone()).map_err(|e| format!("detector `{}`: {e}", plan.id))?);
@@ -301,7 +287,7 @@ impl Detector {
             DetectMethod::Rate => State::Rate { prev: None },
             DetectMethod::Flatline => State::Flat { anchor: None, last: Micros::MIN, reported: false },
             DetectMethod::Iforest => State::Forest(Box::default()),
-            _ => State::Window(Window::default()),
+            DetectMethod::Zscore | DetectMethod::Mad | DetectMethod::Pattern => State::Window(Window::default()),
         }
     }
 
@@ -353,8 +339,8 @@ impl Detector {
                     };
                     return None;
                 }
-                let trees = self.plan.trees.unwrap_or(100);
-                let seed = self.plan.seed.unwrap_or(0);
+                let trees = self.plan.trees.unwrap_or(DetectPlan::DEFAULT_TREES);
+                let seed = self.plan.seed.unwrap_or(DetectPlan::DEFAULT_SEED);
                 let forest = f.forest.get_or_insert_with(|| Forest::build(&f.training, trees, seed));
                 let s = forest.score(&x);
                 let anomalous = s.score > self.threshold;
@@ -373,7 +359,7 @@ impl Detector {
                 })
             }
             State::Ewma { n, mean, var } => {
-                let alpha = self.plan.alpha.unwrap_or(0.1);
+                let alpha = self.plan.alpha.unwrap_or(DetectPlan::DEFAULT_ALPHA);
                 let judged = (*n >= MIN_SAMPLES as u64 && warm).then(|| (score(v - *mean, var.sqrt(), *mean), *mean));
                 if *n == 0 {
                     *mean = v;
@@ -654,9 +640,13 @@ impl Detectors {
         for rec in batch {
             // An anomaly that comes in right after this stage made the same
             // one (a detect stage upstream in a pipe) is not printed twice.
-            if let Record::Other { kind, line, from_input: true } = &rec {
-                if &**kind == "anomaly" && self.recent.iter().any(|l| l == line) {
-                    continue;
+            if let Record::Anomaly(a) = &rec {
+                if a.from_input {
+                    self.line.clear();
+                    a.write_ndjson(&mut self.line);
+                    if self.recent.iter().any(|l| l.as_bytes() == &self.line[..]) {
+                        continue;
+                    }
                 }
             }
             let Record::Reading(r) = &rec else {
@@ -673,19 +663,19 @@ impl Detectors {
             }
             out.push(rec);
             for a in found {
-                if let Record::Other { line, .. } = &a {
-                    if self.recent.len() == RECENT {
-                        self.recent.pop_front();
-                    }
-                    self.recent.push_back(line.clone());
+                if self.recent.len() == RECENT {
+                    self.recent.pop_front();
                 }
-                out.push(a);
+                self.line.clear();
+                a.write_ndjson(&mut self.line);
+                self.recent.push_back(String::from_utf8_lossy(&self.line).into());
+                out.push(Record::Anomaly(Box::new(a)));
             }
         }
     }
 
     /// The statistical and threshold detectors on one value.
-    fn observe(&mut self, ts: Micros, channel: &Arc<str>, v: f64, found: &mut Vec<Record>) {
+    fn observe(&mut self, ts: Micros, channel: &Arc<str>, v: f64, found: &mut Vec<Anomaly>) {
         if !self.channels.contains_key(channel) {
             if self.channels.len() >= MAX_CHANNELS {
                 return;
@@ -700,13 +690,13 @@ impl Detectors {
                 self.stats.anomalies += 1;
                 let day = ts.div_euclid(86_400_000_000);
                 *self.stats.by_day.entry((d.id.clone(), channel.clone(), day)).or_default() += 1;
-                found.push(anomaly(&mut self.line, d, ts, channel, Some(v), &f));
+                found.push(anomaly(d, ts, channel, Some(v), &f));
             }
         }
     }
 
     /// Pattern detectors: the reading may be the next step of each.
-    fn observe_patterns(&mut self, r: &crate::engine::record::Reading, found: &mut Vec<Record>) {
+    fn observe_patterns(&mut self, r: &Reading, found: &mut Vec<Anomaly>) {
         let mut ctx: Option<minijinja::Value> = None;
         for (i, st) in self.patterns.iter_mut() {
             let d = &self.detectors[*i];
@@ -717,7 +707,7 @@ impl Detectors {
             if st.step > 0 && r.ts - st.start > within {
                 *st = PatternState::default(); // too slow: start over
             }
-            let ctx = ctx.get_or_insert_with(|| super::reading_context(r));
+            let ctx = ctx.get_or_insert_with(|| crate::model::template::reading_context(r));
             let holds = |k: usize| d.steps[k].eval(&*ctx).map(|v| v.is_true()).unwrap_or(false);
             if !holds(st.step) {
                 continue;
@@ -737,51 +727,32 @@ impl Detectors {
                     expected: d.plan.within.map(|w| w.as_secs_f64()),
                     detail: format!("all {} steps in order within {} s", d.steps.len(), fmt(took)),
                 };
-                found.push(anomaly(&mut self.line, d, r.ts, &r.channel, r.value, &f));
+                found.push(anomaly(d, r.ts, &r.channel, r.value, &f));
             }
         }
     }
 }
 
-/// The anomaly record (DESIGN.md §3), as the NDJSON line it prints as.
-fn anomaly(line: &mut Vec<u8>, d: &Detector, ts: Micros, channel: &str, v: Option<f64>, f: &Finding) -> Record {
-    line.clear();
-    line.extend_from_slice(b"{\"kind\":\"anomaly\",\"ts\":\"");
-    write_rfc3339(ts, line);
-    line.extend_from_slice(b"\",\"channel\":");
-    write_json_str(line, channel);
-    line.extend_from_slice(b",\"detector\":");
-    write_json_str(line, &d.id);
-    line.extend_from_slice(b",\"method\":\"");
-    line.extend_from_slice(d.method.as_bytes());
-    line.extend_from_slice(b"\",\"value\":");
-    match v.filter(|v| v.is_finite()) {
-        Some(v) => write_f64(line, v),
-        None => line.extend_from_slice(b"null"),
+/// The anomaly record (docs/contract.md §3) of a finding.
+fn anomaly(d: &Detector, ts: Micros, channel: &str, v: Option<f64>, f: &Finding) -> Anomaly {
+    Anomaly {
+        ts,
+        channel: channel.to_string(),
+        detector: d.id.to_string(),
+        method: d.method.to_string(),
+        value: v,
+        score: Some(f.score),
+        expected: f.expected,
+        threshold: Some(d.threshold),
+        detail: f.detail.clone(),
+        from_input: false,
     }
-    line.extend_from_slice(b",\"score\":");
-    if f.score.is_finite() {
-        write_f64(line, f.score);
-    } else {
-        line.extend_from_slice(b"null");
-    }
-    line.extend_from_slice(b",\"expected\":");
-    match f.expected {
-        Some(e) if e.is_finite() => write_f64(line, e),
-        _ => line.extend_from_slice(b"null"),
-    }
-    line.extend_from_slice(b",\"threshold\":");
-    write_f64(line, d.threshold);
-    line.extend_from_slice(b",\"detail\":");
-    write_json_str(line, &f.detail);
-    line.push(b'}');
-    Record::Other { kind: "anomaly".into(), line: String::from_utf8_lossy(line).into(), from_input: false }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::record::Reading;
+    use crate::model::record::Reading;
     use proptest::prelude::*;
     use std::time::Duration;
 
@@ -805,6 +776,13 @@ mod tests {
     }
 
     /// A good reading of channel x.a at `ts_s` seconds.
+    /// An anomaly's NDJSON line, without the newline.
+    fn line(a: &Anomaly) -> String {
+        let mut b = Vec::new();
+        a.write_ndjson(&mut b);
+        String::from_utf8(b).unwrap().trim_end().to_string()
+    }
+
     fn reading(ts_s: i64, v: f64) -> Record {
         Reading::sample("x.a", ts_s, Some(v))
     }
@@ -817,7 +795,7 @@ mod tests {
         d.process(batch, &mut out);
         out.into_iter()
             .filter_map(|r| match r {
-                Record::Other { line, .. } => Some(line.to_string()),
+                Record::Anomaly(a) => Some(line(&a)),
                 _ => None,
             })
             .collect()
@@ -900,9 +878,7 @@ mod tests {
         let records =
             |from: usize, to: usize| -> Vec<Record> { (from..to).map(|i| reading(i as i64, series[i])).collect() };
         let anomalies = |out: Vec<Record>| -> Vec<String> {
-            out.into_iter()
-                .filter_map(|r| if let Record::Other { line, .. } = r { Some(line.to_string()) } else { None })
-                .collect()
+            out.into_iter().filter_map(|r| if let Record::Anomaly(a) = r { Some(line(&a)) } else { None }).collect()
         };
         let mut whole = Detectors::new(&plans).unwrap();
         let mut out = Vec::new();
@@ -944,7 +920,7 @@ mod tests {
             let mut out = Vec::new();
             d.process(recs, &mut out);
             out.into_iter()
-                .filter_map(|r| if let Record::Other { line, .. } = r { Some(line.to_string()) } else { None })
+                .filter_map(|r| if let Record::Anomaly(a) = r { Some(line(&a)) } else { None })
                 .collect::<Vec<_>>()
         };
         let mut d = Detectors::new(&[p.clone()]).unwrap();

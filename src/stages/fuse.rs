@@ -29,8 +29,9 @@
 use std::sync::Arc;
 
 use crate::compile::FusePlan;
-use crate::engine::record::{Flags, Fusion, FxHashMap, Quality, Reading, Record};
-use crate::engine::time::Micros;
+use crate::model::intern::FxHashMap;
+use crate::model::record::{Flags, Fusion, Quality, Reading, Record};
+use crate::model::time::Micros;
 use crate::spec::{FuseMethod, KalmanModel};
 
 /// Weight of a new residual in an input's estimated variance (`weighted`).

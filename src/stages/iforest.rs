@@ -26,7 +26,7 @@
 //! vectors) before the trees are built, so nodes hold `f32` cuts: 16 bytes
 //! per node, about 300 nodes per tree at ψ = 256.
 
-use crate::sources::rng::Rng;
+use crate::model::rng::Rng;
 
 /// Features per vector.
 pub const DIMS: usize = 3;

@@ -15,9 +15,11 @@ use std::sync::Arc;
 
 use globset::GlobMatcher;
 
-use crate::compile::{channel_matcher, ChannelRule};
-use crate::engine::record::{Flags, FxHashMap, Quality, Reading, Record};
-use crate::engine::time::Micros;
+use crate::compile::ChannelRule;
+use crate::model::channel::channel_matcher;
+use crate::model::intern::FxHashMap;
+use crate::model::record::{Flags, Quality, Reading, Record};
+use crate::model::time::Micros;
 
 /// Most channels whose state is remembered.
 pub const MAX_CHANNELS: usize = 100_000;
@@ -63,6 +65,9 @@ pub struct ChannelValidator {
     /// Channels with a `stale` rule, for the watermark scan.
     stale_watch: Vec<Arc<str>>,
     watermark: Micros,
+    /// A later stage of a pipe: readings were judged upstream, where silent
+    /// channels were looked for; no watermark scan here.
+    downstream: bool,
     pub stats: ValidateStats,
 }
 
@@ -94,6 +99,7 @@ impl ChannelValidator {
             states: FxHashMap::default(),
             stale_watch: Vec::new(),
             watermark: i64::MIN,
+            downstream: false,
             stats: ValidateStats::default(),
         }
     }
@@ -109,7 +115,7 @@ impl ChannelValidator {
     /// batch with stale-gap readings inserted where gaps were found.
     pub fn process(&mut self, batch: Vec<Record>, out: &mut Vec<Record>) {
         out.reserve(batch.len());
-        let horizon = crate::engine::time::now_micros() + MAX_CLOCK_SKEW_US;
+        let horizon = crate::model::time::now_micros() + MAX_CLOCK_SKEW_US;
         for mut rec in batch {
             if let Record::Reading(r) = &mut rec {
                 if r.ts > horizon {
@@ -127,9 +133,18 @@ impl ChannelValidator {
             }
             out.push(rec);
         }
-        if !self.stale_watch.is_empty() {
+        if !self.stale_watch.is_empty() && !self.downstream {
             self.scan_stale(self.watermark, out);
         }
+    }
+
+    /// Readings come from an upstream stage of a pipe, which validated them
+    /// and looked for silent channels. The channel rules still apply (they
+    /// change nothing on a reading already judged by the same rules), but
+    /// the stale gaps are the upstream's: none is looked for by the
+    /// watermark here, and a gap reading that comes in counts as reported.
+    pub fn judged_upstream(&mut self) {
+        self.downstream = true;
     }
 
     /// Live runs: channels named exactly in a rule with `stale` are expected
@@ -235,6 +250,15 @@ impl ChannelValidator {
             st.last_ts = st.last_ts.max(r.ts);
             return None;
         };
+        if r.from_input && r.value.is_none() && r.flags.contains(Flags::STALE) {
+            // A stale gap reported upstream: the channel is known to be
+            // silent since its last reading, as if this stage had said so.
+            if r.ts > st.last_ts {
+                st.stale_reported = true;
+                self.stats.stale_gaps += 1;
+            }
+            return None;
+        }
         let rule = &self.rules[ri as usize];
         apply_stateless(rule, r);
 
@@ -324,9 +348,9 @@ impl ChannelValidator {
             tracing::warn!("ignoring unreadable channel state in the store");
             return;
         };
-        let horizon = crate::engine::time::now_micros() + MAX_CLOCK_SKEW_US;
+        let horizon = crate::model::time::now_micros() + MAX_CLOCK_SKEW_US;
         for (ch, saved) in map.into_iter().take(MAX_CHANNELS) {
-            if crate::compile::check_channel_name(&ch).is_err() || saved.ts > horizon {
+            if crate::model::channel::check_channel_name(&ch).is_err() || saved.ts > horizon {
                 continue;
             }
             let channel: Arc<str> = Arc::from(ch.as_str());
@@ -386,7 +410,7 @@ mod tests {
     fn rule(pattern: &str) -> ChannelRule {
         ChannelRule {
             pattern: pattern.into(),
-            is_glob: crate::compile::is_glob(pattern),
+            is_glob: crate::model::channel::is_glob(pattern),
             unit: Some("degC".into()),
             range: Some((0.0, 100.0)),
             max_rate: Some(5.0),
@@ -457,7 +481,7 @@ mod tests {
         let out = run(&mut v, vec![reading(0, Some(50.0)), reading(10, None), reading(11, Some(60.0))]);
         assert!(!out[2].flags.contains(Flags::RATE));
         // A reading from a clock a year ahead is checked but leaves state alone.
-        let future = crate::engine::time::now_micros() / 1_000_000 + 365 * 86_400;
+        let future = crate::model::time::now_micros() / 1_000_000 + 365 * 86_400;
         let out = run(&mut v, vec![reading(future, Some(200.0)), reading(12, Some(61.0))]);
         assert!(out[0].flags.contains(Flags::OUT_OF_RANGE));
         assert_eq!(out.iter().filter(|r| r.flags.contains(Flags::STALE)).count(), 0);

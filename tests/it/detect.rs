@@ -164,6 +164,11 @@ fn a_backtest_replays_the_store() {
     let dir = tmp();
     write(dir.path(), "s.yaml", "version: 1\nname: t\nstore: {path: gone.duckdb}\n");
     eg(["detect", "s.yaml", "--from-store"]).dir(dir.path()).run().code(66).stderr_has("gone.duckdb");
+    // A DuckDB file that is not an edgeguard store: reading it fails, exit 74.
+    let conn = duckdb::Connection::open(dir.path().join("gone.duckdb")).unwrap();
+    conn.execute_batch("CREATE TABLE other (i INTEGER)").unwrap();
+    drop(conn);
+    eg(["detect", "s.yaml", "--from-store"]).dir(dir.path()).run().code(74).stderr_has("cannot read the store");
 }
 
 /// A pattern across two channels, from NDJSON on stdin.

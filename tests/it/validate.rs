@@ -111,3 +111,25 @@ fn set_overrides_values_and_check_and_dump_plan_do_not_run() {
     eg(["acquire", "pipelines/demo.yaml", "--check", "--set", "store.batch=lots"]).run().code(78).stderr_has("[E011]");
     eg(["acquire", "pipelines/demo.yaml", "--check", "--set", "novalue"]).run().code(2);
 }
+
+/// Every default is filled in by the compiler: `--dump-plan` shows what runs.
+#[test]
+fn dump_plan_shows_every_default() {
+    let out = eg(["detect", "pipelines/faults.yaml", "--dump-plan"]).run();
+    out.code(0);
+    let plan: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let detector = |id: &str| plan["detect"].as_array().unwrap().iter().find(|d| d["id"] == id).unwrap().clone();
+    let mad = detector("spikes");
+    assert_eq!(mad["threshold"], 6.0, "given in the spec");
+    assert_eq!(mad["window"], "30m");
+    let forest = detector("forest");
+    assert_eq!(forest["threshold"], 0.75);
+    assert_eq!(forest["trees"], 100);
+    assert_eq!(forest["seed"], 1);
+    assert_eq!(forest["window"], "10m");
+    let flat = detector("stuck");
+    assert_eq!(flat["threshold"], 1.0);
+    assert!(flat["window"].is_null() && flat["alpha"].is_null(), "parameters a method does not read stay empty");
+    assert_eq!(plan["store"]["batch"], 122880);
+    assert_eq!(plan["store"]["flush"], "1s");
+}

@@ -15,7 +15,7 @@ use tokio_modbus::prelude::SlaveContext;
 use tokio_modbus::Slave;
 
 use crate::compile::{ModbusPlan, SerialLine};
-use crate::engine::record::Flags;
+use crate::model::record::Flags;
 use crate::spec::{ModbusTransport, Table};
 
 /// Where a link goes; built once from the plan.

@@ -31,11 +31,14 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use crate::compile::{ModbusPlan, PointPlan, RequestPlan};
-use crate::engine::record::{Flags, Quality, Reading, Record};
-use crate::engine::time::{self, Micros};
-use crate::engine::Batch;
+use crate::model::batch::Batch;
+use crate::model::record::{Flags, Quality, Reading, Record};
+use crate::model::time::{self, Micros};
+use crate::sources::{Source, SourceContext, SourceStats, Stats, StatsHandle};
 use crate::spec::PointType;
 use link::{Data, Endpoint, Fault, Link};
+use std::future::Future;
+use std::pin::Pin;
 
 use super::backoff::Backoff;
 
@@ -60,6 +63,28 @@ pub struct ModbusStats {
     pub latency: Latency,
     /// Per unit id: did it answer at least once, did a request to it fail.
     pub units: BTreeMap<u8, UnitStatus>,
+}
+
+impl Stats for ModbusStats {
+    fn snapshot(&self) -> SourceStats {
+        SourceStats {
+            summary: self.to_string(),
+            devices: self.units.iter().map(|(u, s)| (format!("unit {u}"), s.answered)).collect(),
+            refused: None,
+            polls: self.requests,
+            errors: self.timeouts + self.exceptions.values().sum::<u64>() + self.crc_errors + self.disconnects,
+            reconnects: self.reconnects,
+        }
+    }
+}
+
+impl Source for Poller {
+    fn stats(&self) -> StatsHandle {
+        StatsHandle::of(self.stats.clone())
+    }
+    fn run(self: Box<Self>, cx: SourceContext) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        Box::pin(self.poll(cx.once.is_some(), cx.tx, cx.stop))
+    }
 }
 
 impl std::fmt::Display for ModbusStats {
@@ -184,7 +209,8 @@ pub struct Poller {
 }
 
 impl Poller {
-    pub fn new(id: &str, plan: &ModbusPlan, stats: Arc<Mutex<ModbusStats>>) -> Poller {
+    pub fn new(id: &str, plan: &ModbusPlan) -> Poller {
+        let stats = Arc::new(Mutex::new(ModbusStats::default()));
         let now = Instant::now();
         let reqs = plan
             .requests
@@ -233,7 +259,7 @@ impl Poller {
 
     /// Polls until `stop`, sending one batch per cycle. With `once`, polls
     /// every request once and returns.
-    pub async fn run(mut self, once: bool, tx: mpsc::Sender<Batch>, mut stop: watch::Receiver<bool>) {
+    async fn poll(mut self, once: bool, tx: mpsc::Sender<Batch>, mut stop: watch::Receiver<bool>) {
         if once {
             let mut batch = Vec::with_capacity(self.points.len());
             let all: Vec<usize> = (0..self.reqs.len()).collect();

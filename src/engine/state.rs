@@ -1,0 +1,131 @@
+//! Stage state kept in the store between runs, and which runs keep it.
+//!
+//! | state | kept by | why |
+//! |---|---|---|
+//! | channel validation (`validate`/`channels`) | live runs | cron with `--once` behaves like the daemon |
+//! | detectors (`detect`/`detectors`) | live runs up to `detect` | windows and forests continue |
+//! | alert rules (`alert`/`rules`) and silences | live runs and `--input` runs | notifications are side effects that must not repeat |
+//!
+//! Replays (`--input`, backtests) and virtual-clock simulations live in their
+//! own time: they neither read nor write validation or detector state. A
+//! virtual-clock simulation does not touch alert state either.
+
+use std::path::Path;
+use std::time::Duration;
+
+use crate::model::time::Micros;
+use crate::sinks::store::Store;
+use crate::stages::alert::Silence;
+use crate::stages::detect::Detectors;
+
+use super::chain::Chain;
+use super::EngineError;
+
+/// Where channel-validation state is kept in the store's `state` table.
+const VALIDATE: (&str, &str) = ("validate", "channels");
+/// Where detector state is kept.
+const DETECT: (&str, &str) = ("detect", "detectors");
+/// Where alert state (pending, firing, last notified) is kept.
+const ALERT: (&str, &str) = ("alert", "rules");
+/// Where the silences of `alert --silence` are kept.
+pub const SILENCES: (&str, &str) = ("alert", "silences");
+
+/// Which stage state a run continues from the store and saves at its end.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Keep {
+    pub validator: bool,
+    pub detectors: bool,
+    pub alerts: bool,
+}
+
+impl Keep {
+    /// `live`: a run on the wall clock that reads sources (not `--input`, not a backtest).
+    pub fn of(live: bool, input: bool, chain: &Chain) -> Keep {
+        Keep {
+            validator: live,
+            detectors: live && !chain.detectors.is_empty(),
+            alerts: !chain.alerter.is_empty() && (live || input),
+        }
+    }
+
+    /// Restores what this run keeps into `chain`.
+    pub fn restore(self, store: &Store, chain: &mut Chain) -> Result<(), EngineError> {
+        let load = |(component, key): (&str, &str)| store.load_state(component, key).map_err(EngineError::Store);
+        if self.detectors {
+            if let Some(saved) = load(DETECT)? {
+                chain.detectors.restore_state(&saved);
+            }
+        }
+        if self.alerts {
+            if let Some(saved) = load(ALERT)? {
+                chain.alerter.restore_state(&saved);
+            }
+            for s in load_silences(store)? {
+                chain.alerter.silence(s);
+            }
+        }
+        if self.validator {
+            if let Some(saved) = load(VALIDATE)? {
+                chain.validator.restore_state(&saved);
+            }
+        }
+        Ok(())
+    }
+
+    /// Saves what this run keeps from `chain`.
+    pub fn save(self, store: &Store, chain: &Chain) -> Result<(), EngineError> {
+        let save = |(component, key): (&str, &str), value: String| {
+            store.save_state(component, key, &value).map_err(EngineError::Store)
+        };
+        if self.validator {
+            save(VALIDATE, chain.validator.save_state())?;
+        }
+        if self.detectors {
+            save(DETECT, chain.detectors.save_state())?;
+        }
+        if self.alerts {
+            save(ALERT, chain.alerter.save_state())?;
+        }
+        Ok(())
+    }
+}
+
+/// The silences kept in the store (`alert --silence`).
+pub fn load_silences(store: &Store) -> Result<Vec<Silence>, EngineError> {
+    let saved = store.load_state(SILENCES.0, SILENCES.1).map_err(EngineError::Store)?;
+    Ok(saved.and_then(|s| serde_json::from_str(&s).ok()).unwrap_or_default())
+}
+
+/// Saves the silences (`alert --silence`, `--unsilence`).
+pub fn save_silences(store: &Store, silences: &[Silence]) -> Result<(), EngineError> {
+    let json = serde_json::to_string(silences).unwrap_or_else(|_| "[]".into());
+    store.save_state(SILENCES.0, SILENCES.1, &json).map_err(EngineError::Store)
+}
+
+/// Trains the detectors that learn from history (`iforest`) on the stored
+/// readings before `before` of every channel they follow and have not
+/// trained on yet.
+pub(super) fn warm_up(
+    detectors: &mut Detectors,
+    conn: &duckdb::Connection,
+    before: Micros,
+    path: &Path,
+) -> Result<(), EngineError> {
+    let fail = |e: duckdb::Error| EngineError::StoreRead(path.to_path_buf(), e);
+    let known = crate::sources::replay::channels(conn).map_err(fail)?;
+    let wanted: Vec<(String, Option<Duration>, usize)> =
+        detectors.wanting_history(&known).into_iter().map(|(c, d, n)| (c.to_string(), d, n)).collect();
+    let mut trained = 0;
+    for (channel, span, limit) in wanted {
+        let since = span.map_or(i64::MIN, |d| before.saturating_sub(d.as_micros() as i64));
+        let history = crate::sources::replay::history(conn, &channel, since, before, limit).map_err(fail)?;
+        if !history.is_empty() {
+            trained += 1;
+            detectors.warm_up(&channel, &history);
+        }
+    }
+    if trained > 0 {
+        tracing::info!(channels = trained, "detectors trained on the store's history");
+    }
+    Ok(())
+}
