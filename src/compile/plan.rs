@@ -74,16 +74,6 @@ pub enum SourceKind {
 }
 
 impl SourceKind {
-    /// The spec's `type:` of this kind.
-    pub fn type_name(&self) -> &'static str {
-        match self {
-            SourceKind::Modbus(_) => "modbus",
-            SourceKind::Mqtt(_) => "mqtt",
-            SourceKind::Serial(_) => "serial",
-            SourceKind::Simulate(_) => "simulate",
-        }
-    }
-
     /// Driven by the engine's clock rather than run as a live source.
     pub fn is_simulated(&self) -> bool {
         match self {

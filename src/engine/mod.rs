@@ -258,13 +258,18 @@ pub fn run(plan: &Plan, opts: RunOptions, output: &mut Output) -> Result<RunRepo
     if let Some(d) = &outputs.notify {
         (report.alert.sent, report.alert.failed, report.alert.fallbacks) = (d.sent, d.failed, d.fallbacks);
     }
-    let done = outputs.finish()?;
+    // What was read is committed even when reading failed part way; the
+    // reader's error then wins, and no state is saved for a run that did
+    // not see all of its input.
+    let input = join_reader(producers.reader, gave_up_waiting, &opts);
+    let done = outputs.finish();
+    report.input = input?;
+    let done = done?;
     report.output_closed = done.stdout_closed;
     if let Some((store, stats)) = done.store {
         keep.save(&store, &chain)?;
         report.store = Some(stats);
     }
-    report.input = join_reader(producers.reader, gave_up_waiting, &opts)?;
     report.validate = chain.validator.stats;
     report.fuse = chain.fuser.stats;
     report.detect = std::mem::take(&mut chain.detectors.stats);

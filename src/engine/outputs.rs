@@ -107,6 +107,7 @@ impl<'a> Outputs<'a> {
         rt: &tokio::runtime::Runtime,
     ) -> Flow {
         let mut flow = Flow::Go;
+        let mut log_lost = false;
         if let Some(d) = self.notify.as_mut() {
             for n in notes {
                 d.send(n);
@@ -119,15 +120,13 @@ impl<'a> Outputs<'a> {
             if let (Some((tx, _)), false) = (&self.store, done.is_empty()) {
                 // The notification log: stored, never printed.
                 let log = done.into_iter().map(|d| Record::Delivery(Box::new(d))).collect();
-                if tx.send((log, None)).is_err() {
-                    return Flow::Broken;
-                }
+                log_lost = tx.send((log, None)).is_err();
             }
         }
         if let (Some(t), false) = (&self.tap, records.is_empty()) {
             t.observe(&records);
         }
-        if records.is_empty() && on_commit.is_none() {
+        if records.is_empty() && on_commit.is_none() && !log_lost {
             return flow;
         }
         self.other_records += records.iter().filter(|r| !matches!(r, Record::Reading(_))).count() as u64;
@@ -144,7 +143,7 @@ impl<'a> Outputs<'a> {
         }
         match &self.store {
             Some((tx, _)) => {
-                if tx.send((records, on_commit)).is_err() {
+                if log_lost || tx.send((records, on_commit)).is_err() {
                     // The writer died; its error is collected by `finish`.
                     return Flow::Broken;
                 }

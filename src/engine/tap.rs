@@ -164,6 +164,12 @@ impl Tap {
                     Record::Alert(_) => {
                         c.alerts.fetch_add(1, Ordering::Relaxed);
                     }
+                    Record::Other { kind, .. } if &**kind == "anomaly" => {
+                        c.anomalies.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Record::Other { kind, .. } if &**kind == "alert" => {
+                        c.alerts.fetch_add(1, Ordering::Relaxed);
+                    }
                     Record::Delivery(_) | Record::Other { .. } => {}
                 }
             }
@@ -184,7 +190,7 @@ impl Tap {
                 Record::Other { line, .. } => serde_json::from_str::<serde_json::Value>(line)
                     .ok()
                     .and_then(|v| v["channel"].as_str().map(Arc::from)),
-                typed => typed.channel().map(Arc::from),
+                typed @ (Record::Anomaly(_) | Record::Alert(_) | Record::Delivery(_)) => typed.channel().map(Arc::from),
             };
             let item = StreamItem { kind: rec.kind().into(), channel, line: String::from_utf8_lossy(&buf).into() };
             let _ = self.stream.send(Arc::new(item));

@@ -464,6 +464,13 @@ mod tests {
         let mut out = Vec::new();
         rec.write_ndjson(&mut out);
         assert_eq!(String::from_utf8(out).unwrap(), format!("{al}\n"));
+        // Another program's records: nulls and numbers where text is due.
+        let theirs = r#"{"kind":"anomaly","ts":"2026-01-01T00:10:00Z","channel":"a.b","detail":null,"zone":3}"#;
+        let Record::Anomaly(x) = parse(theirs).unwrap() else { panic!("an anomaly") };
+        assert_eq!((x.detector.as_str(), x.detail.as_str(), x.score), ("", "", None));
+        let theirs = r#"{"kind":"alert","ts":"2026-01-01T00:10:00Z","rule":"r","state":"resolved","channel":"c","labels":{"line":3}}"#;
+        let Record::Alert(x) = parse(theirs).unwrap() else { panic!("an alert") };
+        assert_eq!(x.labels["line"], "3");
         // A known kind that does not parse passes through untouched.
         let odd = r#"{"kind":"alert","rule":3}"#;
         assert!(matches!(parse(odd).unwrap(), Record::Other { line, .. } if &*line == odd));

@@ -166,9 +166,10 @@ pub struct Anomaly {
     pub ts: Micros,
     pub channel: String,
     /// The detector's id in the spec.
+    #[serde(default, deserialize_with = "null_as_default")]
     pub detector: String,
     /// Its method (`zscore`, `ewma`, …).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub method: String,
     /// The value that was judged (`null` for a pattern on a text reading).
     #[serde(default)]
@@ -179,11 +180,31 @@ pub struct Anomaly {
     pub expected: Option<f64>,
     #[serde(default)]
     pub threshold: Option<f64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub detail: String,
     /// Read with `--input` rather than made by this process.
     #[serde(skip)]
     pub from_input: bool,
+}
+
+/// Reading another program's records: a field given as `null` is its default.
+fn null_as_default<'de, D: serde::Deserializer<'de>, T: Default + serde::Deserialize<'de>>(
+    d: D,
+) -> Result<T, D::Error> {
+    Ok(<Option<T> as serde::Deserialize>::deserialize(d)?.unwrap_or_default())
+}
+
+/// Alert labels as text, whatever JSON the values are (`{"line": 3}` → `"3"`).
+fn labels<'de, D: serde::Deserializer<'de>>(d: D) -> Result<indexmap::IndexMap<String, String>, D::Error> {
+    let raw: Option<indexmap::IndexMap<String, serde_json::Value>> = serde::Deserialize::deserialize(d)?;
+    Ok(raw
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| match v {
+            serde_json::Value::String(s) => (k, s),
+            other => (k, other.to_string()),
+        })
+        .collect())
 }
 
 /// A state change of an alert that notifies.
@@ -214,14 +235,19 @@ pub struct Alert {
     pub rule: String,
     pub state: Transition,
     /// `info`, `warning` or `critical`.
+    #[serde(default, deserialize_with = "null_as_default")]
     pub severity: String,
     pub channel: String,
+    #[serde(default)]
     pub value: Option<f64>,
+    #[serde(default, deserialize_with = "null_as_default")]
     pub title: String,
+    #[serde(default, deserialize_with = "null_as_default")]
     pub body: String,
     /// 16 hex digits of SHA-256 over rule and channel.
+    #[serde(default, deserialize_with = "null_as_default")]
     pub fingerprint: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "labels")]
     pub labels: indexmap::IndexMap<String, String>,
     #[serde(skip)]
     pub from_input: bool,

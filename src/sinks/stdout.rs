@@ -54,7 +54,13 @@ impl Only {
             Record::Reading(_) => self.reading,
             Record::Anomaly(_) => self.anomaly,
             Record::Alert(_) => self.alert,
-            Record::Delivery(_) | Record::Other { .. } => self.other,
+            Record::Delivery(_) => self.other,
+            // A known kind whose fields did not parse is still that kind.
+            Record::Other { kind, .. } => match &**kind {
+                "anomaly" => self.anomaly,
+                "alert" => self.alert,
+                _ => self.other,
+            },
         }
     }
 }
@@ -179,7 +185,7 @@ impl Output {
                 csv_field(out, &r.source);
                 out.push(b'\n');
             }
-            other => {
+            other @ (Record::Anomaly(_) | Record::Alert(_) | Record::Delivery(_) | Record::Other { .. }) => {
                 // Other kinds have other columns; CSV keeps their kind only.
                 out.extend_from_slice(other.kind().as_bytes());
                 out.extend_from_slice(b",,,,,,,\n");
@@ -226,7 +232,7 @@ impl Output {
                     r.source
                 );
             }
-            other => {
+            other @ (Record::Anomaly(_) | Record::Alert(_) | Record::Delivery(_) | Record::Other { .. }) => {
                 let mut l = Vec::with_capacity(256);
                 other.write_ndjson(&mut l);
                 let _ = writeln!(line, "{:<24}  {}", other.kind(), String::from_utf8_lossy(&l).trim_end());

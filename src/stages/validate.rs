@@ -216,9 +216,13 @@ impl ChannelValidator {
                 r.flags.insert(Flags::INVALID);
             }
         }
+        // A stale gap an upstream stage of a pipe reported (see `judged_upstream`).
+        let upstream_gap = self.downstream && r.from_input && r.value.is_none() && r.flags.contains(Flags::STALE);
+        let mut first_seen = false;
         let st = match self.states.get_mut(&r.channel) {
             Some(st) => st,
             None => {
+                first_seen = true;
                 let rule = self.rule_for(&r.channel);
                 if self.states.len() >= MAX_CHANNELS {
                     // Over the cap: stateless checks only.
@@ -250,9 +254,15 @@ impl ChannelValidator {
             st.last_ts = st.last_ts.max(r.ts);
             return None;
         };
-        if r.from_input && r.value.is_none() && r.flags.contains(Flags::STALE) {
-            // A stale gap reported upstream: the channel is known to be
-            // silent since its last reading, as if this stage had said so.
+        if upstream_gap {
+            // The channel is known to be silent since its last reading, as
+            // if this stage had said so: upstream stamped the gap `stale`
+            // after it (a channel first seen here was last heard then).
+            let rule = &self.rules[ri as usize];
+            apply_stateless(rule, r);
+            if first_seen {
+                st.last_ts = r.ts - rule.stale_us.unwrap_or(0);
+            }
             if r.ts > st.last_ts {
                 st.stale_reported = true;
                 self.stats.stale_gaps += 1;
@@ -454,6 +464,29 @@ mod tests {
         assert_eq!(out.len(), 2);
         assert_eq!((out[0].ts, out[0].value, out[0].quality), (18_000_000, None, Quality::Bad));
         assert!(out[0].flags.contains(Flags::STALE));
+    }
+
+    /// A later stage of a pipe: the gaps upstream reported are the gaps; it
+    /// reports none of its own for them, seen before or not.
+    #[test]
+    fn downstream_takes_upstream_gaps_as_reported() {
+        let mut up = ChannelValidator::new(&[rule("boiler.temp*")]);
+        let upstream = run(&mut up, vec![reading(0, Some(42.0)), reading(28, Some(42.5))]);
+        assert_eq!(upstream.iter().filter(|r| r.flags.contains(Flags::STALE)).count(), 1);
+        let from_input = |rs: &[Reading]| -> Vec<Record> {
+            rs.iter().map(|r| Record::Reading(Reading { from_input: true, ..r.clone() })).collect()
+        };
+        let mut down = ChannelValidator::new(&[rule("boiler.temp*")]);
+        down.judged_upstream();
+        let out = run(&mut down, from_input(&upstream));
+        assert_eq!(out, upstream.iter().map(|r| Reading { from_input: true, ..r.clone() }).collect::<Vec<_>>());
+        // A channel whose first record downstream is upstream's gap (a named
+        // channel that never spoke, reported stale by a live acquire).
+        let mut down = ChannelValidator::new(&[rule("boiler.temp*")]);
+        down.judged_upstream();
+        let out = run(&mut down, from_input(&upstream[1..]));
+        assert_eq!(out.len(), 2, "{out:?}");
+        assert_eq!(down.stats.stale_gaps, 1);
     }
 
     #[test]
