@@ -10,7 +10,7 @@
 //! version.
 //!
 //! ```text
-//! backups/20261123T014100Z/      manifest.json  readings.parquet  anomalies.parquet  alerts.parquet  state.parquet
+//! backups/20261123T014100Z/      manifest.json  readings.parquet  anomalies.parquet  alerts.parquet  state.parquet  commits.parquet
 //! backups/.partial-20261123T…    (being written; removed by --prune)
 //! ```
 
@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use sha2::Digest;
 
 /// The tables a backup holds.
-pub const TABLES: &[&str] = &["readings", "anomalies", "alerts", "state"];
+pub const TABLES: &[&str] = &["readings", "anomalies", "alerts", "state", "commits"];
 pub const MANIFEST: &str = "manifest.json";
 const PARTIAL: &str = ".partial-";
 

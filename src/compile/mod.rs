@@ -20,7 +20,7 @@ pub use plan::*;
 
 use crate::model::channel::check_channel_name;
 use crate::spec::load::join_key;
-use crate::spec::{SecretSpec, Spec, SpecDoc, StoreSpec, TlsSpec};
+use crate::spec::{IdentitySpec, SecretSpec, Spec, SpecDoc, StoreSpec, TlsSpec};
 
 /// The result of compiling one file.
 pub struct Compiled {
@@ -44,11 +44,13 @@ pub fn compile(doc: &SpecDoc, spec: &Spec, parse_diags: Vec<Diagnostic>) -> Comp
     let mut cx = Cx { doc, diags: parse_diags, base_dir: base_dir.clone() };
     cx.check_id("name", &spec.name, "the pipeline name");
 
+    let identity = spec.identity.as_ref().map(|i| cx.identity(i));
     let store = spec.store.as_ref().map(|s| cx.store(s));
     let sources = sources::compile_sources(&mut cx, spec);
     let mut plan = Plan {
         name: spec.name.clone(),
         base_dir,
+        identity,
         store,
         sources,
         channels: Vec::new(),
@@ -126,11 +128,7 @@ impl Cx<'_> {
 
     /// Ids of sources, detectors, rules and notifiers: letters, digits, `_`, `-`.
     pub fn check_id(&mut self, path: &str, id: &str, what: &str) {
-        let ok = !id.is_empty()
-            && id.len() <= 64
-            && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-            && id.as_bytes()[0].is_ascii_alphanumeric();
-        if !ok {
+        if !is_id(id) {
             self.err_key(Code::InvalidId, path, format!("{what} `{id}` is not a valid id")).note =
                 Some("ids are 1–64 letters, digits, `_` or `-`, starting with a letter or digit".into());
         }
@@ -182,6 +180,20 @@ impl Cx<'_> {
         }
     }
 
+    /// Site and gateway: each one subject token, as ids are (no dots, so
+    /// `eg.<site>.<gateway>.<kind>` has exactly four tokens).
+    fn identity(&mut self, i: &IdentitySpec) -> IdentityPlan {
+        for (key, value) in [("identity.site", &i.site), ("identity.gateway", &i.gateway)] {
+            if !is_id(value) {
+                self.err(Code::InvalidId, key, format!("`{value}` is not a valid {}", &key[9..])).note = Some(
+                    "one subject token: 1–64 letters, digits, `_` or `-`, starting with a letter or digit (no dots)"
+                        .into(),
+                );
+            }
+        }
+        IdentityPlan { site: i.site.clone(), gateway: i.gateway.clone() }
+    }
+
     fn store(&mut self, s: &StoreSpec) -> StorePlan {
         if s.path.trim().is_empty() {
             self.err(Code::InvalidAddress, "store.path", "the store path is empty");
@@ -197,6 +209,14 @@ impl Cx<'_> {
             flush: self.positive_duration("store.flush", s.flush.as_deref(), StorePlan::DEFAULT_FLUSH),
         }
     }
+}
+
+/// 1–64 letters, digits, `_` or `-`, starting with a letter or digit.
+fn is_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        && id.as_bytes()[0].is_ascii_alphanumeric()
 }
 
 pub(crate) fn key(parent: &str, k: &str) -> String {

@@ -21,6 +21,7 @@ pub struct Plan {
     pub name: String,
     /// Folder of the spec file; relative paths were resolved against it.
     pub base_dir: PathBuf,
+    pub identity: Option<IdentityPlan>,
     pub store: Option<StorePlan>,
     pub sources: Vec<SourcePlan>,
     pub channels: Vec<ChannelRule>,
@@ -30,6 +31,13 @@ pub struct Plan {
     pub notifiers: Vec<NotifierPlan>,
     pub serve: Option<ServePlan>,
     pub backup: Option<BackupPlan>,
+}
+
+/// Who this gateway is in a fleet; both are single subject tokens.
+#[derive(Debug, Clone, Serialize)]
+pub struct IdentityPlan {
+    pub site: String,
+    pub gateway: String,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -14,7 +14,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use duckdb::arrow::array::{ArrayRef, Float64Builder, StringBuilder, TimestampMicrosecondBuilder};
+use duckdb::arrow::array::{ArrayRef, Float64Builder, Int64Array, StringBuilder, TimestampMicrosecondBuilder};
 use duckdb::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use duckdb::arrow::record_batch::RecordBatch;
 use duckdb::Connection;
@@ -31,7 +31,7 @@ use crate::model::time::format_rfc3339;
 pub const DEFAULT_MEMORY: &str = "32MB";
 
 /// The schema version this build writes. Older files are migrated on open.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// Migrations: step `i` takes a store from version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -54,6 +54,16 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE readings ADD COLUMN IF NOT EXISTS inputs VARCHAR;
      ALTER TABLE readings ADD COLUMN IF NOT EXISTS voted_out VARCHAR;
      ALTER TABLE readings ADD COLUMN IF NOT EXISTS spread DOUBLE;",
+    // 3 → 4: every commit numbered, in the same transaction as its records
+    // (the outbox of forward targets), and an epoch per store file, so a
+    // re-created store never reuses the message ids of an old one.
+    "ALTER TABLE readings ADD COLUMN IF NOT EXISTS commit_no BIGINT;
+     ALTER TABLE anomalies ADD COLUMN IF NOT EXISTS commit_no BIGINT;
+     ALTER TABLE alerts ADD COLUMN IF NOT EXISTS commit_no BIGINT;
+     CREATE TABLE IF NOT EXISTS commits (
+        commit_no BIGINT PRIMARY KEY, ts TIMESTAMPTZ NOT NULL, readings BIGINT NOT NULL, events BIGINT NOT NULL);
+     INSERT OR IGNORE INTO meta
+        SELECT 'epoch', substr(replace(CAST(gen_random_uuid() AS VARCHAR), '-', ''), 1, 16);",
 ];
 
 /// Why the store cannot be used. DuckDB's error is kept as text: it is
@@ -89,6 +99,8 @@ fn classify(path: &Path, e: duckdb::Error) -> StoreError {
 pub struct Store {
     pub path: PathBuf,
     conn: Connection,
+    /// The number of the last commit (`commits.commit_no`; 0 before the first).
+    last_commit: std::cell::Cell<i64>,
 }
 
 /// Opens a store read-only (a backtest that stores nothing). A store held
@@ -121,12 +133,31 @@ impl Store {
             .and_then(|c| c.max_memory(&memory))
             .map_err(|e| classify(path, e))?;
         let conn = Connection::open_with_flags(path, config).map_err(|e| classify(path, e))?;
-        let store = Store { path: path.to_path_buf(), conn };
+        let store = Store { path: path.to_path_buf(), conn, last_commit: std::cell::Cell::new(0) };
         store.migrate()?;
+        let last: i64 = store
+            .conn
+            .query_row("SELECT coalesce(max(commit_no), 0) FROM commits", [], |r| r.get(0))
+            .map_err(|e| classify(path, e))?;
+        store.last_commit.set(last);
         if let Some(r) = retention {
             store.apply_retention(r)?;
         }
         Ok(store)
+    }
+
+    /// The random id written when this store file was created (or
+    /// migrated to schema 4): with a commit number it names a commit
+    /// uniquely across re-created stores.
+    pub fn epoch(&self) -> Result<String, StoreError> {
+        self.conn
+            .query_row("SELECT value FROM meta WHERE key = 'epoch'", [], |r| r.get(0))
+            .map_err(|e| classify(&self.path, e))
+    }
+
+    /// The number of the last commit of records (0 before the first).
+    pub fn last_commit(&self) -> i64 {
+        self.last_commit.get()
     }
 
     /// A second connection to this store (a backtest reading while the
@@ -183,6 +214,14 @@ impl Store {
                 .execute(&format!("DELETE FROM {table} WHERE ts < to_timestamp(?)"), [cutoff])
                 .map_err(|e| classify(&self.path, e))?;
         }
+        // The log of commits ages too, but its newest entry stays: it is
+        // where the numbering continues.
+        self.conn
+            .execute(
+                "DELETE FROM commits WHERE ts < to_timestamp(?) AND commit_no < (SELECT max(commit_no) FROM commits)",
+                [cutoff],
+            )
+            .map_err(|e| classify(&self.path, e))?;
         Ok(n)
     }
 
@@ -307,7 +346,8 @@ impl ReadingColumns {
         self.len += 1;
     }
 
-    fn finish(&mut self) -> RecordBatch {
+    /// The gathered readings as one Arrow batch, every row in commit `commit_no`.
+    fn finish(&mut self, commit_no: i64) -> RecordBatch {
         let schema = Arc::new(Schema::new(vec![
             Field::new("ts", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), false),
             Field::new("channel", DataType::Utf8, false),
@@ -320,6 +360,7 @@ impl ReadingColumns {
             Field::new("inputs", DataType::Utf8, true),
             Field::new("voted_out", DataType::Utf8, true),
             Field::new("spread", DataType::Float64, true),
+            Field::new("commit_no", DataType::Int64, true),
         ]));
         let cols: Vec<ArrayRef> = vec![
             Arc::new(self.ts.finish()),
@@ -333,6 +374,7 @@ impl ReadingColumns {
             Arc::new(self.inputs.finish()),
             Arc::new(self.voted_out.finish()),
             Arc::new(self.spread.finish()),
+            Arc::new(Int64Array::from_value(commit_no, self.len)),
         ];
         self.len = 0;
         RecordBatch::try_new(schema, cols).expect("columns match the schema")
@@ -470,7 +512,8 @@ fn commit_records(
     let n = cols.len as u64;
     let n_anomalies = events.iter().filter(|e| matches!(e, EventRow::Anomaly(_))).count() as u64;
     let n_alerts = events.len() as u64 - n_anomalies;
-    let batch = (cols.len > 0).then(|| cols.finish());
+    let commit_no = store.last_commit.get() + 1;
+    let batch = (cols.len > 0).then(|| cols.finish(commit_no));
     // One explicit transaction per batch: the appender may flush on its own
     // inside a large batch, and a batch is all or nothing.
     let err = |e| classify(&store.path, e);
@@ -483,10 +526,12 @@ fn commit_records(
         }
         if !events.is_empty() {
             // ts goes in as text: DuckDB casts RFC 3339 to TIMESTAMPTZ.
-            let mut st =
-                store.conn.prepare("INSERT INTO anomalies VALUES (CAST(? AS TIMESTAMPTZ), ?, ?, ?, ?, ?, ?, ?, ?)")?;
-            let mut al =
-                store.conn.prepare("INSERT INTO alerts VALUES (CAST(? AS TIMESTAMPTZ), ?, ?, ?, ?, ?, ?, ?, ?, ?)")?;
+            let mut st = store
+                .conn
+                .prepare("INSERT INTO anomalies VALUES (CAST(? AS TIMESTAMPTZ), ?, ?, ?, ?, ?, ?, ?, ?, ?)")?;
+            let mut al = store
+                .conn
+                .prepare("INSERT INTO alerts VALUES (CAST(? AS TIMESTAMPTZ), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")?;
             let finite = |v: Option<f64>| v.filter(|v| v.is_finite());
             let mut alert_row = |a: &Alert, notifier: Option<&str>, error: Option<&str>| {
                 al.execute(duckdb::params![
@@ -499,7 +544,8 @@ fn commit_records(
                     a.title,
                     a.fingerprint,
                     notifier,
-                    error
+                    error,
+                    commit_no
                 ])
             };
             for e in events.drain(..) {
@@ -513,17 +559,30 @@ fn commit_records(
                         finite(a.score),
                         finite(a.expected),
                         finite(a.threshold),
-                        a.detail
+                        a.detail,
+                        commit_no
                     ])?,
                     EventRow::Alert(a) => alert_row(&a, None, None)?,
                     EventRow::Delivery(d) => alert_row(&d.alert, Some(&d.notifier), d.error.as_deref())?,
                 };
             }
         }
+        store.conn.execute(
+            "INSERT INTO commits VALUES (?, CAST(? AS TIMESTAMPTZ), ?, ?)",
+            duckdb::params![
+                commit_no,
+                format_rfc3339(crate::model::time::now_micros()),
+                n as i64,
+                (n_anomalies + n_alerts) as i64
+            ],
+        )?;
         Ok::<(), duckdb::Error>(())
     })();
     match appended {
-        Ok(()) => store.conn.execute_batch("COMMIT").map_err(err)?,
+        Ok(()) => {
+            store.conn.execute_batch("COMMIT").map_err(err)?;
+            store.last_commit.set(commit_no);
+        }
         Err(e) => {
             let _ = store.conn.execute_batch("ROLLBACK");
             return Err(err(e));

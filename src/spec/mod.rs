@@ -39,6 +39,10 @@ pub struct Spec {
     /// Free text for people.
     #[serde(default)]
     pub description: Option<String>,
+    /// Who this gateway is in a fleet: its site and its own name. Both name
+    /// it in forwarded messages (`eg.<site>.<gateway>.<kind>`) and in the lake.
+    #[serde(default)]
+    pub identity: Option<IdentitySpec>,
     /// The DuckDB store. Without it, commands that store need `--store PATH`.
     #[serde(default)]
     pub store: Option<StoreSpec>,
@@ -68,6 +72,17 @@ pub struct Spec {
     /// Backups of the store.
     #[serde(default)]
     pub backup: Option<BackupSpec>,
+}
+
+/// Who this gateway is in a fleet.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IdentitySpec {
+    /// The site (plant, building) the gateway is at: 1–64 letters, digits,
+    /// `_` or `-` (one subject token: no dots), e.g. `berlin`.
+    pub site: String,
+    /// The gateway's name, unique within its site, same characters, e.g. `gw-017`.
+    pub gateway: String,
 }
 
 /// The DuckDB store.

@@ -13,6 +13,7 @@ const SECTIONS: &[&str] = &[
     "version",
     "name",
     "description",
+    "identity",
     "store",
     "sources",
     "channels",
@@ -71,6 +72,9 @@ pub fn parse(doc: &SpecDoc) -> (Spec, Vec<Diagnostic>) {
     }
     if let Some(n) = root.get("description") {
         spec.description = single(doc, n, "description", "the description", &mut diags);
+    }
+    if let Some(n) = root.get("identity") {
+        spec.identity = single(doc, n, "identity", "the identity", &mut diags);
     }
     if let Some(n) = root.get("store") {
         spec.store = single(doc, n, "store", "the store", &mut diags);

@@ -61,7 +61,7 @@ fn count_and_once_and_the_store() {
     out.stderr_has("1003 stored in");
     assert_eq!(query_i64(&db, "SELECT count(*) FROM readings"), 1003);
     assert_eq!(query_i64(&db, "SELECT count(DISTINCT channel) FROM readings"), 5);
-    assert_eq!(query_i64(&db, "SELECT max(CAST(value AS BIGINT)) FROM meta WHERE key = 'schema_version'"), 3);
+    assert_eq!(query_i64(&db, "SELECT max(CAST(value AS BIGINT)) FROM meta WHERE key = 'schema_version'"), 4);
 
     let out =
         eg(["acquire".as_ref(), "pipelines/demo.yaml".as_ref(), "--once".as_ref(), "--store".as_ref(), db.as_os_str()])
@@ -197,7 +197,79 @@ fn a_version_1_store_is_migrated() {
     .stdin(text)
     .run()
     .code(0);
-    assert_eq!(query_i64(&db, "SELECT CAST(value AS BIGINT) FROM meta WHERE key = 'schema_version'"), 3);
+    assert_eq!(query_i64(&db, "SELECT CAST(value AS BIGINT) FROM meta WHERE key = 'schema_version'"), 4);
     assert_eq!(query_i64(&db, "SELECT count(*) FROM readings WHERE channel = 'old.channel' AND text IS NULL"), 1);
     assert_eq!(query_i64(&db, "SELECT count(*) FROM readings WHERE text = 'EG-100' AND quality = 'good'"), 1);
+}
+
+/// A version 3 store (before commit numbers) is taken to version 4: its
+/// rows are kept (with no commit), it gets an epoch, and every commit from
+/// then on is numbered 1, 2, … in the same transaction as its records.
+#[test]
+fn a_version_3_store_gets_commit_numbers_and_an_epoch() {
+    let dir = tmp();
+    let db = dir.path().join("v3.duckdb");
+    {
+        let conn = duckdb::Connection::open(&db).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL);
+             INSERT INTO meta VALUES ('schema_version', '3');
+             CREATE TABLE readings (ts TIMESTAMPTZ NOT NULL, channel VARCHAR NOT NULL, value DOUBLE,
+                quality VARCHAR NOT NULL, flags VARCHAR, source VARCHAR, unit VARCHAR, text VARCHAR,
+                inputs VARCHAR, voted_out VARCHAR, spread DOUBLE);
+             CREATE TABLE anomalies (ts TIMESTAMPTZ NOT NULL, channel VARCHAR NOT NULL, detector VARCHAR NOT NULL,
+                method VARCHAR, value DOUBLE, score DOUBLE, expected DOUBLE, threshold DOUBLE, detail VARCHAR);
+             CREATE TABLE alerts (ts TIMESTAMPTZ NOT NULL, rule VARCHAR NOT NULL, state VARCHAR NOT NULL,
+                severity VARCHAR, channel VARCHAR, value DOUBLE, title VARCHAR, fingerprint VARCHAR,
+                notifier VARCHAR, error VARCHAR);
+             CREATE TABLE state (component VARCHAR NOT NULL, key VARCHAR NOT NULL, value VARCHAR NOT NULL,
+                updated TIMESTAMPTZ NOT NULL, PRIMARY KEY (component, key));
+             INSERT INTO readings VALUES (now(), 'old.channel', 1.5, 'good', NULL, 'x', NULL, NULL, NULL, NULL, NULL);",
+        )
+        .unwrap();
+    }
+    let store = ["--store".as_ref(), db.as_os_str()];
+    let run = |args: &[&std::ffi::OsStr]| eg(args.iter().chain(store.iter())).run();
+    let acquire = |n: &str| {
+        run(&[
+            "acquire".as_ref(),
+            "pipelines/demo.yaml".as_ref(),
+            "--count".as_ref(),
+            n.as_ref(),
+            "--no-progress".as_ref(),
+        ])
+    };
+    acquire("10").code(0);
+    assert_eq!(query_i64(&db, "SELECT CAST(value AS BIGINT) FROM meta WHERE key = 'schema_version'"), 4);
+    assert_eq!(query_i64(&db, "SELECT count(*) FROM readings WHERE channel = 'old.channel' AND commit_no IS NULL"), 1);
+    let epoch = crate::support::query_string(&db, "SELECT value FROM meta WHERE key = 'epoch'");
+    assert_eq!(epoch.len(), 16, "{epoch}");
+    assert!(epoch.chars().all(|c| c.is_ascii_hexdigit()), "{epoch}");
+    assert_eq!(query_i64(&db, "SELECT max(commit_no) FROM commits"), 1);
+    assert_eq!(query_i64(&db, "SELECT count(*) FROM readings WHERE commit_no = 1"), 10);
+    assert_eq!(query_i64(&db, "SELECT readings FROM commits WHERE commit_no = 1"), 10);
+    // The next run continues the numbering; the epoch stays.
+    acquire("5").code(0);
+    assert_eq!(query_i64(&db, "SELECT max(commit_no) FROM commits"), 2);
+    assert_eq!(query_i64(&db, "SELECT count(*) FROM readings WHERE commit_no = 2"), 5);
+    assert_eq!(crate::support::query_string(&db, "SELECT value FROM meta WHERE key = 'epoch'"), epoch);
+    // Commits and their rows agree, and numbers never repeat.
+    assert_eq!(
+        query_i64(&db, "SELECT count(*) FROM commits"),
+        query_i64(&db, "SELECT count(DISTINCT commit_no) FROM commits")
+    );
+    assert_eq!(query_i64(&db, "SELECT sum(readings) FROM commits"), 15);
+    // A store made afresh has an epoch of its own.
+    let other = dir.path().join("new.duckdb");
+    eg([
+        "acquire".as_ref(),
+        "pipelines/demo.yaml".as_ref(),
+        "--count".as_ref(),
+        "3".as_ref(),
+        "--store".as_ref(),
+        other.as_os_str(),
+    ])
+    .run()
+    .code(0);
+    assert_ne!(crate::support::query_string(&other, "SELECT value FROM meta WHERE key = 'epoch'"), epoch);
 }

@@ -133,3 +133,22 @@ fn dump_plan_shows_every_default() {
     assert_eq!(plan["store"]["batch"], 122880);
     assert_eq!(plan["store"]["flush"], "1s");
 }
+
+/// `identity`: site and gateway are single subject tokens, pointed at when not.
+#[test]
+fn identity_is_checked_and_planned() {
+    let dir = tmp();
+    let spec = "version: 1\nname: edge\nidentity: {site: berlin.north, gateway: gw-017}\nsources:\n  s: {type: simulate, signals: {a.b: {shape: constant, mean: 1}}}\n";
+    write(dir.path(), "e.yaml", spec);
+    let out = eg(["validate", "e.yaml"]).dir(dir.path()).run();
+    out.code(78).stderr_has("[E").stderr_has("`berlin.north` is not a valid site").stderr_has("e.yaml:3:18");
+    out.stderr_has("no dots");
+    write(dir.path(), "e.yaml", &spec.replace("berlin.north", "berlin"));
+    eg(["validate", "e.yaml"]).dir(dir.path()).run().code(0);
+    let plan = eg(["acquire", "e.yaml", "--dump-plan"]).dir(dir.path()).run();
+    plan.code(0);
+    let plan: serde_json::Value = serde_json::from_str(&plan.stdout).unwrap();
+    assert_eq!(plan["identity"], serde_json::json!({"site": "berlin", "gateway": "gw-017"}));
+    write(dir.path(), "e.yaml", &spec.replace("gateway: gw-017", "gatway: gw-017"));
+    eg(["validate", "e.yaml"]).dir(dir.path()).run().code(78).stderr_has("gatway");
+}
