@@ -27,14 +27,14 @@
 // they are built on cold paths (loading a spec), never per record.
 #![allow(clippy::result_large_err)]
 
-pub mod backup;
+pub(crate) mod backup;
 pub mod cli;
-pub mod compile;
-pub mod engine;
-pub mod model;
-pub mod serve;
-pub mod sinks;
-pub mod sources;
-pub mod spec;
-pub mod stages;
-pub mod tls;
+pub(crate) mod compile;
+pub(crate) mod engine;
+pub(crate) mod model;
+pub(crate) mod serve;
+pub(crate) mod sinks;
+pub(crate) mod sources;
+pub(crate) mod spec;
+pub(crate) mod stages;
+pub(crate) mod tls;

@@ -32,9 +32,6 @@ impl Compiled {
     pub fn errors(&self) -> usize {
         self.diagnostics.iter().filter(|d| d.severity() == diag::Severity::Error).count()
     }
-    pub fn warnings(&self) -> usize {
-        self.diagnostics.len() - self.errors()
-    }
 }
 
 /// Compiles a parsed spec. `parse_diags` are the problems found while

@@ -305,18 +305,6 @@ impl Record {
         }
     }
 
-    /// Read with `--input` rather than made by this process (stored only
-    /// with `--store-input`; a record of unknown kind is never stored).
-    pub fn from_input(&self) -> bool {
-        match self {
-            Record::Reading(r) => r.from_input,
-            Record::Anomaly(a) => a.from_input,
-            Record::Alert(a) => a.from_input,
-            Record::Delivery(_) => false,
-            Record::Other { .. } => true,
-        }
-    }
-
     /// The channel the record is about, if any.
     pub fn channel(&self) -> Option<&str> {
         match self {

@@ -54,10 +54,6 @@ impl Notifiers {
         Notifiers { plans: plans.to_vec(), plain: templates::environment(), json: templates::json_environment() }
     }
 
-    pub fn ids(&self) -> impl Iterator<Item = &str> {
-        self.plans.iter().map(|p| p.id.as_str())
-    }
-
     /// What notifier `id` sends for `n`, and the template errors met (each
     /// replaced by the fallback text).
     pub fn render(&self, id: &str, n: &Notification) -> Option<(Message, Vec<String>)> {

@@ -146,20 +146,6 @@ impl Store {
         Ok(store)
     }
 
-    /// The random id written when this store file was created (or
-    /// migrated to schema 4): with a commit number it names a commit
-    /// uniquely across re-created stores.
-    pub fn epoch(&self) -> Result<String, StoreError> {
-        self.conn
-            .query_row("SELECT value FROM meta WHERE key = 'epoch'", [], |r| r.get(0))
-            .map_err(|e| classify(&self.path, e))
-    }
-
-    /// The number of the last commit of records (0 before the first).
-    pub fn last_commit(&self) -> i64 {
-        self.last_commit.get()
-    }
-
     /// A second connection to this store (a backtest reading while the
     /// writer appends its anomalies).
     pub fn reader(&self) -> Result<Connection, StoreError> {

@@ -23,11 +23,6 @@ impl Backoff {
         Backoff { base, cap: cap.max(base), failures: 0, rng: Rng(seed) }
     }
 
-    /// Consecutive failures since the last success.
-    pub fn failures(&self) -> u32 {
-        self.failures
-    }
-
     pub fn succeed(&mut self) {
         self.failures = 0;
     }

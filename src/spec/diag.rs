@@ -141,6 +141,7 @@ impl Diagnostic {
         self
     }
 
+    #[cfg(test)]
     pub fn hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
         self

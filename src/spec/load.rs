@@ -124,6 +124,7 @@ impl SpecDoc {
     }
 
     /// The node at a key path, if there is one.
+    #[cfg(test)]
     pub fn node(&self, path: &str) -> Option<&Node> {
         let mut node = &self.root;
         for seg in split_path(path) {
@@ -142,6 +143,7 @@ enum Seg<'a> {
     Index(usize),
 }
 
+#[cfg(test)]
 fn split_path(path: &str) -> impl Iterator<Item = Seg<'_>> {
     // Keys may contain dots (channel names): the index stores paths exactly as
     // `join_key` builds them, and lookups of nested nodes walk by the same rule,

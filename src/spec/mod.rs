@@ -16,7 +16,7 @@ mod parse;
 mod sources;
 mod stages;
 
-pub use load::{LoadError, Node, SpecDoc};
+pub use load::{LoadError, SpecDoc};
 pub use outputs::*;
 pub use parse::parse;
 pub use sources::*;

@@ -118,6 +118,7 @@ pub enum PointType {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[allow(clippy::upper_case_acronyms)] // the word orders as Modbus manuals write them
 pub enum ByteOrder {
     /// Big-endian bytes, big-endian words (the Modbus default).
     ABCD,

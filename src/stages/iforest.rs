@@ -204,6 +204,7 @@ impl Forest {
     }
 
     /// Nodes over all trees (memory: 16 bytes each).
+    #[cfg(test)]
     pub fn nodes(&self) -> usize {
         self.trees.iter().map(Vec::len).sum()
     }
