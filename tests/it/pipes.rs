@@ -85,3 +85,20 @@ fn a_stale_gap_is_reported_once_through_a_pipe() {
     assert_eq!(gaps(&acquired), 1, "one dropout, one stale gap");
     assert_eq!(gaps(&fused), 1, "fuse --input passes the gap on and finds no second one");
 }
+
+/// The summary line of each pipeline command, pinned (times and rates filtered).
+#[test]
+fn summary_lines() {
+    let dir = tmp();
+    let spec = repo().join("pipelines/demo.yaml");
+    let spec = spec.to_str().unwrap();
+    let mut lines = String::new();
+    for command in ["acquire", "fuse", "detect", "alert"] {
+        let out = eg([command, spec, "--duration", "30m", "--no-store", "-o", "/dev/null"]).dir(dir.path()).run();
+        out.code(0);
+        lines += &out.stderr;
+    }
+    insta::with_settings!({filters => vec![(r"\d+\.\d\d s \([^)]*\)", "[secs] s ([rate])")]}, {
+        insta::assert_snapshot!("summary_lines", lines);
+    });
+}
