@@ -154,7 +154,7 @@ fn through_serve(plan: &Plan, holder: &str) -> Result<Manifest, Failure> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| Failure::new(Exit::Failure, e.to_string()))?;
+        .map_err(|e| Failure::new(Exit::Software, format!("cannot start the runtime: {e}")))?;
     let ca = serve
         .tls
         .as_ref()

@@ -67,6 +67,7 @@ pub fn run(a: &ServeArgs, g: &GlobalArgs) -> Result<Exit, Failure> {
     let mut server = Server::start(&serve, tap.clone(), &plan.name, plan.backup.clone()).map_err(|e| match e {
         StartError::Config(m) => Failure::new(Exit::Config, m),
         StartError::Bind(m) => Failure::new(Exit::Failure, m),
+        e @ StartError::Runtime(_) => Failure::new(Exit::Software, e.to_string()),
     })?;
     let scheme = if serve.tls.is_some() { "https" } else { "http" };
     say(g, &format!("serve: {} on {scheme}://{} (dashboard at /)", plan.name, server.addr));

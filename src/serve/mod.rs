@@ -66,7 +66,7 @@ impl Server {
             .thread_name("edgeguard-http")
             .enable_all()
             .build()
-            .map_err(|e| StartError::Bind(e.to_string()))?;
+            .map_err(StartError::Runtime)?;
         let thread = std::thread::Builder::new()
             .name("edgeguard-http".into())
             .spawn(move || {
@@ -121,6 +121,9 @@ pub enum StartError {
     /// The address (exit 1).
     #[error("{0}")]
     Bind(String),
+    /// The HTTP runtime could not be built (exit 70).
+    #[error("cannot start the HTTP runtime: {0}")]
+    Runtime(#[source] std::io::Error),
 }
 
 /// `backup.schedule`: a backup (then a prune to `keep`) at every minute the
