@@ -160,30 +160,35 @@ fn once_runs_continue_the_channel_state() {
     assert_eq!(query_i64(&dir.path().join("s.duckdb"), "SELECT count(*) FROM readings"), 3);
 }
 
+/// A store as an older edgeguard wrote it: schema `version`, with the
+/// readings columns after `unit` that version had, and one reading of
+/// channel `old.channel`.
+fn old_store(db: &std::path::Path, version: u32, more_columns: &str, more_values: &str) {
+    let conn = duckdb::Connection::open(db).unwrap();
+    conn.execute_batch(&format!(
+        "CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL);
+         INSERT INTO meta VALUES ('schema_version', '{version}');
+         CREATE TABLE readings (ts TIMESTAMPTZ NOT NULL, channel VARCHAR NOT NULL, value DOUBLE,
+            quality VARCHAR NOT NULL, flags VARCHAR, source VARCHAR, unit VARCHAR{more_columns});
+         CREATE TABLE anomalies (ts TIMESTAMPTZ NOT NULL, channel VARCHAR NOT NULL, detector VARCHAR NOT NULL,
+            method VARCHAR, value DOUBLE, score DOUBLE, expected DOUBLE, threshold DOUBLE, detail VARCHAR);
+         CREATE TABLE alerts (ts TIMESTAMPTZ NOT NULL, rule VARCHAR NOT NULL, state VARCHAR NOT NULL,
+            severity VARCHAR, channel VARCHAR, value DOUBLE, title VARCHAR, fingerprint VARCHAR,
+            notifier VARCHAR, error VARCHAR);
+         CREATE TABLE state (component VARCHAR NOT NULL, key VARCHAR NOT NULL, value VARCHAR NOT NULL,
+            updated TIMESTAMPTZ NOT NULL, PRIMARY KEY (component, key));
+         INSERT INTO readings VALUES (now(), 'old.channel', 1.5, 'good', NULL, 'x', NULL{more_values});"
+    ))
+    .unwrap();
+}
+
 /// A store written by schema version 1 (before `text`) is migrated on open
 /// and keeps its rows.
 #[test]
 fn a_version_1_store_is_migrated() {
     let dir = tmp();
     let db = dir.path().join("old.duckdb");
-    {
-        let conn = duckdb::Connection::open(&db).unwrap();
-        conn.execute_batch(
-            "CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL);
-             INSERT INTO meta VALUES ('schema_version', '1');
-             CREATE TABLE readings (ts TIMESTAMPTZ NOT NULL, channel VARCHAR NOT NULL, value DOUBLE,
-                quality VARCHAR NOT NULL, flags VARCHAR, source VARCHAR, unit VARCHAR);
-             CREATE TABLE anomalies (ts TIMESTAMPTZ NOT NULL, channel VARCHAR NOT NULL, detector VARCHAR NOT NULL,
-                method VARCHAR, value DOUBLE, score DOUBLE, expected DOUBLE, threshold DOUBLE, detail VARCHAR);
-             CREATE TABLE alerts (ts TIMESTAMPTZ NOT NULL, rule VARCHAR NOT NULL, state VARCHAR NOT NULL,
-                severity VARCHAR, channel VARCHAR, value DOUBLE, title VARCHAR, fingerprint VARCHAR,
-                notifier VARCHAR, error VARCHAR);
-             CREATE TABLE state (component VARCHAR NOT NULL, key VARCHAR NOT NULL, value VARCHAR NOT NULL,
-                updated TIMESTAMPTZ NOT NULL, PRIMARY KEY (component, key));
-             INSERT INTO readings VALUES (now(), 'old.channel', 1.5, 'good', NULL, 'x', NULL);",
-        )
-        .unwrap();
-    }
+    old_store(&db, 1, "", "");
     let text = "{\"ts\":\"2026-01-01T00:00:00Z\",\"channel\":\"dev.serial\",\"text\":\"EG-100\",\"source\":\"plc\"}\n";
     eg([
         "acquire".as_ref(),
@@ -209,25 +214,7 @@ fn a_version_1_store_is_migrated() {
 fn a_version_3_store_gets_commit_numbers_and_an_epoch() {
     let dir = tmp();
     let db = dir.path().join("v3.duckdb");
-    {
-        let conn = duckdb::Connection::open(&db).unwrap();
-        conn.execute_batch(
-            "CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL);
-             INSERT INTO meta VALUES ('schema_version', '3');
-             CREATE TABLE readings (ts TIMESTAMPTZ NOT NULL, channel VARCHAR NOT NULL, value DOUBLE,
-                quality VARCHAR NOT NULL, flags VARCHAR, source VARCHAR, unit VARCHAR, text VARCHAR,
-                inputs VARCHAR, voted_out VARCHAR, spread DOUBLE);
-             CREATE TABLE anomalies (ts TIMESTAMPTZ NOT NULL, channel VARCHAR NOT NULL, detector VARCHAR NOT NULL,
-                method VARCHAR, value DOUBLE, score DOUBLE, expected DOUBLE, threshold DOUBLE, detail VARCHAR);
-             CREATE TABLE alerts (ts TIMESTAMPTZ NOT NULL, rule VARCHAR NOT NULL, state VARCHAR NOT NULL,
-                severity VARCHAR, channel VARCHAR, value DOUBLE, title VARCHAR, fingerprint VARCHAR,
-                notifier VARCHAR, error VARCHAR);
-             CREATE TABLE state (component VARCHAR NOT NULL, key VARCHAR NOT NULL, value VARCHAR NOT NULL,
-                updated TIMESTAMPTZ NOT NULL, PRIMARY KEY (component, key));
-             INSERT INTO readings VALUES (now(), 'old.channel', 1.5, 'good', NULL, 'x', NULL, NULL, NULL, NULL, NULL);",
-        )
-        .unwrap();
-    }
+    old_store(&db, 3, ", text VARCHAR, inputs VARCHAR, voted_out VARCHAR, spread DOUBLE", ", NULL, NULL, NULL, NULL");
     let store = ["--store".as_ref(), db.as_os_str()];
     let run = |args: &[&std::ffi::OsStr]| eg(args.iter().chain(store.iter())).run();
     let acquire = |n: &str| {
