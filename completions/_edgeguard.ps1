@@ -153,7 +153,7 @@ Register-ArgumentCompleter -Native -CommandName 'edgeguard' -ScriptBlock {
             [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'Store in this DuckDB file instead of the spec''s `store.path`')
             [CompletionResult]::new('--set', '--set', [CompletionResultType]::ParameterName, 'Override a spec value: `store.batch=1000`, `channels."boiler.*".stale=5s`')
             [CompletionResult]::new('--since', '--since', [CompletionResultType]::ParameterName, 'Replay from this time: `30d` (ago) or an RFC 3339 time. Default: the beginning')
-            [CompletionResult]::new('--until', '--until', [CompletionResultType]::ParameterName, 'Replay until this time (exclusive): `1d` (ago) or an RFC 3339 time. Default: now')
+            [CompletionResult]::new('--until', '--until', [CompletionResultType]::ParameterName, 'Replay until this time (exclusive): `1d` (ago) or an RFC 3339 time. Default: the newest stored reading')
             [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format on stderr')
             [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'Colors on stderr and in tables (NO_COLOR is honoured)')
             [CompletionResult]::new('--strict', '--strict', [CompletionResultType]::ParameterName, 'Exit 65 when an input line is rejected')

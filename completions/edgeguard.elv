@@ -146,7 +146,7 @@ set edit:completion:arg-completer[edgeguard] = {|@words|
             cand --store 'Store in this DuckDB file instead of the spec''s `store.path`'
             cand --set 'Override a spec value: `store.batch=1000`, `channels."boiler.*".stale=5s`'
             cand --since 'Replay from this time: `30d` (ago) or an RFC 3339 time. Default: the beginning'
-            cand --until 'Replay until this time (exclusive): `1d` (ago) or an RFC 3339 time. Default: now'
+            cand --until 'Replay until this time (exclusive): `1d` (ago) or an RFC 3339 time. Default: the newest stored reading'
             cand --log-format 'Log format on stderr'
             cand --color 'Colors on stderr and in tables (NO_COLOR is honoured)'
             cand --strict 'Exit 65 when an input line is rejected'

@@ -162,7 +162,7 @@ bad\t''"
 complete -c edgeguard -n "__fish_edgeguard_using_subcommand detect" -l store -d 'Store in this DuckDB file instead of the spec\'s `store.path`' -r
 complete -c edgeguard -n "__fish_edgeguard_using_subcommand detect" -l set -d 'Override a spec value: `store.batch=1000`, `channels."boiler.*".stale=5s`' -r
 complete -c edgeguard -n "__fish_edgeguard_using_subcommand detect" -l since -d 'Replay from this time: `30d` (ago) or an RFC 3339 time. Default: the beginning' -r
-complete -c edgeguard -n "__fish_edgeguard_using_subcommand detect" -l until -d 'Replay until this time (exclusive): `1d` (ago) or an RFC 3339 time. Default: now' -r
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand detect" -l until -d 'Replay until this time (exclusive): `1d` (ago) or an RFC 3339 time. Default: the newest stored reading' -r
 complete -c edgeguard -n "__fish_edgeguard_using_subcommand detect" -l log-format -d 'Log format on stderr' -r -f -a "text\t''
 json\t''"
 complete -c edgeguard -n "__fish_edgeguard_using_subcommand detect" -l color -d 'Colors on stderr and in tables (NO_COLOR is honoured)' -r -f -a "auto\t''

@@ -22,7 +22,7 @@ pub struct DetectArgs {
     /// Replay from this time: `30d` (ago) or an RFC 3339 time. Default: the beginning.
     #[arg(long, value_name = "TIME", requires = "from_store", help_heading = "Backtest")]
     pub since: Option<String>,
-    /// Replay until this time (exclusive): `1d` (ago) or an RFC 3339 time. Default: now.
+    /// Replay until this time (exclusive): `1d` (ago) or an RFC 3339 time. Default: the newest stored reading.
     #[arg(long, value_name = "TIME", requires = "from_store", help_heading = "Backtest")]
     pub until: Option<String>,
 }
@@ -34,6 +34,14 @@ pub fn run(args: &DetectArgs, g: &GlobalArgs) -> Result<Exit, Failure> {
     let a = &args.pipeline;
     let spec = a.spec.as_deref().unwrap_or_default();
     let plan = load_plan(spec, &a.set, g)?;
+    // As for every pipeline command: check or show the plan, run nothing.
+    if a.dump_plan {
+        return super::validate::dump_plan(&plan);
+    }
+    if a.check {
+        say(g, &format!("{spec}: ok (detect --from-store)"));
+        return Ok(Exit::Ok);
+    }
     let now = crate::model::time::now_micros();
     let since = args.since.as_deref().map(|t| parse_when(t, now)).transpose()?.unwrap_or(i64::MIN);
     let until = args.until.as_deref().map(|t| parse_when(t, now)).transpose()?.unwrap_or(i64::MAX);

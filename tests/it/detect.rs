@@ -159,6 +159,12 @@ fn a_backtest_replays_the_store() {
     );
     lax.code(0);
     assert!(!lax.stdout.contains("pressure-jump"), "{}", lax.stdout);
+    // --check and --dump-plan run nothing, with --from-store too.
+    let checked = eg(["detect", "pipelines/demo.yaml", "--from-store", "--check"]).run();
+    checked.code(0).stderr_has("ok (detect --from-store)");
+    let plan = eg(["detect", "pipelines/demo.yaml", "--from-store", "--dump-plan"]).run();
+    plan.code(0);
+    assert!(plan.stdout.contains("\"detect\""), "{}", plan.stdout);
     // Nothing to read from: usage; a store file that is not there: 66.
     eg(["detect", "pipelines/input-only.yaml", "--from-store", "--no-store"]).run().code(2);
     let dir = tmp();
