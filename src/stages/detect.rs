@@ -457,12 +457,12 @@ pub struct Detectors {
     detectors: Vec<Detector>,
     /// One state per `pattern` detector (index into `detectors`).
     patterns: Vec<(usize, PatternState)>,
-    /// The last anomaly lines this stage made, to recognise upstream copies.
-    recent: VecDeque<Box<str>>,
+    /// The last anomalies this stage made, by what names one (time,
+    /// channel, detector), to recognise upstream copies.
+    recent: VecDeque<(Micros, u64)>,
     /// Channel → (detector, its state) for every detector that matches it.
     channels: FxHashMap<Arc<str>, Vec<(usize, Track)>>,
     pub stats: DetectStats,
-    line: Vec<u8>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -488,7 +488,6 @@ impl Detectors {
             recent: VecDeque::with_capacity(RECENT),
             channels: FxHashMap::default(),
             stats: DetectStats::default(),
-            line: Vec::new(),
         })
     }
 
@@ -641,12 +640,8 @@ impl Detectors {
             // An anomaly that comes in right after this stage made the same
             // one (a detect stage upstream in a pipe) is not printed twice.
             if let Record::Anomaly(a) = &rec {
-                if a.from_input {
-                    self.line.clear();
-                    a.write_ndjson(&mut self.line);
-                    if self.recent.iter().any(|l| l.as_bytes() == &self.line[..]) {
-                        continue;
-                    }
+                if a.from_input && self.recent.contains(&identity(a)) {
+                    continue;
                 }
             }
             let Record::Reading(r) = &rec else {
@@ -666,9 +661,7 @@ impl Detectors {
                 if self.recent.len() == RECENT {
                     self.recent.pop_front();
                 }
-                self.line.clear();
-                a.write_ndjson(&mut self.line);
-                self.recent.push_back(String::from_utf8_lossy(&self.line).into());
+                self.recent.push_back(identity(&a));
                 out.push(Record::Anomaly(Box::new(a)));
             }
         }
@@ -731,6 +724,15 @@ impl Detectors {
             }
         }
     }
+}
+
+/// What names an anomaly: one detector finds at most one on a channel at
+/// one time. (A hash of channel and detector: no allocation per anomaly.)
+fn identity(a: &Anomaly) -> (Micros, u64) {
+    use std::hash::{Hash, Hasher};
+    let mut h = crate::model::intern::FxHasher::default();
+    (a.channel.as_str(), a.detector.as_str()).hash(&mut h);
+    (a.ts, h.finish())
 }
 
 /// The anomaly record (docs/contract.md §3) of a finding.
