@@ -1,8 +1,10 @@
 //! Where records go: stdout (data, in NDJSON, CSV or a table), the DuckDB
 //! store (the one writer thread), and the notifiers (stdout, file, exec,
-//! webhook, MQTT). The engine feeds them through one seam, `engine::outputs`,
+//! webhook, MQTT). The store is also the outbox forward targets read
+//! back ([`outbox`]). The engine feeds them through one seam, `engine::outputs`,
 //! where the delivery rule is written down.
 
 pub mod notify;
+pub mod outbox;
 pub mod stdout;
 pub mod store;

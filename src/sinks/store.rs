@@ -31,7 +31,7 @@ use crate::model::time::format_rfc3339;
 pub const DEFAULT_MEMORY: &str = "32MB";
 
 /// The schema version this build writes. Older files are migrated on open.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 /// Migrations: step `i` takes a store from version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -64,6 +64,10 @@ const MIGRATIONS: &[&str] = &[
         commit_no BIGINT PRIMARY KEY, ts TIMESTAMPTZ NOT NULL, readings BIGINT NOT NULL, events BIGINT NOT NULL);
      INSERT OR IGNORE INTO meta
         SELECT 'epoch', substr(replace(CAST(gen_random_uuid() AS VARCHAR), '-', ''), 1, 16);",
+    // 4 → 5: alert records whole (their body and labels), so the store can
+    // give them back as they were printed: forward targets send them on.
+    "ALTER TABLE alerts ADD COLUMN IF NOT EXISTS body VARCHAR;
+     ALTER TABLE alerts ADD COLUMN IF NOT EXISTS labels VARCHAR;",
 ];
 
 /// Why the store cannot be used. DuckDB's error is kept as text: it is
@@ -101,6 +105,23 @@ pub struct Store {
     conn: Connection,
     /// The number of the last commit (`commits.commit_no`; 0 before the first).
     last_commit: std::cell::Cell<i64>,
+    retention: Option<Retention>,
+}
+
+/// What retention deletes: records older than `keep`, except those a
+/// forward target still has to send (its [`Floor`]).
+#[derive(Debug, Clone)]
+pub struct Retention {
+    pub keep: Duration,
+    pub floors: Vec<Floor>,
+}
+
+/// A forward target's claim on the store: records after its cursor are kept
+/// past `store.retention` until they are `max_age` old (`backlog.max_age`).
+#[derive(Debug, Clone)]
+pub struct Floor {
+    pub target: String,
+    pub max_age: Duration,
 }
 
 /// Opens a store read-only (a backtest that stores nothing). A store held
@@ -115,8 +136,9 @@ pub fn open_reader(path: &Path) -> Result<Connection, StoreError> {
 }
 
 impl Store {
-    /// Opens (creating if needed) and migrates the store; applies retention.
-    pub fn open(path: &Path, retention: Option<Duration>) -> Result<Store, StoreError> {
+    /// Opens (creating if needed) and migrates the store; applies retention
+    /// (and again hourly while its writer runs).
+    pub fn open(path: &Path, retention: Option<Retention>) -> Result<Store, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             if !dir.is_dir() {
                 return Err(StoreError::Io {
@@ -133,16 +155,14 @@ impl Store {
             .and_then(|c| c.max_memory(&memory))
             .map_err(|e| classify(path, e))?;
         let conn = Connection::open_with_flags(path, config).map_err(|e| classify(path, e))?;
-        let store = Store { path: path.to_path_buf(), conn, last_commit: std::cell::Cell::new(0) };
+        let store = Store { path: path.to_path_buf(), conn, last_commit: std::cell::Cell::new(0), retention };
         store.migrate()?;
         let last: i64 = store
             .conn
             .query_row("SELECT coalesce(max(commit_no), 0) FROM commits", [], |r| r.get(0))
             .map_err(|e| classify(path, e))?;
         store.last_commit.set(last);
-        if let Some(r) = retention {
-            store.apply_retention(r)?;
-        }
+        store.apply_retention()?;
         Ok(store)
     }
 
@@ -188,26 +208,55 @@ impl Store {
         Ok(())
     }
 
-    /// Deletes records older than `retention`. Returns the rows deleted.
-    pub fn apply_retention(&self, retention: Duration) -> Result<usize, StoreError> {
-        // The cutoff is computed here: TIMESTAMPTZ arithmetic in SQL needs the
-        // ICU extension, which the bundled DuckDB does not build.
-        let cutoff = crate::model::time::now_micros() as f64 / 1e6 - retention.as_secs_f64();
+    /// The number of the last commit (0 before the first).
+    pub fn last_commit(&self) -> i64 {
+        self.last_commit.get()
+    }
+
+    /// Applies the store's retention, if it has one: deletes records older
+    /// than `store.retention`, except those after a forward target's cursor
+    /// that are younger than its `backlog.max_age`. Returns the rows deleted.
+    pub fn apply_retention(&self) -> Result<usize, StoreError> {
+        let Some(retention) = &self.retention else { return Ok(0) };
+        let err = |e| classify(&self.path, e);
+        // The cutoffs are computed here: TIMESTAMPTZ arithmetic in SQL needs
+        // the ICU extension, which the bundled DuckDB does not build.
+        let now = crate::model::time::now_micros();
+        let cutoff = now - retention.keep.as_micros() as i64;
+        // Rows a target still waits for: after its cursor, younger than its max_age.
+        let mut keep_rows = Vec::new();
+        let mut keep_commits = Vec::new();
+        for f in &retention.floors {
+            let c = super::outbox::cursor(&self.conn, &f.target).map_err(err)?.commit;
+            let young = now - f.max_age.as_micros().min(i64::MAX as u128) as i64;
+            keep_rows.push(format!("(commit_no > {c} AND epoch_us(ts) >= {young})"));
+            // The commit log stays until the target has sent or skipped it:
+            // skipping counts its records.
+            keep_commits.push(format!("commit_no > {c}"));
+        }
+        let or_false = |v: &[String]| if v.is_empty() { "false".to_string() } else { v.join(" OR ") };
+        let (rows, commits) = (or_false(&keep_rows), or_false(&keep_commits));
         let mut n = 0;
         for table in ["readings", "anomalies", "alerts"] {
             n += self
                 .conn
-                .execute(&format!("DELETE FROM {table} WHERE ts < to_timestamp(?)"), [cutoff])
-                .map_err(|e| classify(&self.path, e))?;
+                .execute(
+                    &format!("DELETE FROM {table} WHERE epoch_us(ts) < ? AND NOT coalesce({rows}, false)"),
+                    [cutoff],
+                )
+                .map_err(err)?;
         }
         // The log of commits ages too, but its newest entry stays: it is
         // where the numbering continues.
         self.conn
             .execute(
-                "DELETE FROM commits WHERE ts < to_timestamp(?) AND commit_no < (SELECT max(commit_no) FROM commits)",
+                &format!(
+                    "DELETE FROM commits WHERE epoch_us(ts) < ? AND NOT ({commits})
+                     AND commit_no < (SELECT max(commit_no) FROM commits)"
+                ),
                 [cutoff],
             )
-            .map_err(|e| classify(&self.path, e))?;
+            .map_err(err)?;
         Ok(n)
     }
 
@@ -371,11 +420,12 @@ impl ReadingColumns {
 pub struct WriterConfig {
     pub batch: usize,
     pub flush: Duration,
-    pub retention: Option<Duration>,
     /// Store readings that were read with `--input`.
     pub store_input: bool,
     /// Counters bumped on every commit (`serve` shows them in `/metrics`).
     pub counters: Option<std::sync::Arc<CommitCounters>>,
+    /// Told the number of every commit as it is made (forward targets wake on it).
+    pub committed: Option<tokio::sync::watch::Sender<i64>>,
 }
 
 /// What the writer has committed so far, readable while it runs.
@@ -427,7 +477,7 @@ pub fn run_writer(
                             cols.push(r);
                             if cols.len >= cfg.batch {
                                 // A hook waits for the commit that holds its batch's last record.
-                                commit(&store, &mut cols, &mut events, &mut stats, cfg.counters.as_deref(), &mut hooks)
+                                commit(&store, &mut cols, &mut events, &mut stats, &cfg, &mut hooks)
                                     .map_err(|e| (e, stats))?;
                                 first_pending = None;
                             }
@@ -450,18 +500,15 @@ pub fn run_writer(
             Err(RecvTimeoutError::Disconnected) => break,
         }
         if first_pending.is_some_and(|t| t.elapsed() >= cfg.flush) {
-            commit(&store, &mut cols, &mut events, &mut stats, cfg.counters.as_deref(), &mut hooks)
-                .map_err(|e| (e, stats))?;
+            commit(&store, &mut cols, &mut events, &mut stats, &cfg, &mut hooks).map_err(|e| (e, stats))?;
             first_pending = None;
         }
-        if let Some(r) = cfg.retention {
-            if last_retention.elapsed() >= Duration::from_secs(3600) {
-                stats.retention_deleted += store.apply_retention(r).map_err(|e| (e, stats))? as u64;
-                last_retention = Instant::now();
-            }
+        if last_retention.elapsed() >= Duration::from_secs(3600) {
+            stats.retention_deleted += store.apply_retention().map_err(|e| (e, stats))? as u64;
+            last_retention = Instant::now();
         }
     }
-    commit(&store, &mut cols, &mut events, &mut stats, cfg.counters.as_deref(), &mut hooks).map_err(|e| (e, stats))?;
+    commit(&store, &mut cols, &mut events, &mut stats, &cfg, &mut hooks).map_err(|e| (e, stats))?;
     Ok((store, stats))
 }
 
@@ -471,14 +518,17 @@ fn commit(
     cols: &mut ReadingColumns,
     events: &mut Vec<EventRow>,
     stats: &mut StoreStats,
-    counters: Option<&CommitCounters>,
+    cfg: &WriterConfig,
     hooks: &mut Vec<CommitHook>,
 ) -> Result<(), StoreError> {
     if cols.len > 0 || !events.is_empty() {
         let (rows, started) = (cols.len + events.len(), Instant::now());
         commit_records(store, cols, events, stats)?;
-        if let Some(t) = counters {
+        if let Some(t) = &cfg.counters {
             t.committed(rows as u64, started.elapsed().as_micros() as u64);
+        }
+        if let Some(w) = &cfg.committed {
+            w.send_replace(store.last_commit.get());
         }
     }
     for hook in hooks.drain(..) {
@@ -517,9 +567,10 @@ fn commit_records(
                 .prepare("INSERT INTO anomalies VALUES (CAST(? AS TIMESTAMPTZ), ?, ?, ?, ?, ?, ?, ?, ?, ?)")?;
             let mut al = store
                 .conn
-                .prepare("INSERT INTO alerts VALUES (CAST(? AS TIMESTAMPTZ), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")?;
+                .prepare("INSERT INTO alerts VALUES (CAST(? AS TIMESTAMPTZ), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")?;
             let finite = |v: Option<f64>| v.filter(|v| v.is_finite());
             let mut alert_row = |a: &Alert, notifier: Option<&str>, error: Option<&str>| {
+                let labels = (!a.labels.is_empty()).then(|| serde_json::to_string(&a.labels).unwrap_or_default());
                 al.execute(duckdb::params![
                     format_rfc3339(a.ts),
                     a.rule,
@@ -531,7 +582,9 @@ fn commit_records(
                     a.fingerprint,
                     notifier,
                     error,
-                    commit_no
+                    commit_no,
+                    (!a.body.is_empty()).then_some(a.body.as_str()),
+                    labels
                 ])
             };
             for e in events.drain(..) {
