@@ -49,7 +49,7 @@ csv\t''"
 complete -c edgeguard -n "__fish_edgeguard_using_subcommand acquire" -l max-line-bytes -d 'Longest input line accepted, in bytes; longer lines are rejected' -r
 complete -c edgeguard -n "__fish_edgeguard_using_subcommand acquire" -l duration -d 'Run this long (`10m`). A pipeline of simulated sources alone runs on a virtual clock, as fast as it can; one with devices runs in real time' -r
 complete -c edgeguard -n "__fish_edgeguard_using_subcommand acquire" -l count -d 'Stop after N readings from the sources (or N records from --input); with --probe, the number of registers to read' -r
-complete -c edgeguard -n "__fish_edgeguard_using_subcommand acquire" -l timeout -d 'How long to wait for a device that does not answer (--probe; default 1s)' -r
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand acquire" -l timeout -d 'How long to wait: with --once, for MQTT and serial sources and for forward targets to send their backlog (default 10s); otherwise for forward targets after the last commit (5s); with --probe, for the device (1s)' -r
 complete -c edgeguard -n "__fish_edgeguard_using_subcommand acquire" -l format -d 'Output format [default: table on a terminal, ndjson otherwise]' -r -f -a "ndjson\t''
 csv\t''
 table\t''"
@@ -117,7 +117,7 @@ csv\t''"
 complete -c edgeguard -n "__fish_edgeguard_using_subcommand fuse" -l max-line-bytes -d 'Longest input line accepted, in bytes; longer lines are rejected' -r
 complete -c edgeguard -n "__fish_edgeguard_using_subcommand fuse" -l duration -d 'Run this long (`10m`). A pipeline of simulated sources alone runs on a virtual clock, as fast as it can; one with devices runs in real time' -r
 complete -c edgeguard -n "__fish_edgeguard_using_subcommand fuse" -l count -d 'Stop after N readings from the sources (or N records from --input); with --probe, the number of registers to read' -r
-complete -c edgeguard -n "__fish_edgeguard_using_subcommand fuse" -l timeout -d 'How long to wait for a device that does not answer (--probe; default 1s)' -r
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand fuse" -l timeout -d 'How long to wait: with --once, for MQTT and serial sources and for forward targets to send their backlog (default 10s); otherwise for forward targets after the last commit (5s); with --probe, for the device (1s)' -r
 complete -c edgeguard -n "__fish_edgeguard_using_subcommand fuse" -l format -d 'Output format [default: table on a terminal, ndjson otherwise]' -r -f -a "ndjson\t''
 csv\t''
 table\t''"
@@ -150,7 +150,7 @@ csv\t''"
 complete -c edgeguard -n "__fish_edgeguard_using_subcommand detect" -l max-line-bytes -d 'Longest input line accepted, in bytes; longer lines are rejected' -r
 complete -c edgeguard -n "__fish_edgeguard_using_subcommand detect" -l duration -d 'Run this long (`10m`). A pipeline of simulated sources alone runs on a virtual clock, as fast as it can; one with devices runs in real time' -r
 complete -c edgeguard -n "__fish_edgeguard_using_subcommand detect" -l count -d 'Stop after N readings from the sources (or N records from --input); with --probe, the number of registers to read' -r
-complete -c edgeguard -n "__fish_edgeguard_using_subcommand detect" -l timeout -d 'How long to wait for a device that does not answer (--probe; default 1s)' -r
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand detect" -l timeout -d 'How long to wait: with --once, for MQTT and serial sources and for forward targets to send their backlog (default 10s); otherwise for forward targets after the last commit (5s); with --probe, for the device (1s)' -r
 complete -c edgeguard -n "__fish_edgeguard_using_subcommand detect" -l format -d 'Output format [default: table on a terminal, ndjson otherwise]' -r -f -a "ndjson\t''
 csv\t''
 table\t''"
@@ -186,7 +186,7 @@ csv\t''"
 complete -c edgeguard -n "__fish_edgeguard_using_subcommand alert" -l max-line-bytes -d 'Longest input line accepted, in bytes; longer lines are rejected' -r
 complete -c edgeguard -n "__fish_edgeguard_using_subcommand alert" -l duration -d 'Run this long (`10m`). A pipeline of simulated sources alone runs on a virtual clock, as fast as it can; one with devices runs in real time' -r
 complete -c edgeguard -n "__fish_edgeguard_using_subcommand alert" -l count -d 'Stop after N readings from the sources (or N records from --input); with --probe, the number of registers to read' -r
-complete -c edgeguard -n "__fish_edgeguard_using_subcommand alert" -l timeout -d 'How long to wait for a device that does not answer (--probe; default 1s)' -r
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand alert" -l timeout -d 'How long to wait: with --once, for MQTT and serial sources and for forward targets to send their backlog (default 10s); otherwise for forward targets after the last commit (5s); with --probe, for the device (1s)' -r
 complete -c edgeguard -n "__fish_edgeguard_using_subcommand alert" -l format -d 'Output format [default: table on a terminal, ndjson otherwise]' -r -f -a "ndjson\t''
 csv\t''
 table\t''"

@@ -17,7 +17,8 @@
 //! * [`tls`] — rustls for every client and server.
 //! * [`sources`] — where records come from: Modbus, MQTT, serial, simulators, `--input`, the store.
 //! * [`stages`] — what is computed over them: validation, fusion, detection, alert rules.
-//! * [`sinks`] — where they go: stdout, the DuckDB store, notifiers.
+//! * [`sinks`] — where they go: stdout, the DuckDB store (also the outbox), notifiers.
+//! * [`forward`] — the store's commits sent on to a fleet's hub (NATS JetStream).
 //! * [`engine`] — one run: producers → stage chain → outputs, state, the verdict.
 //! * [`backup`] — Parquet snapshots of the store.
 //! * [`serve`] — the daemon: HTTP API, dashboard, metrics.
@@ -31,6 +32,7 @@ pub(crate) mod backup;
 pub mod cli;
 pub(crate) mod compile;
 pub(crate) mod engine;
+pub(crate) mod forward;
 pub(crate) mod model;
 pub(crate) mod serve;
 pub(crate) mod sinks;

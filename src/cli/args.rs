@@ -42,7 +42,9 @@ pub struct PipelineArgs {
     /// with --probe, the number of registers to read.
     #[arg(long, value_name = "N", help_heading = "Run")]
     pub count: Option<u64>,
-    /// How long to wait for a device that does not answer (--probe; default 1s).
+    /// How long to wait: with --once, for MQTT and serial sources and for
+    /// forward targets to send their backlog (default 10s); otherwise for
+    /// forward targets after the last commit (5s); with --probe, for the device (1s).
     #[arg(long, value_name = "TIME", value_parser = parse_duration_arg, help_heading = "Run")]
     pub timeout: Option<Duration>,
 

@@ -84,8 +84,8 @@ pub(super) fn finish(
         Verdict::Ok | Verdict::OutputClosed => return Ok(Exit::Ok),
         Verdict::FailOn => return Ok(Exit::FailOn),
         Verdict::Rejected(_) => Exit::DataErr,
-        Verdict::Refused { .. } => Exit::NoPerm,
-        Verdict::NoneAnswered(_) => Exit::Unavailable,
+        Verdict::Refused { .. } | Verdict::ForwardRefused { .. } => Exit::NoPerm,
+        Verdict::NoneAnswered(_) | Verdict::ForwardBehind { .. } => Exit::Unavailable,
         Verdict::SomeSilent(_) | Verdict::Undelivered(_) => Exit::Failure,
     };
     Err(Failure::new(exit, v.to_string()))
@@ -160,6 +160,26 @@ fn summary(command: &str, r: &RunReport, g: &GlobalArgs, store: Option<&str>) {
     for src in &r.sources {
         say(g, &format!("  {}: {}", src.id, src.stats));
     }
+    for t in &r.forward {
+        say(g, &format!("  forward {}: {}", t.id, forward_line(t)));
+    }
+}
+
+/// What a forward target did: `1200 records in 12 messages (3 duplicates) · backlog empty`.
+pub(super) fn forward_line(t: &crate::forward::ForwardReport) -> String {
+    let mut parts = vec![format!("{} in {} to {}", plural(t.records, "record"), plural(t.messages, "message"), t.kind)];
+    if t.duplicates > 0 {
+        parts[0] += &format!(" ({} already there)", plural(t.duplicates, "duplicate"));
+    }
+    if t.dropped > 0 {
+        parts.push(format!("{} dropped: older than backlog.max_age", plural(t.dropped, "record")));
+    }
+    match (t.backlog, &t.last_error) {
+        (0, _) => parts.push("backlog empty".into()),
+        (n, Some(e)) => parts.push(format!("{} waiting in the store (last error: {e})", plural(n, "record"))),
+        (n, None) => parts.push(format!("{} waiting in the store", plural(n, "record"))),
+    }
+    parts.join(" · ")
 }
 
 pub(super) fn plural(n: u64, what: &str) -> String {

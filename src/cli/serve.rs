@@ -108,5 +108,8 @@ pub fn run(a: &ServeArgs, g: &GlobalArgs) -> Result<Exit, Failure> {
             r.elapsed.as_secs_f64()
         ),
     );
+    for t in &r.forward {
+        say(g, &format!("  forward {}: {}", t.id, super::pipeline::forward_line(t)));
+    }
     Ok(Exit::Ok)
 }

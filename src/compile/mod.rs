@@ -6,6 +6,7 @@
 //! are returned alongside a plan.
 
 pub mod cron;
+mod forward;
 mod outputs;
 pub mod plan;
 mod sources;
@@ -57,9 +58,11 @@ pub fn compile(doc: &SpecDoc, spec: &Spec, parse_diags: Vec<Diagnostic>) -> Comp
         notifiers: Vec::new(),
         serve: None,
         backup: None,
+        forward: Vec::new(),
     };
     stages::compile_stages(&mut cx, spec, &mut plan);
     outputs::compile_outputs(&mut cx, spec, &mut plan);
+    forward::compile_forward(&mut cx, spec, &mut plan);
 
     let diagnostics = cx.diags;
     let has_errors = diagnostics.iter().any(|d| d.severity() == diag::Severity::Error);
@@ -209,7 +212,7 @@ impl Cx<'_> {
 }
 
 /// 1–64 letters, digits, `_` or `-`, starting with a letter or digit.
-fn is_id(id: &str) -> bool {
+pub(crate) fn is_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 64
         && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')

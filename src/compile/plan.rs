@@ -12,8 +12,8 @@ use serde::Serialize;
 
 use crate::model::quantity::serde_dur;
 use crate::spec::{
-    AlertSeverity, BackupFormat, ByteOrder, DetectMethod, FaultKind, FileFormat, FuseMethod, KalmanModel, LineFormat,
-    ModbusTransport, Parity, PointType, Shape, Table,
+    AlertSeverity, BackupFormat, ByteOrder, Compression, DetectMethod, FaultKind, FileFormat, ForwardKind, FuseMethod,
+    KalmanModel, LineFormat, ModbusTransport, Parity, PointType, Shape, Table,
 };
 
 #[derive(Debug, Clone, Serialize)]
@@ -31,6 +31,7 @@ pub struct Plan {
     pub notifiers: Vec<NotifierPlan>,
     pub serve: Option<ServePlan>,
     pub backup: Option<BackupPlan>,
+    pub forward: Vec<ForwardPlan>,
 }
 
 /// Who this gateway is in a fleet; both are single subject tokens.
@@ -453,6 +454,55 @@ pub struct BackupPlan {
     pub keep: usize,
     pub format: BackupFormat,
     pub schedule: Option<String>,
+}
+
+/// A forward target: what it sends, how, and where.
+#[derive(Debug, Clone, Serialize)]
+pub struct ForwardPlan {
+    pub id: String,
+    #[serde(flatten)]
+    pub kind: ForwardTarget,
+    /// The subject of each kind is `<subject>.<kind>`: `eg.<site>.<gateway>`.
+    pub subject: String,
+    pub records: Vec<ForwardKind>,
+    /// Channel names or globs; empty: every channel.
+    pub channels: Vec<String>,
+    pub max_records: usize,
+    pub max_bytes: usize,
+    pub compression: Compression,
+    pub in_flight: usize,
+    #[serde(with = "serde_dur")]
+    pub ack_timeout: Duration,
+    #[serde(with = "serde_dur")]
+    pub max_age: Duration,
+    /// Backlog records per second; `None`: no cap.
+    pub replay_rate: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum ForwardTarget {
+    Nats(NatsTargetPlan),
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NatsTargetPlan {
+    pub urls: Vec<String>,
+    pub auth: NatsAuth,
+    pub tls: Option<TlsPlan>,
+    pub stream: Option<String>,
+}
+
+/// How a NATS client proves who it is.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NatsAuth {
+    None,
+    /// A `.creds` file's text (user JWT and nkey seed).
+    Credentials(SecretRef),
+    Nkey(SecretRef),
+    UserPassword(SecretRef, SecretRef),
+    Token(SecretRef),
 }
 
 impl Plan {

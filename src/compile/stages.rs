@@ -9,13 +9,18 @@ use super::{key, templates, Cx};
 use crate::model::channel::{channel_matcher, is_glob};
 use crate::spec::*;
 
+/// Whether every channel the pipeline can see is named in the spec, so a
+/// channel reference can be checked against them: not for a spec of
+/// `--input` pipelines (no sources), nor with MQTT topic templates.
+pub(super) fn closed_world(spec: &Spec, plan: &Plan) -> bool {
+    !spec.sources.is_empty()
+        && plan.sources.len() == spec.sources.len()
+        && plan.sources.iter().all(|s| s.kind.names_all_channels())
+}
+
 pub(super) fn compile_stages(cx: &mut Cx, spec: &Spec, plan: &mut Plan) {
     let produced: Vec<String> = plan.produced_channels().into_iter().map(str::to_string).collect();
-    // Channels must be checked against what the spec produces only when it
-    // produces something: a spec for `--input` pipelines has no sources.
-    let closed_world = !spec.sources.is_empty()
-        && plan.sources.len() == spec.sources.len()
-        && plan.sources.iter().all(|s| s.kind.names_all_channels());
+    let closed_world = closed_world(spec, plan);
 
     for (pattern, c) in &spec.channels {
         let path = key("channels", pattern);
@@ -194,7 +199,7 @@ pub(super) fn compile_stages(cx: &mut Cx, spec: &Spec, plan: &mut Plan) {
     }
 }
 
-fn check_glob_reference(cx: &mut Cx, path: &str, pattern: &str, channels: &[String], closed_world: bool) {
+pub(super) fn check_glob_reference(cx: &mut Cx, path: &str, pattern: &str, channels: &[String], closed_world: bool) {
     if is_glob(pattern) {
         match channel_matcher(pattern) {
             Err(e) => {

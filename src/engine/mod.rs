@@ -48,11 +48,12 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 
 use crate::compile::{Plan, StorePlan};
+use crate::forward::{ForwardReport, Forwarders};
 use crate::model::batch::{Batch, Shutdown};
 use crate::model::time;
 use crate::sinks::notify::Dispatcher;
 use crate::sinks::stdout::Output;
-use crate::sinks::store::{Store, StoreError, StoreStats};
+use crate::sinks::store::{Floor, Retention, Store, StoreError, StoreStats};
 use crate::sources::input::{InputFormat, InputStats};
 use crate::sources::SourceStats;
 use crate::stages::alert::AlertStats;
@@ -74,6 +75,12 @@ pub const VIRTUAL_EPOCH: time::Micros = 1_767_225_600_000_000;
 const DRAIN: Duration = Duration::from_secs(2);
 /// How long live sources have to acknowledge and close after the last commit.
 const CLOSE: Duration = Duration::from_secs(6);
+/// How long `--once` waits for what it waits on (an MQTT topic's first
+/// message, a forward target's backlog) unless `--timeout` says otherwise.
+const ONCE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long forward targets have to send what is left after the last
+/// commit, unless `--timeout` says otherwise (default 10 s with `--once`).
+const FORWARD_DRAIN: Duration = Duration::from_secs(5);
 
 /// How far a run goes (docs/contract.md §1): each command runs the engine up to its stage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -150,6 +157,8 @@ pub struct RunReport {
     pub output_closed: bool,
     /// Counters of each device source, in spec order.
     pub sources: Vec<SourceReport>,
+    /// What each forward target did, in spec order.
+    pub forward: Vec<ForwardReport>,
 }
 
 /// What the alert stage did.
@@ -215,10 +224,12 @@ pub fn run(plan: &Plan, opts: RunOptions, output: &mut Output) -> Result<RunRepo
     rt.spawn(signals::watch(shutdown.clone(), interrupted.clone()));
 
     // 1. The store, before any source starts: a locked store fails at once.
-    let store = opts.store.as_ref().map(|s| Store::open(&s.path, s.retention)).transpose()?;
-    // 2. The chain, with the state this run continues.
+    let store = opts.store.as_ref().map(|s| Store::open(&s.path, retention(plan, s))).transpose()?;
+    // 2. The chain, with the state this run continues; the forward targets
+    // (their secrets are read now: a missing one fails before any source starts).
     let clock = Clock::of(plan, &opts);
     let (mut chain, keep) = restore(plan, &opts, clock, store.as_ref())?;
+    let forward = start_forward(plan, store.as_ref(), &rt)?;
     let notify = match chain.alerter.is_empty() {
         true => None,
         false => Some(Dispatcher::start(rt.handle(), &plan.notifiers).map_err(EngineError::Setup)?),
@@ -235,8 +246,12 @@ pub fn run(plan: &Plan, opts: RunOptions, output: &mut Output) -> Result<RunRepo
     if let (Some(t), Some(st)) = (&opts.tap, &store) {
         t.set_reader(st.reader()?, st.path.clone());
     }
+    if let (Some(t), Some((_, f))) = (&opts.tap, &forward) {
+        t.set_forward(f.stats.clone());
+    }
+    let (committed, forward) = forward.unzip();
     let mut outputs =
-        Outputs::start(output, store.zip(opts.store.as_ref()), opts.store_input, notify, opts.tap.clone());
+        Outputs::start(output, store.zip(opts.store.as_ref()), opts.store_input, notify, opts.tap.clone(), committed);
     if clock.live {
         chain.expect_named_channels();
     }
@@ -270,6 +285,11 @@ pub fn run(plan: &Plan, opts: RunOptions, output: &mut Output) -> Result<RunRepo
         keep.save(&store, &chain)?;
         report.store = Some(stats);
     }
+    // The last commit is made: the targets send what is left.
+    if let Some(f) = forward {
+        let default = if opts.once { ONCE_TIMEOUT } else { FORWARD_DRAIN };
+        report.forward = f.finish(opts.timeout.unwrap_or(default), &rt);
+    }
     report.validate = chain.validator.stats;
     report.fuse = chain.fuser.stats;
     report.detect = std::mem::take(&mut chain.detectors.stats);
@@ -293,6 +313,27 @@ pub fn run(plan: &Plan, opts: RunOptions, output: &mut Output) -> Result<RunRepo
     }
     report.elapsed = started.elapsed();
     Ok(report)
+}
+
+/// The store's retention, with a floor for each forward target.
+fn retention(plan: &Plan, store: &StorePlan) -> Option<Retention> {
+    let floors = plan.forward.iter().map(|f| Floor { target: f.id.clone(), max_age: f.max_age }).collect();
+    store.retention.map(|keep| Retention { keep, floors })
+}
+
+/// Starts the forward targets when there is a store to forward from; with
+/// the sender the writer tells its commits to.
+fn start_forward(
+    plan: &Plan,
+    store: Option<&Store>,
+    rt: &tokio::runtime::Runtime,
+) -> Result<Option<(watch::Sender<i64>, Forwarders)>, EngineError> {
+    let (Some(st), Some(id), false) = (store, &plan.identity, plan.forward.is_empty()) else { return Ok(None) };
+    let (tx, rx) = watch::channel(st.last_commit());
+    let conns = plan.forward.iter().map(|_| st.reader()).collect::<Result<Vec<_>, _>>()?;
+    let epoch = crate::forward::epoch(&conns[0]).map_err(|e| EngineError::StoreRead(st.path.clone(), e))?;
+    let f = crate::forward::start(&plan.forward, id, &epoch, conns, &rx, rt.handle()).map_err(EngineError::Setup)?;
+    Ok(Some((tx, f)))
 }
 
 /// Phase 2: the chain of this run's stages, with the state it keeps

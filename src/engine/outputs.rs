@@ -24,8 +24,9 @@
 //! uncommitted batch runs). A notifier failing: retried, then counted and
 //! logged; the run goes on.
 //!
-//! Forwarders to other systems read from the store (it is the outbox), so
-//! they need nothing from this seam but the commit counters.
+//! Forward targets read from the store (it is the outbox; see
+//! `crate::forward`), so they need nothing from this seam but the number of
+//! each commit, which the writer tells them as it makes it.
 
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::SyncSender;
@@ -78,15 +79,16 @@ impl<'a> Outputs<'a> {
         store_input: bool,
         notify: Option<Dispatcher>,
         tap: Option<Arc<Tap>>,
+        committed: Option<tokio::sync::watch::Sender<i64>>,
     ) -> Outputs<'a> {
         let store = store.map(|(store, sp)| {
             let (tx, rx) = std::sync::mpsc::sync_channel::<(Vec<Record>, Option<CommitHook>)>(4);
             let cfg = store::WriterConfig {
                 batch: sp.batch,
                 flush: sp.flush,
-                retention: sp.retention,
                 store_input,
                 counters: tap.as_ref().map(|t| t.commits.clone()),
+                committed,
             };
             (tx, std::thread::spawn(move || store::run_writer(store, rx, cfg)))
         });

@@ -200,7 +200,7 @@ fn start_sources(
             rt.spawn(run_wall_clock(sim, tx.clone(), shutdown.subscribe()));
         }
     }
-    let once = opts.once.then(|| opts.timeout.unwrap_or(Duration::from_secs(10)));
+    let once = opts.once.then(|| opts.timeout.unwrap_or(super::ONCE_TIMEOUT));
     for src in lives {
         let cx = SourceContext { tx: tx.clone(), stop: shutdown.subscribe(), once, finished: finished.clone() };
         p.live.push(rt.spawn(src.run(cx)));

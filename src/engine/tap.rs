@@ -3,6 +3,7 @@
 //! in for readings posted to the API, a connection to the store for
 //! queries, and counters for `/metrics`.
 
+use crate::forward::ForwardStats;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -59,6 +60,7 @@ pub struct Tap {
     ingest: Mutex<Option<mpsc::Sender<Batch>>>,
     reader: Mutex<Option<duckdb::Connection>>,
     sources: Mutex<Vec<(String, StatsHandle)>>,
+    forward: Mutex<Vec<(String, Arc<ForwardStats>)>>,
     pub counters: Counters,
     /// The store writer's commit counters (shared with it).
     pub commits: Arc<CommitCounters>,
@@ -75,6 +77,7 @@ impl Default for Tap {
             ingest: Mutex::new(None),
             reader: Mutex::new(None),
             sources: Mutex::new(Vec::new()),
+            forward: Mutex::new(Vec::new()),
             counters: Counters::default(),
             commits: Arc::default(),
             ready: AtomicBool::new(false),
@@ -115,6 +118,15 @@ impl Tap {
 
     pub(super) fn set_sources(&self, sources: Vec<(String, StatsHandle)>) {
         *lock(&self.sources) = sources;
+    }
+
+    pub(super) fn set_forward(&self, targets: Vec<(String, Arc<ForwardStats>)>) {
+        *lock(&self.forward) = targets;
+    }
+
+    /// Counters of every forward target, by target id.
+    pub fn forward(&self) -> Vec<(String, Arc<ForwardStats>)> {
+        lock(&self.forward).clone()
     }
 
     /// Counters of every device source.

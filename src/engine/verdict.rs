@@ -29,6 +29,10 @@ pub enum Verdict {
     Rejected(u64),
     /// A broker refused our credentials (exit 77).
     Refused { source: String, why: String },
+    /// A forward target's peer refused our credentials or subjects (exit 77).
+    ForwardRefused { target: String, why: String },
+    /// `--once` and a forward target could not send its whole backlog (exit 69).
+    ForwardBehind { target: String, records: u64, why: String },
     /// `--once` and nothing answered (exit 69).
     NoneAnswered(Vec<String>),
     /// `--once` and some device did not answer (exit 1).
@@ -46,6 +50,11 @@ impl std::fmt::Display for Verdict {
             Verdict::FailOn => f.write_str("--fail-on matched"),
             Verdict::Rejected(n) => write!(f, "{n} input lines rejected (--strict)"),
             Verdict::Refused { source, why } => write!(f, "{source}: the broker refused the connection: {why}"),
+            Verdict::ForwardRefused { target, why } => write!(f, "forward target {target}: the hub refused: {why}"),
+            Verdict::ForwardBehind { target, records, why } => write!(
+                f,
+                "forward target {target}: {records} records not forwarded ({why}); they stay in the store for the next run"
+            ),
             Verdict::NoneAnswered(silent) => write!(f, "no device answered ({})", silent.join(", ")),
             Verdict::SomeSilent(silent) => write!(f, "{} did not answer", silent.join(", ")),
             Verdict::Undelivered(1) => {
@@ -70,6 +79,10 @@ pub fn verdict(r: &RunReport, policy: &Policy) -> Verdict {
     if let Some((id, why)) = r.sources.iter().find_map(|s| s.stats.refused.as_ref().map(|w| (&s.id, w))) {
         return Verdict::Refused { source: id.clone(), why: why.clone() };
     }
+    if let Some(t) = r.forward.iter().find(|t| t.refused.is_some()) {
+        let why = t.refused.clone().unwrap_or_default();
+        return Verdict::ForwardRefused { target: t.id.clone(), why };
+    }
     if policy.once {
         let (mut total, mut silent) = (0, Vec::new());
         for s in &r.sources {
@@ -85,6 +98,10 @@ pub fn verdict(r: &RunReport, policy: &Policy) -> Verdict {
         }
         if !silent.is_empty() {
             return Verdict::SomeSilent(silent);
+        }
+        if let Some(t) = r.forward.iter().find(|t| t.backlog > 0) {
+            let why = t.last_error.clone().unwrap_or_else(|| "--timeout passed".into());
+            return Verdict::ForwardBehind { target: t.id.clone(), records: t.backlog, why };
         }
     }
     if r.alert.failed > 0 {
@@ -151,6 +168,28 @@ mod tests {
         assert_eq!(v.to_string(), "plc1 unit 2 did not answer");
         // Without --once a silent device is the summary's business, not the exit code's.
         assert_eq!(verdict(&r, &Policy::default()), Verdict::Ok);
+    }
+
+    #[test]
+    fn a_forward_backlog_fails_once_only_and_a_refusal_always() {
+        let target = |backlog: u64, refused: Option<&str>| crate::forward::ForwardReport {
+            id: "fleet".into(),
+            backlog,
+            last_error: Some("connection refused".into()),
+            refused: refused.map(str::to_string),
+            ..Default::default()
+        };
+        let once = Policy { once: true, ..Policy::default() };
+        let mut r = RunReport { forward: vec![target(0, None)], ..RunReport::default() };
+        assert_eq!(verdict(&r, &once), Verdict::Ok);
+        r.forward = vec![target(120, None)];
+        let v = verdict(&r, &once);
+        assert!(matches!(v, Verdict::ForwardBehind { records: 120, .. }), "{v:?}");
+        assert!(v.to_string().contains("120 records not forwarded (connection refused)"), "{v}");
+        // A daemon or a --duration run keeps its backlog for later: not an error.
+        assert_eq!(verdict(&r, &Policy::default()), Verdict::Ok);
+        r.forward = vec![target(120, Some("Permissions Violation for Publish"))];
+        assert!(matches!(verdict(&r, &Policy::default()), Verdict::ForwardRefused { .. }));
     }
 
     #[test]

@@ -56,6 +56,29 @@ pub fn parse_rate(text: &str) -> Result<f64, String> {
     Ok(n / d.as_secs_f64())
 }
 
+/// Parses a size in bytes: `65536`, `64KiB`, `1MiB`, `500kB`, `2MB`.
+pub fn parse_bytes(text: &str) -> Result<u64, String> {
+    let s = text.trim();
+    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num.parse().map_err(|_| format!("`{text}` is not a size; write bytes, like `256KiB` or `1MB`"))?;
+    let mult = match unit.trim() {
+        "" | "B" => 1.0,
+        "kB" | "KB" => 1e3,
+        "MB" => 1e6,
+        "GB" => 1e9,
+        "KiB" => 1024.0,
+        "MiB" => 1024.0 * 1024.0,
+        "GiB" => 1024.0 * 1024.0 * 1024.0,
+        u => return Err(format!("unknown unit `{u}` in `{text}`; use B, kB, MB, GB, KiB, MiB or GiB")),
+    };
+    let v = n * mult;
+    if !v.is_finite() || v > 1e15 || v.fract() != 0.0 {
+        return Err(format!("`{text}` is not a whole number of bytes"));
+    }
+    Ok(v as u64)
+}
+
 /// Formats a duration the way a spec would write it.
 pub fn format_duration(d: Duration) -> String {
     let ms = d.as_millis();
@@ -122,5 +145,16 @@ mod tests {
         for s in ["500ms", "10s", "5m", "2h", "90d", "1.5s"] {
             assert_eq!(format_duration(parse_duration(s).unwrap()), s);
         }
+    }
+
+    #[test]
+    fn bytes_parse() {
+        assert_eq!(parse_bytes("65536"), Ok(65536));
+        assert_eq!(parse_bytes("256KiB"), Ok(262_144));
+        assert_eq!(parse_bytes("1MB"), Ok(1_000_000));
+        assert_eq!(parse_bytes("1.5KiB"), Ok(1536));
+        assert!(parse_bytes("1.5B").is_err());
+        assert!(parse_bytes("ten").is_err());
+        assert!(parse_bytes("5 parsecs").unwrap_err().contains("unknown unit"));
     }
 }

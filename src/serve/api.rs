@@ -469,5 +469,65 @@ async fn metrics(St(s): St<State>) -> Response {
         metric(&mut out, "source_errors_total", "counter", "Failed polls and rejected input per source.", &errors);
         metric(&mut out, "source_reconnects_total", "counter", "Reconnections per source.", &reconnects);
     }
+    forward_metrics(&mut out, &s.tap.forward(), metric);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}
+
+/// The forward targets' metrics, labelled by `target`.
+fn forward_metrics<F>(out: &mut String, targets: &[(String, Arc<crate::forward::ForwardStats>)], metric: F)
+where
+    F: Fn(&mut String, &str, &str, &str, &[(String, String)]),
+{
+    if targets.is_empty() {
+        return;
+    }
+    let l = |x: &std::sync::atomic::AtomicU64| x.load(Ordering::Relaxed);
+    let label = |id: &str| id.replace(['\\', '"', '\n'], "_");
+    let each = |f: &dyn Fn(&crate::forward::ForwardStats) -> String| -> Vec<(String, String)> {
+        targets.iter().map(|(id, st)| (format!("{{target=\"{}\"}}", label(id)), f(st))).collect()
+    };
+    let backlog = each(&|st| l(&st.backlog_records).to_string());
+    metric(
+        out,
+        "forward_backlog_records",
+        "gauge",
+        "Records committed but not yet acknowledged by the target.",
+        &backlog,
+    );
+    let age = each(&|st| format!("{}", l(&st.backlog_age_ms) as f64 / 1e3));
+    metric(out, "forward_backlog_seconds", "gauge", "Age of the oldest commit not yet acknowledged.", &age);
+    let mut published = Vec::new();
+    for (id, st) in targets {
+        for (i, k) in crate::spec::ForwardKind::ALL.iter().enumerate() {
+            published
+                .push((format!("{{target=\"{}\",kind=\"{}\"}}", label(id), k.as_str()), l(&st.records[i]).to_string()));
+        }
+    }
+    metric(out, "forward_published_total", "counter", "Records acknowledged by the target, by kind.", &published);
+    let messages = each(&|st| l(&st.messages).to_string());
+    metric(out, "forward_messages_total", "counter", "Messages acknowledged by the target.", &messages);
+    let dups = each(&|st| l(&st.duplicates).to_string());
+    metric(out, "forward_duplicates_total", "counter", "Messages the target already had (re-sends it dropped).", &dups);
+    let dropped = each(&|st| l(&st.dropped).to_string());
+    metric(out, "forward_dropped_total", "counter", "Records dropped unsent: older than backlog.max_age.", &dropped);
+    let mut errors = Vec::new();
+    for (id, st) in targets {
+        let by = st.errors.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        for reason in ["unreachable", "refused", "rejected"] {
+            let n = by.get(reason).copied().unwrap_or(0);
+            errors.push((format!("{{target=\"{}\",reason=\"{reason}\"}}", label(id)), n.to_string()));
+        }
+    }
+    metric(out, "forward_errors_total", "counter", "Failed connects and publishes, by reason.", &errors);
+    let _ = writeln!(
+        out,
+        "# HELP edgeguard_forward_ack_seconds Time from publish to acknowledgement.\n# TYPE edgeguard_forward_ack_seconds summary"
+    );
+    for (id, st) in targets {
+        let (sum, n) = (l(&st.ack_micros) as f64 / 1e6, l(&st.acks));
+        let t = label(id);
+        let _ = writeln!(out, "edgeguard_forward_ack_seconds_sum{{target=\"{t}\"}} {sum}\nedgeguard_forward_ack_seconds_count{{target=\"{t}\"}} {n}");
+    }
+    let up = each(&|st| u8::from(st.connected.load(Ordering::Relaxed)).to_string());
+    metric(out, "forward_connected", "gauge", "1 while connected to the target.", &up);
 }

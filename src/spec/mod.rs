@@ -10,12 +10,14 @@
 //! time. Diagnostics ([`diag`]) live here, the lowest layer that makes them.
 
 pub mod diag;
+mod forward;
 pub mod load;
 mod outputs;
 mod parse;
 mod sources;
 mod stages;
 
+pub use forward::*;
 pub use load::{LoadError, SpecDoc};
 pub use outputs::*;
 pub use parse::parse;
@@ -72,6 +74,10 @@ pub struct Spec {
     /// Backups of the store.
     #[serde(default)]
     pub backup: Option<BackupSpec>,
+    /// Where the store's commits are forwarded (a fleet's hub), by target id.
+    /// Needs `identity` and `store`: the store is the outbox.
+    #[serde(default)]
+    pub forward: IndexMap<String, ForwardSpec>,
 }
 
 /// Who this gateway is in a fleet.

@@ -23,6 +23,7 @@ const SECTIONS: &[&str] = &[
     "notifiers",
     "serve",
     "backup",
+    "forward",
 ];
 
 /// Deserializes the whole document. The spec is returned even with errors
@@ -91,6 +92,7 @@ pub fn parse(doc: &SpecDoc) -> (Spec, Vec<Diagnostic>) {
     spec.detect = section(doc, "detect", "a detector", &mut diags);
     spec.alerts = section(doc, "alerts", "an alert rule", &mut diags);
     spec.notifiers = tagged_section(doc, "notifiers", NotifierSpec::KINDS, NotifierSpec::from_node, &mut diags);
+    spec.forward = tagged_section(doc, "forward", ForwardSpec::KINDS, ForwardSpec::from_node, &mut diags);
     (spec, diags)
 }
 
@@ -151,7 +153,7 @@ fn tagged_section<T>(
     diags: &mut Vec<Diagnostic>,
 ) -> IndexMap<String, T> {
     let mut out = IndexMap::new();
-    let singular = name.trim_end_matches('s');
+    let singular = if name == "forward" { "forward target" } else { name.trim_end_matches('s') };
     for (id, key_span, node) in section_entries(doc, name, diags) {
         let path = join_key(name, id);
         let NodeValue::Map(fields) = &node.value else {
@@ -232,6 +234,7 @@ macro_rules! kinds {
 
 kinds!(SourceSpec { "modbus" => Modbus, "mqtt" => Mqtt, "serial" => Serial, "simulate" => Simulate });
 kinds!(NotifierSpec { "stdout" => Stdout, "file" => File, "exec" => Exec, "webhook" => Webhook, "mqtt" => Mqtt });
+kinds!(ForwardSpec { "nats" => Nats });
 
 #[cfg(test)]
 mod tests {
@@ -240,12 +243,10 @@ mod tests {
     /// The `type` names serde accepts, read off the JSON Schema.
     fn serde_names<T: schemars::JsonSchema>() -> Vec<String> {
         let schema = serde_json::to_value(schemars::schema_for!(T)).unwrap();
-        let mut names: Vec<String> = schema["oneOf"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v["properties"]["type"]["const"].as_str().unwrap().to_string())
-            .collect();
+        // An enum of one variant is that variant's schema, without `oneOf`.
+        let variants = schema["oneOf"].as_array().cloned().unwrap_or_else(|| vec![schema.clone()]);
+        let mut names: Vec<String> =
+            variants.iter().map(|v| v["properties"]["type"]["const"].as_str().unwrap().to_string()).collect();
         names.sort();
         names
     }
@@ -259,5 +260,6 @@ mod tests {
         };
         assert_eq!(serde_names::<SourceSpec>(), sorted(SourceSpec::KINDS));
         assert_eq!(serde_names::<NotifierSpec>(), sorted(NotifierSpec::KINDS));
+        assert_eq!(serde_names::<ForwardSpec>(), sorted(ForwardSpec::KINDS));
     }
 }
