@@ -4,6 +4,7 @@
 //! ```text
 //! model ← spec ← compile ← tls ← {sources, stages, sinks} ← engine ← serve ← cli
 //!                                              sinks ← backup ← serve
+//!                                              sinks ← forward ← engine
 //! ```
 //!
 //! The check reads the source text: every `crate::<module>` path outside
@@ -24,10 +25,11 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("sources", &["tls", "compile", "spec", "model"]),
     ("stages", &["compile", "spec", "model"]),
     ("sinks", &["tls", "compile", "spec", "model"]),
-    ("engine", &["sources", "stages", "sinks", "tls", "compile", "spec", "model"]),
+    ("forward", &["sinks", "tls", "compile", "spec", "model"]),
+    ("engine", &["forward", "sources", "stages", "sinks", "tls", "compile", "spec", "model"]),
     ("backup", &["sinks", "compile", "spec", "model"]),
-    ("serve", &["backup", "engine", "sources", "stages", "sinks", "tls", "compile", "spec", "model"]),
-    ("cli", &["serve", "backup", "engine", "sources", "stages", "sinks", "tls", "compile", "spec", "model"]),
+    ("serve", &["backup", "engine", "forward", "sources", "stages", "sinks", "tls", "compile", "spec", "model"]),
+    ("cli", &["serve", "backup", "engine", "forward", "sources", "stages", "sinks", "tls", "compile", "spec", "model"]),
 ];
 
 /// The text of a file without comments and without its test modules.
