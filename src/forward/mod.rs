@@ -327,7 +327,15 @@ impl Driver {
                     break;
                 }
             }
-            let result = match self.target.connect().await {
+            // Draining, a connect attempt may not outlast the deadline.
+            let connect = self.target.connect();
+            let connected = match deadline {
+                None => connect.await,
+                Some(d) => tokio::time::timeout_at(d, connect)
+                    .await
+                    .unwrap_or_else(|_| Err(SendError::Unreachable("no connection before --timeout".into()))),
+            };
+            let result = match connected {
                 Ok(()) => {
                     self.stats.connected.store(true, Ordering::Relaxed);
                     if logged.take().is_some() || backoff_attempt == 0 {
@@ -492,9 +500,13 @@ impl Driver {
                 }
                 let next = if backlog_ok { s.backlog.pop_front() } else { s.live.pop_front() };
                 let Some(m) = next else { break };
-                match self.target.publish(&m, &self.sender).await {
-                    Ok(ack) => s.in_flight.push_back(InFlight { message: m, ack, sent: Instant::now() }),
-                    Err(e) => return End::Failed(e),
+                // Handing the message to a client that lost its connection
+                // waits for room in its buffer: not longer than an ack.
+                let timeout = self.plan.ack_timeout;
+                match tokio::time::timeout(timeout, self.target.publish(&m, &self.sender)).await {
+                    Ok(Ok(ack)) => s.in_flight.push_back(InFlight { message: m, ack, sent: Instant::now() }),
+                    Ok(Err(e)) => return End::Failed(e),
+                    Err(_) => return End::Failed(SendError::Unreachable(format!("could not send within {timeout:?}"))),
                 }
             }
             let idle = s.in_flight.is_empty() && s.live.is_empty() && s.backlog.is_empty();
