@@ -353,6 +353,8 @@ impl Driver {
                 Err(e) => End::Failed(e),
             };
             self.save(&cursor).await;
+            // The gauges stay current while it waits to reconnect.
+            self.refresh_backlog(&cursor).await;
             match result {
                 End::Done => break,
                 End::Failed(e) => {
@@ -468,6 +470,7 @@ impl Driver {
         let mut saved = *cursor;
         loop {
             if last_tick.elapsed() >= TICK {
+                self.stats.connected.store(self.target.connected(), Ordering::Relaxed);
                 if *cursor != saved {
                     self.save(cursor).await;
                     saved = *cursor;

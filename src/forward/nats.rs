@@ -134,8 +134,12 @@ impl Target for Nats {
 
     fn connect(&mut self) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), SendError>> + Send + '_>> {
         Box::pin(async move {
-            if self.client.is_some() {
-                return Ok(());
+            if let Some(c) = &self.client {
+                // The client reconnects on its own; until it has, nothing is sent.
+                return match c.connection_state() {
+                    State::Connected => Ok(()),
+                    _ => Err(SendError::Unreachable("connection lost; reconnecting".into())),
+                };
             }
             let opts = self.options()?;
             let urls: Vec<async_nats::ServerAddr> = self.plan.urls.iter().filter_map(|u| u.parse().ok()).collect();

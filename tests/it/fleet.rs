@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::nats_peer::{create_stream, create_stream_as, read_stream, stream_leader, Nats, Stored, Version};
+use crate::nats_peer::{create_stream, create_stream_as, read_stream, stream_leader, Nats, Relay, Stored, Version};
 use crate::peers::{free_port, get, Reaped};
 use crate::support::*;
 
@@ -367,4 +367,49 @@ forward:
         .stderr_has("in_flight")
         .stderr_has("unknown forward target type `kafka`")
         .stderr_has("bad.yaml:9:");
+}
+
+/// A gauge of `serve`'s `/metrics` for the `fleet` target.
+fn gauge(base: &str, name: &str) -> f64 {
+    let (_, text) = get(&format!("{base}/metrics"), None);
+    let key = format!("edgeguard_{name}{{target=\"fleet\"}} ");
+    text.lines().find_map(|l| l.strip_prefix(&key)).and_then(|v| v.parse().ok()).unwrap_or(-1.0)
+}
+
+#[test]
+fn an_uplink_cut_holds_the_backlog_in_the_store_and_drains_it_after() {
+    let dir = tmp();
+    let hub = Nats::single(dir.path(), Version::Current, "");
+    create_stream(&hub.urls(), "FLEET", 1, Duration::from_secs(120));
+    let mut relay = Relay::start(hub.nodes[0].port);
+    let via = [format!("nats://127.0.0.1:{}", relay.port)];
+    // 10 channels every 10 ms: 1,000 readings/s.
+    let (mut gw, base) = serve(dir.path(), &via, 10, "10ms", "");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(gauge(&base, "forward_connected"), 1.0);
+    relay.cut();
+    let cut_at = Instant::now();
+    std::thread::sleep(Duration::from_secs(15));
+    // Acquisition and the store go on; the backlog grows by the live rate.
+    let backlog = gauge(&base, "forward_backlog_records");
+    assert!(backlog > 8_000.0, "backlog {backlog} after {:?}", cut_at.elapsed());
+    assert_eq!(gauge(&base, "forward_connected"), 0.0);
+    let held = read_stream(&hub.urls(), "FLEET").len();
+    relay.restore();
+    let restored = Instant::now();
+    while gauge(&base, "forward_backlog_records") > 2_000.0 {
+        assert!(restored.elapsed() < Duration::from_secs(30), "the backlog did not drain");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let drained = restored.elapsed();
+    // Within the client's reconnect backoff (≤ 10 s) and a quick replay.
+    assert!(drained < Duration::from_secs(15), "drained in {drained:?}");
+    assert!(read_stream(&hub.urls(), "FLEET").len() > held);
+    let (code, stderr) = gw.terminate();
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("backlog empty"), "{stderr}");
+    let db = dir.path().join("gw.duckdb");
+    let msgs = read_stream(&hub.urls(), "FLEET");
+    assert_eq!(by_position(&msgs).len() as i64, readings(&db), "nothing missing, nothing twice");
+    assert!(msgs.iter().any(|m| m.header("Eg-Backlog") == "1"), "what waited is marked as backlog");
 }

@@ -295,3 +295,81 @@ pub fn stream_leader(n: &Nats, name: &str) -> usize {
         }
     })
 }
+
+/// A TCP relay between a gateway and its hub that the test can cut: the
+/// uplink. While cut, it refuses new connections and has closed the open ones.
+pub struct Relay {
+    pub port: u16,
+    upstream: u16,
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    conns: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+    listener: Option<std::thread::JoinHandle<()>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Relay {
+    pub fn start(upstream: u16) -> Relay {
+        let mut r = Relay {
+            port: free_port(),
+            upstream,
+            cut: Default::default(),
+            conns: Default::default(),
+            listener: None,
+            stop: Default::default(),
+        };
+        r.listen();
+        r
+    }
+
+    fn listen(&mut self) {
+        use std::sync::atomic::Ordering;
+        let l = std::net::TcpListener::bind(("127.0.0.1", self.port)).expect("relay port");
+        l.set_nonblocking(true).unwrap();
+        let (up, conns, stop) = (self.upstream, self.conns.clone(), self.stop.clone());
+        stop.store(false, Ordering::SeqCst);
+        self.listener = Some(std::thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                match l.accept() {
+                    Ok((down, _)) => {
+                        down.set_nonblocking(false).unwrap();
+                        let Ok(upc) = std::net::TcpStream::connect(("127.0.0.1", up)) else { continue };
+                        let mut guard = conns.lock().unwrap();
+                        guard.push(down.try_clone().unwrap());
+                        guard.push(upc.try_clone().unwrap());
+                        for (mut a, mut b) in [(down.try_clone().unwrap(), upc.try_clone().unwrap()), (upc, down)] {
+                            std::thread::spawn(move || {
+                                let _ = std::io::copy(&mut a, &mut b);
+                                let _ = b.shutdown(std::net::Shutdown::Both);
+                            });
+                        }
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        }));
+    }
+
+    /// Closes every connection and stops listening.
+    pub fn cut(&mut self) {
+        use std::sync::atomic::Ordering;
+        self.cut.store(true, Ordering::SeqCst);
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(h) = self.listener.take() {
+            let _ = h.join();
+        }
+        for c in self.conns.lock().unwrap().drain(..) {
+            let _ = c.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    pub fn restore(&mut self) {
+        self.cut.store(false, std::sync::atomic::Ordering::SeqCst);
+        self.listen();
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.cut();
+    }
+}
