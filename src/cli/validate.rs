@@ -50,12 +50,15 @@ pub fn run(a: &ValidateArgs, g: &GlobalArgs) -> Result<Exit, Failure> {
     }
     let mut out = Vec::new();
     let (mut errors, mut warnings, mut invalid, mut missing) = (0, 0, 0, 0);
+    // The exit of the first file that could not be read: 66 missing, 77 denied, 74 other.
+    let mut unreadable: Option<Exit> = None;
     for path in &a.specs {
         let (text, diags) = match compile_spec(path, &a.set) {
             Err(f) if f.exit == Exit::Usage => return Err(f),
             Err(f) => {
                 // An unreadable file is reported and counted; the others are still checked.
                 missing += 1;
+                unreadable.get_or_insert(f.exit);
                 super::report_error(g, &f.message);
                 continue;
             }
@@ -93,8 +96,8 @@ pub fn run(a: &ValidateArgs, g: &GlobalArgs) -> Result<Exit, Failure> {
     if a.format == DiagFormat::Text {
         say(g, &summary);
     }
-    Ok(if missing > 0 {
-        Exit::NoInput
+    Ok(if let Some(exit) = unreadable {
+        exit
     } else if invalid > 0 {
         Exit::Config
     } else {

@@ -21,6 +21,8 @@ fn every_reference_pipeline_is_valid() {
 #[test]
 fn a_missing_file_is_66() {
     eg(["validate", "no/such.yaml"]).run().code(66).stderr_has("cannot read no/such.yaml: no such file");
+    // Not a missing file: a folder cannot be read (74), and it says so, not "missing".
+    eg(["validate", "pipelines", "pipelines/demo.yaml"]).run().code(74).stderr_has("cannot read pipelines");
     eg(["acquire", "no/such.yaml", "--once"]).run().code(66);
     // A spec without sources needs --input.
     eg(["acquire", "pipelines/input-only.yaml", "--once"]).run().code(2).stderr_has("give records with `--input");
