@@ -413,3 +413,35 @@ fn an_uplink_cut_holds_the_backlog_in_the_store_and_drains_it_after() {
     assert_eq!(by_position(&msgs).len() as i64, readings(&db), "nothing missing, nothing twice");
     assert!(msgs.iter().any(|m| m.header("Eg-Backlog") == "1"), "what waited is marked as backlog");
 }
+
+#[test]
+fn tls_with_a_test_ca_and_an_untrusted_hub_is_refused() {
+    let dir = tmp();
+    crate::peers::certificates(dir.path());
+    let tls =
+        format!("tls {{ cert_file: \"{d}/server.pem\", key_file: \"{d}/server.key\" }}", d = dir.path().display());
+    let hub = Nats::single(dir.path(), Version::Current, &tls);
+    let port = hub.nodes[0].port;
+    // The test's own client trusts the CA too, to make the stream.
+    let ca = dir.path().join("ca.pem");
+    crate::nats_peer::create_stream_tls(&hub.urls(), &ca, "FLEET");
+    let url = [format!("tls://127.0.0.1:{port}")];
+    let trusted = spec(dir.path(), "gw1", &url, "    tls: {ca: ca.pem}\n");
+    eg(["acquire", trusted.to_str().unwrap(), "--once", "--timeout", "5s"])
+        .dir(dir.path())
+        .run()
+        .code(0)
+        .stderr_has("backlog empty");
+    assert_eq!(read_stream_tls(&hub.urls(), &ca).len(), 1);
+    // Without the CA the hub's certificate is not trusted: refused, 77.
+    let untrusted = spec(dir.path(), "gw1", &url, "");
+    eg(["acquire", untrusted.to_str().unwrap(), "--once", "--timeout", "5s"])
+        .dir(dir.path())
+        .run()
+        .code(77)
+        .stderr_has("TLS");
+}
+
+fn read_stream_tls(urls: &[String], ca: &Path) -> Vec<Stored> {
+    crate::nats_peer::read_stream_with(urls, Some(ca), "FLEET")
+}

@@ -149,13 +149,21 @@ async fn connect(urls: &[String]) -> async_nats::Client {
 }
 
 async fn connect_as(urls: &[String], login: Option<(&str, &str)>) -> async_nats::Client {
+    connect_with(urls, login, None).await
+}
+
+async fn connect_with(urls: &[String], login: Option<(&str, &str)>, ca: Option<&Path>) -> async_nats::Client {
     let started = Instant::now();
     loop {
         let addrs: Vec<async_nats::ServerAddr> = urls.iter().map(|u| u.parse().unwrap()).collect();
-        let opts = match login {
+        let mut opts = match login {
             Some((u, p)) => async_nats::ConnectOptions::with_user_and_password(u.into(), p.into()),
             None => async_nats::ConnectOptions::new(),
         };
+        if let Some(ca) = ca {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            opts = opts.add_root_certificates(ca.to_path_buf()).require_tls(true);
+        }
         match opts.connect(addrs.as_slice()).await {
             Ok(c) => return c,
             Err(e) => {
@@ -229,8 +237,26 @@ impl Stored {
 
 /// Every message of the stream, in stream order.
 pub fn read_stream(urls: &[String], name: &str) -> Vec<Stored> {
+    read_stream_with(urls, None, name)
+}
+
+/// The fleet stream on a TLS server whose certificate `ca` signed.
+pub fn create_stream_tls(urls: &[String], ca: &Path, name: &str) {
     runtime().block_on(async {
-        let js = async_nats::jetstream::new(connect(urls).await);
+        let js = async_nats::jetstream::new(connect_with(urls, None, Some(ca)).await);
+        let cfg = async_nats::jetstream::stream::Config {
+            name: name.into(),
+            subjects: vec!["eg.>".into()],
+            ..Default::default()
+        };
+        js.get_or_create_stream(cfg).await.expect("create stream");
+    })
+}
+
+/// [`read_stream`] over TLS (`ca` given).
+pub fn read_stream_with(urls: &[String], ca: Option<&Path>, name: &str) -> Vec<Stored> {
+    runtime().block_on(async {
+        let js = async_nats::jetstream::new(connect_with(urls, None, ca).await);
         let started = Instant::now();
         let mut stream = loop {
             match js.get_stream(name).await {
