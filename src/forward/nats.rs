@@ -159,6 +159,8 @@ impl Target for Nats {
                             SendError::Refused(why)
                         }
                         ConnectErrorKind::Tls => SendError::Refused(format!("TLS: {why}")),
+                        // rustls' verdict on the hub's certificate arrives as an I/O error.
+                        _ if why.contains("certificate") => SendError::Refused(format!("TLS: {why}")),
                         _ => SendError::Unreachable(why),
                     })
                 }
