@@ -282,7 +282,6 @@ const TICK: Duration = Duration::from_secs(1);
 
 /// The state of one session: the lanes and what is in flight.
 struct Session {
-    /// Everything up to it was acknowledged (the cursor) — kept in `cursor`.
     /// Backlog lane: commits in `(backlog_after, split]` are still to be read.
     backlog_after: i64,
     split: i64,
@@ -323,7 +322,7 @@ impl Driver {
                 Phase::Drain(d) => Some(d),
             };
             if let Some(d) = deadline {
-                if self.is_done(&cursor).await || tokio::time::Instant::now() >= d {
+                if self.is_done(&cursor) || tokio::time::Instant::now() >= d {
                     break;
                 }
             }
@@ -415,7 +414,8 @@ impl Driver {
         .unwrap_or_else(|_| Err(duckdb::Error::AppendError))
     }
 
-    async fn is_done(&self, cursor: &Cursor) -> bool {
+    /// Every commit the writer made is acknowledged.
+    fn is_done(&self, cursor: &Cursor) -> bool {
         *self.committed.borrow() <= cursor.commit
     }
 

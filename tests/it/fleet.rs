@@ -445,3 +445,28 @@ fn tls_with_a_test_ca_and_an_untrusted_hub_is_refused() {
 fn read_stream_tls(urls: &[String], ca: &Path) -> Vec<Stored> {
     crate::nats_peer::read_stream_with(urls, Some(ca), "FLEET")
 }
+
+#[test]
+fn channel_filters_and_the_replay_cap_shape_what_is_sent() {
+    let dir = tmp();
+    let port = free_port();
+    let url = [format!("nats://127.0.0.1:{port}")];
+    let spec = spec(dir.path(), "gw1", &url, "    channels: [\"line.a\"]\n    replay_rate: 200/s\n");
+    // The hub is down: 1,200 readings (600 of line.a) wait in the store.
+    eg(["acquire", spec.to_str().unwrap(), "--duration", "10m", "--timeout", "1s"]).dir(dir.path()).run().code(0);
+    let hub = Nats::single_on(dir.path(), Version::Current, port, "");
+    create_stream(&hub.urls(), "FLEET", 1, Duration::from_secs(120));
+    let started = Instant::now();
+    eg(["acquire", spec.to_str().unwrap(), "--input", "/dev/null", "--timeout", "30s"])
+        .dir(dir.path())
+        .run()
+        .code(0)
+        .stderr_has("forward fleet: 600 records in")
+        .stderr_has("backlog empty");
+    // 600 records at 200/s, the first 200 at once at most: not under 2 s.
+    let took = started.elapsed();
+    assert!(took >= Duration::from_secs(2), "replayed 600 records in {took:?} at 200/s");
+    let recs = by_position(&read_stream(&hub.urls(), "FLEET"));
+    assert_eq!(recs.len(), 600);
+    assert!(recs.values().all(|r| r["channel"] == "line.a"));
+}
