@@ -39,6 +39,7 @@ Register-ArgumentCompleter -Native -CommandName 'edgeguard' -ScriptBlock {
             [CompletionResult]::new('alert', 'alert', [CompletionResultType]::ParameterValue, 'Send alerts (… → detection → alert rules → notifiers); preview them with --render; manage silences')
             [CompletionResult]::new('serve', 'serve', [CompletionResultType]::ParameterValue, 'Run the whole pipeline as a daemon with the HTTP API, live stream, metrics and dashboard')
             [CompletionResult]::new('backup', 'backup', [CompletionResultType]::ParameterValue, 'Back up the store (Parquet + manifest); list, verify, restore and prune backups')
+            [CompletionResult]::new('collect', 'collect', [CompletionResultType]::ParameterValue, 'Collect a fleet''s forwarded records from its NATS hub into a Parquet lake (folder or S3)')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
@@ -255,6 +256,24 @@ Register-ArgumentCompleter -Native -CommandName 'edgeguard' -ScriptBlock {
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             break
         }
+        'edgeguard;collect' {
+            [CompletionResult]::new('--export', '--export', [CompletionResultType]::ParameterName, 'The export to write, when the spec has several')
+            [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'With --once, the longest the run takes (default 60s)')
+            [CompletionResult]::new('--set', '--set', [CompletionResultType]::ParameterName, 'Override a spec value: `export.lake.roll.max_rows=100000`')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format on stderr')
+            [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'Colors on stderr and in tables (NO_COLOR is honoured)')
+            [CompletionResult]::new('--once', '--once', [CompletionResultType]::ParameterName, 'Collect what is pending on the hub, write it, and exit (for cron)')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output on stderr (-v info, -vv debug)')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output on stderr (-v info, -vv debug)')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Only errors on stderr: no summary, no warnings')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Only errors on stderr: no summary, no warnings')
+            [CompletionResult]::new('--no-progress', '--no-progress', [CompletionResultType]::ParameterName, 'Never show progress bars')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
         'edgeguard;completions' {
             [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format on stderr')
             [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'Colors on stderr and in tables (NO_COLOR is honoured)')
@@ -277,6 +296,7 @@ Register-ArgumentCompleter -Native -CommandName 'edgeguard' -ScriptBlock {
             [CompletionResult]::new('alert', 'alert', [CompletionResultType]::ParameterValue, 'Send alerts (… → detection → alert rules → notifiers); preview them with --render; manage silences')
             [CompletionResult]::new('serve', 'serve', [CompletionResultType]::ParameterValue, 'Run the whole pipeline as a daemon with the HTTP API, live stream, metrics and dashboard')
             [CompletionResult]::new('backup', 'backup', [CompletionResultType]::ParameterValue, 'Back up the store (Parquet + manifest); list, verify, restore and prune backups')
+            [CompletionResult]::new('collect', 'collect', [CompletionResultType]::ParameterValue, 'Collect a fleet''s forwarded records from its NATS hub into a Parquet lake (folder or S3)')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
@@ -300,6 +320,9 @@ Register-ArgumentCompleter -Native -CommandName 'edgeguard' -ScriptBlock {
             break
         }
         'edgeguard;help;backup' {
+            break
+        }
+        'edgeguard;help;collect' {
             break
         }
         'edgeguard;help;completions' {

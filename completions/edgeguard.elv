@@ -36,6 +36,7 @@ set edit:completion:arg-completer[edgeguard] = {|@words|
             cand alert 'Send alerts (… → detection → alert rules → notifiers); preview them with --render; manage silences'
             cand serve 'Run the whole pipeline as a daemon with the HTTP API, live stream, metrics and dashboard'
             cand backup 'Back up the store (Parquet + manifest); list, verify, restore and prune backups'
+            cand collect 'Collect a fleet''s forwarded records from its NATS hub into a Parquet lake (folder or S3)'
             cand completions 'Print a shell completion script'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
@@ -244,6 +245,23 @@ set edit:completion:arg-completer[edgeguard] = {|@words|
             cand -V 'Print version'
             cand --version 'Print version'
         }
+        &'edgeguard;collect'= {
+            cand --export 'The export to write, when the spec has several'
+            cand --timeout 'With --once, the longest the run takes (default 60s)'
+            cand --set 'Override a spec value: `export.lake.roll.max_rows=100000`'
+            cand --log-format 'Log format on stderr'
+            cand --color 'Colors on stderr and in tables (NO_COLOR is honoured)'
+            cand --once 'Collect what is pending on the hub, write it, and exit (for cron)'
+            cand -v 'More log output on stderr (-v info, -vv debug)'
+            cand --verbose 'More log output on stderr (-v info, -vv debug)'
+            cand -q 'Only errors on stderr: no summary, no warnings'
+            cand --quiet 'Only errors on stderr: no summary, no warnings'
+            cand --no-progress 'Never show progress bars'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
         &'edgeguard;completions'= {
             cand --log-format 'Log format on stderr'
             cand --color 'Colors on stderr and in tables (NO_COLOR is honoured)'
@@ -265,6 +283,7 @@ set edit:completion:arg-completer[edgeguard] = {|@words|
             cand alert 'Send alerts (… → detection → alert rules → notifiers); preview them with --render; manage silences'
             cand serve 'Run the whole pipeline as a daemon with the HTTP API, live stream, metrics and dashboard'
             cand backup 'Back up the store (Parquet + manifest); list, verify, restore and prune backups'
+            cand collect 'Collect a fleet''s forwarded records from its NATS hub into a Parquet lake (folder or S3)'
             cand completions 'Print a shell completion script'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
@@ -281,6 +300,8 @@ set edit:completion:arg-completer[edgeguard] = {|@words|
         &'edgeguard;help;serve'= {
         }
         &'edgeguard;help;backup'= {
+        }
+        &'edgeguard;help;collect'= {
         }
         &'edgeguard;help;completions'= {
         }

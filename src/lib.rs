@@ -15,12 +15,14 @@
 //! * [`spec`] — raw types that mirror the YAML, the loader, diagnostics.
 //! * [`compile`] — checks and turns a spec into a typed [`compile::Plan`].
 //! * [`tls`] — rustls for every client and server.
+//! * [`nats_client`] — connecting to a NATS hub: logins, TLS, backoff (forward, the `nats` source, collect).
 //! * [`sources`] — where records come from: Modbus, MQTT, serial, simulators, `--input`, the store.
 //! * [`stages`] — what is computed over them: validation, fusion, detection, alert rules.
 //! * [`sinks`] — where they go: stdout, the DuckDB store (also the outbox), notifiers.
 //! * [`forward`] — the store's commits sent on to a fleet's hub (NATS JetStream).
 //! * [`engine`] — one run: producers → stage chain → outputs, state, the verdict.
 //! * [`backup`] — Parquet snapshots of the store.
+//! * [`collect`] — a fleet's hub into a Parquet lake (`edgeguard collect`).
 //! * [`serve`] — the daemon: HTTP API, dashboard, metrics.
 //! * [`cli`] — the command line.
 
@@ -30,10 +32,12 @@
 
 pub(crate) mod backup;
 pub mod cli;
+pub(crate) mod collect;
 pub(crate) mod compile;
 pub(crate) mod engine;
 pub(crate) mod forward;
 pub(crate) mod model;
+pub(crate) mod nats_client;
 pub(crate) mod serve;
 pub(crate) mod sinks;
 pub(crate) mod sources;

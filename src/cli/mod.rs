@@ -5,6 +5,7 @@ mod acquire;
 mod alert;
 mod args;
 mod backup;
+mod collect;
 mod completions;
 mod detect;
 pub mod exit;
@@ -96,6 +97,8 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Back up the store (Parquet + manifest); list, verify, restore and prune backups.
     Backup(backup::BackupArgs),
+    /// Collect a fleet's forwarded records from its NATS hub into a Parquet lake (folder or S3).
+    Collect(collect::CollectArgs),
     /// Print a shell completion script.
     Completions(completions::CompletionsArgs),
 }
@@ -124,6 +127,7 @@ pub fn main() -> ExitCode {
         Command::Alert(a) => alert::run(a, &cli.global),
         Command::Serve(s) => serve::run(s, &cli.global),
         Command::Backup(b) => backup::run(b, &cli.global),
+        Command::Collect(c) => collect::run(c, &cli.global),
         Command::Completions(c) => completions::run(c),
     };
     match result {

@@ -31,8 +31,17 @@ pub(super) fn compile_forward(cx: &mut Cx, spec: &Spec, plan: &mut Plan) {
     for (id, f) in &spec.forward {
         let path = key("forward", id);
         cx.check_id(&path, id, "forward target");
-        let ForwardSpec::Nats(n) = f;
-        let (kind, prefix) = nats(cx, &path, n);
+        let (kind, subject) = match f {
+            ForwardSpec::Nats(n) => {
+                let (kind, prefix) = nats(cx, &path, n);
+                (kind, format!("{prefix}.{site}.{gateway}"))
+            }
+            ForwardSpec::Mqtt(m) => {
+                let (kind, prefix) = mqtt(cx, &path, m, &site, &gateway, id);
+                (kind, format!("{prefix}/{site}/{gateway}"))
+            }
+        };
+        let n = f.common();
         let records = n.records.clone().unwrap_or_else(|| ForwardKind::ALL.to_vec());
         if records.is_empty() {
             cx.err(
@@ -44,7 +53,7 @@ pub(super) fn compile_forward(cx: &mut Cx, spec: &Spec, plan: &mut Plan) {
         for (i, c) in n.channels.iter().enumerate() {
             check_glob_reference(cx, &super::diag_index(&key(&path, "channels"), i), c, &channels, closed);
         }
-        let m = &n.message;
+        let m = n.message;
         let max_records = m.max_records.unwrap_or(1000);
         if !(1..=1_000_000).contains(&max_records) {
             cx.err(Code::InvalidQuantity, &key(&key(&path, "message"), "max_records"), "between 1 and 1000000 records");
@@ -62,11 +71,12 @@ pub(super) fn compile_forward(cx: &mut Cx, spec: &Spec, plan: &mut Plan) {
                 256 * 1024
             }
         };
+        let max_in_flight = if matches!(f, ForwardSpec::Mqtt(_)) { 65_535 } else { 4096 };
         let in_flight = n.in_flight.unwrap_or(16);
-        if !(1..=4096).contains(&in_flight) {
-            cx.err(Code::InvalidQuantity, &key(&path, "in_flight"), "between 1 and 4096 messages");
+        if !(1..=max_in_flight).contains(&in_flight) {
+            cx.err(Code::InvalidQuantity, &key(&path, "in_flight"), format!("between 1 and {max_in_flight} messages"));
         }
-        let replay_rate = cx.rate(&key(&path, "replay_rate"), n.replay_rate.as_deref());
+        let replay_rate = cx.rate(&key(&path, "replay_rate"), n.replay_rate);
         if replay_rate.is_some_and(|r| r < 1.0) {
             cx.err(Code::InvalidQuantity, &key(&path, "replay_rate"), "replay at least one record per second");
         }
@@ -78,18 +88,14 @@ pub(super) fn compile_forward(cx: &mut Cx, spec: &Spec, plan: &mut Plan) {
         plan.forward.push(ForwardPlan {
             id: id.clone(),
             kind,
-            subject: format!("{prefix}.{site}.{gateway}"),
+            subject,
             records,
-            channels: n.channels.clone(),
+            channels: n.channels.to_vec(),
             max_records: max_records.clamp(1, 1_000_000),
             max_bytes: max_bytes as usize,
             compression: m.compression,
-            in_flight: in_flight.clamp(1, 4096),
-            ack_timeout: cx.positive_duration(
-                &key(&path, "ack_timeout"),
-                n.ack_timeout.as_deref(),
-                Duration::from_secs(5),
-            ),
+            in_flight: in_flight.clamp(1, max_in_flight),
+            ack_timeout: cx.positive_duration(&key(&path, "ack_timeout"), n.ack_timeout, Duration::from_secs(5)),
             max_age,
             replay_rate,
         });
@@ -98,75 +104,67 @@ pub(super) fn compile_forward(cx: &mut Cx, spec: &Spec, plan: &mut Plan) {
 
 /// The NATS side of a target, and its subject prefix.
 fn nats(cx: &mut Cx, path: &str, n: &NatsForwardSpec) -> (ForwardTarget, String) {
-    let url_path = key(path, "url");
-    let urls = n.url.list();
-    if urls.is_empty() {
-        cx.err(Code::InvalidValue, &url_path, "no server URL: write `nats://host:4222` or a list");
-    }
-    for (i, u) in urls.iter().enumerate() {
-        let p = if matches!(n.url, Urls::Many(_)) { super::diag_index(&url_path, i) } else { url_path.clone() };
-        match url::Url::parse(u) {
-            Ok(url) if matches!(url.scheme(), "nats" | "tls") && url.host_str().is_some_and(|h| !h.is_empty()) => {
-                if url.password().is_some() || !url.username().is_empty() {
-                    cx.err(
-                        Code::InlineSecret,
-                        &p,
-                        "the URL carries credentials; use `username`/`password` or `token` from a secret",
-                    );
-                }
-            }
-            _ => {
-                cx.err(Code::InvalidAddress, &p, format!("`{u}` is not `nats://host:port` or `tls://host:port`"));
-            }
-        }
-    }
-    let secret = |cx: &mut Cx, k: &str, s: &Option<SecretSpec>| s.as_ref().and_then(|s| cx.secret(&key(path, k), s));
-    let credentials = secret(cx, "credentials", &n.credentials);
-    let nkey = secret(cx, "nkey", &n.nkey);
-    let username = secret(cx, "username", &n.username);
-    let password = secret(cx, "password", &n.password);
-    let token = secret(cx, "token", &n.token);
-    let given: Vec<&str> = [
-        ("credentials", n.credentials.is_some()),
-        ("nkey", n.nkey.is_some()),
-        ("username", n.username.is_some()),
-        ("token", n.token.is_some()),
-    ]
-    .iter()
-    .filter(|(_, on)| *on)
-    .map(|(k, _)| *k)
-    .collect();
-    if given.len() > 1 {
-        cx.err_key(
-            Code::Conflict,
-            &key(path, given[1]),
-            format!("`{}` and `{}` are two ways to log in; keep one", given[0], given[1]),
-        );
-    }
-    if n.username.is_some() != n.password.is_some() {
-        let missing = if n.username.is_some() { "password" } else { "username" };
-        cx.err_key(Code::MissingField, path, format!("`username` and `password` go together; `{missing}` is missing"));
-    }
-    let auth = match (credentials, nkey, username.zip(password), token) {
-        (Some(c), ..) => NatsAuth::Credentials(c),
-        (_, Some(k), ..) => NatsAuth::Nkey(k),
-        (_, _, Some((u, p)), _) => NatsAuth::UserPassword(u, p),
-        (.., Some(t)) => NatsAuth::Token(t),
-        _ => NatsAuth::None,
-    };
+    let conn = super::nats::connection(cx, path, &super::nats::login_of!(n));
     let prefix = n.prefix.clone().unwrap_or_else(|| "eg".into());
     if prefix.split('.').any(|t| !is_id(t)) {
         cx.err(Code::InvalidId, &key(path, "prefix"), format!("`{prefix}` is not a subject prefix")).note =
             Some("subject tokens of letters, digits, `_` or `-`, joined by dots (no wildcards)".into());
     }
     if let Some(s) = &n.stream {
-        if !is_id(s) {
-            cx.err(Code::InvalidId, &key(path, "stream"), format!("`{s}` is not a stream name")).note =
-                Some("1–64 letters, digits, `_` or `-`".into());
+        super::nats::check_stream(cx, &key(path, "stream"), s);
+    }
+    (ForwardTarget::Nats(NatsTargetPlan { conn, stream: n.stream.clone() }), prefix)
+}
+
+/// The MQTT side of a target, and its topic prefix.
+fn mqtt(cx: &mut Cx, path: &str, m: &MqttForwardSpec, site: &str, gateway: &str, id: &str) -> (ForwardTarget, String) {
+    let url_path = key(path, "url");
+    match url::Url::parse(&m.url) {
+        Ok(u) if matches!(u.scheme(), "mqtt" | "mqtts" | "tcp" | "ssl") && u.host_str().is_some() => {
+            if u.password().is_some() || !u.username().is_empty() {
+                cx.err(
+                    Code::InlineSecret,
+                    &url_path,
+                    "the URL carries credentials; use `username` and `password` from secrets",
+                );
+            }
+        }
+        _ => {
+            cx.err(
+                Code::InvalidAddress,
+                &url_path,
+                format!("`{}` is not `mqtt://host:1883` or `mqtts://host:8883`", m.url),
+            );
         }
     }
-    let tls = n.tls.as_ref().map(|t| cx.tls(&key(path, "tls"), t));
-    let target =
-        NatsTargetPlan { urls: urls.iter().map(|u| u.to_string()).collect(), auth, tls, stream: n.stream.clone() };
-    (ForwardTarget::Nats(target), prefix)
+    let prefix = m.prefix.clone().unwrap_or_else(|| "eg".into());
+    if prefix.is_empty() || prefix.split('/').any(|l| l.is_empty() || l.contains(['+', '#'])) {
+        cx.err(Code::InvalidId, &key(path, "prefix"), format!("`{prefix}` is not a topic prefix")).note =
+            Some("topic levels joined by `/`, none empty, no `+` or `#`".into());
+    }
+    let qos = m.qos.unwrap_or(1);
+    if !(1..=2).contains(&qos) {
+        cx.err(
+            Code::InvalidValue,
+            &key(path, "qos"),
+            "QoS 1 or 2: a forward target waits for the broker's acknowledgement",
+        );
+    }
+    if m.username.is_some() != m.password.is_some() {
+        let missing = if m.username.is_some() { "password" } else { "username" };
+        cx.err_key(Code::MissingField, path, format!("`username` and `password` go together; `{missing}` is missing"));
+    }
+    let username = m.username.as_ref().and_then(|s| cx.secret(&key(path, "username"), s));
+    let password = m.password.as_ref().and_then(|s| cx.secret(&key(path, "password"), s));
+    let tls = m.tls.as_ref().map(|t| cx.tls(&key(path, "tls"), t));
+    let target = MqttTargetPlan {
+        url: m.url.clone(),
+        client_id: m.client_id.clone().unwrap_or_else(|| format!("edgeguard-{site}-{gateway}-{id}")),
+        username,
+        password,
+        tls,
+        qos: qos.clamp(1, 2),
+        keepalive: cx.positive_duration(&key(path, "keepalive"), m.keepalive.as_deref(), Duration::from_secs(30)),
+    };
+    (ForwardTarget::Mqtt(target), prefix)
 }

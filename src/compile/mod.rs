@@ -6,7 +6,9 @@
 //! are returned alongside a plan.
 
 pub mod cron;
+mod export;
 mod forward;
+mod nats;
 mod outputs;
 pub mod plan;
 mod sources;
@@ -59,10 +61,12 @@ pub fn compile(doc: &SpecDoc, spec: &Spec, parse_diags: Vec<Diagnostic>) -> Comp
         serve: None,
         backup: None,
         forward: Vec::new(),
+        export: Vec::new(),
     };
     stages::compile_stages(&mut cx, spec, &mut plan);
     outputs::compile_outputs(&mut cx, spec, &mut plan);
     forward::compile_forward(&mut cx, spec, &mut plan);
+    export::compile_export(&mut cx, spec, &mut plan);
 
     let diagnostics = cx.diags;
     let has_errors = diagnostics.iter().any(|d| d.severity() == diag::Severity::Error);

@@ -13,7 +13,8 @@ use serde::Serialize;
 use crate::model::quantity::serde_dur;
 use crate::spec::{
     AlertSeverity, BackupFormat, ByteOrder, Compression, DetectMethod, FaultKind, FileFormat, ForwardKind, FuseMethod,
-    KalmanModel, LineFormat, ModbusTransport, Parity, PointType, Shape, Table,
+    KalmanModel, LakeTable, LineFormat, ModbusTransport, Parity, ParquetCompression, PartitionKey, PointType, Shape,
+    Table,
 };
 
 #[derive(Debug, Clone, Serialize)]
@@ -32,6 +33,7 @@ pub struct Plan {
     pub serve: Option<ServePlan>,
     pub backup: Option<BackupPlan>,
     pub forward: Vec<ForwardPlan>,
+    pub export: Vec<ExportPlan>,
 }
 
 /// Who this gateway is in a fleet; both are single subject tokens.
@@ -78,6 +80,7 @@ pub struct SourcePlan {
 pub enum SourceKind {
     Modbus(ModbusPlan),
     Mqtt(MqttPlan),
+    Nats(NatsSourcePlan),
     Serial(SerialPlan),
     Simulate(SimulatePlan),
 }
@@ -87,7 +90,7 @@ impl SourceKind {
     pub fn is_simulated(&self) -> bool {
         match self {
             SourceKind::Simulate(_) => true,
-            SourceKind::Modbus(_) | SourceKind::Mqtt(_) | SourceKind::Serial(_) => false,
+            SourceKind::Modbus(_) | SourceKind::Mqtt(_) | SourceKind::Nats(_) | SourceKind::Serial(_) => false,
         }
     }
 
@@ -111,7 +114,7 @@ impl SourceKind {
                 .iter()
                 .map(|sig| (sig.channel.as_str(), crate::spec::load::join_key("signals", &sig.channel)))
                 .collect(),
-            SourceKind::Mqtt(_) => Vec::new(),
+            SourceKind::Mqtt(_) | SourceKind::Nats(_) => Vec::new(),
         }
     }
 
@@ -120,7 +123,7 @@ impl SourceKind {
     pub fn names_all_channels(&self) -> bool {
         match self {
             SourceKind::Modbus(_) | SourceKind::Serial(_) | SourceKind::Simulate(_) => true,
-            SourceKind::Mqtt(_) => false,
+            SourceKind::Mqtt(_) | SourceKind::Nats(_) => false,
         }
     }
 }
@@ -215,6 +218,59 @@ pub struct MqttPlan {
     pub tls: Option<TlsPlan>,
     pub max_payload: usize,
     pub topics: Vec<TopicPlan>,
+}
+
+/// A durable pull consumer on a fleet's stream.
+#[derive(Debug, Clone, Serialize)]
+pub struct NatsSourcePlan {
+    #[serde(flatten)]
+    pub conn: NatsConnPlan,
+    pub stream: String,
+    pub consumer: String,
+    /// Filter subjects; empty: the whole stream.
+    pub subjects: Vec<String>,
+    /// `{site}`, `{gateway}` and `{channel}` → the channel name at the center.
+    pub channel: String,
+    pub batch: usize,
+    #[serde(with = "serde_dur")]
+    pub ack_wait: Duration,
+}
+
+impl NatsSourcePlan {
+    /// Channel names at the center unless the spec says otherwise.
+    pub const DEFAULT_CHANNEL: &'static str = "{site}.{gateway}.{channel}";
+
+    /// A channel template is text with `{site}`, `{gateway}` and
+    /// `{channel}`, and makes valid channel names.
+    pub fn check_channel(template: &str) -> Result<(), String> {
+        if !template.contains("{channel}") {
+            return Err("without `{channel}` every channel of a gateway would have one name".into());
+        }
+        let sample = Self::render_channel(template, "site", "gw-1", "line.temp")?;
+        crate::model::channel::check_channel_name(&sample).map_err(|why| format!("makes `{sample}`: {why}"))
+    }
+
+    /// The channel name at the center of a gateway's `channel`.
+    pub fn render_channel(template: &str, site: &str, gateway: &str, channel: &str) -> Result<String, String> {
+        let mut out = String::with_capacity(template.len() + site.len() + gateway.len() + channel.len());
+        let mut rest = template;
+        while let Some(open) = rest.find('{') {
+            out.push_str(&rest[..open]);
+            let close = rest[open..].find('}').ok_or("a `{` is not closed")? + open;
+            match &rest[open + 1..close] {
+                "site" => out.push_str(site),
+                "gateway" => out.push_str(gateway),
+                "channel" => out.push_str(channel),
+                other => return Err(format!("`{{{other}}}` is not a placeholder")),
+            }
+            rest = &rest[close + 1..];
+        }
+        if rest.contains('}') {
+            return Err("a `}` was not opened".into());
+        }
+        out.push_str(rest);
+        Ok(out)
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -357,6 +413,8 @@ impl DetectPlan {
 pub struct AlertPlan {
     pub rule: String,
     pub when: String,
+    /// Routes incoming alert records rather than watching readings and anomalies.
+    pub relay: bool,
     #[serde(with = "serde_dur")]
     pub duration: Duration,
     pub severity: AlertSeverity,
@@ -364,6 +422,7 @@ pub struct AlertPlan {
     pub repeat: Option<Duration>,
     pub resolve: bool,
     pub notify: Vec<String>,
+    /// Empty for a relay rule without a title of its own: the alert's is kept.
     pub title: String,
     pub body: Option<String>,
     pub labels: Vec<(String, String)>,
@@ -462,7 +521,8 @@ pub struct ForwardPlan {
     pub id: String,
     #[serde(flatten)]
     pub kind: ForwardTarget,
-    /// The subject of each kind is `<subject>.<kind>`: `eg.<site>.<gateway>`.
+    /// Where each kind goes: `<subject>.<kind>` on NATS (`eg.<site>.<gateway>`),
+    /// `<subject>/<kind>` on MQTT (`eg/<site>/<gateway>`).
     pub subject: String,
     pub records: Vec<ForwardKind>,
     /// Channel names or globs; empty: every channel.
@@ -483,14 +543,35 @@ pub struct ForwardPlan {
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum ForwardTarget {
     Nats(NatsTargetPlan),
+    Mqtt(MqttTargetPlan),
+}
+
+/// An MQTT broker as a forward target.
+#[derive(Debug, Clone, Serialize)]
+pub struct MqttTargetPlan {
+    pub url: String,
+    pub client_id: String,
+    pub username: Option<SecretRef>,
+    pub password: Option<SecretRef>,
+    pub tls: Option<TlsPlan>,
+    pub qos: u8,
+    #[serde(with = "serde_dur")]
+    pub keepalive: Duration,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct NatsTargetPlan {
+    #[serde(flatten)]
+    pub conn: NatsConnPlan,
+    pub stream: Option<String>,
+}
+
+/// Where a NATS client connects and how it logs in.
+#[derive(Debug, Clone, Serialize)]
+pub struct NatsConnPlan {
     pub urls: Vec<String>,
     pub auth: NatsAuth,
     pub tls: Option<TlsPlan>,
-    pub stream: Option<String>,
 }
 
 /// How a NATS client proves who it is.
@@ -514,5 +595,66 @@ impl Plan {
         }
         out.extend(self.fuse.iter().map(|f| f.channel.as_str()));
         out
+    }
+}
+
+/// An export of `collect`: where a fleet's records are written.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExportPlan {
+    pub id: String,
+    #[serde(flatten)]
+    pub kind: ExportTarget,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum ExportTarget {
+    Parquet(ParquetPlan),
+}
+
+/// Hive-partitioned Parquet files in a folder or an object store.
+#[derive(Debug, Clone, Serialize)]
+pub struct ParquetPlan {
+    pub dest: LakeDest,
+    pub tables: Vec<LakeTable>,
+    pub partition: Vec<PartitionKey>,
+    pub max_rows: u64,
+    #[serde(with = "serde_dur")]
+    pub max_age: Duration,
+    pub compression: ParquetCompression,
+}
+
+impl ParquetPlan {
+    /// Rows gathered before files are written unless the spec says otherwise.
+    pub const DEFAULT_MAX_ROWS: u64 = 1_000_000;
+    /// Longest a row waits unless the spec says otherwise.
+    pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(300);
+}
+
+/// Where a lake's files go.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum LakeDest {
+    Folder {
+        path: PathBuf,
+    },
+    S3 {
+        bucket: String,
+        /// Key prefix, without leading or trailing `/` (may be empty).
+        prefix: String,
+        endpoint: Option<String>,
+        region: String,
+        access_key: SecretRef,
+        secret_key: SecretRef,
+    },
+}
+
+impl std::fmt::Display for LakeDest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LakeDest::Folder { path } => write!(f, "{}", path.display()),
+            LakeDest::S3 { bucket, prefix, .. } if prefix.is_empty() => write!(f, "s3://{bucket}"),
+            LakeDest::S3 { bucket, prefix, .. } => write!(f, "s3://{bucket}/{prefix}"),
+        }
     }
 }

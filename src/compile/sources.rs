@@ -19,6 +19,7 @@ pub(super) fn compile_sources(cx: &mut Cx, spec: &Spec) -> Vec<SourcePlan> {
         let kind = match source {
             SourceSpec::Modbus(m) => SourceKind::Modbus(modbus(cx, &path, m)),
             SourceSpec::Mqtt(m) => SourceKind::Mqtt(mqtt(cx, &path, id, &spec.name, m)),
+            SourceSpec::Nats(n) => SourceKind::Nats(nats(cx, &path, n)),
             SourceSpec::Serial(s) => SourceKind::Serial(serial(cx, &path, s)),
             SourceSpec::Simulate(s) => SourceKind::Simulate(simulate(cx, &path, s)),
         };
@@ -512,6 +513,39 @@ fn mqtt(cx: &mut Cx, path: &str, id: &str, pipeline: &str, m: &MqttSourceSpec) -
         tls,
         max_payload,
         topics,
+    }
+}
+
+fn nats(cx: &mut Cx, path: &str, n: &NatsSourceSpec) -> NatsSourcePlan {
+    let conn = super::nats::connection(cx, path, &super::nats::login_of!(n));
+    super::nats::check_stream(cx, &key(path, "stream"), &n.stream);
+    super::nats::check_stream(cx, &key(path, "consumer"), &n.consumer);
+    for (i, s) in n.subjects.iter().enumerate() {
+        if let Err(why) = super::nats::check_subject(s, true) {
+            cx.err(
+                Code::InvalidAddress,
+                &super::diag_index(&key(path, "subjects"), i),
+                format!("`{s}` is not a subject filter: {why}"),
+            );
+        }
+    }
+    let channel = n.channel.clone().unwrap_or_else(|| NatsSourcePlan::DEFAULT_CHANNEL.into());
+    if let Err(why) = NatsSourcePlan::check_channel(&channel) {
+        cx.err(Code::Template, &key(path, "channel"), format!("`{channel}`: {why}")).note =
+            Some("the placeholders are `{site}`, `{gateway}` and `{channel}`".into());
+    }
+    let batch = n.batch.unwrap_or(256);
+    if !(1..=10_000).contains(&batch) {
+        cx.err(Code::InvalidQuantity, &key(path, "batch"), "between 1 and 10000 messages");
+    }
+    NatsSourcePlan {
+        conn,
+        stream: n.stream.clone(),
+        consumer: n.consumer.clone(),
+        subjects: n.subjects.clone(),
+        channel,
+        batch: batch.clamp(1, 10_000),
+        ack_wait: cx.positive_duration(&key(path, "ack_wait"), n.ack_wait.as_deref(), Duration::from_secs(60)),
     }
 }
 

@@ -164,7 +164,27 @@ pub(super) fn compile_stages(cx: &mut Cx, spec: &Spec, plan: &mut Plan) {
         let sample =
             crate::model::template::sample_record(all_channels.first().map_or("sample.channel", String::as_str));
         templates::check_expression(cx, &key(&path, "when"), &a.when, &sample);
-        let title = a.title.clone().unwrap_or_else(|| "{{ rule }} {{ state }}: {{ channel }} = {{ value }}".into());
+        let title = match (&a.title, a.relay) {
+            (Some(t), _) => t.clone(),
+            // A relayed alert keeps the title its gateway rendered.
+            (None, true) => String::new(),
+            (None, false) => "{{ rule }} {{ state }}: {{ channel }} = {{ value }}".into(),
+        };
+        if a.relay {
+            for (k, given) in
+                [("for", a.duration.is_some()), ("repeat", a.repeat.is_some()), ("resolve", a.resolve.is_some())]
+            {
+                if given {
+                    cx.err_key(
+                        Code::Conflict,
+                        &key(&path, k),
+                        format!(
+                            "`{k}` does not apply to a relay rule: the gateway's rule decided when its alert fired"
+                        ),
+                    );
+                }
+            }
+        }
         if a.title.is_some() {
             templates::check_template(cx, &key(&path, "title"), &title, &sample);
         }
@@ -187,6 +207,7 @@ pub(super) fn compile_stages(cx: &mut Cx, spec: &Spec, plan: &mut Plan) {
         plan.alerts.push(AlertPlan {
             rule: rule.clone(),
             when: a.when.clone(),
+            relay: a.relay,
             duration: cx.duration(&key(&path, "for"), a.duration.as_deref(), Duration::ZERO),
             severity: a.severity,
             repeat: cx.opt_duration(&key(&path, "repeat"), a.repeat.as_deref()),

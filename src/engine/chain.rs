@@ -19,7 +19,8 @@
 //!   an anomaly that comes in right after this stage made the same one is
 //!   dropped (a `detect` upstream in a pipe).
 //! * **Alert rules** see every reading and anomaly; alerts that come in pass
-//!   on untouched.
+//!   on untouched, and `relay` rules route them to their notifiers (a
+//!   fleet's center sending its gateways' alerts on).
 
 use crate::compile::Plan;
 use crate::model::record::{Notification, Record};
@@ -94,7 +95,7 @@ impl Chain {
         if !self.alerter.is_empty() {
             let before = notes.len();
             self.alerter.process(out, notes);
-            out.extend(notes[before..].iter().map(|n| Record::Alert(Box::new(n.alert.clone()))));
+            out.extend(notes[before..].iter().filter(|n| !n.relayed).map(|n| Record::Alert(Box::new(n.alert.clone()))));
         }
     }
 

@@ -35,7 +35,7 @@
 mod chain;
 mod outputs;
 mod producers;
-mod signals;
+pub(crate) mod signals;
 mod simulate;
 mod state;
 pub mod tap;

@@ -171,7 +171,9 @@ fn start_sources(
     let sims = simulators(plan, start);
     let mut lives = Vec::new();
     for s in &plan.sources {
-        if let Some(src) = sources::build(s).map_err(|e| EngineError::Setup(format!("source `{}`: {e}", s.id)))? {
+        if let Some(src) =
+            sources::build(s, &plan.name).map_err(|e| EngineError::Setup(format!("source `{}`: {e}", s.id)))?
+        {
             p.stats.push((s.id.clone(), src.stats()));
             lives.push(src);
         }

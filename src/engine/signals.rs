@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::model::batch::Shutdown;
 
 /// First signal: stop producers and drain. Second: exit at once.
-pub(super) async fn watch(shutdown: Shutdown, interrupted: Arc<AtomicBool>) {
+pub(crate) async fn watch(shutdown: Shutdown, interrupted: Arc<AtomicBool>) {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
         return;

@@ -7,6 +7,7 @@
 //! every time the same commit is sent with the same filters — which is what
 //! lets the hub drop a re-send as a duplicate.
 
+use crate::model::envelope::Envelope;
 use crate::model::record::Record;
 use crate::spec::{Compression, ForwardKind};
 
@@ -43,35 +44,29 @@ pub struct Message {
 }
 
 impl Message {
-    /// `Nats-Msg-Id`: `<gateway>:<epoch>:<commit>.<part>`.
-    pub fn id(&self, s: &Sender) -> String {
-        format!("{}:{}:{}.{}", s.gateway, s.epoch, self.commit, self.part)
+    /// The message's envelope: who sent it and which records it holds.
+    pub fn envelope(&self, s: &Sender) -> Envelope {
+        Envelope {
+            site: s.site.clone(),
+            gateway: s.gateway.clone(),
+            epoch: s.epoch.clone(),
+            commit: self.commit,
+            part: self.part,
+            offset: self.offset,
+            count: self.count,
+            schema: SCHEMA,
+            backlog: self.backlog,
+            zstd: self.compressed,
+        }
     }
 
     pub fn subject(&self, s: &Sender) -> String {
         format!("{}.{}", s.subject, self.kind.as_str())
     }
 
-    /// The envelope as header pairs (NATS headers; the MQTT payload's fields).
+    /// The envelope as header pairs (NATS headers).
     pub fn headers(&self, s: &Sender) -> Vec<(&'static str, String)> {
-        let mut h = vec![
-            ("Nats-Msg-Id", self.id(s)),
-            ("Eg-Site", s.site.clone()),
-            ("Eg-Gateway", s.gateway.clone()),
-            ("Eg-Epoch", s.epoch.clone()),
-            ("Eg-Commit", self.commit.to_string()),
-            ("Eg-Part", self.part.to_string()),
-            ("Eg-Offset", self.offset.to_string()),
-            ("Eg-Count", self.count.to_string()),
-            ("Eg-Schema", SCHEMA.to_string()),
-        ];
-        if self.backlog {
-            h.push(("Eg-Backlog", "1".into()));
-        }
-        if self.compressed {
-            h.push(("Content-Encoding", "zstd".into()));
-        }
-        h
+        self.envelope(s).headers()
     }
 }
 
@@ -198,7 +193,7 @@ mod tests {
         );
         assert_eq!(m.iter().filter(|m| m.last).count(), 1);
         assert!(m[3].last);
-        assert_eq!(m[2].id(&sender()), "gw-1:00ff:7.2");
+        assert_eq!(m[2].envelope(&sender()).id(), "gw-1:00ff:7.2");
         assert_eq!(m[3].subject(&sender()), "eg.berlin.gw-1.anomaly");
         // The same commit gives the same messages: re-sends are duplicates.
         assert_eq!(m, split(7, &recs, &all, shape(10, 1 << 20), false));

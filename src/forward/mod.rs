@@ -6,7 +6,7 @@
 //! whichever process holds the store; it wakes on every commit, reads the
 //! commits after its cursor back on its own connection, turns them into
 //! messages ([`message`]) and publishes them through its [`Target`] (one
-//! file per kind of peer: [`nats`]).
+//! file per kind of peer: [`nats`], [`mqtt`]).
 //!
 //! ```text
 //!   writer thread ──commit N──▶ watch ──▶ driver: backlog lane (cursor, split] oldest first, ≤ replay_rate
@@ -36,6 +36,7 @@
 //!   (`--timeout` under `--once`); what is left stays for the next run.
 
 pub mod message;
+pub mod mqtt;
 pub mod nats;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -109,6 +110,7 @@ pub trait Target: Send + Sync {
 fn build(plan: &ForwardPlan, name: String, seed: u64) -> Result<Box<dyn Target>, String> {
     match &plan.kind {
         ForwardTarget::Nats(n) => Ok(Box::new(nats::Nats::new(n, name, plan.ack_timeout, seed)?)),
+        ForwardTarget::Mqtt(m) => Ok(Box::new(mqtt::Mqtt::new(m, plan.ack_timeout, plan.in_flight)?)),
     }
 }
 
@@ -360,7 +362,7 @@ impl Driver {
                     failed = true;
                     self.stats.connected.store(self.target.connected(), Ordering::Relaxed);
                     self.stats.error(&e);
-                    let wait = nats::reconnect_delay(backoff_attempt, self.seed);
+                    let wait = crate::nats_client::reconnect_delay(backoff_attempt, self.seed);
                     backoff_attempt += 1;
                     let text = e.to_string();
                     if logged.as_deref() != Some(&text) {

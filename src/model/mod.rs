@@ -9,12 +9,14 @@
 //! * [`channel`] — channel-name rules and channel globs.
 //! * [`rng`] — a small deterministic random number generator.
 //! * [`batch`] — what producers hand the engine (`Batch`, `CommitHook`) and `Shutdown`.
+//! * [`envelope`] — the envelope of a forwarded message (headers or a first line), both ways.
 //! * [`env`] — the names of the environment variables edgeguard reads.
 //! * [`template`] — the run-time template environment and a reading's context.
 
 pub mod batch;
 pub mod channel;
 pub mod env;
+pub mod envelope;
 pub mod intern;
 pub mod ndjson;
 pub mod quantity;

@@ -275,6 +275,9 @@ pub struct Notification {
     pub context: minijinja::Value,
     /// Template errors met while rendering title and body.
     pub errors: Vec<String>,
+    /// An alert record that came in, routed by a relay rule: it is already
+    /// in the stream and is not added again.
+    pub relayed: bool,
 }
 
 /// Anything that flows through the engine.

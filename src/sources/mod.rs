@@ -1,7 +1,7 @@
 //! Where records come from.
 //!
-//! * Live sources — [`modbus`], [`mqtt`], [`serial`] — talk to devices and
-//!   brokers. Each implements [`Source`]: one run signature over one
+//! * Live sources — [`modbus`], [`mqtt`], [`nats`], [`serial`] — talk to
+//!   devices, brokers and a fleet's hub. Each implements [`Source`]: one run signature over one
 //!   [`SourceContext`], one [`StatsHandle`] for the summary line and
 //!   `/metrics`. [`build`] is the one place that makes a live source from
 //!   its plan; the engine and `serve` know no source by name.
@@ -21,6 +21,7 @@ pub mod backoff;
 pub mod input;
 pub mod modbus;
 pub mod mqtt;
+pub mod nats;
 pub mod payload;
 pub mod replay;
 pub mod serial;
@@ -104,11 +105,12 @@ impl StatsHandle {
 
 /// The live source of a plan entry; `None` for a simulator (the engine
 /// drives those). Fails when a secret or TLS file the source needs is missing.
-pub fn build(plan: &SourcePlan) -> Result<Option<Box<dyn Source>>, String> {
+pub fn build(plan: &SourcePlan, pipeline: &str) -> Result<Option<Box<dyn Source>>, String> {
     let id = plan.id.as_str();
     Ok(Some(match &plan.kind {
         SourceKind::Modbus(m) => Box::new(modbus::Poller::new(id, m)),
         SourceKind::Mqtt(m) => Box::new(mqtt::Subscriber::new(id, m)?),
+        SourceKind::Nats(n) => Box::new(nats::NatsSource::new(id, pipeline, n)?),
         SourceKind::Serial(s) => Box::new(serial::LineSource::new(id, s)?),
         SourceKind::Simulate(_) => return Ok(None),
     }))

@@ -13,6 +13,44 @@ pub enum ForwardSpec {
     /// A NATS JetStream stream: one message per commit (or part of one),
     /// deduplicated by its message id.
     Nats(NatsForwardSpec),
+    /// An MQTT broker (EMQX, HiveMQ, mosquitto, nats-server's MQTT
+    /// listener): one QoS 1 message per commit or part, the envelope as the
+    /// payload's first line (MQTT 3.1.1 has no headers). No broker drops
+    /// re-sends: consumers deduplicate by the envelope's id.
+    Mqtt(MqttForwardSpec),
+}
+
+/// What every kind of target says about what it sends and how.
+pub struct ForwardCommon<'a> {
+    pub records: &'a Option<Vec<ForwardKind>>,
+    pub channels: &'a [String],
+    pub message: &'a MessageSpec,
+    pub in_flight: Option<usize>,
+    pub ack_timeout: Option<&'a str>,
+    pub backlog: &'a BacklogSpec,
+    pub replay_rate: Option<&'a str>,
+}
+
+impl ForwardSpec {
+    pub fn common(&self) -> ForwardCommon<'_> {
+        macro_rules! common {
+            ($t:expr) => {
+                ForwardCommon {
+                    records: &$t.records,
+                    channels: &$t.channels,
+                    message: &$t.message,
+                    in_flight: $t.in_flight,
+                    ack_timeout: $t.ack_timeout.as_deref(),
+                    backlog: &$t.backlog,
+                    replay_rate: $t.replay_rate.as_deref(),
+                }
+            };
+        }
+        match self {
+            ForwardSpec::Nats(n) => common!(n),
+            ForwardSpec::Mqtt(m) => common!(m),
+        }
+    }
 }
 
 /// One URL or several.
@@ -143,6 +181,56 @@ pub struct NatsForwardSpec {
     pub backlog: BacklogSpec,
     /// Most backlog records replayed per second (`50000/s`), beside live
     /// commits, which always go first. Default: no cap.
+    #[serde(default)]
+    pub replay_rate: Option<String>,
+}
+
+/// Sends every commit to an MQTT broker, QoS 1 (or 2).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MqttForwardSpec {
+    /// `mqtt://host:1883` or `mqtts://host:8883`.
+    pub url: String,
+    /// Client id. Default `edgeguard-<site>-<gateway>-<target>`.
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// User name.
+    #[serde(default)]
+    pub username: Option<SecretSpec>,
+    /// Password.
+    #[serde(default)]
+    pub password: Option<SecretSpec>,
+    /// TLS for `mqtts://`.
+    #[serde(default)]
+    pub tls: Option<TlsSpec>,
+    /// First topic levels. Topics are `<prefix>/<site>/<gateway>/<kind>`. Default `eg`.
+    #[serde(default)]
+    pub prefix: Option<String>,
+    /// QoS of the messages: 1 (default) or 2. The cursor moves on the broker's acknowledgement.
+    #[serde(default)]
+    pub qos: Option<u8>,
+    /// Keep-alive interval. Default 30s.
+    #[serde(default)]
+    pub keepalive: Option<String>,
+    /// Kinds of records sent: `reading`, `anomaly`, `alert`. Default all three.
+    #[serde(default)]
+    pub records: Option<Vec<ForwardKind>>,
+    /// Only records of channels matching one of these names or globs. Default all.
+    #[serde(default)]
+    pub channels: Vec<String>,
+    /// How commits become messages.
+    #[serde(default)]
+    pub message: MessageSpec,
+    /// Messages sent before the first is acknowledged (at most 65535). Default 16.
+    #[serde(default)]
+    pub in_flight: Option<usize>,
+    /// How long to wait for a message's acknowledgement before sending it again. Default 5s.
+    #[serde(default)]
+    pub ack_timeout: Option<String>,
+    /// How much unsent data the store keeps.
+    #[serde(default)]
+    pub backlog: BacklogSpec,
+    /// Most backlog records replayed per second (`50000/s`), beside live commits. Default: no cap.
     #[serde(default)]
     pub replay_rate: Option<String>,
 }

@@ -10,6 +10,7 @@
 //! time. Diagnostics ([`diag`]) live here, the lowest layer that makes them.
 
 pub mod diag;
+mod export;
 mod forward;
 pub mod load;
 mod outputs;
@@ -17,6 +18,7 @@ mod parse;
 mod sources;
 mod stages;
 
+pub use export::*;
 pub use forward::*;
 pub use load::{LoadError, SpecDoc};
 pub use outputs::*;
@@ -78,6 +80,10 @@ pub struct Spec {
     /// Needs `identity` and `store`: the store is the outbox.
     #[serde(default)]
     pub forward: IndexMap<String, ForwardSpec>,
+    /// Where `edgeguard collect` writes what its `nats` sources read (a
+    /// fleet's lake), by export id.
+    #[serde(default)]
+    pub export: IndexMap<String, ExportSpec>,
 }
 
 /// Who this gateway is in a fleet.

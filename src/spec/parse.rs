@@ -24,6 +24,7 @@ const SECTIONS: &[&str] = &[
     "serve",
     "backup",
     "forward",
+    "export",
 ];
 
 /// Deserializes the whole document. The spec is returned even with errors
@@ -93,6 +94,7 @@ pub fn parse(doc: &SpecDoc) -> (Spec, Vec<Diagnostic>) {
     spec.alerts = section(doc, "alerts", "an alert rule", &mut diags);
     spec.notifiers = tagged_section(doc, "notifiers", NotifierSpec::KINDS, NotifierSpec::from_node, &mut diags);
     spec.forward = tagged_section(doc, "forward", ForwardSpec::KINDS, ForwardSpec::from_node, &mut diags);
+    spec.export = tagged_section(doc, "export", ExportSpec::KINDS, ExportSpec::from_node, &mut diags);
     (spec, diags)
 }
 
@@ -153,7 +155,11 @@ fn tagged_section<T>(
     diags: &mut Vec<Diagnostic>,
 ) -> IndexMap<String, T> {
     let mut out = IndexMap::new();
-    let singular = if name == "forward" { "forward target" } else { name.trim_end_matches('s') };
+    let singular = match name {
+        "forward" => "forward target",
+        "export" => "export",
+        _ => name.trim_end_matches('s'),
+    };
     for (id, key_span, node) in section_entries(doc, name, diags) {
         let path = join_key(name, id);
         let NodeValue::Map(fields) = &node.value else {
@@ -232,9 +238,10 @@ macro_rules! kinds {
     };
 }
 
-kinds!(SourceSpec { "modbus" => Modbus, "mqtt" => Mqtt, "serial" => Serial, "simulate" => Simulate });
+kinds!(SourceSpec { "modbus" => Modbus, "mqtt" => Mqtt, "nats" => Nats, "serial" => Serial, "simulate" => Simulate });
 kinds!(NotifierSpec { "stdout" => Stdout, "file" => File, "exec" => Exec, "webhook" => Webhook, "mqtt" => Mqtt });
-kinds!(ForwardSpec { "nats" => Nats });
+kinds!(ForwardSpec { "nats" => Nats, "mqtt" => Mqtt });
+kinds!(ExportSpec { "parquet" => Parquet });
 
 #[cfg(test)]
 mod tests {
@@ -261,5 +268,6 @@ mod tests {
         assert_eq!(serde_names::<SourceSpec>(), sorted(SourceSpec::KINDS));
         assert_eq!(serde_names::<NotifierSpec>(), sorted(NotifierSpec::KINDS));
         assert_eq!(serde_names::<ForwardSpec>(), sorted(ForwardSpec::KINDS));
+        assert_eq!(serde_names::<ExportSpec>(), sorted(ExportSpec::KINDS));
     }
 }

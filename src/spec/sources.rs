@@ -1,10 +1,10 @@
-//! Source specs: modbus, mqtt, serial, simulate.
+//! Source specs: modbus, mqtt, nats, serial, simulate.
 
 use indexmap::IndexMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{SecretSpec, TlsSpec};
+use super::{SecretSpec, TlsSpec, Urls};
 
 /// A source of readings, chosen by `type`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -14,6 +14,9 @@ pub enum SourceSpec {
     Modbus(ModbusSourceSpec),
     /// Subscribes to topics on an MQTT broker.
     Mqtt(MqttSourceSpec),
+    /// Reads a fleet's forwarded records from a NATS JetStream stream
+    /// (a durable pull consumer, shared by every process that names it).
+    Nats(NatsSourceSpec),
     /// Reads lines printed by an instrument on a serial port.
     Serial(SerialSourceSpec),
     /// A deterministic simulated plant, with injected faults.
@@ -208,6 +211,56 @@ pub struct MqttSourceSpec {
     pub max_payload: Option<usize>,
     /// Subscriptions.
     pub topics: Vec<TopicSpec>,
+}
+
+/// A durable pull consumer on a NATS JetStream stream that gateways forward
+/// into. Messages are acknowledged only after their records are committed
+/// to the store (or written out, without one): a crash before that makes the
+/// hub deliver them again. Every process naming the same `consumer` shares
+/// its messages; JetStream spreads them.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NatsSourceSpec {
+    /// `nats://host:4222` (or `tls://…`), or a list of a cluster's servers.
+    pub url: Urls,
+    /// A NATS credentials file (`.creds`), as a secret: `{file: center.creds}`.
+    #[serde(default)]
+    pub credentials: Option<SecretSpec>,
+    /// An nkey seed (`SU…`), as a secret.
+    #[serde(default)]
+    pub nkey: Option<SecretSpec>,
+    /// User name (with `password`).
+    #[serde(default)]
+    pub username: Option<SecretSpec>,
+    /// Password.
+    #[serde(default)]
+    pub password: Option<SecretSpec>,
+    /// An authentication token.
+    #[serde(default)]
+    pub token: Option<SecretSpec>,
+    /// TLS: `ca` to trust, `cert` and `key` for mutual TLS.
+    #[serde(default)]
+    pub tls: Option<TlsSpec>,
+    /// The stream gateways forward into (created by the operator).
+    pub stream: String,
+    /// The durable consumer's name. Created when missing (explicit acks,
+    /// `subjects` as its filter); an existing one is used as it is.
+    pub consumer: String,
+    /// Subjects the consumer takes, with `*` and `>` (`eg.*.*.alert`).
+    /// Default: every subject of the stream.
+    #[serde(default)]
+    pub subjects: Vec<String>,
+    /// Channel names at the center, from `{site}`, `{gateway}` and the
+    /// gateway's `{channel}`. Default `{site}.{gateway}.{channel}`.
+    #[serde(default)]
+    pub channel: Option<String>,
+    /// Messages asked for at once. Default 256.
+    #[serde(default)]
+    pub batch: Option<usize>,
+    /// How long the hub waits for an acknowledgement before it delivers a
+    /// message again (set when the consumer is created). Default 60s.
+    #[serde(default)]
+    pub ack_wait: Option<String>,
 }
 
 /// One subscription and how its messages become readings.

@@ -185,7 +185,16 @@ pub enum AlertSeverity {
 #[serde(deny_unknown_fields)]
 pub struct AlertSpec {
     /// A minijinja expression over a record: `channel == 'boiler.temp' and value > 95`.
+    /// For a `relay` rule, over an alert record: `severity == 'critical'`.
     pub when: String,
+    /// Route alert records that come in — a fleet's, from a `nats` source, or
+    /// `--input` — instead of watching readings and anomalies: each incoming
+    /// alert for which `when` holds goes to `notify` as the gateway made it
+    /// (its title and body, unless this rule gives its own; its fingerprint
+    /// taken over the channel as named here, so gateways do not collide).
+    /// `for`, `repeat` and `resolve` do not apply: the gateway's rule decided.
+    #[serde(default)]
+    pub relay: bool,
     /// The condition must hold this long before the alert fires.
     #[serde(default, rename = "for")]
     pub duration: Option<String>,

@@ -211,11 +211,68 @@ impl Alerter {
                 }
                 Record::Anomaly(a) if a.ts > horizon => continue,
                 Record::Anomaly(a) => (a.context(), a.ts, Arc::from(a.channel.as_str()), a.value),
-                Record::Alert(_) | Record::Delivery(_) | Record::Other { .. } => continue,
+                Record::Alert(a) => {
+                    self.relay(a, out);
+                    continue;
+                }
+                Record::Delivery(_) | Record::Other { .. } => continue,
             };
             for i in 0..self.rules.len() {
-                self.observe(i, &ctx, ts, &channel, value, out);
+                if !self.rules[i].plan.relay {
+                    self.observe(i, &ctx, ts, &channel, value, out);
+                }
             }
+        }
+    }
+
+    /// Routes an alert record that came in through every relay rule whose
+    /// `when` holds for it.
+    fn relay(&mut self, a: &Alert, out: &mut Vec<Notification>) {
+        if !self.rules.iter().any(|r| r.plan.relay) {
+            return;
+        }
+        // The fingerprint over the channel as named here: two gateways'
+        // alerts of one rule on one channel name are two alerts.
+        let mut alert = Alert { fingerprint: fingerprint(&a.rule, &a.channel), from_input: false, ..a.clone() };
+        let ctx = Value::from_serialize(&alert);
+        for i in 0..self.rules.len() {
+            let rule = &self.rules[i];
+            if !rule.plan.relay {
+                continue;
+            }
+            match rule.when.eval(ctx.clone()) {
+                Ok(v) if v.is_true() => {}
+                Ok(_) => continue,
+                Err(e) => {
+                    if self.stats.eval_errors == 0 {
+                        tracing::warn!(rule = &*rule.name, channel = %a.channel, "`when` fails: {e}");
+                    }
+                    self.stats.eval_errors += 1;
+                    continue;
+                }
+            }
+            if self.silences.iter().any(|s| s.covers(&rule.name, &a.channel, a.ts)) {
+                self.stats.silenced += 1;
+                continue;
+            }
+            let plan = &rule.plan;
+            let mut errors = Vec::new();
+            if !plan.title.is_empty() {
+                alert.title = render(self.env, &plan.rule, "title", &plan.title, &ctx, &mut errors);
+            }
+            if let Some(b) = &plan.body {
+                let with_title = context! { title => &alert.title, ..ctx.clone() };
+                alert.body = render(self.env, &plan.rule, "body", b, &with_title, &mut errors);
+            }
+            self.stats.fallbacks += errors.len() as u64;
+            self.stats.notifications += 1;
+            out.push(Notification {
+                context: Value::from_serialize(&alert),
+                alert: alert.clone(),
+                notify: rule.notify.clone(),
+                errors,
+                relayed: true,
+            });
         }
     }
 
@@ -352,18 +409,10 @@ impl Alerter {
             ..ctx.clone()
         };
         let mut errors = Vec::new();
-        let mut render = |what: &str, src: &str, ctx: &Value| match render_capped(self.env, src, ctx) {
-            Ok(s) => s,
-            Err(e) => {
-                let why = format!("{what}: {}", templates::describe(&e));
-                errors.push(why.clone());
-                templates::fallback(&plan.rule, &why, ctx)
-            }
-        };
-        let title = render("title", &plan.title, &base);
+        let title = render(self.env, &plan.rule, "title", &plan.title, &base, &mut errors);
         let with_title = context! { title => &title, ..base.clone() };
         let body = match &plan.body {
-            Some(b) => render("body", b, &with_title),
+            Some(b) => render(self.env, &plan.rule, "body", b, &with_title, &mut errors),
             None => title.clone(),
         };
         self.stats.fallbacks += errors.len() as u64;
@@ -385,6 +434,27 @@ impl Alerter {
             notify: rule.notify.clone(),
             context,
             errors,
+            relayed: false,
+        }
+    }
+}
+
+/// Renders a rule's `title` or `body`; a failure is noted in `errors` and
+/// replaced by the fallback text, so a notification always goes out.
+fn render(
+    env: &Environment<'static>,
+    rule: &str,
+    what: &str,
+    src: &str,
+    ctx: &Value,
+    errors: &mut Vec<String>,
+) -> String {
+    match render_capped(env, src, ctx) {
+        Ok(s) => s,
+        Err(e) => {
+            let why = format!("{what}: {}", templates::describe(&e));
+            errors.push(why.clone());
+            templates::fallback(rule, &why, ctx)
         }
     }
 }
@@ -406,6 +476,7 @@ mod tests {
         AlertPlan {
             rule: "hot".into(),
             when: when.into(),
+            relay: false,
             duration: Duration::from_secs(hold),
             severity: crate::spec::AlertSeverity::Critical,
             repeat: repeat.map(Duration::from_secs),
@@ -425,6 +496,61 @@ mod tests {
         let mut out = Vec::new();
         a.process(&recs, &mut out);
         out.iter().map(|n| (n.alert.ts / 1_000_000, n.alert.state.as_str())).collect()
+    }
+
+    fn incoming(channel: &str, severity: &str) -> Record {
+        Record::Alert(Box::new(Alert {
+            ts: 1_000_000,
+            rule: "hot".into(),
+            state: Transition::Firing,
+            severity: severity.into(),
+            channel: channel.into(),
+            value: Some(97.0),
+            title: "hot at the gateway".into(),
+            body: "as the gateway said".into(),
+            fingerprint: fingerprint("hot", "boiler.temp"),
+            labels: Default::default(),
+            from_input: true,
+        }))
+    }
+
+    #[test]
+    fn relay_rules_route_incoming_alerts_and_nothing_else() {
+        let relay = AlertPlan {
+            rule: "page".into(),
+            relay: true,
+            title: String::new(),
+            ..rule("severity == 'critical'", 0, None)
+        };
+        let watch = rule("value > 95", 0, None);
+        let mut a = Alerter::new(&[relay, watch]).unwrap();
+        let mut out = Vec::new();
+        a.process(
+            &[
+                incoming("berlin.gw1.boiler.temp", "critical"),
+                incoming("berlin.gw2.boiler.temp", "critical"),
+                incoming("berlin.gw1.x", "info"),
+            ],
+            &mut out,
+        );
+        // Two critical alerts relayed as they came, each with its own fingerprint.
+        assert_eq!(out.len(), 2);
+        assert!(out
+            .iter()
+            .all(|n| n.relayed && n.alert.title == "hot at the gateway" && *n.notify == ["log".to_string()]));
+        assert_ne!(out[0].alert.fingerprint, out[1].alert.fingerprint);
+        assert_eq!(out[0].alert.fingerprint, fingerprint("hot", "berlin.gw1.boiler.temp"));
+        // A reading is for the watching rule only; the relay rule ignores it.
+        out.clear();
+        a.process(&[at(5, 97.0)], &mut out);
+        assert_eq!(out.iter().map(|n| (n.alert.rule.as_str(), n.relayed)).collect::<Vec<_>>(), vec![("hot", false)]);
+        // A relay rule with its own title renders it over the alert.
+        let titled = AlertPlan { relay: true, title: "[{{ severity }}] {{ channel }}".into(), ..rule("true", 0, None) };
+        let mut a = Alerter::new(&[titled]).unwrap();
+        let mut out = Vec::new();
+        a.process(&[incoming("berlin.gw1.boiler.temp", "critical")], &mut out);
+        assert_eq!(out[0].alert.title, "[critical] berlin.gw1.boiler.temp");
+        assert_eq!(out[0].alert.body, "as the gateway said");
     }
 
     #[test]

@@ -2,9 +2,10 @@
 //! only the layers below it (docs/architecture.md, "Layers").
 //!
 //! ```text
-//! model ← spec ← compile ← tls ← {sources, stages, sinks} ← engine ← serve ← cli
+//! model ← spec ← compile ← tls ← nats_client ← {sources, stages, sinks} ← engine ← serve ← cli
 //!                                              sinks ← backup ← serve
 //!                                              sinks ← forward ← engine
+//!                                   engine, sources ← collect ← cli
 //! ```
 //!
 //! The check reads the source text: every `crate::<module>` path outside
@@ -22,14 +23,48 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("spec", &["model"]),
     ("compile", &["spec", "model"]),
     ("tls", &["compile", "spec", "model"]),
-    ("sources", &["tls", "compile", "spec", "model"]),
+    ("nats_client", &["tls", "compile", "spec", "model"]),
+    ("sources", &["nats_client", "tls", "compile", "spec", "model"]),
     ("stages", &["compile", "spec", "model"]),
     ("sinks", &["tls", "compile", "spec", "model"]),
-    ("forward", &["sinks", "tls", "compile", "spec", "model"]),
-    ("engine", &["forward", "sources", "stages", "sinks", "tls", "compile", "spec", "model"]),
+    ("forward", &["sinks", "nats_client", "tls", "compile", "spec", "model"]),
+    ("engine", &["forward", "sources", "stages", "sinks", "nats_client", "tls", "compile", "spec", "model"]),
     ("backup", &["sinks", "compile", "spec", "model"]),
-    ("serve", &["backup", "engine", "forward", "sources", "stages", "sinks", "tls", "compile", "spec", "model"]),
-    ("cli", &["serve", "backup", "engine", "forward", "sources", "stages", "sinks", "tls", "compile", "spec", "model"]),
+    ("collect", &["engine", "sources", "nats_client", "tls", "compile", "spec", "model"]),
+    (
+        "serve",
+        &[
+            "backup",
+            "engine",
+            "forward",
+            "sources",
+            "stages",
+            "sinks",
+            "nats_client",
+            "tls",
+            "compile",
+            "spec",
+            "model",
+        ],
+    ),
+    (
+        "cli",
+        &[
+            "serve",
+            "collect",
+            "backup",
+            "engine",
+            "forward",
+            "sources",
+            "stages",
+            "sinks",
+            "nats_client",
+            "tls",
+            "compile",
+            "spec",
+            "model",
+        ],
+    ),
 ];
 
 /// The text of a file without comments and without its test modules.

@@ -3,9 +3,11 @@
 mod acquire;
 mod alert;
 mod backup;
+mod center;
 mod detect;
 mod diagnostics;
 mod fleet;
+mod fleet_mqtt;
 mod fuse;
 mod generated;
 mod input;

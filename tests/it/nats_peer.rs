@@ -399,3 +399,37 @@ impl Drop for Relay {
         self.cut();
     }
 }
+
+/// A durable consumer's messages not yet delivered and those delivered but
+/// not acknowledged; `None` while it does not exist.
+pub fn consumer_state(urls: &[String], stream: &str, consumer: &str) -> Option<(u64, usize)> {
+    runtime().block_on(async {
+        let js = async_nats::jetstream::new(connect(urls).await);
+        let s = js.get_stream(stream).await.ok()?;
+        let mut c: async_nats::jetstream::consumer::PullConsumer = s.get_consumer(consumer).await.ok()?;
+        let info = c.info().await.ok()?;
+        Some((info.num_pending, info.num_ack_pending))
+    })
+}
+
+/// Deletes a durable consumer: the next reader starts from the stream's beginning.
+pub fn delete_consumer(urls: &[String], stream: &str, consumer: &str) {
+    runtime().block_on(async {
+        let js = async_nats::jetstream::new(connect(urls).await);
+        let s = js.get_stream(stream).await.expect("stream");
+        s.delete_consumer(consumer).await.expect("delete consumer");
+    })
+}
+
+/// Waits until a consumer has nothing pending nor unacknowledged.
+pub fn wait_consumed(urls: &[String], stream: &str, consumer: &str, within: Duration) {
+    let started = Instant::now();
+    loop {
+        let state = consumer_state(urls, stream, consumer);
+        if state == Some((0, 0)) {
+            return;
+        }
+        assert!(started.elapsed() < within, "consumer {consumer} still has {state:?} (pending, unacknowledged)");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
