@@ -42,13 +42,25 @@ pub(super) fn compile_forward(cx: &mut Cx, spec: &Spec, plan: &mut Plan) {
             }
         };
         let n = f.common();
-        let records = n.records.clone().unwrap_or_else(|| ForwardKind::ALL.to_vec());
+        let records = n.records.clone().unwrap_or_else(|| RecordKind::ALL.to_vec());
         if records.is_empty() {
             cx.err(
                 Code::InvalidValue,
                 &key(&path, "records"),
                 "the target sends nothing; leave `records` out for all kinds",
             );
+        }
+        if let Some(stored) = spec.store.as_ref().and_then(|s| s.records.as_ref()) {
+            for k in records.iter().filter(|k| !stored.contains(k)) {
+                cx.err(
+                    Code::Conflict,
+                    &key(&path, "records"),
+                    format!(
+                        "the store does not keep `{}` records (`store.records`): the store is the outbox",
+                        k.as_str()
+                    ),
+                );
+            }
         }
         for (i, c) in n.channels.iter().enumerate() {
             check_glob_reference(cx, &super::diag_index(&key(&path, "channels"), i), c, &channels, closed);

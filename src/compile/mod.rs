@@ -211,6 +211,19 @@ impl Cx<'_> {
             retention: self.opt_duration("store.retention", s.retention.as_deref()),
             batch: batch.clamp(1, 10_000_000),
             flush: self.positive_duration("store.flush", s.flush.as_deref(), StorePlan::DEFAULT_FLUSH),
+            records: match &s.records {
+                None => crate::spec::RecordKind::ALL.to_vec(),
+                Some(r) => {
+                    if r.is_empty() {
+                        self.err(
+                            Code::InvalidValue,
+                            "store.records",
+                            "the store keeps nothing; leave `records` out for all kinds",
+                        );
+                    }
+                    r.clone()
+                }
+            },
         }
     }
 }

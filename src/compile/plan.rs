@@ -12,8 +12,8 @@ use serde::Serialize;
 
 use crate::model::quantity::serde_dur;
 use crate::spec::{
-    AlertSeverity, BackupFormat, ByteOrder, Compression, DetectMethod, FaultKind, FileFormat, ForwardKind, FuseMethod,
-    KalmanModel, LakeTable, LineFormat, ModbusTransport, Parity, ParquetCompression, PartitionKey, PointType, Shape,
+    AlertSeverity, BackupFormat, ByteOrder, Compression, DetectMethod, FaultKind, FileFormat, FuseMethod, KalmanModel,
+    LakeTable, LineFormat, ModbusTransport, Parity, ParquetCompression, PartitionKey, PointType, RecordKind, Shape,
     Table,
 };
 
@@ -51,6 +51,8 @@ pub struct StorePlan {
     pub batch: usize,
     #[serde(with = "serde_dur")]
     pub flush: Duration,
+    /// Kinds of records stored.
+    pub records: Vec<RecordKind>,
 }
 
 impl StorePlan {
@@ -64,7 +66,13 @@ impl StorePlan {
 
     /// A store at `path` with every default (`--store PATH` without a `store:` section).
     pub fn at(path: PathBuf) -> StorePlan {
-        StorePlan { path, retention: None, batch: Self::DEFAULT_BATCH, flush: Self::DEFAULT_FLUSH }
+        StorePlan {
+            path,
+            retention: None,
+            batch: Self::DEFAULT_BATCH,
+            flush: Self::DEFAULT_FLUSH,
+            records: RecordKind::ALL.to_vec(),
+        }
     }
 }
 
@@ -524,7 +532,7 @@ pub struct ForwardPlan {
     /// Where each kind goes: `<subject>.<kind>` on NATS (`eg.<site>.<gateway>`),
     /// `<subject>/<kind>` on MQTT (`eg/<site>/<gateway>`).
     pub subject: String,
-    pub records: Vec<ForwardKind>,
+    pub records: Vec<RecordKind>,
     /// Channel names or globs; empty: every channel.
     pub channels: Vec<String>,
     pub max_records: usize,

@@ -87,6 +87,9 @@ impl<'a> Outputs<'a> {
                 batch: sp.batch,
                 flush: sp.flush,
                 store_input,
+                readings: sp.records.contains(&crate::spec::RecordKind::Reading),
+                anomalies: sp.records.contains(&crate::spec::RecordKind::Anomaly),
+                alerts: sp.records.contains(&crate::spec::RecordKind::Alert),
                 counters: tap.as_ref().map(|t| t.commits.clone()),
                 committed,
             };

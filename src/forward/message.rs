@@ -9,7 +9,7 @@
 
 use crate::model::envelope::Envelope;
 use crate::model::record::Record;
-use crate::spec::{Compression, ForwardKind};
+use crate::spec::{Compression, RecordKind};
 
 /// The store schema version named in every message (`Eg-Schema`).
 pub const SCHEMA: i64 = crate::sinks::store::SCHEMA_VERSION;
@@ -28,7 +28,7 @@ pub struct Sender {
 /// One message, ready to publish.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Message {
-    pub kind: ForwardKind,
+    pub kind: RecordKind,
     pub commit: i64,
     pub part: u32,
     /// Position of its first record among the commit's forwarded records.
@@ -78,11 +78,11 @@ pub struct Shape {
     pub compression: Compression,
 }
 
-fn kind_of(r: &Record) -> Option<ForwardKind> {
+fn kind_of(r: &Record) -> Option<RecordKind> {
     match r {
-        Record::Reading(_) => Some(ForwardKind::Reading),
-        Record::Anomaly(_) => Some(ForwardKind::Anomaly),
-        Record::Alert(_) => Some(ForwardKind::Alert),
+        Record::Reading(_) => Some(RecordKind::Reading),
+        Record::Anomaly(_) => Some(RecordKind::Anomaly),
+        Record::Alert(_) => Some(RecordKind::Alert),
         Record::Delivery(_) | Record::Other { .. } => None,
     }
 }
@@ -98,10 +98,10 @@ pub fn split(
 ) -> Vec<Message> {
     let mut out: Vec<Message> = Vec::new();
     let mut body = Vec::new();
-    let mut current: Option<(ForwardKind, u64, u64)> = None; // kind, offset, count
+    let mut current: Option<(RecordKind, u64, u64)> = None; // kind, offset, count
     let mut offset = 0u64;
     let mut line = Vec::with_capacity(256);
-    let close = |out: &mut Vec<Message>, body: &mut Vec<u8>, cur: Option<(ForwardKind, u64, u64)>| {
+    let close = |out: &mut Vec<Message>, body: &mut Vec<u8>, cur: Option<(RecordKind, u64, u64)>| {
         if let Some((kind, first, count)) = cur {
             let raw = std::mem::take(body);
             let (body, compressed) = match shape.compression {
@@ -185,10 +185,10 @@ mod tests {
         assert_eq!(
             m.iter().map(|m| (m.kind, m.count, m.offset)).collect::<Vec<_>>(),
             vec![
-                (ForwardKind::Reading, 10, 0),
-                (ForwardKind::Reading, 10, 10),
-                (ForwardKind::Reading, 5, 20),
-                (ForwardKind::Anomaly, 1, 25)
+                (RecordKind::Reading, 10, 0),
+                (RecordKind::Reading, 10, 10),
+                (RecordKind::Reading, 5, 20),
+                (RecordKind::Anomaly, 1, 25)
             ]
         );
         assert_eq!(m.iter().filter(|m| m.last).count(), 1);
@@ -212,7 +212,7 @@ mod tests {
             l.len()
         };
         let m = split(1, &recs, &|_| true, shape(1000, line_len * 2), false);
-        assert!(m.iter().filter(|m| m.kind == ForwardKind::Reading).all(|m| m.count <= 2));
+        assert!(m.iter().filter(|m| m.kind == RecordKind::Reading).all(|m| m.count <= 2));
         // Smaller than one line: one record per part, never an empty one.
         let m = split(1, &recs, &|_| true, shape(1000, 10), false);
         assert!(m.iter().all(|m| m.count == 1));

@@ -54,7 +54,7 @@ use crate::model::channel::channel_matcher;
 use crate::model::record::Record;
 use crate::model::time::now_micros;
 use crate::sinks::outbox::{self, Cursor, Kinds};
-use crate::spec::ForwardKind;
+use crate::spec::RecordKind;
 use message::{Message, Sender, Shape};
 
 /// What a peer said about one message.
@@ -587,7 +587,7 @@ impl Driver {
     fn acked(&self, s: &mut Session, cursor: &mut Cursor, f: InFlight, ack: Ack) {
         let st = &self.stats;
         st.messages.fetch_add(1, Ordering::Relaxed);
-        let k = ForwardKind::ALL.iter().position(|k| *k == f.message.kind).unwrap_or(0);
+        let k = RecordKind::ALL.iter().position(|k| *k == f.message.kind).unwrap_or(0);
         st.records[k].fetch_add(f.message.count, Ordering::Relaxed);
         if ack.duplicate {
             st.duplicates.fetch_add(1, Ordering::Relaxed);
@@ -658,9 +658,9 @@ impl Driver {
     /// records, at least one commit) and makes their messages.
     async fn read(&self, after: i64, upto: i64, backlog: bool) -> Result<Read, SendError> {
         let kinds = Kinds {
-            readings: self.plan.records.contains(&ForwardKind::Reading),
-            anomalies: self.plan.records.contains(&ForwardKind::Anomaly),
-            alerts: self.plan.records.contains(&ForwardKind::Alert),
+            readings: self.plan.records.contains(&RecordKind::Reading),
+            anomalies: self.plan.records.contains(&RecordKind::Anomaly),
+            alerts: self.plan.records.contains(&RecordKind::Alert),
         };
         let shape = Shape {
             max_records: self.plan.max_records,

@@ -498,7 +498,7 @@ where
     metric(out, "forward_backlog_seconds", "gauge", "Age of the oldest commit not yet acknowledged.", &age);
     let mut published = Vec::new();
     for (id, st) in targets {
-        for (i, k) in crate::spec::ForwardKind::ALL.iter().enumerate() {
+        for (i, k) in crate::spec::RecordKind::ALL.iter().enumerate() {
             published
                 .push((format!("{{target=\"{}\",kind=\"{}\"}}", label(id), k.as_str()), l(&st.records[i]).to_string()));
         }

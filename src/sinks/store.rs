@@ -422,6 +422,10 @@ pub struct WriterConfig {
     pub flush: Duration,
     /// Store readings that were read with `--input`.
     pub store_input: bool,
+    /// Kinds stored (`store.records`); the rest is passed over.
+    pub readings: bool,
+    pub anomalies: bool,
+    pub alerts: bool,
     /// Counters bumped on every commit (`serve` shows them in `/metrics`).
     pub counters: Option<std::sync::Arc<CommitCounters>>,
     /// Told the number of every commit as it is made (forward targets wake on it).
@@ -471,7 +475,7 @@ pub fn run_writer(
                 for rec in &batch {
                     match rec {
                         Record::Reading(r) => {
-                            if r.from_input && !cfg.store_input {
+                            if (r.from_input && !cfg.store_input) || !cfg.readings {
                                 continue;
                             }
                             cols.push(r);
@@ -482,13 +486,16 @@ pub fn run_writer(
                                 first_pending = None;
                             }
                         }
-                        Record::Anomaly(a) if !a.from_input || cfg.store_input => {
+                        Record::Anomaly(a) if cfg.anomalies && (!a.from_input || cfg.store_input) => {
                             events.push(EventRow::Anomaly(a.clone()))
                         }
-                        Record::Alert(a) if !a.from_input || cfg.store_input => events.push(EventRow::Alert(a.clone())),
-                        Record::Delivery(d) => events.push(EventRow::Delivery(d.clone())),
-                        // Read with --input and not kept, or of a kind this version does not know.
-                        Record::Anomaly(_) | Record::Alert(_) | Record::Other { .. } => {}
+                        Record::Alert(a) if cfg.alerts && (!a.from_input || cfg.store_input) => {
+                            events.push(EventRow::Alert(a.clone()))
+                        }
+                        Record::Delivery(d) if cfg.alerts => events.push(EventRow::Delivery(d.clone())),
+                        // Read with --input and not kept, a kind `store.records` leaves
+                        // out, or of a kind this version does not know.
+                        Record::Anomaly(_) | Record::Alert(_) | Record::Delivery(_) | Record::Other { .. } => {}
                     }
                 }
                 hooks.extend(hook);

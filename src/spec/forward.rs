@@ -22,7 +22,7 @@ pub enum ForwardSpec {
 
 /// What every kind of target says about what it sends and how.
 pub struct ForwardCommon<'a> {
-    pub records: &'a Option<Vec<ForwardKind>>,
+    pub records: &'a Option<Vec<RecordKind>>,
     pub channels: &'a [String],
     pub message: &'a MessageSpec,
     pub in_flight: Option<usize>,
@@ -70,24 +70,24 @@ impl Urls {
     }
 }
 
-/// Kinds of records a target sends.
+/// Kinds of records a forward target sends or a store keeps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
-pub enum ForwardKind {
+pub enum RecordKind {
     Reading,
     Anomaly,
     Alert,
 }
 
-impl ForwardKind {
-    pub const ALL: [ForwardKind; 3] = [ForwardKind::Reading, ForwardKind::Anomaly, ForwardKind::Alert];
+impl RecordKind {
+    pub const ALL: [RecordKind; 3] = [RecordKind::Reading, RecordKind::Anomaly, RecordKind::Alert];
 
     /// The record kind, also the last token of the subject.
     pub fn as_str(self) -> &'static str {
         match self {
-            ForwardKind::Reading => "reading",
-            ForwardKind::Anomaly => "anomaly",
-            ForwardKind::Alert => "alert",
+            RecordKind::Reading => "reading",
+            RecordKind::Anomaly => "anomaly",
+            RecordKind::Alert => "alert",
         }
     }
 }
@@ -162,7 +162,7 @@ pub struct NatsForwardSpec {
     pub stream: Option<String>,
     /// Kinds of records sent: `reading`, `anomaly`, `alert`. Default all three.
     #[serde(default)]
-    pub records: Option<Vec<ForwardKind>>,
+    pub records: Option<Vec<RecordKind>>,
     /// Only records of channels matching one of these names or globs. Default all.
     #[serde(default)]
     pub channels: Vec<String>,
@@ -214,7 +214,7 @@ pub struct MqttForwardSpec {
     pub keepalive: Option<String>,
     /// Kinds of records sent: `reading`, `anomaly`, `alert`. Default all three.
     #[serde(default)]
-    pub records: Option<Vec<ForwardKind>>,
+    pub records: Option<Vec<RecordKind>>,
     /// Only records of channels matching one of these names or globs. Default all.
     #[serde(default)]
     pub channels: Vec<String>,

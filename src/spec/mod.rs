@@ -114,6 +114,12 @@ pub struct StoreSpec {
     /// Longest time a record waits before it is committed (`1s`). Default 1s.
     #[serde(default)]
     pub flush: Option<String>,
+    /// Kinds of records stored: `reading`, `anomaly`, `alert` (with the
+    /// notification log). Default all three. A fleet's center that routes
+    /// alerts keeps `[anomaly, alert]`: a thousand gateways' readings are a
+    /// lake's job (`collect`), not one DuckDB writer's.
+    #[serde(default)]
+    pub records: Option<Vec<RecordKind>>,
 }
 
 /// A secret: never written in the spec itself.

@@ -454,8 +454,8 @@ forward:
         dir.path(),
         &hub.urls(),
         "alerts",
-        "    subjects: [\"eg.*.*.alert\"]\n",
-        "store: {path: center.duckdb, flush: 100ms}
+        "    subjects: [\"eg.*.*.alert\", \"eg.*.*.reading\"]\n",
+        "store: {path: center.duckdb, flush: 100ms, records: [anomaly, alert]}
 alerts:
   page:
     relay: true
@@ -477,6 +477,10 @@ notifiers:
     assert!(paged.iter().all(|p| p["channel"].as_str().unwrap().starts_with("berlin.gw")));
     let prints: std::collections::BTreeSet<&str> = paged.iter().map(|p| p["fingerprint"].as_str().unwrap()).collect();
     assert_eq!(prints.len(), 2, "one fingerprint per gateway's channel");
+    // The center keeps what it needs: alerts and their deliveries, not the readings.
+    let db = dir.path().join("center.duckdb");
+    assert_eq!(query_i64(&db, "SELECT count(*) FROM readings"), 0);
+    assert_eq!(query_i64(&db, "SELECT count(*) FROM alerts WHERE notifier = 'log'"), firing);
     // Acknowledged after the commit: a second run sends nothing again.
     eg(["alert", spec.to_str().unwrap(), "--once", "--timeout", "5s"]).dir(dir.path()).run().code(0);
     let again = std::fs::read_to_string(dir.path().join("paged.log")).unwrap().lines().count() as i64;
@@ -516,7 +520,7 @@ export:
     path: lake
     s3: {access_key: {env: A}, secret_key: {env: B}}
 identity: {site: berlin, gateway: gw1}
-store: {path: c.duckdb}
+store: {path: c.duckdb, records: [anomaly]}
 forward:
   up: {type: mqtt, url: \"http://broker\", qos: 0, prefix: \"eg/#\"}
 ",
@@ -535,6 +539,34 @@ forward:
         .stderr_has("`s3` is for an `s3://` path")
         .stderr_has("`http://broker` is not `mqtt://host:1883`")
         .stderr_has("QoS 1 or 2")
-        .stderr_has("`eg/#` is not a topic prefix");
+        .stderr_has("`eg/#` is not a topic prefix")
+        .stderr_has("the store does not keep `reading` records");
     eg(["validate", "pipelines/fleet-center.yaml"]).run().code(0);
+}
+
+/// A gateway that re-sends past the hub's duplicate window (its cursor lost,
+/// as after a restore from an old backup): the duplicates reach the stream,
+/// and the lake's dedup view still counts every reading once.
+#[test]
+fn resends_past_the_duplicate_window_reach_the_stream_but_the_lake_view_counts_once() {
+    let dir = tmp();
+    let hub = Nats::single(dir.path(), Version::Current, "");
+    create_stream(&hub.urls(), "FLEET", 1, Duration::from_secs(1));
+    let n = gateway(dir.path(), "berlin", "gw1", &hub.urls(), 3, "2026-12-01T10:00:00Z");
+    let before = crate::nats_peer::read_stream(&hub.urls(), "FLEET").len();
+    std::thread::sleep(Duration::from_millis(1500));
+    let home = dir.path().join("berlin-gw1");
+    let conn = duckdb::Connection::open(home.join("gw.duckdb")).unwrap();
+    conn.execute("DELETE FROM state WHERE component = 'forward'", []).unwrap();
+    drop(conn);
+    eg(["acquire", home.join("gw.yaml").to_str().unwrap(), "--input", "/dev/null"])
+        .dir(&home)
+        .run()
+        .code(0)
+        .stderr_has("backlog empty");
+    let msgs = crate::nats_peer::read_stream(&hub.urls(), "FLEET");
+    assert_eq!(msgs.len(), 2 * before, "outside the window every re-send is stored again");
+    let spec = center(dir.path(), &hub.urls(), "lake", "", FOLDER_LAKE);
+    eg(["collect", spec.to_str().unwrap(), "--once", "--timeout", "30s"]).dir(dir.path()).run().code(0);
+    assert_eq!(lake_counts(&dir.path().join("lake")), (2 * n, n));
 }
