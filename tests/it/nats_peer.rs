@@ -217,6 +217,8 @@ pub struct Stored {
     pub subject: String,
     pub headers: BTreeMap<String, String>,
     pub body: Vec<u8>,
+    /// When the stream stored it, in µs since the epoch.
+    pub time_us: i64,
 }
 
 impl Stored {
@@ -297,7 +299,8 @@ pub fn read_stream_with(urls: &[String], ca: Option<&Path>, name: &str) -> Vec<S
             for (k, v) in m.headers.iter() {
                 headers.insert(k.to_string(), v.first().map(|v| v.to_string()).unwrap_or_default());
             }
-            out.push(Stored { subject: m.subject.to_string(), headers, body: m.payload.to_vec() });
+            let time_us = (m.time.unix_timestamp_nanos() / 1000) as i64;
+            out.push(Stored { subject: m.subject.to_string(), headers, body: m.payload.to_vec(), time_us });
         }
         out
     })
