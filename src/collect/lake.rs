@@ -78,7 +78,11 @@ impl Lake {
     pub fn new(plan: &ParquetPlan) -> duckdb::Result<Lake> {
         let conn = Connection::open_in_memory()?;
         // Rolls run beside the collector's own work: two threads are enough.
-        conn.execute_batch("SET threads = 2; SET preserve_insertion_order = false;")?;
+        // One file per partition as a rule (more open partitions than a
+        // fleet's sites and days before DuckDB splits one).
+        conn.execute_batch(
+            "SET threads = 2; SET preserve_insertion_order = false; SET partitioned_write_max_open_files = 100000;",
+        )?;
         for t in &plan.tables {
             conn.execute_batch(&ddl(*t))?;
         }
@@ -254,15 +258,32 @@ impl Lake {
                 format!("COPY {} TO '{target}' ({options})", t.as_str())
             };
             self.conn.execute_batch(&sql).map_err(|e| format!("writing {}: {e}", t.as_str()))?;
-            for local in parquet_files(&dir)? {
-                let folder = local
+            let written = parquet_files(&dir)?;
+            let folder_of = |local: &Path| {
+                local
                     .parent()
                     .and_then(|p| p.strip_prefix(&dir).ok())
                     .map(|p| p.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                let ids = self.ids.get(&(t, folder.clone()));
-                let part = local.file_stem().and_then(|s| s.to_str()).unwrap_or("part_0").to_string();
-                let name = content_name(t, &folder, ids, &part);
+                    .unwrap_or_default()
+            };
+            for local in &written {
+                let folder = folder_of(local);
+                let Some(ids) = self.ids.get(&(t, folder.clone())) else {
+                    return Err(format!("DuckDB wrote a partition this collector did not expect: {folder}"));
+                };
+                // One file for the partition: named by the messages it holds, so
+                // the same messages make the same name. Several (DuckDB split
+                // it): which rows went where can differ between two writes, so
+                // each is also named by its bytes — a retry may then add a copy
+                // (the dedup view removes it), but never hides a row.
+                let parts = written.iter().filter(|w| folder_of(w) == folder).count();
+                let bytes = if parts > 1 {
+                    Some(std::fs::read(local).map_err(|e| format!("{}: {e}", local.display()))?)
+                } else {
+                    None
+                };
+                let name = content_name(t, &folder, ids, bytes.as_deref());
+                let local = local.clone();
                 let key = if folder.is_empty() {
                     format!("{}/{name}.parquet", t.as_str())
                 } else {
@@ -312,18 +333,22 @@ fn parquet_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
 }
 
 /// A file's name from what it holds: the table, the partition, the ids of
-/// its messages and DuckDB's part number — 24 hex digits of SHA-256.
-fn content_name(t: LakeTable, folder: &str, ids: Option<&BTreeSet<String>>, part: &str) -> String {
+/// its messages (and its bytes, when a partition took several files) — 24
+/// hex digits of SHA-256.
+fn content_name(t: LakeTable, folder: &str, ids: &BTreeSet<String>, bytes: Option<&[u8]>) -> String {
     let mut h = Sha256::new();
     h.update(t.as_str());
     h.update([0]);
     h.update(folder);
     h.update([0]);
-    for id in ids.into_iter().flatten() {
+    for id in ids {
         h.update(id);
         h.update([b'\n']);
     }
-    h.update(part);
+    if let Some(b) = bytes {
+        h.update([0]);
+        h.update(b);
+    }
     let d = h.finalize();
     d[..12].iter().map(|b| format!("{b:02x}")).collect()
 }

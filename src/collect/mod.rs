@@ -21,8 +21,12 @@
 //!   acknowledgements every third of `ack_wait`; a roll also closes before
 //!   the consumer's limit of unacknowledged messages would stop delivery.
 //! - **A lake that fails** (unreachable, full) is retried with backoff
-//!   (200 ms → 10 s); meanwhile nothing more is pulled. Under `--once` the
-//!   run gives up at `--timeout` and the data stays on the hub (exit 69).
+//!   (200 ms → 10 s); meanwhile the pulls stop once the few chunks between
+//!   them and the roll are full (messages there may come again after
+//!   `ack_wait`: duplicates the dedup view removes). Under `--once` the run
+//!   gives up at `--timeout` and the data stays on the hub (exit 69).
+//! - **A buffer that fails** (an append into the scratch database) is
+//!   dropped whole and none of its messages is acknowledged.
 
 pub mod dest;
 pub mod lake;
@@ -256,8 +260,8 @@ impl Collector {
         for d in chunk {
             let added = tokio::task::block_in_place(|| self.lake.add(&d.envelope, &d.records));
             if let Err(e) = added {
-                // Not acknowledged: the hub delivers it again.
                 tracing::error!("message {}: cannot gather its rows: {e}", d.envelope.id());
+                self.poison();
                 continue;
             }
             self.pending.push(d.acker);
@@ -266,6 +270,23 @@ impl Collector {
         if let Some(b) = &self.bar {
             b.set_message(format!("{} rows waiting, {} written", self.lake.len(), self.report.rows));
             b.tick();
+        }
+    }
+
+    /// The buffer may have lost rows (an append failed part way): start
+    /// afresh and acknowledge none of the waiting messages — the hub delivers
+    /// them again after `ack_wait`.
+    fn poison(&mut self) {
+        tracing::warn!(
+            "export {}: dropping {} waiting messages unacknowledged; the hub sends them again",
+            self.report.export,
+            self.pending.len()
+        );
+        self.pending.clear();
+        self.oldest = None;
+        match Lake::new(&self.plan) {
+            Ok(fresh) => self.lake = fresh,
+            Err(e) => tracing::error!("export {}: the scratch database: {e}", self.report.export),
         }
     }
 
@@ -321,7 +342,11 @@ impl Collector {
         let _ = std::fs::remove_dir_all(&scratch);
         let written = tokio::task::block_in_place(|| self.lake.write(&scratch));
         let result = match written {
-            Err(e) => Err(PutError::Failed(e)),
+            Err(e) => {
+                // Rows may be lost from the buffer: nothing of it is acknowledged.
+                self.poison();
+                Err(PutError::Failed(e))
+            }
             Ok(files) => {
                 let mut out = Ok(());
                 let (mut n, mut existing, mut bytes) = (0u64, 0u64, 0u64);

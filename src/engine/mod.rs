@@ -389,7 +389,7 @@ fn drive(
         });
         // The end of the stream still goes once through the stages (fusion
         // closes its open rounds).
-        let (Batch { records: mut batch, on_commit }, ending) = match next {
+        let (Batch { records: mut batch, mut on_commit }, ending) = match next {
             Some(Some(b)) => (b, false),
             Some(None) => (Batch::default(), true),
             None => {
@@ -404,6 +404,11 @@ fn drive(
             // A wall-clock run of N readings: take N, then drain like a signal.
             let left = max.saturating_sub(taken);
             if batch.len() as u64 >= left {
+                if batch.len() as u64 > left {
+                    // Records were cut off: their messages are not acknowledged
+                    // (the broker or hub sends them again), nor are the kept ones'.
+                    on_commit = None;
+                }
                 batch.truncate(left as usize);
                 shutdown.trigger();
                 if batch.is_empty() {

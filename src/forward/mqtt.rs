@@ -17,7 +17,9 @@
 //! publish with its packet id. A connection that fails ends its task and
 //! fails every publish still waiting; the driver reconnects with a fresh
 //! session and sends again from its cursor (a clean session: the outbox,
-//! not the client, remembers what is unsent).
+//! not the client, remembers what is unsent). Every driver session gets a
+//! fresh connection, so a publish cancelled by a timeout cannot leave the
+//! waiters out of step with the packet ids.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -172,12 +174,12 @@ impl Target for Mqtt {
 
     fn connect(&mut self) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), SendError>> + Send + '_>> {
         Box::pin(async move {
-            if let Some(c) = &self.conn {
-                if c.up.load(Ordering::SeqCst) {
-                    return Ok(());
-                }
+            // A new session starts after the last one ended (an error, a
+            // timeout, a cancelled publish): its packet ids and waiters may
+            // be out of step, so every session gets a fresh connection.
+            if let Some(c) = self.conn.take() {
+                let _ = c.client.try_disconnect();
                 c.task.abort();
-                self.conn = None;
             }
             let cap = self.in_flight.max(16) * 2;
             let (client, eventloop) = AsyncClient::new(self.options.clone(), cap);

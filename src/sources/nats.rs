@@ -135,14 +135,22 @@ fn decode(
     };
     // The subject is what the hub's permissions vouch for.
     let tokens: Vec<&str> = subject.split('.').collect();
-    if tokens.len() >= 4 {
-        let (site, gateway) = (tokens[tokens.len() - 3], tokens[tokens.len() - 2]);
-        if site != env.site || gateway != env.gateway {
-            return Err(format!(
-                "the envelope names {}/{} but the subject {subject} is {site}/{gateway}",
-                env.site, env.gateway
-            ));
-        }
+    if tokens.len() < 4 {
+        return Err(format!("{subject} is not `<prefix>.<site>.<gateway>.<kind>`"));
+    }
+    let (site, gateway) = (tokens[tokens.len() - 3], tokens[tokens.len() - 2]);
+    // What `identity` allows: the lake's folders and the channel names are made of them.
+    let token = |t: &str| {
+        !t.is_empty() && t.len() <= 64 && t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    };
+    if !token(site) || !token(gateway) {
+        return Err(format!("{subject}: site and gateway are letters, digits, `_` or `-`"));
+    }
+    if site != env.site || gateway != env.gateway {
+        return Err(format!(
+            "the envelope names {}/{} but the subject {subject} is {site}/{gateway}",
+            env.site, env.gateway
+        ));
     }
     let plain;
     let body = if env.zstd {
@@ -153,7 +161,8 @@ fn decode(
         body
     };
     let now = now_micros();
-    let mut records = Vec::with_capacity(env.count as usize);
+    // The count is the sender's word: it sizes nothing before it is checked.
+    let mut records = Vec::with_capacity((env.count as usize).min(CHUNK_RECORDS));
     for (i, line) in body.split(|&b| b == b'\n').enumerate() {
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
@@ -344,9 +353,12 @@ async fn session(
         .await
         .map_err(|e| fail(format!("consumer {}: {e}", plan.consumer)))?;
     {
+        // Connected and reading: an earlier refusal no longer holds.
+        *errors.lock().unwrap_or_else(|e| e.into_inner()) = None;
         let mut s = lock(stats);
         s.connects += 1;
         s.connected = true;
+        s.refused = None;
     }
     tracing::info!(source = %id, "reading consumer {} of stream {}", plan.consumer, plan.stream);
     let mut chunk: Vec<Delivered> = Vec::new();
@@ -473,15 +485,30 @@ impl NatsSource {
         let (ack_tx, ack_task) = acker(self.stats.clone());
         let mut name = String::new();
         let mut names = crate::model::intern::Interner::with_cap(200_000);
+        let mut reported = 0u64;
         while let Some(chunk) = chunks.recv().await {
             let mut records = Vec::with_capacity(chunk.iter().map(|d| d.records.len()).sum());
             let mut ackers = Vec::with_capacity(chunk.len());
             for d in chunk {
+                let before = records.len();
+                let mut failed = None;
                 for mut r in d.records {
-                    if rename(&mut r, &self.plan.channel, &d.envelope, &mut name, &mut names).is_err() {
-                        continue;
+                    if let Err(why) = rename(&mut r, &self.plan.channel, &d.envelope, &mut name, &mut names) {
+                        failed = Some(why);
+                        break;
                     }
                     records.push(r);
+                }
+                if let Some(why) = failed {
+                    // A message is taken whole or not at all: this one never will be.
+                    records.truncate(before);
+                    lock(&self.stats).rejected += 1;
+                    reported += 1;
+                    if reported <= REPORTED {
+                        tracing::warn!(source = %self.id, "message {}: a channel name at the center: {why}; dropped", d.envelope.id());
+                    }
+                    let _ = d.acker.ack_with(AckKind::Term).await;
+                    continue;
                 }
                 ackers.push(d.acker);
             }
@@ -493,6 +520,8 @@ impl NatsSource {
                 break;
             }
         }
+        // Nobody reads chunks any more: a pull blocked on a full channel ends.
+        drop(chunks);
         let _ = puller.await;
         drop(tx);
         // Keep the connection until the last commit, so its acks go out.
@@ -611,6 +640,11 @@ mod tests {
         assert!(decode("eg.berlin.gw-1.reading", Some(&headers(&e)), &body(2), &mut names, &src).is_err());
         // No envelope at all.
         assert!(decode("eg.berlin.gw-1.reading", None, &body(3), &mut names, &src).unwrap_err().contains("envelope"));
+        // A count no message could hold is refused, not allocated.
+        let huge = Envelope { count: u64::MAX, ..env(3, false) };
+        assert!(decode("eg.berlin.gw-1.reading", Some(&headers(&huge)), &body(3), &mut names, &src).is_err());
+        // A subject that is not `<prefix>.<site>.<gateway>.<kind>`.
+        assert!(decode("gw-1.reading", Some(&headers(&e)), &body(3), &mut names, &src).is_err());
         // Not zstd although it says so.
         let z = env(3, true);
         assert!(decode("eg.berlin.gw-1.reading", Some(&headers(&z)), &body(3), &mut names, &src).is_err());

@@ -233,8 +233,8 @@ impl Alerter {
         }
         // The fingerprint over the channel as named here: two gateways'
         // alerts of one rule on one channel name are two alerts.
-        let mut alert = Alert { fingerprint: fingerprint(&a.rule, &a.channel), from_input: false, ..a.clone() };
-        let ctx = Value::from_serialize(&alert);
+        let incoming = Alert { fingerprint: fingerprint(&a.rule, &a.channel), from_input: false, ..a.clone() };
+        let ctx = Value::from_serialize(&incoming);
         for i in 0..self.rules.len() {
             let rule = &self.rules[i];
             if !rule.plan.relay {
@@ -257,6 +257,8 @@ impl Alerter {
             }
             let plan = &rule.plan;
             let mut errors = Vec::new();
+            // Each rule sends the alert as it came, with its own title and body.
+            let mut alert = incoming.clone();
             if !plan.title.is_empty() {
                 alert.title = render(self.env, &plan.rule, "title", &plan.title, &ctx, &mut errors);
             }
@@ -268,7 +270,7 @@ impl Alerter {
             self.stats.notifications += 1;
             out.push(Notification {
                 context: Value::from_serialize(&alert),
-                alert: alert.clone(),
+                alert,
                 notify: rule.notify.clone(),
                 errors,
                 relayed: true,

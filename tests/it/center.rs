@@ -386,7 +386,6 @@ fn twenty_two_gateways_two_collectors_one_killed_every_reading_once_in_s3() {
     let root = local.join("fleet");
     let (raw, dedup) = lake_counts(&root);
     assert_eq!(dedup, total, "every reading once after the dedup view ({raw} rows raw)");
-    assert!(raw >= total);
     for site in sites {
         assert!(root.join(format!("readings/site={site}/date=2026-12-01")).is_dir(), "{site}");
     }
