@@ -15,6 +15,7 @@
 //! * [`spec`] — raw types that mirror the YAML, the loader, diagnostics.
 //! * [`compile`] — checks and turns a spec into a typed [`compile::Plan`].
 //! * [`tls`] — rustls for every client and server.
+//! * [`mqtt_client`] — connecting to an MQTT broker (the source, the notifier, the forward target).
 //! * [`nats_client`] — connecting to a NATS hub: logins, TLS, backoff (forward, the `nats` source, collect).
 //! * [`sources`] — where records come from: Modbus, MQTT, serial, simulators, `--input`, the store.
 //! * [`stages`] — what is computed over them: validation, fusion, detection, alert rules.
@@ -37,6 +38,7 @@ pub(crate) mod compile;
 pub(crate) mod engine;
 pub(crate) mod forward;
 pub(crate) mod model;
+pub(crate) mod mqtt_client;
 pub(crate) mod nats_client;
 pub(crate) mod serve;
 pub(crate) mod sinks;

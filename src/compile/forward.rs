@@ -130,25 +130,7 @@ fn nats(cx: &mut Cx, path: &str, n: &NatsForwardSpec) -> (ForwardTarget, String)
 
 /// The MQTT side of a target, and its topic prefix.
 fn mqtt(cx: &mut Cx, path: &str, m: &MqttForwardSpec, site: &str, gateway: &str, id: &str) -> (ForwardTarget, String) {
-    let url_path = key(path, "url");
-    match url::Url::parse(&m.url) {
-        Ok(u) if matches!(u.scheme(), "mqtt" | "mqtts" | "tcp" | "ssl") && u.host_str().is_some() => {
-            if u.password().is_some() || !u.username().is_empty() {
-                cx.err(
-                    Code::InlineSecret,
-                    &url_path,
-                    "the URL carries credentials; use `username` and `password` from secrets",
-                );
-            }
-        }
-        _ => {
-            cx.err(
-                Code::InvalidAddress,
-                &url_path,
-                format!("`{}` is not `mqtt://host:1883` or `mqtts://host:8883`", m.url),
-            );
-        }
-    }
+    super::sources::check_mqtt_url(cx, &key(path, "url"), &m.url);
     let prefix = m.prefix.clone().unwrap_or_else(|| "eg".into());
     if prefix.is_empty() || prefix.split('/').any(|l| l.is_empty() || l.contains(['+', '#'])) {
         cx.err(Code::InvalidId, &key(path, "prefix"), format!("`{prefix}` is not a topic prefix")).note =

@@ -426,21 +426,25 @@ fn check_rtu_budget(cx: &mut Cx, path: &str, line: &SerialLine, plan: &ModbusPla
     }
 }
 
-fn mqtt(cx: &mut Cx, path: &str, id: &str, pipeline: &str, m: &MqttSourceSpec) -> MqttPlan {
-    let url_path = key(path, "url");
-    match url::Url::parse(&m.url) {
+/// A broker URL: `mqtt://host:1883` or `mqtts://host:8883` (`tcp`, `ssl`), no password in it.
+pub(super) fn check_mqtt_url(cx: &mut Cx, url_path: &str, url: &str) {
+    match url::Url::parse(url) {
         Ok(u) if matches!(u.scheme(), "mqtt" | "mqtts" | "tcp" | "ssl") && u.host_str().is_some() => {
             if u.password().is_some() {
-                cx.err(Code::InlineSecret, &url_path, "the URL carries a password; use `password: {env: NAME}`");
+                cx.err(Code::InlineSecret, url_path, "the URL carries a password; use `password: {env: NAME}`");
             }
         }
         Ok(_) => {
-            cx.err(Code::InvalidAddress, &url_path, "an MQTT URL is `mqtt://host:1883` or `mqtts://host:8883`");
+            cx.err(Code::InvalidAddress, url_path, "an MQTT URL is `mqtt://host:1883` or `mqtts://host:8883`");
         }
         Err(e) => {
-            cx.err(Code::InvalidAddress, &url_path, format!("`{}` is not a URL: {e}", m.url));
+            cx.err(Code::InvalidAddress, url_path, format!("`{url}` is not a URL: {e}"));
         }
     }
+}
+
+fn mqtt(cx: &mut Cx, path: &str, id: &str, pipeline: &str, m: &MqttSourceSpec) -> MqttPlan {
+    check_mqtt_url(cx, &key(path, "url"), &m.url);
     let default_qos = m.qos.unwrap_or(1);
     if default_qos > 2 {
         cx.err(Code::InvalidValue, &key(path, "qos"), "QoS is 0, 1 or 2");

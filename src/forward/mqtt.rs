@@ -31,7 +31,7 @@ use tokio::sync::oneshot;
 
 use super::message::{Message, Sender};
 use super::{Ack, AckFuture, SendError, Target};
-use crate::compile::{MqttTargetPlan, SecretRef};
+use crate::compile::MqttTargetPlan;
 
 type Waiter = oneshot::Sender<Result<Ack, SendError>>;
 
@@ -73,25 +73,18 @@ pub struct Mqtt {
 impl Mqtt {
     /// Reads the secrets and TLS files now: a missing one is a setup error (exit 78).
     pub fn new(plan: &MqttTargetPlan, ack_timeout: Duration, in_flight: usize) -> Result<Mqtt, String> {
-        let url = url::Url::parse(&plan.url).map_err(|e| format!("{}: {e}", plan.url))?;
-        let tls = matches!(url.scheme(), "mqtts" | "ssl");
-        let host = url.host_str().unwrap_or("localhost").trim_matches(['[', ']']).to_string();
-        let port = url.port().unwrap_or(if tls { 8883 } else { 1883 });
-        let mut o = MqttOptions::new(plan.client_id.clone(), host.clone(), port);
+        let (mut o, host) = crate::mqtt_client::options(
+            &plan.url,
+            plan.client_id.clone(),
+            plan.username.as_ref(),
+            plan.password.as_ref(),
+            plan.tls.as_ref(),
+        )?;
         o.set_keep_alive(plan.keepalive.max(Duration::from_secs(1)));
         o.set_clean_session(true);
         o.set_max_packet_size(64 << 20, 64 << 20);
         o.set_inflight(in_flight.clamp(1, 65_535) as u16);
-        if let Some(u) = &plan.username {
-            let user = u.read().map_err(|e| format!("username: {e}"))?;
-            let pass = plan.password.as_ref().map(SecretRef::read).transpose()?.unwrap_or_default();
-            o.set_credentials(user, pass);
-        }
-        if tls {
-            let cfg = crate::tls::client_config(plan.tls.as_ref())?;
-            o.set_transport(rumqttc::Transport::tls_with_config(rumqttc::TlsConfiguration::Rustls(Arc::new(cfg))));
-        }
-        Ok(Mqtt { plan: plan.clone(), options: o, ack_timeout, in_flight, conn: None, host: format!("{host}:{port}") })
+        Ok(Mqtt { plan: plan.clone(), options: o, ack_timeout, in_flight, conn: None, host })
     }
 }
 

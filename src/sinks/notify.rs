@@ -22,7 +22,7 @@ use std::time::Duration;
 use minijinja::Environment;
 use tokio::sync::{mpsc, Semaphore};
 
-use crate::compile::plan::{NotifierKind, NotifierPlan, SecretRef};
+use crate::compile::plan::{NotifierKind, NotifierPlan};
 use crate::model::record::{Alert, Delivery, Notification};
 use crate::model::template::fallback;
 use crate::model::template::{self as templates, render_capped};
@@ -244,21 +244,11 @@ fn sender(p: &NotifierPlan) -> Result<Sender, String> {
             }
         }
         NotifierKind::Mqtt { url, username, password, tls, .. } => {
-            let u = url::Url::parse(url).map_err(|e| named(e.to_string()))?;
-            let secure = u.scheme() == "mqtts";
-            let host = u.host_str().unwrap_or("localhost").trim_matches(['[', ']']).to_string();
-            let port = u.port().unwrap_or(if secure { 8883 } else { 1883 });
-            let mut o =
-                rumqttc::MqttOptions::new(format!("edgeguard-notify-{}-{}", p.id, std::process::id()), host, port);
+            let client_id = format!("edgeguard-notify-{}-{}", p.id, std::process::id());
+            let (mut o, _) =
+                crate::mqtt_client::options(url, client_id, username.as_ref(), password.as_ref(), tls.as_ref())
+                    .map_err(named)?;
             o.set_keep_alive(Duration::from_secs(30));
-            if let Some(user) = username {
-                let pass = password.as_ref().map(SecretRef::read).transpose().map_err(named)?.unwrap_or_default();
-                o.set_credentials(user.read().map_err(named)?, pass);
-            }
-            if secure {
-                let cfg = crate::tls::client_config(tls.as_ref()).map_err(named)?;
-                o.set_transport(rumqttc::Transport::tls_with_config(rumqttc::TlsConfiguration::Rustls(Arc::new(cfg))));
-            }
             Sender::Mqtt { options: Box::new(o) }
         }
     })

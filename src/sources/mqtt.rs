@@ -27,7 +27,7 @@ use tokio::time::Instant;
 use super::backoff::Backoff;
 use super::payload::{json_number, json_time, text_number};
 use super::sleep_until;
-use crate::compile::{MqttPlan, SecretRef};
+use crate::compile::MqttPlan;
 use crate::model::batch::Batch;
 use crate::model::intern::Interner;
 use crate::model::record::{Flags, Quality, Reading, Record};
@@ -237,26 +237,19 @@ impl Subscriber {
 /// Connection settings; reads the secrets and TLS files, so a missing one
 /// stops the run before it starts.
 fn options(plan: &MqttPlan) -> Result<MqttOptions, String> {
-    let url = url::Url::parse(&plan.url).map_err(|e| format!("{}: {e}", plan.url))?;
-    let tls = matches!(url.scheme(), "mqtts" | "ssl");
-    let host = url.host_str().unwrap_or("localhost").trim_matches(['[', ']']).to_string();
-    let port = url.port().unwrap_or(if tls { 8883 } else { 1883 });
-    let mut o = MqttOptions::new(plan.client_id.clone(), host, port);
+    let (mut o, _) = crate::mqtt_client::options(
+        &plan.url,
+        plan.client_id.clone(),
+        plan.username.as_ref(),
+        plan.password.as_ref(),
+        plan.tls.as_ref(),
+    )?;
     o.set_keep_alive(plan.keepalive.max(Duration::from_secs(1)));
     o.set_clean_session(plan.clean_session);
     o.set_manual_acks(true);
     o.set_max_packet_size(PACKET_LIMIT, 1 << 20);
     // Acks queue here until the event loop sends them.
     o.set_request_channel_capacity(65_536);
-    if let Some(u) = &plan.username {
-        let user = u.read()?;
-        let pass = plan.password.as_ref().map(SecretRef::read).transpose()?.unwrap_or_default();
-        o.set_credentials(user, pass);
-    }
-    if tls {
-        let cfg = crate::tls::client_config(plan.tls.as_ref())?;
-        o.set_transport(rumqttc::Transport::tls_with_config(rumqttc::TlsConfiguration::Rustls(Arc::new(cfg))));
-    }
     Ok(o)
 }
 

@@ -536,7 +536,7 @@ forward:
         .stderr_has("`site` twice")
         .stderr_has("between 1 and 100000000 rows")
         .stderr_has("`s3` is for an `s3://` path")
-        .stderr_has("`http://broker` is not `mqtt://host:1883`")
+        .stderr_has("an MQTT URL is `mqtt://host:1883` or `mqtts://host:8883`")
         .stderr_has("QoS 1 or 2")
         .stderr_has("`eg/#` is not a topic prefix")
         .stderr_has("the store does not keep `reading` records");

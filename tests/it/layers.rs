@@ -2,7 +2,7 @@
 //! only the layers below it (docs/architecture.md, "Layers").
 //!
 //! ```text
-//! model ← spec ← compile ← tls ← nats_client ← {sources, stages, sinks} ← engine ← serve ← cli
+//! model ← spec ← compile ← tls ← {mqtt_client, nats_client} ← {sources, stages, sinks} ← engine ← serve ← cli
 //!                                              sinks ← backup ← serve
 //!                                              sinks ← forward ← engine
 //!                                   engine, sources ← collect ← cli
@@ -23,11 +23,12 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("spec", &["model"]),
     ("compile", &["spec", "model"]),
     ("tls", &["compile", "spec", "model"]),
+    ("mqtt_client", &["tls", "compile", "spec", "model"]),
     ("nats_client", &["tls", "compile", "spec", "model"]),
-    ("sources", &["nats_client", "tls", "compile", "spec", "model"]),
+    ("sources", &["mqtt_client", "nats_client", "tls", "compile", "spec", "model"]),
     ("stages", &["compile", "spec", "model"]),
-    ("sinks", &["tls", "compile", "spec", "model"]),
-    ("forward", &["sinks", "nats_client", "tls", "compile", "spec", "model"]),
+    ("sinks", &["mqtt_client", "tls", "compile", "spec", "model"]),
+    ("forward", &["sinks", "mqtt_client", "nats_client", "tls", "compile", "spec", "model"]),
     ("engine", &["forward", "sources", "stages", "sinks", "nats_client", "tls", "compile", "spec", "model"]),
     ("backup", &["sinks", "compile", "spec", "model"]),
     ("collect", &["engine", "sources", "nats_client", "tls", "compile", "spec", "model"]),
