@@ -149,9 +149,9 @@ impl Lake {
                 self.ids.entry((table, folder)).or_default().insert(id.clone());
                 last = Some((table, day));
             }
-            let date = self.days.day(ts).to_string();
+            let date = self.days.day(ts);
             match r {
-                Record::Reading(x) => self.readings.push(env, idx, x, &date),
+                Record::Reading(x) => self.readings.push(env, idx, x, date),
                 Record::Anomaly(a) => {
                     let finite = |v: Option<f64>| v.filter(|v| v.is_finite());
                     self.conn

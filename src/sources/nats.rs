@@ -68,11 +68,8 @@ pub struct NatsStats {
     pub acked: u64,
     pub connects: u64,
     pub connection_errors: u64,
-    pub connected: bool,
     /// The hub refused our credentials or the consumer (exit 77).
     pub refused: Option<String>,
-    /// The last error, for the summary.
-    pub last_error: Option<String>,
 }
 
 impl Stats for NatsStats {
@@ -229,7 +226,6 @@ pub async fn pull(id: Arc<str>, plan: NatsSourcePlan, login: Login, name: String
             &mut reported,
         )
         .await;
-        lock(&stats).connected = false;
         let why = match outcome {
             Ok(()) => return,
             Err(e) => e,
@@ -237,7 +233,6 @@ pub async fn pull(id: Arc<str>, plan: NatsSourcePlan, login: Login, name: String
         {
             let mut s = lock(&stats);
             s.connection_errors += 1;
-            s.last_error = Some(why.text().to_string());
             if let Pulled::Refused(r) = &why {
                 s.refused = Some(r.clone());
             }
@@ -340,7 +335,6 @@ async fn session(
         if info.num_pending == 0 {
             let mut s = lock(stats);
             s.connects += 1;
-            s.connected = true;
             return Ok(());
         }
     }
@@ -357,7 +351,6 @@ async fn session(
         *errors.lock().unwrap_or_else(|e| e.into_inner()) = None;
         let mut s = lock(stats);
         s.connects += 1;
-        s.connected = true;
         s.refused = None;
     }
     tracing::info!(source = %id, "reading consumer {} of stream {}", plan.consumer, plan.stream);
@@ -483,25 +476,15 @@ impl NatsSource {
             PullContext { tx: chunk_tx, stop, once, stats: self.stats.clone() },
         ));
         let (ack_tx, ack_task) = acker(self.stats.clone());
-        let mut name = String::new();
-        let mut names = crate::model::intern::Interner::with_cap(200_000);
+        let mut renamer = Renamer::new(&self.plan.channel);
         let mut reported = 0u64;
         while let Some(chunk) = chunks.recv().await {
             let mut records = Vec::with_capacity(chunk.iter().map(|d| d.records.len()).sum());
             let mut ackers = Vec::with_capacity(chunk.len());
-            for d in chunk {
-                let before = records.len();
-                let mut failed = None;
-                for mut r in d.records {
-                    if let Err(why) = rename(&mut r, &self.plan.channel, &d.envelope, &mut name, &mut names) {
-                        failed = Some(why);
-                        break;
-                    }
-                    records.push(r);
-                }
+            for mut d in chunk {
+                let failed = renamer.message(&d.envelope, &mut d.records).err();
                 if let Some(why) = failed {
                     // A message is taken whole or not at all: this one never will be.
-                    records.truncate(before);
                     lock(&self.stats).rejected += 1;
                     reported += 1;
                     if reported <= REPORTED {
@@ -510,6 +493,7 @@ impl NatsSource {
                     let _ = d.acker.ack_with(AckKind::Term).await;
                     continue;
                 }
+                records.append(&mut d.records);
                 ackers.push(d.acker);
             }
             let ack_tx = ack_tx.clone();
@@ -542,26 +526,57 @@ impl NatsSource {
     }
 }
 
-/// Renames a record's channel by the source's template.
-fn rename(
-    r: &mut Record,
-    template: &str,
-    env: &Envelope,
-    buf: &mut String,
-    names: &mut crate::model::intern::Interner,
-) -> Result<(), String> {
-    let channel = match r.channel() {
-        Some(c) => c,
-        None => return Ok(()),
-    };
-    *buf = NatsSourcePlan::render_channel(template, &env.site, &env.gateway, channel)?;
-    match r {
-        Record::Reading(x) => x.channel = names.channel(buf).map_err(|e| e.0)?,
-        Record::Anomaly(x) => x.channel = buf.clone(),
-        Record::Alert(x) => x.channel = buf.clone(),
-        Record::Delivery(_) | Record::Other { .. } => {}
+/// Channel names at the center, by the source's template: each gateway's
+/// channel is rendered once and remembered, so a reading costs a lookup,
+/// not an allocation.
+struct Renamer {
+    template: String,
+    names: Interner,
+    done: crate::model::intern::FxHashMap<(Arc<str>, Arc<str>, Arc<str>), Arc<str>>,
+}
+
+/// Renamed channels remembered before the cache starts afresh.
+const RENAMED: usize = 200_000;
+
+impl Renamer {
+    fn new(template: &str) -> Renamer {
+        Renamer { template: template.to_string(), names: Interner::with_cap(RENAMED), done: Default::default() }
     }
-    Ok(())
+
+    /// Renames the channels of one message's records; the reason when one
+    /// cannot be named (the message is then not taken).
+    fn message(&mut self, env: &Envelope, records: &mut [Record]) -> Result<(), String> {
+        let site = self.names.name("site", &env.site).map_err(|e| e.0)?;
+        let gateway = self.names.name("gateway", &env.gateway).map_err(|e| e.0)?;
+        for r in records {
+            let channel: Arc<str> = match r {
+                Record::Reading(x) => x.channel.clone(),
+                Record::Anomaly(x) => Arc::from(x.channel.as_str()),
+                Record::Alert(x) => Arc::from(x.channel.as_str()),
+                Record::Delivery(_) | Record::Other { .. } => continue,
+            };
+            let key = (site.clone(), gateway.clone(), channel);
+            let named = match self.done.get(&key) {
+                Some(n) => n.clone(),
+                None => {
+                    let text = NatsSourcePlan::render_channel(&self.template, &env.site, &env.gateway, &key.2)?;
+                    let n = self.names.channel(&text).map_err(|e| e.0)?;
+                    if self.done.len() >= RENAMED {
+                        self.done.clear();
+                    }
+                    self.done.insert(key, n.clone());
+                    n
+                }
+            };
+            match r {
+                Record::Reading(x) => x.channel = named,
+                Record::Anomaly(x) => x.channel = named.to_string(),
+                Record::Alert(x) => x.channel = named.to_string(),
+                Record::Delivery(_) | Record::Other { .. } => {}
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Source for NatsSource {
@@ -652,10 +667,17 @@ mod tests {
 
     #[test]
     fn channels_are_renamed_by_the_template() {
-        let mut names = Interner::with_cap(100);
-        let mut r = Reading::sample("line.temp", 0, Some(1.0));
-        let mut buf = String::new();
-        rename(&mut r, NatsSourcePlan::DEFAULT_CHANNEL, &env(1, false), &mut buf, &mut names).unwrap();
-        assert_eq!(r.channel(), Some("berlin.gw-1.line.temp"));
+        let mut renamer = Renamer::new(NatsSourcePlan::DEFAULT_CHANNEL);
+        let mut recs = vec![Reading::sample("line.temp", 0, Some(1.0)), Reading::sample("line.temp", 1, Some(2.0))];
+        renamer.message(&env(2, false), &mut recs).unwrap();
+        assert!(recs.iter().all(|r| r.channel() == Some("berlin.gw-1.line.temp")));
+        // One name, rendered once: both readings share it.
+        match (&recs[0], &recs[1]) {
+            (Record::Reading(a), Record::Reading(b)) => assert!(Arc::ptr_eq(&a.channel, &b.channel)),
+            _ => unreachable!(),
+        }
+        // A name too long once prefixed refuses the message.
+        let mut long = vec![Reading::sample(&"x".repeat(195), 0, Some(1.0))];
+        assert!(renamer.message(&env(1, false), &mut long).is_err());
     }
 }
