@@ -569,3 +569,29 @@ fn resends_past_the_duplicate_window_reach_the_stream_but_the_lake_view_counts_o
     eg(["collect", spec.to_str().unwrap(), "--once", "--timeout", "30s"]).dir(dir.path()).run().code(0);
     assert_eq!(lake_counts(&dir.path().join("lake")), (2 * n, n));
 }
+
+#[test]
+fn collect_once_exits_69_without_a_hub_and_77_when_refused() {
+    let dir = tmp();
+    let spec = center(dir.path(), &[format!("nats://127.0.0.1:{}", free_port())], "lake", "", FOLDER_LAKE);
+    eg(["collect", spec.to_str().unwrap(), "--once", "--timeout", "3s"])
+        .dir(dir.path())
+        .run()
+        .code(69)
+        .stderr_has("0 messages → 0 rows");
+    let users = "authorization { users = [ {user: admin, password: adminpw} ] }";
+    let hub = Nats::single(dir.path(), Version::Current, users);
+    let spec = center(
+        dir.path(),
+        &hub.urls(),
+        "lake",
+        "    username: {env: NATS_USER}\n    password: {env: NATS_PASSWORD}\n",
+        FOLDER_LAKE,
+    );
+    eg(["collect", spec.to_str().unwrap(), "--once", "--timeout", "5s"])
+        .cmd_env("NATS_USER", "admin")
+        .cmd_env("NATS_PASSWORD", "wrong")
+        .dir(dir.path())
+        .run()
+        .code(77);
+}
