@@ -532,8 +532,11 @@ impl NatsSource {
 struct Renamer {
     template: String,
     names: Interner,
-    done: crate::model::intern::FxHashMap<(Arc<str>, Arc<str>, Arc<str>), Arc<str>>,
+    done: crate::model::intern::FxHashMap<GatewayChannel, Arc<str>>,
 }
+
+/// A gateway's channel: site, gateway, its own name.
+type GatewayChannel = (Arc<str>, Arc<str>, Arc<str>);
 
 /// Renamed channels remembered before the cache starts afresh.
 const RENAMED: usize = 200_000;
