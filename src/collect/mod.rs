@@ -2,7 +2,7 @@
 //! files, acknowledged on the hub only once they are in the lake.
 //!
 //! ```text
-//!   hub (JetStream, durable consumer) ──pull──▶ lake rows (in-memory DuckDB)
+//!   hub (JetStream, durable consumer) ──pull──▶ lake rows (open Parquet files, one per partition)
 //!        ▲                                          │ roll: max_rows, max_age, or the end
 //!        └──── ack every message of the roll ◀── put each file once (folder | S3, create-only)
 //! ```
@@ -25,7 +25,7 @@
 //!   them and the roll are full (messages there may come again after
 //!   `ack_wait`: duplicates the dedup view removes). Under `--once` the run
 //!   gives up at `--timeout` and the data stays on the hub (exit 69).
-//! - **A buffer that fails** (an append into the scratch database) is
+//! - **A buffer that fails** (a write into a scratch file) is
 //!   dropped whole and none of its messages is acknowledged.
 
 pub mod dest;
@@ -91,7 +91,7 @@ pub enum CollectError {
     /// A secret or TLS file is missing (exit 78).
     #[error("{0}")]
     Setup(String),
-    /// The runtime or the scratch database could not start (exit 70).
+    /// The runtime or the scratch folder could not start (exit 70).
     #[error("{0}")]
     Internal(String),
 }
@@ -148,7 +148,7 @@ pub fn run(plan: &Plan, opts: &CollectOptions, bar: Option<ProgressBar>) -> Resu
     for (id, s) in &sources {
         logins.push(Login::new(&s.conn).map_err(|e| CollectError::Setup(format!("source `{id}`: {e}")))?);
     }
-    let lake = Lake::new(&parquet).map_err(|e| CollectError::Internal(format!("the scratch database: {e}")))?;
+    let lake = Lake::new(&parquet).map_err(|e| CollectError::Internal(format!("the scratch folder: {e}")))?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -286,7 +286,7 @@ impl Collector {
         self.oldest = None;
         match Lake::new(&self.plan) {
             Ok(fresh) => self.lake = fresh,
-            Err(e) => tracing::error!("export {}: the scratch database: {e}", self.report.export),
+            Err(e) => tracing::error!("export {}: the scratch folder: {e}", self.report.export),
         }
     }
 
@@ -337,10 +337,7 @@ impl Collector {
             self.ack_all().await;
             return Ok(());
         }
-        let scratch =
-            std::env::temp_dir().join(format!("edgeguard-collect-{}-{}", std::process::id(), self.report.rolls));
-        let _ = std::fs::remove_dir_all(&scratch);
-        let written = tokio::task::block_in_place(|| self.lake.write(&scratch));
+        let written = tokio::task::block_in_place(|| self.lake.write());
         let result = match written {
             Err(e) => {
                 // Rows may be lost from the buffer: nothing of it is acknowledged.
@@ -378,7 +375,6 @@ impl Collector {
                 out
             }
         };
-        let _ = std::fs::remove_dir_all(&scratch);
         result?;
         self.report.rows += self.lake.len();
         self.report.rolls += 1;
