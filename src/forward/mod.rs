@@ -21,6 +21,9 @@
 //!   `replay_rate` holds the backlog back, live commits go in between, so a
 //!   capped replay never delays fresh data (consumers then order by
 //!   `Eg-Commit`).
+//! - **Read ahead.** The next chunk of backlog is read from the store and
+//!   made into messages on a blocking thread while the chunk before it is
+//!   being sent, so a drain is bound by the slower of the two, not their sum.
 //! - **Cursor.** It moves over a commit only when every message of it and
 //!   of every commit before it was acknowledged; it is saved at most every
 //!   second and at the end. After a crash the unsaved tail is sent again
@@ -250,6 +253,7 @@ struct InFlight {
 /// What woke a session up.
 enum Woke {
     Acked(Result<Ack, SendError>),
+    Read(Result<Read, SendError>),
     WriterDone,
     Other,
 }
@@ -294,6 +298,9 @@ struct Session {
     in_flight: VecDeque<InFlight>,
     /// Commits with messages not yet all acknowledged.
     outstanding: BTreeSet<i64>,
+    /// The next chunk of backlog, read (and made into messages) on a
+    /// blocking thread while the chunk before it is sent.
+    reading: Option<tokio::task::JoinHandle<Result<Read, SendError>>>,
     /// Replay budget, in records.
     tokens: f64,
     refilled: Instant,
@@ -406,14 +413,7 @@ impl Driver {
         &self,
         f: impl FnOnce(&Connection, &mut outbox::Reader) -> duckdb::Result<T> + Send + 'static,
     ) -> duckdb::Result<T> {
-        let store = self.store.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut guard = store.lock().unwrap_or_else(|p| p.into_inner());
-            let (conn, reader) = &mut *guard;
-            f(conn, reader)
-        })
-        .await
-        .unwrap_or_else(|_| Err(duckdb::Error::AppendError))
+        blocking(self.store.clone(), f).await
     }
 
     /// Every commit the writer made is acknowledged.
@@ -465,6 +465,7 @@ impl Driver {
             backlog: VecDeque::new(),
             in_flight: VecDeque::new(),
             outstanding: BTreeSet::new(),
+            reading: None,
             tokens: 0.0,
             refilled: Instant::now(),
         };
@@ -540,10 +541,15 @@ impl Driver {
             let woke = {
                 let front = s.in_flight.front_mut().map(|f| &mut f.ack);
                 let has_front = front.is_some();
+                let reading = s.reading.as_mut();
+                let has_reading = reading.is_some();
                 let committed_open = self.committed_open;
                 tokio::select! {
                     biased;
                     acked = async { front.expect("checked").await }, if has_front => Woke::Acked(acked),
+                    read = async { reading.expect("checked").await }, if has_reading => Woke::Read(
+                        read.unwrap_or_else(|_| Err(SendError::Rejected("reading the store failed".into())))
+                    ),
                     changed = self.committed.changed(), if committed_open => match changed {
                         Ok(()) => Woke::Other,
                         // The writer is done: no more commits.
@@ -562,6 +568,15 @@ impl Driver {
                     self.acked(&mut s, cursor, f, ack);
                 }
                 Woke::Acked(Err(e)) => return End::Failed(e),
+                Woke::Read(Ok(read)) => {
+                    s.reading = None;
+                    s.backlog_after = read.upto;
+                    for (commit, msgs) in read.commits {
+                        s.outstanding.insert(commit);
+                        s.backlog.extend(msgs);
+                    }
+                }
+                Woke::Read(Err(e)) => return End::Failed(e),
                 Woke::WriterDone => self.committed_open = false,
                 Woke::Other => {}
             }
@@ -620,7 +635,8 @@ impl Driver {
                 s.live.extend(msgs);
             }
         }
-        if s.backlog.is_empty() && s.backlog_after < s.split {
+        // The backlog is read a chunk ahead of what is being sent.
+        if s.reading.is_none() && s.backlog_after < s.split {
             // Never acknowledged and older than max_age: give up on them, and say so.
             let before = now_micros() - self.plan.max_age.as_micros().min(i64::MAX as u128) as i64;
             let after = s.backlog_after;
@@ -643,12 +659,7 @@ impl Driver {
                 }
             }
             if s.backlog_after < s.split {
-                let read = self.read(s.backlog_after, s.split, true).await?;
-                s.backlog_after = read.upto;
-                for (commit, msgs) in read.commits {
-                    s.outstanding.insert(commit);
-                    s.backlog.extend(msgs);
-                }
+                s.reading = Some(tokio::spawn(self.read(s.backlog_after, s.split, true)));
             }
         }
         Ok(())
@@ -656,7 +667,12 @@ impl Driver {
 
     /// Reads commits after `after` (up to `upto`, at most [`CHUNK_RECORDS`]
     /// records, at least one commit) and makes their messages.
-    async fn read(&self, after: i64, upto: i64, backlog: bool) -> Result<Read, SendError> {
+    fn read(
+        &self,
+        after: i64,
+        upto: i64,
+        backlog: bool,
+    ) -> impl Future<Output = Result<Read, SendError>> + Send + 'static {
         let kinds = Kinds {
             readings: self.plan.records.contains(&RecordKind::Reading),
             anomalies: self.plan.records.contains(&RecordKind::Anomaly),
@@ -668,7 +684,7 @@ impl Driver {
             compression: self.plan.compression,
         };
         let globs = self.globs.clone();
-        self.blocking(move |conn, reader| {
+        let read = blocking(self.store.clone(), move |conn, reader| {
             let infos = outbox::commits_after(conn, after, 4096)?;
             let mut end = after;
             let mut total = 0u64;
@@ -692,10 +708,23 @@ impl Driver {
                 .filter(|(_, msgs)| !msgs.is_empty())
                 .collect();
             Ok(Read { upto: end, commits })
-        })
-        .await
-        .map_err(|e| SendError::Rejected(format!("cannot read the store: {e}")))
+        });
+        async move { read.await.map_err(|e| SendError::Rejected(format!("cannot read the store: {e}"))) }
     }
+}
+
+/// Runs `f` on the store connection off the async threads.
+async fn blocking<T: Send + 'static>(
+    store: Arc<Mutex<(Connection, outbox::Reader)>>,
+    f: impl FnOnce(&Connection, &mut outbox::Reader) -> duckdb::Result<T> + Send + 'static,
+) -> duckdb::Result<T> {
+    tokio::task::spawn_blocking(move || {
+        let mut guard = store.lock().unwrap_or_else(|p| p.into_inner());
+        let (conn, reader) = &mut *guard;
+        f(conn, reader)
+    })
+    .await
+    .unwrap_or_else(|_| Err(duckdb::Error::AppendError))
 }
 
 struct Read {
