@@ -211,6 +211,10 @@ impl Cx<'_> {
             retention: self.opt_duration("store.retention", s.retention.as_deref()),
             batch: batch.clamp(1, 10_000_000),
             flush: self.positive_duration("store.flush", s.flush.as_deref(), StorePlan::DEFAULT_FLUSH),
+            checkpoint: match s.checkpoint.as_deref().map(str::trim) {
+                Some("off") => None,
+                text => Some(self.positive_duration("store.checkpoint", text, StorePlan::DEFAULT_CHECKPOINT)),
+            },
             records: match &s.records {
                 None => crate::spec::RecordKind::ALL.to_vec(),
                 Some(r) => {

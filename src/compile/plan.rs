@@ -53,6 +53,9 @@ pub struct StorePlan {
     pub flush: Duration,
     /// Kinds of records stored.
     pub records: Vec<RecordKind>,
+    /// How often stage state is saved with a commit; `None`: at the end only.
+    #[serde(with = "serde_dur::opt")]
+    pub checkpoint: Option<Duration>,
 }
 
 impl StorePlan {
@@ -63,6 +66,8 @@ impl StorePlan {
     pub const DEFAULT_BATCH: usize = 122_880;
     /// Longest a record waits for its commit unless `store.flush` says otherwise.
     pub const DEFAULT_FLUSH: Duration = Duration::from_secs(1);
+    /// How often stage state is saved unless `store.checkpoint` says otherwise.
+    pub const DEFAULT_CHECKPOINT: Duration = Duration::from_secs(10);
 
     /// A store at `path` with every default (`--store PATH` without a `store:` section).
     pub fn at(path: PathBuf) -> StorePlan {
@@ -72,6 +77,7 @@ impl StorePlan {
             batch: Self::DEFAULT_BATCH,
             flush: Self::DEFAULT_FLUSH,
             records: RecordKind::ALL.to_vec(),
+            checkpoint: Some(Self::DEFAULT_CHECKPOINT),
         }
     }
 }

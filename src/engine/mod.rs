@@ -260,7 +260,11 @@ pub fn run(plan: &Plan, opts: RunOptions, output: &mut Output) -> Result<RunRepo
         t.ready.store(true, Ordering::Relaxed);
     }
     // 5. Batches through the chain into the outputs.
-    let gave_up_waiting = drive(&mut chain, &mut outputs, rx, &opts, clock, &rt, &shutdown, &producers);
+    let checkpoint = Checkpoints {
+        keep,
+        every: if keep.any() && outputs.stores() { opts.store.as_ref().and_then(|s| s.checkpoint) } else { None },
+    };
+    let gave_up_waiting = drive(&mut chain, &mut outputs, rx, &opts, clock, &rt, &shutdown, &producers, checkpoint);
     if let Some(b) = &producers.bar {
         b.finish_and_clear();
     }
@@ -351,6 +355,14 @@ fn restore(plan: &Plan, opts: &RunOptions, clock: Clock, store: Option<&Store>) 
     Ok((chain, keep))
 }
 
+/// When `drive` hands the store a snapshot of the stage state.
+#[derive(Clone, Copy)]
+struct Checkpoints {
+    keep: Keep,
+    /// `store.checkpoint`; `None`: this run keeps no state, stores nothing, or checkpoints are off.
+    every: Option<Duration>,
+}
+
 /// Phase 5: takes batches from the queue through the chain into the
 /// outputs until the producers close the queue, or were told to stop and
 /// had [`DRAIN`] to hand over what they read. Returns whether it gave up
@@ -365,8 +377,10 @@ fn drive(
     rt: &tokio::runtime::Runtime,
     shutdown: &Shutdown,
     producers: &Producers,
+    checkpoints: Checkpoints,
 ) -> bool {
     let mut stop_rx = shutdown.subscribe();
+    let mut checkpointed = Instant::now();
     let mut deadline: Option<tokio::time::Instant> = None;
     let mut gave_up_waiting = false;
     let mut taken = 0u64;
@@ -429,7 +443,20 @@ fn drive(
         if let Some(t) = &opts.tap {
             t.counters.batches_waiting.store(rx.len() as u64, Ordering::Relaxed);
         }
-        let flow = outputs.deliver(std::mem::take(&mut out), &notes, on_commit, rx.is_empty(), ending, rt);
+        // The state after this batch, every `store.checkpoint` and whenever an
+        // alert changed state (its notification may be on its way: a restart
+        // must not send it again). The end of the run saves it anyway.
+        let checkpoint = match checkpoints.every {
+            Some(every) if !ending => {
+                let alerted = out.iter().any(|r| matches!(r, crate::model::record::Record::Alert(_)));
+                (alerted || checkpointed.elapsed() >= every).then(|| {
+                    checkpointed = Instant::now();
+                    checkpoints.keep.snapshot(chain)
+                })
+            }
+            _ => None,
+        };
+        let flow = outputs.deliver(std::mem::take(&mut out), &notes, on_commit, checkpoint, rx.is_empty(), ending, rt);
         if let Some(b) = &producers.bar {
             b.set_position(match (&opts.input, &opts.replay) {
                 (None, None) => chain.validator.stats.readings,

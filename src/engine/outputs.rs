@@ -38,14 +38,13 @@ use crate::model::batch::CommitHook;
 use crate::model::record::{Notification, Record};
 use crate::sinks::notify::Dispatcher;
 use crate::sinks::stdout::{Output, OutputError};
-use crate::sinks::store::{self, Store, StoreError, StoreStats};
+use crate::sinks::store::{self, Handed, StateRow, Store, StoreError, StoreStats};
 
 use super::tap::Tap;
 use super::EngineError;
 
 type Writer = JoinHandle<Result<(Store, StoreStats), (StoreError, StoreStats)>>;
-/// What the engine hands the writer thread: records and the hook that waits for their commit.
-type ToStore = SyncSender<(Vec<Record>, Option<CommitHook>)>;
+type ToStore = SyncSender<Handed>;
 
 /// Every output of a run.
 pub(super) struct Outputs<'a> {
@@ -82,7 +81,7 @@ impl<'a> Outputs<'a> {
         committed: Option<tokio::sync::watch::Sender<i64>>,
     ) -> Outputs<'a> {
         let store = store.map(|(store, sp)| {
-            let (tx, rx) = std::sync::mpsc::sync_channel::<(Vec<Record>, Option<CommitHook>)>(4);
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Handed>(4);
             let cfg = store::WriterConfig {
                 batch: sp.batch,
                 flush: sp.flush,
@@ -99,14 +98,18 @@ impl<'a> Outputs<'a> {
     }
 
     /// Hands one batch that left the chain to every output. `notes` are the
-    /// notifications its alert records stand for; `idle` says nothing else is
-    /// waiting (stdout is flushed then, so live runs trickle); `ending` that
-    /// this is the last batch (the notifiers finish their queues).
+    /// notifications its alert records stand for; `checkpoint` the stage
+    /// state after it (the store writes it with the batch's last record);
+    /// `idle` says nothing else is waiting (stdout is flushed then, so live
+    /// runs trickle); `ending` that this is the last batch (the notifiers
+    /// finish their queues).
+    #[allow(clippy::too_many_arguments)]
     pub fn deliver(
         &mut self,
         records: Vec<Record>,
         notes: &[Notification],
         on_commit: Option<CommitHook>,
+        checkpoint: Option<Vec<StateRow>>,
         idle: bool,
         ending: bool,
         rt: &tokio::runtime::Runtime,
@@ -125,13 +128,13 @@ impl<'a> Outputs<'a> {
             if let (Some((tx, _)), false) = (&self.store, done.is_empty()) {
                 // The notification log: stored, never printed.
                 let log = done.into_iter().map(|d| Record::Delivery(Box::new(d))).collect();
-                log_lost = tx.send((log, None)).is_err();
+                log_lost = tx.send(Handed::records(log)).is_err();
             }
         }
         if let (Some(t), false) = (&self.tap, records.is_empty()) {
             t.observe(&records);
         }
-        if records.is_empty() && on_commit.is_none() && !log_lost {
+        if records.is_empty() && on_commit.is_none() && checkpoint.is_none() && !log_lost {
             return flow;
         }
         self.other_records += records.iter().filter(|r| !matches!(r, Record::Reading(_))).count() as u64;
@@ -148,7 +151,7 @@ impl<'a> Outputs<'a> {
         }
         match &self.store {
             Some((tx, _)) => {
-                if log_lost || tx.send((records, on_commit)).is_err() {
+                if log_lost || tx.send(Handed { records, on_commit, checkpoint }).is_err() {
                     // The writer died; its error is collected by `finish`.
                     return Flow::Broken;
                 }
@@ -163,6 +166,11 @@ impl<'a> Outputs<'a> {
             }
         }
         flow
+    }
+
+    /// Whether records go to a store (checkpoints have somewhere to go).
+    pub fn stores(&self) -> bool {
+        self.store.is_some()
     }
 
     /// Flushes stdout, waits for the store's last commit, and returns the

@@ -3,18 +3,24 @@
 //! | state | kept by | why |
 //! |---|---|---|
 //! | channel validation (`validate`/`channels`) | live runs | cron with `--once` behaves like the daemon |
+//! | fusion filters and vote-out timers (`fuse`/`groups`) | live runs up to `fuse` | a Kalman estimate continues |
 //! | detectors (`detect`/`detectors`) | live runs up to `detect` | windows and forests continue |
 //! | alert rules (`alert`/`rules`) and silences | live runs and `--input` runs | notifications are side effects that must not repeat |
 //!
 //! Replays (`--input`, backtests) and virtual-clock simulations live in their
 //! own time: they neither read nor write validation or detector state. A
 //! virtual-clock simulation does not touch alert state either.
+//!
+//! The state is saved at the end of a run and, with a store, every
+//! `store.checkpoint` and whenever an alert changes state: the engine takes a
+//! [`Keep::snapshot`] after a batch and hands it to the store writer with
+//! that batch, which writes both in one transaction (`crate::sinks::store`).
 
 use std::path::Path;
 use std::time::Duration;
 
 use crate::model::time::Micros;
-use crate::sinks::store::Store;
+use crate::sinks::store::{StateRow, Store};
 use crate::stages::alert::Silence;
 use crate::stages::detect::Detectors;
 
@@ -23,6 +29,8 @@ use super::EngineError;
 
 /// Where channel-validation state is kept in the store's `state` table.
 const VALIDATE: (&str, &str) = ("validate", "channels");
+/// Where fusion state is kept.
+const FUSE: (&str, &str) = ("fuse", "groups");
 /// Where detector state is kept.
 const DETECT: (&str, &str) = ("detect", "detectors");
 /// Where alert state (pending, firing, last notified) is kept.
@@ -34,6 +42,7 @@ pub const SILENCES: (&str, &str) = ("alert", "silences");
 #[derive(Debug, Clone, Copy, Default)]
 pub(super) struct Keep {
     pub validator: bool,
+    pub fuser: bool,
     pub detectors: bool,
     pub alerts: bool,
 }
@@ -43,6 +52,7 @@ impl Keep {
     pub fn of(live: bool, input: bool, chain: &Chain) -> Keep {
         Keep {
             validator: live,
+            fuser: live && !chain.fuser.is_empty(),
             detectors: live && !chain.detectors.is_empty(),
             alerts: !chain.alerter.is_empty() && (live || input),
         }
@@ -69,24 +79,43 @@ impl Keep {
                 chain.validator.restore_state(&saved);
             }
         }
+        if self.fuser {
+            if let Some(saved) = load(FUSE)? {
+                chain.fuser.restore_state(&saved);
+            }
+        }
         Ok(())
+    }
+
+    /// Whether this run keeps any state.
+    pub fn any(self) -> bool {
+        self.validator || self.fuser || self.detectors || self.alerts
+    }
+
+    /// What this run keeps from `chain`, as it is now.
+    pub fn snapshot(self, chain: &Chain) -> Vec<StateRow> {
+        let mut rows = Vec::new();
+        let mut put = |(component, key): (&'static str, &'static str), value: String| {
+            rows.push(StateRow { component, key, value })
+        };
+        if self.validator {
+            put(VALIDATE, chain.validator.save_state());
+        }
+        if self.fuser {
+            put(FUSE, chain.fuser.save_state());
+        }
+        if self.detectors {
+            put(DETECT, chain.detectors.save_state());
+        }
+        if self.alerts {
+            put(ALERT, chain.alerter.save_state());
+        }
+        rows
     }
 
     /// Saves what this run keeps from `chain`.
     pub fn save(self, store: &Store, chain: &Chain) -> Result<(), EngineError> {
-        let save = |(component, key): (&str, &str), value: String| {
-            store.save_state(component, key, &value).map_err(EngineError::Store)
-        };
-        if self.validator {
-            save(VALIDATE, chain.validator.save_state())?;
-        }
-        if self.detectors {
-            save(DETECT, chain.detectors.save_state())?;
-        }
-        if self.alerts {
-            save(ALERT, chain.alerter.save_state())?;
-        }
-        Ok(())
+        store.save_states(&self.snapshot(chain)).map_err(EngineError::Store)
     }
 }
 

@@ -4,7 +4,10 @@
 //! [`StoreWriter`] runs on its own thread: it gathers records into Arrow
 //! columns and appends them with one commit per batch (`store.batch` records,
 //! or `store.flush` time, whichever comes first), so the engine's threads
-//! never wait on disk.
+//! never wait on disk. A [`Handed`] batch may carry a checkpoint of the
+//! stage state as it was after the batch: it is written in the same
+//! transaction as the batch's last record, so the state in the store never
+//! reflects a record the store does not hold.
 //!
 //! DuckDB locks the file for its writer; a second process gets an error that
 //! names the holder's pid, which becomes [`StoreError::Locked`] (exit 75).
@@ -279,6 +282,50 @@ impl Store {
             .map(|_| ())
             .map_err(|e| classify(&self.path, e))
     }
+
+    /// Saves several state values in one transaction.
+    pub fn save_states(&self, rows: &[StateRow]) -> Result<(), StoreError> {
+        let err = |e| classify(&self.path, e);
+        self.conn.execute_batch("BEGIN TRANSACTION").map_err(err)?;
+        match write_states(&self.conn, rows) {
+            Ok(()) => self.conn.execute_batch("COMMIT").map_err(err),
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                Err(err(e))
+            }
+        }
+    }
+}
+
+/// One value of the `state` table: a stage's state, as its JSON.
+#[derive(Debug, Clone)]
+pub struct StateRow {
+    pub component: &'static str,
+    pub key: &'static str,
+    pub value: String,
+}
+
+fn write_states(conn: &Connection, rows: &[StateRow]) -> duckdb::Result<()> {
+    let mut st = conn.prepare_cached("INSERT OR REPLACE INTO state VALUES (?, ?, ?, now())")?;
+    for r in rows {
+        st.execute([r.component, r.key, r.value.as_str()])?;
+    }
+    Ok(())
+}
+
+/// What the engine hands the writer thread: records, the hook that waits
+/// for their commit, and maybe the stage state after them.
+pub struct Handed {
+    pub records: Vec<Record>,
+    pub on_commit: Option<CommitHook>,
+    /// Saved with the commit that holds the last of `records`.
+    pub checkpoint: Option<Vec<StateRow>>,
+}
+
+impl Handed {
+    pub fn records(records: Vec<Record>) -> Handed {
+        Handed { records, on_commit: None, checkpoint: None }
+    }
 }
 
 /// What the writer did, for the run summary.
@@ -291,6 +338,8 @@ pub struct StoreStats {
     pub commits: u64,
     pub commit_time: Duration,
     pub retention_deleted: u64,
+    /// Checkpoints of the stage state written with a commit.
+    pub checkpoints: u64,
 }
 
 /// What is inserted row by row next to the readings of a commit: an
@@ -455,7 +504,7 @@ impl CommitCounters {
 /// returns the store (so the caller can save state) and its stats.
 pub fn run_writer(
     store: Store,
-    rx: Receiver<(Vec<Record>, Option<CommitHook>)>,
+    rx: Receiver<Handed>,
     cfg: WriterConfig,
 ) -> Result<(Store, StoreStats), (StoreError, StoreStats)> {
     let mut stats = StoreStats::default();
@@ -465,13 +514,15 @@ pub fn run_writer(
     // Hooks of the batches whose records are in `cols`: they run after the commit.
     let mut hooks: Vec<CommitHook> = Vec::new();
     let mut events: Vec<EventRow> = Vec::new();
+    // The stage state after the last batch taken, until a commit writes it.
+    let mut state: Option<Vec<StateRow>> = None;
     loop {
         let wait = match first_pending {
             Some(t) => cfg.flush.saturating_sub(t.elapsed()),
             None => Duration::from_secs(3600),
         };
         match rx.recv_timeout(wait) {
-            Ok((batch, hook)) => {
+            Ok(Handed { records: batch, on_commit: hook, checkpoint }) => {
                 for rec in &batch {
                     match rec {
                         Record::Reading(r) => {
@@ -481,7 +532,7 @@ pub fn run_writer(
                             cols.push(r);
                             if cols.len >= cfg.batch {
                                 // A hook waits for the commit that holds its batch's last record.
-                                commit(&store, &mut cols, &mut events, &mut stats, &cfg, &mut hooks)
+                                commit(&store, &mut cols, &mut events, &mut state, &mut stats, &cfg, &mut hooks)
                                     .map_err(|e| (e, stats))?;
                                 first_pending = None;
                             }
@@ -499,7 +550,11 @@ pub fn run_writer(
                     }
                 }
                 hooks.extend(hook);
-                if (cols.len > 0 || !hooks.is_empty() || !events.is_empty()) && first_pending.is_none() {
+                if checkpoint.is_some() {
+                    state = checkpoint;
+                }
+                let waiting = cols.len > 0 || !hooks.is_empty() || !events.is_empty() || state.is_some();
+                if waiting && first_pending.is_none() {
                     first_pending = Some(Instant::now());
                 }
             }
@@ -507,7 +562,7 @@ pub fn run_writer(
             Err(RecvTimeoutError::Disconnected) => break,
         }
         if first_pending.is_some_and(|t| t.elapsed() >= cfg.flush) {
-            commit(&store, &mut cols, &mut events, &mut stats, &cfg, &mut hooks).map_err(|e| (e, stats))?;
+            commit(&store, &mut cols, &mut events, &mut state, &mut stats, &cfg, &mut hooks).map_err(|e| (e, stats))?;
             first_pending = None;
         }
         if last_retention.elapsed() >= Duration::from_secs(3600) {
@@ -515,22 +570,30 @@ pub fn run_writer(
             last_retention = Instant::now();
         }
     }
-    commit(&store, &mut cols, &mut events, &mut stats, &cfg, &mut hooks).map_err(|e| (e, stats))?;
+    commit(&store, &mut cols, &mut events, &mut state, &mut stats, &cfg, &mut hooks).map_err(|e| (e, stats))?;
     Ok((store, stats))
 }
 
-/// Commits the gathered readings, then runs the hooks waiting for them.
+/// Commits the gathered readings (and the stage state after them), then
+/// runs the hooks waiting for them.
 fn commit(
     store: &Store,
     cols: &mut ReadingColumns,
     events: &mut Vec<EventRow>,
+    state: &mut Option<Vec<StateRow>>,
     stats: &mut StoreStats,
     cfg: &WriterConfig,
     hooks: &mut Vec<CommitHook>,
 ) -> Result<(), StoreError> {
-    if cols.len > 0 || !events.is_empty() {
+    if cols.len == 0 && events.is_empty() {
+        // Nothing new since the state was taken: it goes alone.
+        if let Some(rows) = state.take() {
+            store.save_states(&rows)?;
+            stats.checkpoints += 1;
+        }
+    } else {
         let (rows, started) = (cols.len + events.len(), Instant::now());
-        commit_records(store, cols, events, stats)?;
+        commit_records(store, cols, events, state.take(), stats)?;
         if let Some(t) = &cfg.counters {
             t.committed(rows as u64, started.elapsed().as_micros() as u64);
         }
@@ -549,6 +612,7 @@ fn commit_records(
     store: &Store,
     cols: &mut ReadingColumns,
     events: &mut Vec<EventRow>,
+    state: Option<Vec<StateRow>>,
     stats: &mut StoreStats,
 ) -> Result<(), StoreError> {
     let started = Instant::now();
@@ -622,6 +686,9 @@ fn commit_records(
                 (n_anomalies + n_alerts) as i64
             ],
         )?;
+        if let Some(rows) = &state {
+            write_states(&store.conn, rows)?;
+        }
         Ok::<(), duckdb::Error>(())
     })();
     match appended {
@@ -638,6 +705,7 @@ fn commit_records(
     stats.anomalies += n_anomalies;
     stats.alerts += n_alerts;
     stats.commits += 1;
+    stats.checkpoints += state.is_some() as u64;
     stats.commit_time += started.elapsed();
     Ok(())
 }

@@ -120,6 +120,13 @@ pub struct StoreSpec {
     /// lake's job (`collect`), not one DuckDB writer's.
     #[serde(default)]
     pub records: Option<Vec<RecordKind>>,
+    /// How often the pipeline's state (channel validation, fusion filters,
+    /// detector windows, alert timers) is saved, in the same transaction as
+    /// the records it reflects, so a power cut or `kill -9` costs at most
+    /// this much of it (`10s`). An alert changing state is saved with its
+    /// commit at once. `off`: only at the end of a run. Default 10s.
+    #[serde(default)]
+    pub checkpoint: Option<String>,
 }
 
 /// A secret: never written in the spec itself.

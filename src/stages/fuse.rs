@@ -61,7 +61,7 @@ struct Input {
 }
 
 /// A 1-D Kalman filter: position and, for the velocity model, its rate.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 struct Kalman {
     ts: Option<Micros>,
     x: f64,
@@ -181,6 +181,59 @@ impl Fuser {
 
     pub fn is_empty(&self) -> bool {
         self.groups.is_empty()
+    }
+
+    /// What outlives a round, per group: the Kalman filter, and per input its
+    /// residual variance and how long it has been voted out. As JSON:
+    /// `{channel: {method, kalman, inputs: {channel: {variance, voted_out_since, suspect}}}}`.
+    pub fn save_state(&self) -> String {
+        let doc: serde_json::Map<String, serde_json::Value> = self
+            .groups
+            .iter()
+            .map(|g| {
+                let inputs: serde_json::Map<String, serde_json::Value> = g
+                    .inputs
+                    .iter()
+                    .map(|i| {
+                        let v = serde_json::json!({
+                            "variance": i.variance,
+                            "voted_out_since": i.voted_out_since,
+                            "suspect": i.suspect,
+                        });
+                        (i.channel.to_string(), v)
+                    })
+                    .collect();
+                let v = serde_json::json!({"method": g.plan.method, "kalman": g.kalman, "inputs": inputs});
+                (g.channel.to_string(), v)
+            })
+            .collect();
+        serde_json::Value::Object(doc).to_string()
+    }
+
+    /// Continues from [`Fuser::save_state`]. A group whose method changed
+    /// since starts afresh, as does an input that is new to its group.
+    pub fn restore_state(&mut self, json: &str) {
+        let Ok(serde_json::Value::Object(doc)) = serde_json::from_str::<serde_json::Value>(json) else {
+            tracing::warn!("saved fusion state does not parse; starting afresh");
+            return;
+        };
+        for g in &mut self.groups {
+            let Some(saved) = doc.get(&*g.channel) else { continue };
+            if saved["method"] != serde_json::json!(g.plan.method) {
+                continue;
+            }
+            if let Ok(k) = serde_json::from_value::<Kalman>(saved["kalman"].clone()) {
+                g.kalman = k;
+            }
+            for i in &mut g.inputs {
+                let Some(s) = saved["inputs"].get(&*i.channel) else { continue };
+                if let Some(v) = s["variance"].as_f64().filter(|v| v.is_finite() && *v > 0.0) {
+                    i.variance = v;
+                }
+                i.voted_out_since = s["voted_out_since"].as_i64();
+                i.suspect = s["suspect"].as_bool().unwrap_or(false);
+            }
+        }
     }
 
     /// Passes `batch` on into `out`, with fused readings added.
@@ -423,6 +476,31 @@ mod tests {
         }
         f.flush(&mut out);
         out
+    }
+
+    #[test]
+    fn a_restored_fuser_continues_its_kalman_estimate() {
+        let rounds: Vec<[Option<f64>; 3]> = (0..20).map(|k| [Some(10.0 + k as f64 * 0.1); 3]).collect();
+        let mut f = Fuser::new(&[plan(FuseMethod::Kalman, None)]);
+        run(&mut f, &rounds);
+        let saved = f.save_state();
+        let mut g = Fuser::new(&[plan(FuseMethod::Kalman, None)]);
+        g.restore_state(&saved);
+        assert_eq!(g.save_state(), saved);
+        // The next round continues from the estimate, not from scratch.
+        let next = |f: &mut Fuser| {
+            let mut out = Vec::new();
+            let batch = ["a", "b", "c"].iter().map(|c| reading(c, 20, Some(20.0))).collect();
+            f.process(batch, &mut out);
+            f.flush(&mut out);
+            fused(&out)[0].value.unwrap()
+        };
+        assert_eq!(next(&mut g), next(&mut f));
+        assert_ne!(next(&mut Fuser::new(&[plan(FuseMethod::Kalman, None)])), next(&mut g));
+        // Another method starts afresh.
+        let mut m = Fuser::new(&[plan(FuseMethod::Median, None)]);
+        m.restore_state(&saved);
+        assert!(m.save_state().contains(r#""ts":null"#), "{}", m.save_state());
     }
 
     #[test]
