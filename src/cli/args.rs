@@ -149,6 +149,27 @@ fn load_plan_inner(spec: &str, overrides: &[String], g: &GlobalArgs) -> Result<P
     }
 }
 
+/// Loads and compiles a spec again (`serve`'s reload): the plan, or why
+/// not, with every error diagnostic rendered (no colour), for the log and
+/// the API's answer.
+pub fn reload_plan(spec: &str, overrides: &[String]) -> Result<Plan, String> {
+    let render_all = |doc: &SpecDoc, diags: &[Diagnostic]| -> String {
+        diags
+            .iter()
+            .filter(|d| d.severity() == Severity::Error)
+            .map(|d| render(d, &doc.path, &doc.text, DiagFormat::Text, false))
+            .collect()
+    };
+    match compile_spec(spec, overrides).map_err(|f| f.message)? {
+        Loaded::Refused(doc, diags) => Err(format!("{spec} is not a valid pipeline\n{}", render_all(&doc, &diags))),
+        Loaded::Compiled(doc, compiled) => {
+            let errors = render_all(&doc, &compiled.diagnostics);
+            let n = compiled.errors();
+            compiled.plan.ok_or_else(|| format!("{spec} is not a valid pipeline ({n} errors)\n{errors}"))
+        }
+    }
+}
+
 pub fn io_failure(path: &str, e: &std::io::Error) -> Failure {
     let exit = match e.kind() {
         std::io::ErrorKind::NotFound => Exit::NoInput,

@@ -70,6 +70,8 @@ pub fn run(args: &DetectArgs, g: &GlobalArgs) -> Result<Exit, Failure> {
         stage: Stage::Detect,
         tap: None,
         wall_clock: false,
+        shutdown: None,
+        resume: None,
     };
     let report = engine::run(&plan, opts, &mut output)?;
     if !g.quiet && !report.detect.by_day.is_empty() {

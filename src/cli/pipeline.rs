@@ -53,6 +53,8 @@ pub(super) fn run_stage(a: &PipelineArgs, g: &GlobalArgs, stage: Stage) -> Resul
         stage,
         tap: None,
         wall_clock: false,
+        shutdown: None,
+        resume: None,
     };
     let mut output = a.output(g)?;
     let report = engine::run(&plan, opts, &mut output)?;

@@ -1,5 +1,6 @@
 //! `edgeguard serve SPEC`: the whole pipeline until SIGINT/SIGTERM, with the
-//! HTTP API, the live stream, metrics and the dashboard.
+//! HTTP API, the live stream, metrics and the dashboard; SIGHUP reloads the
+//! spec (`crate::serve::control`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -7,13 +8,14 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::args::{load_plan, parse_duration_arg, resolve_store};
+use super::args::{load_plan, parse_duration_arg, reload_plan, resolve_store};
 use super::exit::{Exit, Failure};
 use super::pipeline::plural;
 use super::{say, GlobalArgs};
 use crate::compile::ServePlan;
 use crate::engine::tap::Tap;
 use crate::engine::{self, RunOptions, Stage};
+use crate::serve::control::{watch_signals, Control};
 use crate::serve::{Server, StartError};
 use crate::sinks::stdout::{Only, Output};
 
@@ -62,7 +64,6 @@ pub fn run(a: &ServeArgs, g: &GlobalArgs) -> Result<Exit, Failure> {
             ),
         ));
     }
-    let store = resolve_store(a.store.as_deref(), a.no_store, &plan);
     let tap = Arc::new(Tap::default());
     let mut server = Server::start(&serve, tap.clone(), &plan.name, plan.backup.clone()).map_err(|e| match e {
         StartError::Config(m) => Failure::new(Exit::Config, m),
@@ -71,45 +72,101 @@ pub fn run(a: &ServeArgs, g: &GlobalArgs) -> Result<Exit, Failure> {
     })?;
     let scheme = if serve.tls.is_some() { "https" } else { "http" };
     say(g, &format!("serve: {} on {scheme}://{} (dashboard at /)", plan.name, server.addr));
+    let (spec, set) = (a.spec.clone(), a.set.clone());
+    let control = Control::new(Box::new(move || reload_plan(&spec, &set)), tap.clone());
+    watch_signals(control.clone()).map_err(|e| Failure::new(Exit::Software, format!("cannot watch signals: {e}")))?;
     let only = a.print.unwrap_or(Only { reading: false, anomaly: false, alert: false, other: false });
     let mut output = Output::open(None, None, only, g.color())
         .map_err(|e| Failure::new(Exit::IoErr, format!("cannot write output: {e}")))?;
-    let store_path = store.as_ref().map(|s| s.path.display().to_string());
-    let opts = RunOptions {
-        input: None,
-        replay: None,
-        once: false,
-        duration: a.duration,
-        count: None,
-        store,
-        store_input: false,
-        progress: false,
-        timeout: None,
-        stage: Stage::Alert,
-        tap: Some(tap),
-        wall_clock: true,
+    // One run per spec: a reload ends the run and starts the next with the
+    // new plan and the stage state the last one ended with.
+    let mut plan = plan;
+    let mut resume = None;
+    let mut total = Totals::default();
+    let started = std::time::Instant::now();
+    let last = loop {
+        let store = resolve_store(a.store.as_deref(), a.no_store, &plan);
+        let store_path = store.as_ref().map(|s| s.path.display().to_string());
+        let opts = RunOptions {
+            input: None,
+            replay: None,
+            once: false,
+            duration: a.duration.map(|d| d.saturating_sub(started.elapsed())),
+            count: None,
+            store,
+            store_input: false,
+            progress: false,
+            timeout: None,
+            stage: Stage::Alert,
+            tap: Some(tap.clone()),
+            wall_clock: true,
+            shutdown: Some(control.next_run()),
+            resume: resume.take(),
+        };
+        let report = match engine::run(&plan, opts, &mut output) {
+            Ok(r) => r,
+            Err(e) => {
+                server.stop();
+                return Err(e.into());
+            }
+        };
+        total.add(&report);
+        match control.take_next() {
+            Some(next) if !control.is_stopping() => {
+                let settings = |p: &crate::compile::Plan| serde_json::to_string(&p.serve).unwrap_or_default();
+                if settings(&next) != settings(&plan) {
+                    tracing::warn!(
+                        "reload: `serve` settings (listen, token, TLS, CORS) take effect at the next restart"
+                    );
+                }
+                resume = Some(report.state.clone());
+                plan = next;
+                say(g, &format!("serve: reloaded {}", a.spec));
+            }
+            _ => break (report, store_path),
+        }
     };
-    let report = engine::run(&plan, opts, &mut output);
     server.stop();
-    let report = report?;
-    let r = &report;
+    let (r, store_path) = last;
     say(
         g,
         &format!(
             "serve: {} · {} · {} ({} failed) · {} · {:.0} s",
-            plural(r.validate.readings, "reading"),
-            plural(r.detect.anomalies, "anomaly"),
-            plural(r.alert.stats.notifications, "notification"),
-            r.alert.failed,
-            match (&r.store, store_path) {
-                (Some(s), Some(p)) => format!("{} stored in {p}", s.readings),
+            plural(total.readings, "reading"),
+            plural(total.anomalies, "anomaly"),
+            plural(total.notifications, "notification"),
+            total.failed,
+            match (total.stored, store_path) {
+                (Some(n), Some(p)) => format!("{n} stored in {p}"),
                 _ => "not stored".into(),
             },
-            r.elapsed.as_secs_f64()
+            started.elapsed().as_secs_f64()
         ),
     );
     for t in &r.forward {
         say(g, &format!("  forward {}: {}", t.id, super::pipeline::forward_line(t)));
     }
     Ok(Exit::Ok)
+}
+
+/// The summary's counts over every run of a reloaded spec.
+#[derive(Default)]
+struct Totals {
+    readings: u64,
+    anomalies: u64,
+    notifications: u64,
+    failed: u64,
+    stored: Option<u64>,
+}
+
+impl Totals {
+    fn add(&mut self, r: &engine::RunReport) {
+        self.readings += r.validate.readings;
+        self.anomalies += r.detect.anomalies;
+        self.notifications += r.alert.stats.notifications;
+        self.failed += r.alert.failed;
+        if let Some(s) = &r.store {
+            *self.stored.get_or_insert(0) += s.readings;
+        }
+    }
 }

@@ -123,6 +123,8 @@ fn validate_input(a: &ValidateArgs, input: &str, g: &GlobalArgs) -> Result<Exit,
         stage: crate::engine::Stage::Validate,
         tap: None,
         wall_clock: false,
+        shutdown: None,
+        resume: None,
     };
     let mut output = Output::open(None, a.output_format, Only::default(), g.color())
         .map_err(|e| Failure::new(Exit::IoErr, format!("cannot write stdout: {e}")))?;

@@ -53,7 +53,7 @@ use crate::model::batch::{Batch, Shutdown};
 use crate::model::time;
 use crate::sinks::notify::Dispatcher;
 use crate::sinks::stdout::Output;
-use crate::sinks::store::{Floor, Retention, Store, StoreError, StoreStats};
+use crate::sinks::store::{Floor, Retention, StateRow, Store, StoreError, StoreStats};
 use crate::sources::input::{InputFormat, InputStats};
 use crate::sources::SourceStats;
 use crate::stages::alert::AlertStats;
@@ -138,6 +138,13 @@ pub struct RunOptions {
     pub tap: Option<Arc<tap::Tap>>,
     /// Simulators pace in real time even with `duration` (`serve`).
     pub wall_clock: bool,
+    /// The caller watches the signals and stops the run through this
+    /// (`serve`, which also stops a run to reload its spec). `None`: the
+    /// run watches SIGINT/SIGTERM itself.
+    pub shutdown: Option<Shutdown>,
+    /// Stage state to continue from instead of the store's: the state the
+    /// previous run of a reloaded spec ended with.
+    pub resume: Option<Vec<StateRow>>,
 }
 
 /// What a run did; the summary and exit code are derived from it.
@@ -159,6 +166,8 @@ pub struct RunReport {
     pub sources: Vec<SourceReport>,
     /// What each forward target did, in spec order.
     pub forward: Vec<ForwardReport>,
+    /// The stage state the run kept, as it ended (a reload continues from it).
+    pub state: Vec<StateRow>,
 }
 
 /// What the alert stage did.
@@ -219,9 +228,15 @@ pub fn run(plan: &Plan, opts: RunOptions, output: &mut Output) -> Result<RunRepo
         .enable_all()
         .build()
         .map_err(EngineError::Runtime)?;
-    let shutdown = Shutdown::new();
     let interrupted = Arc::new(AtomicBool::new(false));
-    rt.spawn(signals::watch(shutdown.clone(), interrupted.clone()));
+    let shutdown = match &opts.shutdown {
+        Some(s) => s.clone(),
+        None => {
+            let s = Shutdown::new();
+            rt.spawn(signals::watch(s.clone(), interrupted.clone()));
+            s
+        }
+    };
 
     // 1. The store, before any source starts: a locked store fails at once.
     let store = opts.store.as_ref().map(|s| Store::open(&s.path, retention(plan, s))).transpose()?;
@@ -281,6 +296,10 @@ pub fn run(plan: &Plan, opts: RunOptions, output: &mut Output) -> Result<RunRepo
     // reader's error then wins, and no state is saved for a run that did
     // not see all of its input.
     let input = join_reader(producers.reader, gave_up_waiting, &opts);
+    if let Some(t) = &opts.tap {
+        t.ready.store(false, Ordering::Relaxed);
+        t.clear_reader();
+    }
     let done = outputs.finish();
     report.input = input?;
     let done = done?;
@@ -288,6 +307,9 @@ pub fn run(plan: &Plan, opts: RunOptions, output: &mut Output) -> Result<RunRepo
     if let Some((store, stats)) = done.store {
         keep.save(&store, &chain)?;
         report.store = Some(stats);
+    }
+    if keep.any() {
+        report.state = keep.snapshot(&chain);
     }
     // The last commit is made: the targets send what is left.
     if let Some(f) = forward {
@@ -345,8 +367,8 @@ fn start_forward(
 fn restore(plan: &Plan, opts: &RunOptions, clock: Clock, store: Option<&Store>) -> Result<(Chain, Keep), EngineError> {
     let mut chain = Chain::new(plan, opts.stage, opts.input.is_some(), opts.replay.is_some())?;
     let keep = Keep::of(clock.live, opts.input.is_some(), &chain);
+    keep.restore(store, opts.resume.as_deref(), &mut chain)?;
     if let Some(st) = store {
-        keep.restore(st, &mut chain)?;
         if clock.live && !chain.detectors.is_empty() {
             let conn = st.reader()?;
             state::warm_up(&mut chain.detectors, &conn, time::now_micros(), &st.path)?;

@@ -58,9 +58,24 @@ impl Keep {
         }
     }
 
-    /// Restores what this run keeps into `chain`.
-    pub fn restore(self, store: &Store, chain: &mut Chain) -> Result<(), EngineError> {
-        let load = |(component, key): (&str, &str)| store.load_state(component, key).map_err(EngineError::Store);
+    /// Restores what this run keeps into `chain`: the stage state from
+    /// `resume` when given (a reload continues from the run before it),
+    /// else from the store; silences from the store.
+    pub fn restore(
+        self,
+        store: Option<&Store>,
+        resume: Option<&[StateRow]>,
+        chain: &mut Chain,
+    ) -> Result<(), EngineError> {
+        let load = |(component, key): (&str, &str)| -> Result<Option<String>, EngineError> {
+            match (resume, store) {
+                (Some(rows), _) => {
+                    Ok(rows.iter().find(|r| r.component == component && r.key == key).map(|r| r.value.clone()))
+                }
+                (None, Some(store)) => store.load_state(component, key).map_err(EngineError::Store),
+                (None, None) => Ok(None),
+            }
+        };
         if self.detectors {
             if let Some(saved) = load(DETECT)? {
                 chain.detectors.restore_state(&saved);
@@ -70,8 +85,10 @@ impl Keep {
             if let Some(saved) = load(ALERT)? {
                 chain.alerter.restore_state(&saved);
             }
-            for s in load_silences(store)? {
-                chain.alerter.silence(s);
+            if let Some(store) = store {
+                for s in load_silences(store)? {
+                    chain.alerter.silence(s);
+                }
             }
         }
         if self.validator {

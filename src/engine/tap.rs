@@ -50,7 +50,13 @@ pub struct Counters {
     pub notifications_failed: AtomicU64,
     pub batches_waiting: AtomicU64,
     pub stream_lagged: AtomicU64,
+    /// Reloads of the spec that took, and that did not compile.
+    pub reloads: AtomicU64,
+    pub reloads_failed: AtomicU64,
 }
+
+/// Compiles the spec again and switches to it (`serve`'s reload).
+pub type Reload = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
 
 pub struct Tap {
     latest: RwLock<FxHashMap<Arc<str>, Latest>>,
@@ -66,6 +72,7 @@ pub struct Tap {
     pub commits: Arc<CommitCounters>,
     pub ready: AtomicBool,
     pub store_path: Mutex<Option<std::path::PathBuf>>,
+    reload: Mutex<Option<Reload>>,
 }
 
 impl Default for Tap {
@@ -82,6 +89,7 @@ impl Default for Tap {
             commits: Arc::default(),
             ready: AtomicBool::new(false),
             store_path: Mutex::new(None),
+            reload: Mutex::new(None),
         }
     }
 }
@@ -114,6 +122,22 @@ impl Tap {
     /// of one database), or `None` without a store.
     pub fn connection(&self) -> Option<duckdb::Connection> {
         lock(&self.reader).as_ref().and_then(|c| c.try_clone().ok())
+    }
+
+    /// Closes the store connection at the end of a run: the next run of a
+    /// reloaded spec opens the file afresh, and no connection of the old
+    /// database may outlive it.
+    pub(super) fn clear_reader(&self) {
+        lock(&self.reader).take();
+    }
+
+    pub fn set_reload(&self, reload: Reload) {
+        *lock(&self.reload) = Some(reload);
+    }
+
+    /// How to reload the spec, when the process can.
+    pub fn reload(&self) -> Option<Reload> {
+        lock(&self.reload).clone()
     }
 
     pub(super) fn set_sources(&self, sources: Vec<(String, StatsHandle)>) {

@@ -87,7 +87,12 @@ pub fn router(state: State) -> Router {
         .layer(tower_http::limit::RequestBodyLimitLayer::new(super::BODY_LIMIT))
         // Until the response starts (a stream then runs as long as its client).
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
-        .merge(Router::new().route("/api/v1/backup", axum::routing::post(make_backup)).with_state(state))
+        .merge(
+            Router::new()
+                .route("/api/v1/backup", axum::routing::post(make_backup))
+                .route("/api/v1/reload", axum::routing::post(reload))
+                .with_state(state),
+        )
         .layer(axum::middleware::from_fn_with_state(token.clone(), super::http::require_token))
         .layer(axum::middleware::from_fn_with_state((cors.clone(), token.is_some()), super::http::same_site))
         .layer(axum::middleware::from_fn_with_state(cors, super::http::cors))
@@ -424,6 +429,19 @@ async fn make_backup(St(s): St<State>) -> Response {
     }
 }
 
+/// Compiles the spec again and switches to it (as SIGHUP): 200 when it
+/// compiled, 422 with the errors when not (the running pipeline stays).
+async fn reload(St(s): St<State>) -> Response {
+    let Some(reload) = s.tap.reload() else {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "this process cannot reload");
+    };
+    match tokio::task::spawn_blocking(move || reload()).await {
+        Ok(Ok(())) => Json(serde_json::json!({"reloaded": true})).into_response(),
+        Ok(Err(e)) => error(StatusCode::UNPROCESSABLE_ENTITY, e),
+        Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "the reload failed"),
+    }
+}
+
 /// Prometheus text format.
 async fn metrics(St(s): St<State>) -> Response {
     let c = &s.tap.counters;
@@ -451,6 +469,8 @@ async fn metrics(St(s): St<State>) -> Response {
     metric(&mut out, "store_rows_total", "counter", "Rows committed to the store.", &one(l(&s.tap.commits.rows)));
     let secs = vec![(String::new(), l(&s.tap.commits.micros) as f64 / 1e6)];
     metric(&mut out, "store_commit_seconds_total", "counter", "Time spent committing.", &secs);
+    let r = by("result", &[("ok", l(&c.reloads)), ("failed", l(&c.reloads_failed))]);
+    metric(&mut out, "reloads_total", "counter", "Reloads of the spec (SIGHUP, POST /api/v1/reload), by result.", &r);
     metric(&mut out, "queue_batches", "gauge", "Batches waiting for the stages.", &one(l(&c.batches_waiting)));
     let clients = one(s.tap.stream.receiver_count() as u64);
     metric(&mut out, "stream_clients", "gauge", "Open /api/v1/stream clients.", &clients);

@@ -9,6 +9,7 @@
 //! and a connection to the store for range queries.
 
 mod api;
+pub mod control;
 mod http;
 
 use std::net::SocketAddr;

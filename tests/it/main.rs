@@ -18,6 +18,7 @@ mod mqtt;
 mod nats_peer;
 mod peers;
 mod pipes;
+mod reload;
 mod serial;
 mod serve;
 mod signals;
