@@ -265,8 +265,15 @@ pub fn run(plan: &Plan, opts: RunOptions, output: &mut Output) -> Result<RunRepo
         t.set_forward(f.stats.clone());
     }
     let (committed, forward) = forward.unzip();
-    let mut outputs =
-        Outputs::start(output, store.zip(opts.store.as_ref()), opts.store_input, notify, opts.tap.clone(), committed);
+    let mut outputs = Outputs::start(
+        output,
+        store.zip(opts.store.as_ref()),
+        opts.store_input,
+        notify,
+        opts.tap.clone(),
+        committed,
+        shutdown.flag(),
+    );
     if clock.live {
         chain.expect_named_channels();
     }

@@ -79,6 +79,7 @@ impl<'a> Outputs<'a> {
         notify: Option<Dispatcher>,
         tap: Option<Arc<Tap>>,
         committed: Option<tokio::sync::watch::Sender<i64>>,
+        stop: Arc<std::sync::atomic::AtomicBool>,
     ) -> Outputs<'a> {
         let store = store.map(|(store, sp)| {
             let (tx, rx) = std::sync::mpsc::sync_channel::<Handed>(4);
@@ -91,6 +92,7 @@ impl<'a> Outputs<'a> {
                 alerts: sp.records.contains(&crate::spec::RecordKind::Alert),
                 counters: tap.as_ref().map(|t| t.commits.clone()),
                 committed,
+                stop: Some(stop),
             };
             (tx, std::thread::spawn(move || store::run_writer(store, rx, cfg)))
         });

@@ -119,6 +119,9 @@ async fn openapi() -> Response {
 }
 
 async fn readyz(St(s): St<State>) -> Response {
+    if let Some(why) = s.tap.commits.failing() {
+        return (StatusCode::SERVICE_UNAVAILABLE, format!("the store cannot commit: {why}\n")).into_response();
+    }
     if s.tap.ready.load(Ordering::Relaxed) {
         "ready\n".into_response()
     } else {
@@ -334,6 +337,10 @@ async fn post_readings(St(s): St<State>, body: Bytes) -> Response {
     let Some(tx) = s.tap.ingest() else {
         return error(StatusCode::SERVICE_UNAVAILABLE, "the pipeline is stopping");
     };
+    if let Some(why) = s.tap.commits.failing() {
+        // Taken now, they would wait behind the held commit: the poster keeps them.
+        return error(StatusCode::SERVICE_UNAVAILABLE, format!("the store cannot commit: {why}"));
+    }
     let now = now_micros();
     let source: Arc<str> = Arc::from("api");
     let mut interner = Interner::with_cap(100_000);

@@ -88,6 +88,18 @@ pub enum StoreError {
     Incompatible { path: PathBuf, message: String },
 }
 
+impl StoreError {
+    /// The file system is full (or the user's quota is): worth waiting out.
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            StoreError::Io { message, .. } => {
+                message.contains("No space left on device") || message.contains("Disk quota exceeded")
+            }
+            _ => false,
+        }
+    }
+}
+
 fn classify(path: &Path, e: duckdb::Error) -> StoreError {
     let message = e.to_string();
     if message.contains("Could not set lock") || message.contains("Conflicting lock") {
@@ -479,6 +491,8 @@ pub struct WriterConfig {
     pub counters: Option<std::sync::Arc<CommitCounters>>,
     /// Told the number of every commit as it is made (forward targets wake on it).
     pub committed: Option<tokio::sync::watch::Sender<i64>>,
+    /// The run is stopping (a commit waiting on a full disk then gives up in time).
+    pub stop: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 /// What the writer has committed so far, readable while it runs.
@@ -489,9 +503,20 @@ pub struct CommitCounters {
     pub rows: std::sync::atomic::AtomicU64,
     /// Time spent committing, in microseconds.
     pub micros: std::sync::atomic::AtomicU64,
+    /// Why commits fail now (set while a full disk is waited out).
+    failing: std::sync::Mutex<Option<String>>,
 }
 
 impl CommitCounters {
+    /// Why commits fail now (a full disk), if they do.
+    pub fn failing(&self) -> Option<String> {
+        self.failing.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn set_failing(&self, why: Option<String>) {
+        *self.failing.lock().unwrap_or_else(|e| e.into_inner()) = why;
+    }
+
     fn committed(&self, rows: u64, micros: u64) {
         use std::sync::atomic::Ordering::Relaxed;
         self.commits.fetch_add(1, Relaxed);
@@ -576,6 +601,13 @@ pub fn run_writer(
 
 /// Commits the gathered readings (and the stage state after them), then
 /// runs the hooks waiting for them.
+///
+/// A full disk is waited out: the commit is tried again (200 ms → 5 s) with
+/// the same rows until it goes through, and meanwhile the writer takes no
+/// more batches, so the engine and then the sources wait (MQTT leaves its
+/// messages unacknowledged at the broker). Once the run is stopping, the
+/// writer waits [`FULL_DISK_GRACE`] more, then gives up with the error: what
+/// it held was never acknowledged.
 fn commit(
     store: &Store,
     cols: &mut ReadingColumns,
@@ -585,15 +617,49 @@ fn commit(
     cfg: &WriterConfig,
     hooks: &mut Vec<CommitHook>,
 ) -> Result<(), StoreError> {
-    if cols.len == 0 && events.is_empty() {
-        // Nothing new since the state was taken: it goes alone.
-        if let Some(rows) = state.take() {
-            store.save_states(&rows)?;
-            stats.checkpoints += 1;
+    let rows = cols.len + events.len();
+    // Built once, so that a retry commits the same rows.
+    let batch = (cols.len > 0).then(|| cols.finish(store.last_commit.get() + 1));
+    let (started, mut attempt, mut stopping_since) = (Instant::now(), 0u32, None::<Instant>);
+    loop {
+        let result = if rows == 0 {
+            // Nothing new since the state was taken: it goes alone.
+            state.as_deref().map_or(Ok(()), |s| store.save_states(s))
+        } else {
+            commit_records(store, batch.clone(), events, state.as_deref(), stats)
+        };
+        match result {
+            Ok(()) => break,
+            Err(e) if e.is_disk_full() => {
+                if attempt == 0 {
+                    tracing::error!("{e}; holding {rows} records and retrying (the sources wait)");
+                }
+                if let Some(t) = &cfg.counters {
+                    t.set_failing(Some(e.to_string()));
+                }
+                if cfg.stop.as_ref().is_some_and(|s| s.load(std::sync::atomic::Ordering::Relaxed)) {
+                    let since = *stopping_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() >= FULL_DISK_GRACE {
+                        return Err(e);
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(200u64.saturating_mul(1 << attempt.min(5)).min(5_000)));
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
         }
-    } else {
-        let (rows, started) = (cols.len + events.len(), Instant::now());
-        commit_records(store, cols, events, state.take(), stats)?;
+    }
+    if attempt > 0 {
+        tracing::warn!("store: committing again after {:.1} s", started.elapsed().as_secs_f64());
+        if let Some(t) = &cfg.counters {
+            t.set_failing(None);
+        }
+    }
+    events.clear();
+    if state.take().is_some() {
+        stats.checkpoints += 1;
+    }
+    if rows > 0 {
         if let Some(t) = &cfg.counters {
             t.committed(rows as u64, started.elapsed().as_micros() as u64);
         }
@@ -607,20 +673,22 @@ fn commit(
     Ok(())
 }
 
+/// How long a stopping run keeps retrying a commit on a full disk.
+const FULL_DISK_GRACE: Duration = Duration::from_secs(10);
+
 /// Readings (Arrow appender), anomalies and alerts (rows) in one transaction.
 fn commit_records(
     store: &Store,
-    cols: &mut ReadingColumns,
-    events: &mut Vec<EventRow>,
-    state: Option<Vec<StateRow>>,
+    batch: Option<RecordBatch>,
+    events: &[EventRow],
+    state: Option<&[StateRow]>,
     stats: &mut StoreStats,
 ) -> Result<(), StoreError> {
     let started = Instant::now();
-    let n = cols.len as u64;
+    let n = batch.as_ref().map_or(0, |b| b.num_rows() as u64);
     let n_anomalies = events.iter().filter(|e| matches!(e, EventRow::Anomaly(_))).count() as u64;
     let n_alerts = events.len() as u64 - n_anomalies;
     let commit_no = store.last_commit.get() + 1;
-    let batch = (cols.len > 0).then(|| cols.finish(commit_no));
     // One explicit transaction per batch: the appender may flush on its own
     // inside a large batch, and a batch is all or nothing.
     let err = |e| classify(&store.path, e);
@@ -658,7 +726,7 @@ fn commit_records(
                     labels
                 ])
             };
-            for e in events.drain(..) {
+            for e in events {
                 match e {
                     EventRow::Anomaly(a) => st.execute(duckdb::params![
                         format_rfc3339(a.ts),
@@ -672,7 +740,7 @@ fn commit_records(
                         a.detail,
                         commit_no
                     ])?,
-                    EventRow::Alert(a) => alert_row(&a, None, None)?,
+                    EventRow::Alert(a) => alert_row(a, None, None)?,
                     EventRow::Delivery(d) => alert_row(&d.alert, Some(&d.notifier), d.error.as_deref())?,
                 };
             }
@@ -686,7 +754,7 @@ fn commit_records(
                 (n_anomalies + n_alerts) as i64
             ],
         )?;
-        if let Some(rows) = &state {
+        if let Some(rows) = state {
             write_states(&store.conn, rows)?;
         }
         Ok::<(), duckdb::Error>(())
@@ -705,7 +773,6 @@ fn commit_records(
     stats.anomalies += n_anomalies;
     stats.alerts += n_alerts;
     stats.commits += 1;
-    stats.checkpoints += state.is_some() as u64;
     stats.commit_time += started.elapsed();
     Ok(())
 }

@@ -7,6 +7,7 @@ mod center;
 mod crash;
 mod detect;
 mod diagnostics;
+mod diskfull;
 mod fleet;
 mod fleet_mqtt;
 mod fuse;
