@@ -160,7 +160,7 @@ pub(super) fn warm_up(
     let fail = |e: duckdb::Error| EngineError::StoreRead(path.to_path_buf(), e);
     let known = crate::sources::replay::channels(conn).map_err(fail)?;
     let wanted: Vec<(String, Option<Duration>, usize)> =
-        detectors.wanting_history(&known).into_iter().map(|(c, d, n)| (c.to_string(), d, n)).collect();
+        detectors.wanting_history(&known, before).into_iter().map(|(c, d, n)| (c.to_string(), d, n)).collect();
     let mut trained = 0;
     for (channel, span, limit) in wanted {
         let since = span.map_or(i64::MIN, |d| before.saturating_sub(d.as_micros() as i64));

@@ -630,6 +630,14 @@ fn commit(
         };
         match result {
             Ok(()) => break,
+            Err(e) if state.is_some() && !e.is_disk_full() => {
+                // The records matter more than a checkpoint (DuckDB could not
+                // take the state: too big for its memory limit, say). They go
+                // without it; the last checkpoint stays, and the end of the run
+                // tries again.
+                tracing::error!("{e}; committing without the checkpoint of the stage state");
+                *state = None;
+            }
             Err(e) if e.is_disk_full() => {
                 if attempt == 0 {
                     tracing::error!("{e}; holding {rows} records and retrying (the sources wait)");

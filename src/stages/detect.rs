@@ -92,12 +92,20 @@ impl State {
     fn untrained_forest(&self) -> bool {
         matches!(self, State::Forest(f) if !f.trained && f.seen == 0 && f.prev.is_none())
     }
+
+    /// State that the store's readings can (re)build: an untrained forest,
+    /// or an empty window (windows are saved without their readings).
+    fn wants_history(&self) -> bool {
+        self.untrained_forest() || matches!(self, State::Window(w) if w.items.is_empty())
+    }
 }
 
 /// An `iforest` detector on one channel.
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 struct ForestState {
-    /// The last `window`, for the distance-from-mean feature.
+    /// The last `window`, for the distance-from-mean feature. Saved whole: a
+    /// trained forest is not fed its history again.
+    #[serde(with = "whole_window")]
     window: Window,
     /// The reading steps are measured from: the previous one, unless that
     /// was a lone outlier.
@@ -112,6 +120,25 @@ struct ForestState {
     /// Rebuilt from `training` and the seed when needed, never saved.
     #[serde(skip)]
     forest: Option<Forest>,
+}
+
+/// A window saved whole: its readings and its running sums (bit for bit,
+/// so a restored forest scores as the one that was saved).
+mod whole_window {
+    use super::{Micros, Window};
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use std::collections::VecDeque;
+
+    type Saved = (VecDeque<(Micros, f64)>, f64, f64, f64);
+
+    pub fn serialize<S: Serializer>(w: &Window, s: S) -> Result<S::Ok, S::Error> {
+        (&w.items, w.origin, w.sum, w.sumsq).serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Window, D::Error> {
+        let (items, origin, sum, sumsq) = Saved::deserialize(d)?;
+        Ok(Window { items, origin, sum, sumsq, sorted: Vec::new(), span: None })
+    }
 }
 
 impl ForestState {
@@ -158,21 +185,90 @@ impl ForestState {
 }
 
 /// The readings of the last `window`, with running sums and a sorted copy.
-#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+///
+/// Saved without its readings (they are in the store already; saving them
+/// would write every window — 1,000 channels × 5 min at 10 Hz: ~90 MB of
+/// JSON — at every checkpoint): its sums and which readings it held
+/// ([`Span`]). A run with a store puts the readings back from there when it
+/// starts ([`Detectors::warm_up`]), keeping the sums as they were when the
+/// same readings come back, so the windows continue bit for bit.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
 struct Window {
+    #[serde(skip)]
     items: VecDeque<(Micros, f64)>,
     /// Sums of `v − origin`: shifting keeps the variance exact at large levels.
     origin: f64,
     sum: f64,
     sumsq: f64,
     /// Kept only for `mad`.
+    #[serde(skip)]
     sorted: Vec<f64>,
+    /// Restored: the readings it held when it was saved, waiting to be put back.
+    #[serde(default, rename = "held")]
+    span: Option<Span>,
+}
+
+impl serde::Serialize for Window {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(serde::Serialize)]
+        struct Saved {
+            origin: f64,
+            sum: f64,
+            sumsq: f64,
+            held: Option<Span>,
+        }
+        Saved { origin: self.origin, sum: self.sum, sumsq: self.sumsq, held: self.held() }.serialize(s)
+    }
+}
+
+/// Which readings a saved window held: how many, the first and last times.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Span {
+    n: usize,
+    first: Micros,
+    last: Micros,
 }
 
 impl Window {
+    /// What a saved window held.
+    fn held(&self) -> Option<Span> {
+        match (self.items.front(), self.items.back()) {
+            (Some(&(first, _)), Some(&(last, _))) => Some(Span { n: self.items.len(), first, last }),
+            _ => self.span,
+        }
+    }
+
+    /// Puts back the readings of a restored window from `history` (oldest
+    /// first). The same readings as were saved keep the saved sums; others
+    /// (retention took some, the store keeps no readings) start the sums afresh.
+    fn refill(&mut self, history: &[(Micros, f64)], keep_sorted: bool) {
+        let span = self.span.take();
+        let same: Option<VecDeque<(Micros, f64)>> =
+            span.map(|s| history.iter().filter(|(t, _)| *t >= s.first && *t <= s.last).copied().collect());
+        match (span, same) {
+            (Some(s), Some(items)) if items.len() == s.n => {
+                self.items = items;
+                if keep_sorted {
+                    self.sorted = self.items.iter().map(|&(_, v)| v).collect();
+                    self.sorted.sort_by(f64::total_cmp);
+                }
+            }
+            _ => {
+                *self = Window::default();
+                for &(ts, v) in history {
+                    self.push(ts, v, keep_sorted);
+                }
+            }
+        }
+    }
+
     fn push(&mut self, ts: Micros, v: f64, keep_sorted: bool) {
         if self.items.is_empty() {
+            // Also a restored window that got no readings back: it starts afresh.
             self.origin = v;
+            self.sum = 0.0;
+            self.sumsq = 0.0;
+            self.span = None;
         }
         self.items.push_back((ts, v));
         let x = v - self.origin;
@@ -562,29 +658,36 @@ impl Detectors {
         self.stats.channels = self.channels.values().map(|t| t.len() as u64).sum();
     }
 
-    /// Channels among `known` that an `iforest` detector follows and has not
-    /// trained on, with the history it wants: readings since how long before
-    /// the start (`None`: no bound) and how many at most.
-    pub fn wanting_history<'a>(&self, known: &'a [String]) -> Vec<(&'a str, Option<Duration>, usize)> {
+    /// Channels among `known` with an `iforest` detector that has not trained
+    /// or a `zscore`/`mad` window to fill, with the history they want:
+    /// readings since how long before `before` (`None`: no bound) and how
+    /// many at most. A restored window wants back every reading it held.
+    pub fn wanting_history<'a>(&self, known: &'a [String], before: Micros) -> Vec<(&'a str, Option<Duration>, usize)> {
         let mut wanted: Vec<(&str, Option<Duration>, usize)> = Vec::new();
         for channel in known {
             if self.channels.len() + wanted.len() >= MAX_CHANNELS {
                 break;
             }
             for (i, d) in self.detectors.iter().enumerate() {
-                if d.plan.method != DetectMethod::Iforest || !d.matcher.is_match(channel) {
+                let windowed = matches!(d.plan.method, DetectMethod::Zscore | DetectMethod::Mad);
+                if !(windowed || d.plan.method == DetectMethod::Iforest) || !d.matcher.is_match(channel) {
                     continue;
                 }
-                let fresh = match self.channels.get(channel.as_str()) {
-                    None => true,
-                    Some(tracks) => tracks.iter().any(|(j, t)| *j == i && t.state.untrained_forest()),
+                let track = self.channels.get(channel.as_str()).and_then(|t| t.iter().find(|(j, _)| *j == i));
+                if track.is_some_and(|(_, t)| !t.state.wants_history()) {
+                    continue;
+                }
+                let window = d.plan.window.unwrap_or(DEFAULT_WINDOW);
+                let held = match track {
+                    Some((_, Track { state: State::Window(w), .. })) => w.span.map(|s| s.first),
+                    _ => None,
                 };
-                if !fresh {
-                    continue;
-                }
-                let want = match d.plan.warmup {
-                    Some(w) => (Some(w + d.plan.window.unwrap_or(DEFAULT_WINDOW)), MAX_WINDOW),
-                    None => (None, FOREST_TRAINING + MIN_SAMPLES + 1),
+                let since =
+                    held.map_or(window, |first| window.max(Duration::from_micros((before - first).max(0) as u64)));
+                let want = match (windowed, d.plan.warmup) {
+                    (true, _) => (Some(since), MAX_WINDOW),
+                    (false, Some(w)) => (Some(w + window), MAX_WINDOW),
+                    (false, None) => (None, FOREST_TRAINING + MIN_SAMPLES + 1),
                 };
                 match wanted.iter_mut().find(|(c, ..)| *c == channel.as_str()) {
                     Some(w) => {
@@ -599,8 +702,8 @@ impl Detectors {
     }
 
     /// Trains the untrained forests of `channel` on its stored `history`
-    /// (oldest first). Other detectors are left alone, and nothing found in
-    /// the history is reported.
+    /// (oldest first) and fills its empty windows from it. Other detectors
+    /// are left alone, and nothing found in the history is reported.
     pub fn warm_up(&mut self, channel: &str, history: &[(Micros, f64)]) {
         let Some(&(first, _)) = history.first() else { return };
         let channel: Arc<str> = Arc::from(channel);
@@ -610,11 +713,15 @@ impl Detectors {
         }
         let tracks = self.channels.get_mut(&channel).expect("inserted above");
         for (i, track) in tracks.iter_mut() {
-            if !track.state.untrained_forest() {
+            if !track.state.wants_history() {
+                continue;
+            }
+            let d = &self.detectors[*i];
+            if let State::Window(w) = &mut track.state {
+                w.refill(history, d.plan.method == DetectMethod::Mad);
                 continue;
             }
             track.first_ts = first;
-            let d = &self.detectors[*i];
             for &(ts, v) in history {
                 d.observe(&mut track.state, track.first_ts, ts, v);
             }
@@ -895,14 +1002,29 @@ mod tests {
             let saved = first.save_state();
             let mut second = Detectors::new(&plans).unwrap();
             second.restore_state(&saved);
+            // As the engine does: windows (saved empty) and untrained forests
+            // are filled from the readings before the cut (the store's).
+            let known = vec!["x.a".to_string()];
+            let before = cut as i64 * 1_000_000;
+            let wanted: Vec<(String, Option<Duration>, usize)> =
+                second.wanting_history(&known, before).into_iter().map(|(c, d, n)| (c.to_string(), d, n)).collect();
+            for (channel, span, limit) in wanted {
+                let since = span.map_or(i64::MIN, |d| before - d.as_micros() as i64);
+                let history: Vec<(Micros, f64)> =
+                    (0..cut).map(|i| (i as i64 * 1_000_000, series[i])).filter(|(ts, _)| *ts >= since).collect();
+                let history = &history[history.len().saturating_sub(limit)..];
+                second.warm_up(&channel, history);
+            }
             second.process(records(cut, 600), &mut out);
             let got = anomalies(out);
             let first_diff = got.iter().zip(&expected).position(|(a, b)| a != b);
             assert!(
                 got.len() == expected.len() && first_diff.is_none(),
-                "cut at {cut}: {} vs {} anomalies, first difference at {first_diff:?}",
+                "cut at {cut}: {} vs {} anomalies, first difference at {first_diff:?}: {:?} vs {:?}",
                 got.len(),
-                expected.len()
+                expected.len(),
+                first_diff.map(|i| &got[i]),
+                first_diff.map(|i| &expected[i]),
             );
         }
     }
