@@ -1,5 +1,6 @@
 //! `edgeguard serve SPEC`: the whole pipeline until SIGINT/SIGTERM, with the
-//! HTTP API, the live stream, metrics and the dashboard.
+//! HTTP API, the live stream, metrics and the dashboard; under systemd it
+//! speaks sd_notify (`serve::systemd`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use super::{say, GlobalArgs};
 use crate::compile::ServePlan;
 use crate::engine::tap::Tap;
 use crate::engine::{self, RunOptions, Stage};
+use crate::serve::systemd::Notifier;
 use crate::serve::{Server, StartError};
 use crate::sinks::stdout::{Only, Output};
 
@@ -71,6 +73,8 @@ pub fn run(a: &ServeArgs, g: &GlobalArgs) -> Result<Exit, Failure> {
     })?;
     let scheme = if serve.tls.is_some() { "https" } else { "http" };
     say(g, &format!("serve: {} on {scheme}://{} (dashboard at /)", plan.name, server.addr));
+    // Under systemd (Type=notify): READY, watchdog pings from the engine loop, STOPPING.
+    let systemd = Notifier::from_env(tap.clone(), format!("{} on {scheme}://{}", plan.name, server.addr));
     let only = a.print.unwrap_or(Only { reading: false, anomaly: false, alert: false, other: false });
     let mut output = Output::open(None, None, only, g.color())
         .map_err(|e| Failure::new(Exit::IoErr, format!("cannot write output: {e}")))?;
@@ -90,6 +94,9 @@ pub fn run(a: &ServeArgs, g: &GlobalArgs) -> Result<Exit, Failure> {
         wall_clock: true,
     };
     let report = engine::run(&plan, opts, &mut output);
+    if let Some(n) = systemd {
+        n.finish();
+    }
     server.stop();
     let report = report?;
     let r = &report;

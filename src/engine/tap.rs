@@ -6,6 +6,7 @@
 use crate::forward::ForwardStats;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use tokio::sync::{broadcast, mpsc};
 
@@ -52,6 +53,43 @@ pub struct Counters {
     pub stream_lagged: AtomicU64,
 }
 
+/// The engine loop's pulse, for serve's systemd watchdog (`serve::systemd`):
+/// stamped on every pass through the loop (a batch, or the wall-clock tick
+/// once a second when nothing arrives), and marked once the run stops.
+#[derive(Debug)]
+pub struct Heartbeat {
+    base: Instant,
+    /// Milliseconds from `base` to the last pass.
+    last: AtomicU64,
+    stopping: AtomicBool,
+}
+
+impl Default for Heartbeat {
+    fn default() -> Self {
+        Heartbeat { base: Instant::now(), last: AtomicU64::new(0), stopping: AtomicBool::new(false) }
+    }
+}
+
+impl Heartbeat {
+    /// One pass of the engine loop; `stopping` once the run was told to stop.
+    pub(super) fn beat(&self, stopping: bool) {
+        self.last.store(self.base.elapsed().as_millis() as u64, Ordering::Relaxed);
+        if stopping {
+            self.stopping.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// How long ago the loop last passed (since the tap was made, before the first pass).
+    pub fn age(&self) -> Duration {
+        self.base.elapsed().saturating_sub(Duration::from_millis(self.last.load(Ordering::Relaxed)))
+    }
+
+    /// The run was told to stop (a signal, `--duration`): it drains now.
+    pub fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::Relaxed)
+    }
+}
+
 pub struct Tap {
     latest: RwLock<FxHashMap<Arc<str>, Latest>>,
     /// Bumped on every batch: lets readers cache what they built from `latest`.
@@ -65,6 +103,7 @@ pub struct Tap {
     /// The store writer's commit counters (shared with it).
     pub commits: Arc<CommitCounters>,
     pub ready: AtomicBool,
+    pub heartbeat: Heartbeat,
     pub store_path: Mutex<Option<std::path::PathBuf>>,
 }
 
@@ -81,6 +120,7 @@ impl Default for Tap {
             counters: Counters::default(),
             commits: Arc::default(),
             ready: AtomicBool::new(false),
+            heartbeat: Heartbeat::default(),
             store_path: Mutex::new(None),
         }
     }

@@ -10,6 +10,7 @@
 
 mod api;
 mod http;
+pub mod systemd;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
