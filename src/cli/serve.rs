@@ -1,6 +1,7 @@
 //! `edgeguard serve SPEC`: the whole pipeline until SIGINT/SIGTERM, with the
 //! HTTP API, the live stream, metrics and the dashboard; SIGHUP reloads the
-//! spec (`crate::serve::control`).
+//! spec (`crate::serve::control`); under systemd it speaks sd_notify
+//! (`serve::systemd`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use crate::compile::ServePlan;
 use crate::engine::tap::Tap;
 use crate::engine::{self, RunOptions, Stage};
 use crate::serve::control::{watch_signals, Control};
+use crate::serve::systemd::Notifier;
 use crate::serve::{Server, StartError};
 use crate::sinks::stdout::{Only, Output};
 
@@ -75,6 +77,8 @@ pub fn run(a: &ServeArgs, g: &GlobalArgs) -> Result<Exit, Failure> {
     let (spec, set) = (a.spec.clone(), a.set.clone());
     let control = Control::new(Box::new(move || reload_plan(&spec, &set)), tap.clone());
     watch_signals(control.clone()).map_err(|e| Failure::new(Exit::Software, format!("cannot watch signals: {e}")))?;
+    // Under systemd (Type=notify): READY, watchdog pings from the engine loop, STOPPING.
+    let systemd = Notifier::from_env(tap.clone(), format!("{} on {scheme}://{}", plan.name, server.addr));
     let only = a.print.unwrap_or(Only { reading: false, anomaly: false, alert: false, other: false });
     let mut output = Output::open(None, None, only, g.color())
         .map_err(|e| Failure::new(Exit::IoErr, format!("cannot write output: {e}")))?;
@@ -126,6 +130,9 @@ pub fn run(a: &ServeArgs, g: &GlobalArgs) -> Result<Exit, Failure> {
             _ => break (report, store_path),
         }
     };
+    if let Some(n) = systemd {
+        n.finish();
+    }
     server.stop();
     let (r, store_path) = last;
     say(

@@ -415,6 +415,9 @@ fn drive(
     let mut taken = 0u64;
     let (mut out, mut notes) = (Vec::new(), Vec::new());
     loop {
+        if let Some(t) = &opts.tap {
+            t.heartbeat.beat();
+        }
         if let (Some(t), true) = (&opts.tap, shutdown.is_triggered()) {
             // Stopping: posted readings must not keep the queue full forever.
             t.close_ingest();

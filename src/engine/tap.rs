@@ -6,6 +6,7 @@
 use crate::forward::ForwardStats;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use tokio::sync::{broadcast, mpsc};
 
@@ -58,6 +59,46 @@ pub struct Counters {
 /// Compiles the spec again and switches to it (`serve`'s reload).
 pub type Reload = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
 
+/// The engine loop's pulse, for serve's systemd watchdog (`serve::systemd`):
+/// stamped on every pass through the loop (a batch, or the wall-clock tick
+/// once a second when nothing arrives), and marked once serve stops (not
+/// when a run ends for a reload: the next one follows at once).
+#[derive(Debug)]
+pub struct Heartbeat {
+    base: Instant,
+    /// Milliseconds from `base` to the last pass.
+    last: AtomicU64,
+    stopping: AtomicBool,
+}
+
+impl Default for Heartbeat {
+    fn default() -> Self {
+        Heartbeat { base: Instant::now(), last: AtomicU64::new(0), stopping: AtomicBool::new(false) }
+    }
+}
+
+impl Heartbeat {
+    /// One pass of the engine loop.
+    pub(super) fn beat(&self) {
+        self.last.store(self.base.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// serve stops (a signal): it drains now.
+    pub fn stop(&self) {
+        self.stopping.store(true, Ordering::Relaxed);
+    }
+
+    /// How long ago the loop last passed (since the tap was made, before the first pass).
+    pub fn age(&self) -> Duration {
+        self.base.elapsed().saturating_sub(Duration::from_millis(self.last.load(Ordering::Relaxed)))
+    }
+
+    /// serve was told to stop: it drains now.
+    pub fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::Relaxed)
+    }
+}
+
 pub struct Tap {
     latest: RwLock<FxHashMap<Arc<str>, Latest>>,
     /// Bumped on every batch: lets readers cache what they built from `latest`.
@@ -71,6 +112,7 @@ pub struct Tap {
     /// The store writer's commit counters (shared with it).
     pub commits: Arc<CommitCounters>,
     pub ready: AtomicBool,
+    pub heartbeat: Heartbeat,
     pub store_path: Mutex<Option<std::path::PathBuf>>,
     reload: Mutex<Option<Reload>>,
 }
@@ -88,6 +130,7 @@ impl Default for Tap {
             counters: Counters::default(),
             commits: Arc::default(),
             ready: AtomicBool::new(false),
+            heartbeat: Heartbeat::default(),
             store_path: Mutex::new(None),
             reload: Mutex::new(None),
         }

@@ -70,6 +70,7 @@ impl Control {
     /// Stops the running pipeline for good (the first SIGINT/SIGTERM).
     pub fn stop(&self) {
         self.stopping.store(true, Ordering::SeqCst);
+        self.tap.heartbeat.stop();
         lock(&self.current).trigger();
     }
 

@@ -11,6 +11,7 @@
 mod api;
 pub mod control;
 mod http;
+pub mod systemd;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -24,4 +24,5 @@ mod serial;
 mod serve;
 mod signals;
 mod support;
+mod systemd;
 mod validate;
