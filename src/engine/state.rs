@@ -150,7 +150,9 @@ pub fn save_silences(store: &Store, silences: &[Silence]) -> Result<(), EngineEr
 
 /// Trains the detectors that learn from history (`iforest`) on the stored
 /// readings before `before` of every channel they follow and have not
-/// trained on yet.
+/// trained on yet, and puts the readings back into restored windows
+/// (`zscore`, `mad`). Histories bounded in time come from one scan of the
+/// table; unbounded ones (a forest without `warmup`) one channel at a time.
 pub(super) fn warm_up(
     detectors: &mut Detectors,
     conn: &duckdb::Connection,
@@ -162,12 +164,27 @@ pub(super) fn warm_up(
     let wanted: Vec<(String, Option<Duration>, usize)> =
         detectors.wanting_history(&known, before).into_iter().map(|(c, d, n)| (c.to_string(), d, n)).collect();
     let mut trained = 0;
-    for (channel, span, limit) in wanted {
-        let since = span.map_or(i64::MIN, |d| before.saturating_sub(d.as_micros() as i64));
-        let history = crate::sources::replay::history(conn, &channel, since, before, limit).map_err(fail)?;
+    let since_of = |d: Duration| before.saturating_sub(d.as_micros() as i64);
+    let bounded: crate::model::intern::FxHashMap<&str, (Micros, usize)> =
+        wanted.iter().filter_map(|(c, d, n)| d.map(|d| (c.as_str(), (since_of(d), *n)))).collect();
+    if let Some(&earliest) = bounded.values().map(|(s, _)| s).min() {
+        crate::sources::replay::histories(conn, earliest, before, |channel, values| {
+            let Some(&(since, limit)) = bounded.get(channel) else { return };
+            let from = values.partition_point(|(ts, _)| *ts < since);
+            let values = &values[from..];
+            let values = &values[values.len().saturating_sub(limit)..];
+            if !values.is_empty() {
+                trained += 1;
+                detectors.warm_up(channel, values);
+            }
+        })
+        .map_err(fail)?;
+    }
+    for (channel, _, limit) in wanted.iter().filter(|(_, d, _)| d.is_none()) {
+        let history = crate::sources::replay::history(conn, channel, i64::MIN, before, *limit).map_err(fail)?;
         if !history.is_empty() {
             trained += 1;
-            detectors.warm_up(&channel, &history);
+            detectors.warm_up(channel, &history);
         }
     }
     if trained > 0 {
