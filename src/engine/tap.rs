@@ -12,7 +12,7 @@ use tokio::sync::{broadcast, mpsc};
 use super::SourceReport;
 use crate::model::batch::Batch;
 use crate::model::intern::FxHashMap;
-use crate::model::record::{Quality, Reading, Record};
+use crate::model::record::{Flags, Quality, Reading, Record};
 use crate::sinks::store::CommitCounters;
 use crate::sources::StatsHandle;
 
@@ -52,6 +52,26 @@ pub struct Counters {
     pub stream_lagged: AtomicU64,
 }
 
+/// What the readings of one source said about it: failed polls are bad
+/// readings flagged `timeout`, `disconnected`, `crc` or `exception_N`;
+/// every other reading of the source is a success (stale gaps, made by
+/// validation, count as neither). Times are wall-clock µs
+/// of when the tap saw them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SourceSeen {
+    pub ok: u64,
+    pub failed: u64,
+    pub last_ok: Option<i64>,
+    pub last_failed: Option<i64>,
+    /// The flags of the last failed reading (why it failed).
+    pub last_flags: Flags,
+}
+
+/// Flags of a reading whose poll failed (the device did not give a value).
+const FAILED_POLL: u32 = Flags::TIMEOUT.0 | Flags::DISCONNECTED.0 | Flags::CRC.0 | EXCEPTIONS;
+/// `exception_1` … `exception_11` (bits 9 to 17 of [`Flags`]).
+const EXCEPTIONS: u32 = ((1 << 18) - 1) & !((1 << 9) - 1);
+
 pub struct Tap {
     latest: RwLock<FxHashMap<Arc<str>, Latest>>,
     /// Bumped on every batch: lets readers cache what they built from `latest`.
@@ -60,6 +80,8 @@ pub struct Tap {
     ingest: Mutex<Option<mpsc::Sender<Batch>>>,
     reader: Mutex<Option<duckdb::Connection>>,
     sources: Mutex<Vec<(String, StatsHandle)>>,
+    /// Per source id: what its readings said (failed polls, successes).
+    seen: Mutex<FxHashMap<Arc<str>, SourceSeen>>,
     forward: Mutex<Vec<(String, Arc<ForwardStats>)>>,
     pub counters: Counters,
     /// The store writer's commit counters (shared with it).
@@ -77,6 +99,7 @@ impl Default for Tap {
             ingest: Mutex::new(None),
             reader: Mutex::new(None),
             sources: Mutex::new(Vec::new()),
+            seen: Mutex::new(FxHashMap::default()),
             forward: Mutex::new(Vec::new()),
             counters: Counters::default(),
             commits: Arc::default(),
@@ -134,6 +157,11 @@ impl Tap {
         lock(&self.sources).iter().map(|(id, h)| SourceReport { id: id.clone(), stats: h.snapshot() }).collect()
     }
 
+    /// What the readings of each source said about it, by source id.
+    pub fn seen(&self) -> FxHashMap<Arc<str>, SourceSeen> {
+        lock(&self.seen).clone()
+    }
+
     /// The latest reading of every channel, sorted by channel.
     pub fn latest(&self) -> Vec<Latest> {
         let map = self.latest.read().unwrap_or_else(|e| e.into_inner());
@@ -145,12 +173,37 @@ impl Tap {
     /// Takes in one batch of what the stages made.
     pub(super) fn observe(&self, batch: &[Record]) {
         let c = &self.counters;
-        let horizon = crate::model::time::now_micros() + crate::stages::validate::MAX_CLOCK_SKEW_US;
+        let now = crate::model::time::now_micros();
+        let horizon = now + crate::stages::validate::MAX_CLOCK_SKEW_US;
         {
             let mut map = self.latest.write().unwrap_or_else(|e| e.into_inner());
+            let mut seen = lock(&self.seen);
+            // Readings come in runs from one source: look each run up once.
+            let mut last: Option<(&Arc<str>, SourceSeen)> = None;
             for rec in batch {
                 match rec {
                     Record::Reading(r) => {
+                        // Stale gaps are made by validation, not read from the source.
+                        if !r.from_input && r.fusion.is_none() && !r.flags.contains(Flags::STALE) {
+                            let s = match &mut last {
+                                Some((id, s)) if Arc::ptr_eq(id, &r.source) || **id == r.source => s,
+                                _ => {
+                                    if let Some((id, s)) = last.take() {
+                                        seen.insert(id.clone(), s);
+                                    }
+                                    let s = seen.get(&r.source).copied().unwrap_or_default();
+                                    &mut last.insert((&r.source, s)).1
+                                }
+                            };
+                            if r.flags.0 & FAILED_POLL != 0 {
+                                s.failed += 1;
+                                s.last_failed = Some(now);
+                                s.last_flags = r.flags;
+                            } else {
+                                s.ok += 1;
+                                s.last_ok = Some(now);
+                            }
+                        }
                         c.readings.fetch_add(1, Ordering::Relaxed);
                         match r.quality {
                             Quality::Good => &c.good,
@@ -184,6 +237,9 @@ impl Tap {
                     }
                     Record::Delivery(_) | Record::Other { .. } => {}
                 }
+            }
+            if let Some((id, s)) = last {
+                seen.insert(id.clone(), s);
             }
         }
         self.version.fetch_add(1, Ordering::Relaxed);

@@ -16,6 +16,8 @@ use axum::{Json, Router};
 use futures_util::StreamExt;
 use serde::Deserialize;
 
+use super::health::Health;
+use super::metrics as m;
 use crate::engine::tap::Tap;
 use crate::model::batch::Batch;
 use crate::model::intern::Interner;
@@ -44,6 +46,10 @@ pub struct State {
     backing_up: Arc<tokio::sync::Mutex<()>>,
     /// The last `/api/v1/channels` body: (tap version, built at, body).
     channels: Arc<Mutex<(u64, Instant, Bytes)>>,
+    /// Source states, store and queue checks.
+    health: Option<Arc<Health>>,
+    /// `serve.metric_channels`.
+    metric_channels: usize,
 }
 
 impl State {
@@ -64,7 +70,16 @@ impl State {
             backups: backups.map(Arc::new),
             backing_up: Arc::new(tokio::sync::Mutex::new(())),
             channels: Arc::new(Mutex::new((u64::MAX, Instant::now(), Bytes::new()))),
+            health: None,
+            metric_channels: crate::compile::ServePlan::METRIC_CHANNELS,
         }
+    }
+
+    /// With the health checks and the channel cap of `/metrics`.
+    pub fn watched(mut self, health: Arc<Health>, metric_channels: usize) -> State {
+        self.health = Some(health);
+        self.metric_channels = metric_channels;
+        self
     }
 }
 
@@ -78,6 +93,7 @@ pub fn router(state: State) -> Router {
         .route("/metrics", get(metrics))
         .route("/api/v1/openapi.json", get(openapi))
         .route("/api/v1/channels", get(channels))
+        .route("/api/v1/sources", get(sources))
         .route("/api/v1/readings", get(readings).post(post_readings))
         .route("/api/v1/anomalies", get(anomalies))
         .route("/api/v1/alerts", get(alerts))
@@ -113,12 +129,25 @@ async fn openapi() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], include_str!("openapi.json")).into_response()
 }
 
+/// 200 when ready; 503 with what is wrong: the pipeline is starting or
+/// stopping, a source is down, the store cannot commit, the queue is full.
 async fn readyz(St(s): St<State>) -> Response {
-    if s.tap.ready.load(Ordering::Relaxed) {
-        "ready\n".into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "starting\n").into_response()
-    }
+    let Some(h) = &s.health else {
+        let ready = s.tap.ready.load(Ordering::Relaxed);
+        let body = serde_json::json!({"status": if ready { "ready" } else { "not ready" }});
+        let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+        return (status, Json(body)).into_response();
+    };
+    let (ready, body) = h.readiness();
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, [(header::CACHE_CONTROL, "no-store")], Json(body)).into_response()
+}
+
+/// Every source of the spec: state, last success, errors, latency.
+async fn sources(St(s): St<State>) -> Response {
+    let list: Vec<serde_json::Value> =
+        s.health.as_ref().map(|h| h.sources().iter().map(|s| s.json().clone()).collect()).unwrap_or_default();
+    Json(serde_json::json!({ "sources": list })).into_response()
 }
 
 /// Every channel with its latest reading, from memory; the body is rebuilt
@@ -470,7 +499,20 @@ async fn metrics(St(s): St<State>) -> Response {
         metric(&mut out, "source_reconnects_total", "counter", "Reconnections per source.", &reconnects);
     }
     forward_metrics(&mut out, &s.tap.forward(), metric);
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+    if let Some(h) = &s.health {
+        let (ready, _) = h.readiness();
+        metric(&mut out, "ready", "gauge", "1 when /readyz answers 200.", &one(u64::from(ready)));
+        let states: Vec<(String, u8)> =
+            h.sources().iter().map(|x| (format!("{{source=\"{}\"}}", m::escape(&x.id)), x.state.code())).collect();
+        metric(&mut out, "source_state", "gauge", "State of each source: 0 up, 1 degraded, 2 down.", &states);
+    }
+    let path = s.tap.store_path.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    if let Some(path) = path {
+        m::store(&mut out, &path);
+    }
+    m::channels(&mut out, &s.tap.latest(), s.metric_channels);
+    m::process(&mut out);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], out).into_response()
 }
 
 /// The forward targets' metrics, labelled by `target`.

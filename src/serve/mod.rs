@@ -9,7 +9,11 @@
 //! and a connection to the store for range queries.
 
 mod api;
+mod health;
 mod http;
+mod metrics;
+
+pub use health::{StoreWatch, Watch};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -37,6 +41,7 @@ impl Server {
         tap: Arc<Tap>,
         spec_name: &str,
         backup: Option<BackupPlan>,
+        watch: Watch,
     ) -> Result<Server, StartError> {
         let schedule = match backup.as_ref().and_then(|b| b.schedule.as_deref()) {
             Some(s) => Some(Schedule::parse(s).map_err(|e| StartError::Config(format!("backup.schedule: {e}")))?),
@@ -60,7 +65,10 @@ impl Server {
         let addr = listener.local_addr().map_err(|e| StartError::Bind(e.to_string()))?;
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let (sched_tap, sched_stop) = (tap.clone(), stop_rx.clone());
-        let state = api::State::new(tap, token, plan.cors.clone(), spec_name, stop_rx.clone(), backups);
+        let health = Arc::new(health::Health::new(watch, tap.clone()));
+        let (sampler, sampler_stop) = (health.clone(), stop_rx.clone());
+        let state = api::State::new(tap, token, plan.cors.clone(), spec_name, stop_rx.clone(), backups)
+            .watched(health, plan.metric_channels);
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("edgeguard-http")
@@ -70,6 +78,7 @@ impl Server {
         let thread = std::thread::Builder::new()
             .name("edgeguard-http".into())
             .spawn(move || {
+                rt.spawn(health::run_sampler(sampler, sampler_stop));
                 if let (Some(schedule), Some(b)) = (schedule, backup) {
                     rt.spawn(scheduled_backups(schedule, b, sched_tap, sched_stop));
                 }

@@ -19,6 +19,7 @@ mod peers;
 mod pipes;
 mod serial;
 mod serve;
+mod serve_health;
 mod signals;
 mod support;
 mod validate;
