@@ -18,6 +18,7 @@ use serde::Deserialize;
 
 use super::health::Health;
 use super::metrics as m;
+use super::sql::{self, SqlError};
 use crate::engine::tap::Tap;
 use crate::model::batch::Batch;
 use crate::model::intern::Interner;
@@ -30,6 +31,8 @@ const MAX_ROWS: i64 = 100_000;
 /// Longest time to read a request and start the answer (a backup is
 /// exempt: it answers when done).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// SQL queries run at once; more wait for a turn.
+const QUERIES: usize = 2;
 /// How long the channel list is reused before it is built again.
 const CHANNELS_TTL: Duration = Duration::from_millis(100);
 
@@ -50,6 +53,8 @@ pub struct State {
     health: Option<Arc<Health>>,
     /// `serve.metric_channels`.
     metric_channels: usize,
+    /// SQL queries running at once (`POST /api/v1/query`); more wait.
+    queries: Arc<tokio::sync::Semaphore>,
 }
 
 impl State {
@@ -72,6 +77,7 @@ impl State {
             channels: Arc::new(Mutex::new((u64::MAX, Instant::now(), Bytes::new()))),
             health: None,
             metric_channels: crate::compile::ServePlan::METRIC_CHANNELS,
+            queries: Arc::new(tokio::sync::Semaphore::new(QUERIES)),
         }
     }
 
@@ -99,6 +105,7 @@ pub fn router(state: State) -> Router {
         .route("/api/v1/alerts", get(alerts))
         .route("/api/v1/silences", get(silences))
         .route("/api/v1/stream", get(stream))
+        .route("/api/v1/query", axum::routing::post(sql_query))
         .with_state(state.clone())
         .layer(tower_http::limit::RequestBodyLimitLayer::new(super::BODY_LIMIT))
         // Until the response starts (a stream then runs as long as its client).
@@ -431,6 +438,52 @@ async fn stream(St(s): St<State>, Query(q): Query<StreamQuery>) -> Response {
             let _ = stop.wait_for(|s| *s).await;
         });
     Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))).into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SqlRequest {
+    sql: String,
+    limit: Option<i64>,
+    timeout: Option<String>,
+}
+
+/// Read-only SQL on serve's store (`edgeguard query` while serve holds
+/// it; Grafana's Infinity or JSON data sources): DuckDB refuses writes.
+async fn sql_query(St(s): St<State>, body: Bytes) -> Response {
+    let q: SqlRequest = match serde_json::from_slice(&body) {
+        Ok(q) => q,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("the body is {{\"sql\": \"SELECT …\"}}: {e}")),
+    };
+    let limit = match q.limit.unwrap_or(sql::DEFAULT_ROWS as i64) {
+        n @ 1..=100_000 => n as usize,
+        n => return error(StatusCode::BAD_REQUEST, format!("`limit` is 1 to {}, not {n}", sql::MAX_ROWS)),
+    };
+    let timeout = match q.timeout.as_deref().map(crate::model::quantity::parse_duration) {
+        None => sql::DEFAULT_TIMEOUT,
+        Some(Ok(d)) if !d.is_zero() && d <= sql::MAX_TIMEOUT => d,
+        Some(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("`timeout` is a duration up to {:?}, like 10s", sql::MAX_TIMEOUT),
+            )
+        }
+    };
+    let Some(conn) = s.tap.connection() else {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "this pipeline has no store");
+    };
+    let Ok(_turn) = s.queries.clone().acquire_owned().await else {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "serve is stopping");
+    };
+    let sql = q.sql;
+    match tokio::task::spawn_blocking(move || sql::run(&conn, &sql, limit, timeout)).await {
+        Ok(Ok(answer)) => Json(answer).into_response(),
+        Ok(Err(e @ SqlError::Refused(_))) => error(StatusCode::FORBIDDEN, e.to_string()),
+        Ok(Err(e @ SqlError::Invalid(_))) => error(StatusCode::BAD_REQUEST, e.to_string()),
+        Ok(Err(e @ SqlError::TimedOut(_))) => error(StatusCode::REQUEST_TIMEOUT, e.to_string()),
+        Ok(Err(e @ SqlError::Store(_))) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "the query failed"),
+    }
 }
 
 /// Makes a backup of the store serve holds (what `edgeguard backup` asks

@@ -12,6 +12,7 @@ mod api;
 mod health;
 mod http;
 mod metrics;
+pub mod sql;
 
 pub use health::{StoreWatch, Watch};
 

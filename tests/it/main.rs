@@ -17,6 +17,7 @@ mod mqtt;
 mod nats_peer;
 mod peers;
 mod pipes;
+mod query;
 mod serial;
 mod serve;
 mod serve_health;
