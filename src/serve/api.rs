@@ -132,8 +132,33 @@ async fn dashboard() -> Response {
         .into_response()
 }
 
-async fn openapi() -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], include_str!("openapi.json")).into_response()
+/// The OpenAPI document, saying what this serve does: without a token no
+/// operation needs one.
+async fn openapi(St(s): St<State>) -> Response {
+    static TOKENLESS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let doc: &str = match s.token {
+        Some(_) => include_str!("openapi.json"),
+        None => TOKENLESS.get_or_init(|| {
+            let mut doc: serde_json::Value = serde_json::from_str(include_str!("openapi.json")).unwrap_or_default();
+            doc["security"] = serde_json::json!([]);
+            doc.to_string()
+        }),
+    };
+    ([(header::CONTENT_TYPE, "application/json")], doc.to_string()).into_response()
+}
+
+/// Query parameters; a bad one is a JSON 400 like every other error.
+struct Params<T>(T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequestParts<S> for Params<T> {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, Response> {
+        match Query::<T>::from_request_parts(parts, state).await {
+            Ok(Query(q)) => Ok(Params(q)),
+            Err(e) => Err(error(StatusCode::BAD_REQUEST, e.body_text())),
+        }
+    }
 }
 
 /// 200 when ready; 503 with what is wrong: the pipeline is starting or
@@ -230,7 +255,7 @@ async fn query<T: Send + 'static>(
 
 /// Readings of one channel in a time range; with `every=1m`, min/avg/max
 /// per bucket, computed in DuckDB.
-async fn readings(St(s): St<State>, Query(q): Query<Range>) -> Response {
+async fn readings(St(s): St<State>, Params(q): Params<Range>) -> Response {
     let Some(channel) = q.channel.clone() else {
         return error(StatusCode::BAD_REQUEST, "`channel` is required");
     };
@@ -284,7 +309,7 @@ async fn readings(St(s): St<State>, Query(q): Query<Range>) -> Response {
     }
 }
 
-async fn anomalies(St(s): St<State>, Query(q): Query<Range>) -> Response {
+async fn anomalies(St(s): St<State>, Params(q): Params<Range>) -> Response {
     let (since, until, limit) = match q.bounds() {
         Ok(b) => b,
         Err(r) => return r,
@@ -312,7 +337,7 @@ async fn anomalies(St(s): St<State>, Query(q): Query<Range>) -> Response {
     }
 }
 
-async fn alerts(St(s): St<State>, Query(q): Query<Range>) -> Response {
+async fn alerts(St(s): St<State>, Params(q): Params<Range>) -> Response {
     let (since, until, limit) = match q.bounds() {
         Ok(b) => b,
         Err(r) => return r,
@@ -409,7 +434,7 @@ struct StreamQuery {
 }
 
 /// Server-sent events: every record as it leaves the stages.
-async fn stream(St(s): St<State>, Query(q): Query<StreamQuery>) -> Response {
+async fn stream(St(s): St<State>, Params(q): Params<StreamQuery>) -> Response {
     let matcher = match q.channel.as_deref().map(crate::model::channel::channel_matcher) {
         None => None,
         Some(Ok(m)) => Some(m),

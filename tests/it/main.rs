@@ -20,6 +20,7 @@ mod pipes;
 mod query;
 mod serial;
 mod serve;
+mod serve_contract;
 mod serve_health;
 mod signals;
 mod support;
