@@ -61,7 +61,7 @@ pub fn run(a: &ServeArgs, g: &GlobalArgs) -> Result<Exit, Failure> {
     let store = resolve_store(a.store.as_deref(), a.no_store, &plan);
     let tap = Arc::new(Tap::default());
     let watch = Watch {
-        sources: plan.sources.iter().map(|s| (s.id.clone(), s.kind.type_name())).collect(),
+        sources: plan.sources.iter().map(|s| (s.id.clone(), s.kind.type_name(), s.kind.listens())).collect(),
         down_after: serve.down_after,
         store: store
             .as_ref()

@@ -105,6 +105,16 @@ impl SourceKind {
         }
     }
 
+    /// Waits for what a peer sends (MQTT, NATS, serial) rather than asking
+    /// a device (Modbus) or making readings (simulate): a quiet peer is not
+    /// a failing one, and a connection made is a success.
+    pub fn listens(&self) -> bool {
+        match self {
+            SourceKind::Mqtt(_) | SourceKind::Nats(_) | SourceKind::Serial(_) => true,
+            SourceKind::Modbus(_) | SourceKind::Simulate(_) => false,
+        }
+    }
+
     /// Driven by the engine's clock rather than run as a live source.
     pub fn is_simulated(&self) -> bool {
         match self {

@@ -31,8 +31,9 @@ pub const QUEUE_SATURATED: Duration = Duration::from_secs(10);
 /// What the checks need to know of the run, from its plan.
 #[derive(Debug, Clone)]
 pub struct Watch {
-    /// Every source of the spec: id and `type`.
-    pub sources: Vec<(String, &'static str)>,
+    /// Every source of the spec: id, `type`, and whether it listens (MQTT,
+    /// NATS, serial: a (re)connection made counts as a success).
+    pub sources: Vec<(String, &'static str, bool)>,
     /// `serve.down_after`.
     pub down_after: Duration,
     /// The store, when the run has one.
@@ -81,6 +82,7 @@ impl SourceState {
 struct SourceSample {
     polls: u64,
     errors: u64,
+    reconnects: u64,
     last_ok: Option<Micros>,
     last_error: Option<Micros>,
     /// The first failure since the last success.
@@ -131,19 +133,23 @@ impl Health {
         let seen = self.tap.seen();
         let mut s = self.lock();
         let before = s.at;
-        for (id, _) in &self.watch.sources {
+        for (id, _, listens) in &self.watch.sources {
             let prev = s.sources.get(id).copied().unwrap_or_default();
-            let (polls, errors) = stats.get(id).map_or((0, 0), |st| (st.polls, st.errors));
+            let (polls, errors, reconnects) =
+                stats.get(id).map_or((0, 0, 0), |st| (st.polls, st.errors, st.reconnects));
             let (dp, de) = (polls.saturating_sub(prev.polls), errors.saturating_sub(prev.errors));
+            let reconnected = *listens && reconnects > prev.reconnects;
             let read = seen.get(id.as_str()).copied().unwrap_or_default();
-            // A success: a reading that is not a failed poll, or requests
-            // and messages that outnumber the errors counted with them.
-            let ok_now = read.last_ok.is_some_and(|t| t > before) || dp > de;
+            // A success: a reading that is not a failed poll, requests and
+            // messages that outnumber the errors counted with them, or a
+            // listening source's connection made again.
+            let ok_now = read.last_ok.is_some_and(|t| t > before) || dp > de || reconnected;
             let failed_now = read.last_failed.is_some_and(|t| t > before) || de > 0;
             let mut next = SourceSample {
                 polls,
                 errors,
-                last_ok: max(prev.last_ok, max(read.last_ok, (dp > de).then_some(now))),
+                reconnects,
+                last_ok: max(prev.last_ok, max(read.last_ok, (dp > de || reconnected).then_some(now))),
                 last_error: max(prev.last_error, max(read.last_failed, (de > 0).then_some(now))),
                 failing_since: prev.failing_since,
             };
@@ -183,7 +189,7 @@ impl Health {
         self.watch
             .sources
             .iter()
-            .map(|(id, kind)| {
+            .map(|(id, kind, _)| {
                 let smp = s.sources.get(id).copied().unwrap_or_default();
                 let read = seen.get(id.as_str()).copied().unwrap_or_default();
                 // The readings seen since the last sample count too.

@@ -147,3 +147,40 @@ fn metrics_pass_promtool_with_process_disk_and_channel_gauges_up_to_the_cap() {
     assert_eq!(value("edgeguard_channels_not_exported"), 2.0);
     assert_eq!(value("edgeguard_ready"), 1.0);
 }
+
+/// A listening source: a quiet topic is up; a broker that goes away is
+/// down after `serve.down_after`; connected again, it is up and serve ready.
+#[test]
+fn an_mqtt_source_is_down_while_its_broker_is_gone_and_a_quiet_topic_is_not() {
+    let dir = tmp();
+    let mut broker = crate::peers::Broker::start(dir.path());
+    write(
+        dir.path(),
+        "m.yaml",
+        &format!(
+            "version: 1\nname: m\nsources:\n  bus:\n    type: mqtt\n    url: mqtt://127.0.0.1:{}\n    client_id: eg-health\n    qos: 1\n    topics:\n      - {{filter: quiet/topic, channel: q.t}}\n\
+             serve: {{token: {{env: EG_TOKEN}}, down_after: 4s}}\n",
+            broker.port
+        ),
+    );
+    let d = Daemon::start(dir.path(), "m.yaml", &["--no-store"]);
+    let (sources_url, ready_url) = (format!("{}/api/v1/sources", d.base), format!("{}/readyz", d.base));
+    let bus = |v: &serde_json::Value| v["sources"][0].clone();
+    // Nothing arrives for longer than down_after: still up.
+    std::thread::sleep(Duration::from_secs(5));
+    let quiet = json(&sources_url);
+    assert_eq!((bus(&quiet)["type"].as_str(), bus(&quiet)["state"].as_str()), (Some("mqtt"), Some("up")), "{quiet}");
+    assert_eq!(get(&ready_url, None).0, 200);
+
+    broker.stop();
+    let stopped = Instant::now();
+    let down = wait_for(&ready_url, "readyz 503 without the broker", Duration::from_secs(20), |s, _| s == 503);
+    assert!(stopped.elapsed() >= Duration::from_secs(4), "down before down_after: {down}");
+    assert!(down["problems"][0].as_str().unwrap().starts_with("source bus: down"), "{down}");
+    let gone = bus(&json(&sources_url));
+    assert!(gone["errors"].as_u64() > Some(0) && gone["last_error"].is_string(), "{gone}");
+
+    broker.restart();
+    wait_for(&ready_url, "readyz 200 with the broker back", Duration::from_secs(30), |s, _| s == 200);
+    assert_eq!(bus(&json(&sources_url))["failing_since"], serde_json::Value::Null);
+}
