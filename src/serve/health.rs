@@ -306,3 +306,48 @@ pub async fn run_sampler(health: Arc<Health>, mut stop: tokio::sync::watch::Rece
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::Ordering::Relaxed;
+
+    #[test]
+    fn records_that_wait_past_flush_and_the_grace_make_the_store_stalled_until_a_commit() {
+        let tap = Arc::new(Tap::default());
+        let watch = Watch {
+            sources: Vec::new(),
+            down_after: Duration::from_secs(60),
+            store: Some(StoreWatch { flush: Duration::from_secs(1), readings: true }),
+        };
+        let h = Health::new(watch, tap.clone());
+        let store = |h: &Health| h.readiness().1["checks"]["store"].clone();
+        let now = now_micros();
+        h.sample_at(now - 40_000_000);
+        tap.counters.readings.fetch_add(10, Relaxed);
+        h.sample_at(now - 39_000_000);
+        let (ready, body) = h.readiness();
+        assert!(!ready);
+        assert_eq!(body["checks"]["store"], "stalled", "{body}");
+        let problems = body["problems"].to_string();
+        assert!(problems.contains("store: records have waited 39 s for a commit (store.flush is 1000 ms)"), "{body}");
+        // Records that have waited less than flush + 30 s are not a problem.
+        let h2 = Health::new(h.watch.clone(), tap.clone());
+        h2.sample_at(now - 10_000_000);
+        tap.counters.readings.fetch_add(10, Relaxed);
+        h2.sample_at(now - 9_000_000);
+        assert_eq!(store(&h2), "ok");
+        // A commit: the store commits again.
+        tap.commits.commits.fetch_add(1, Relaxed);
+        h.sample_at(now);
+        assert_eq!(store(&h), "ok");
+        // Only records the store keeps count: with readings not kept, readings may pile up.
+        let watch =
+            Watch { store: Some(StoreWatch { flush: Duration::from_secs(1), readings: false }), ..h.watch.clone() };
+        let h3 = Health::new(watch, tap.clone());
+        h3.sample_at(now - 40_000_000);
+        tap.counters.readings.fetch_add(10, Relaxed);
+        h3.sample_at(now - 39_000_000);
+        assert_eq!(store(&h3), "ok");
+    }
+}
