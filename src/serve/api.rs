@@ -50,7 +50,7 @@ pub struct State {
     /// The last `/api/v1/channels` body: (tap version, built at, body).
     channels: Arc<Mutex<(u64, Instant, Bytes)>>,
     /// Source states, store and queue checks.
-    health: Option<Arc<Health>>,
+    health: Arc<Health>,
     /// `serve.metric_channels`.
     metric_channels: usize,
     /// SQL queries running at once (`POST /api/v1/query`); more wait.
@@ -65,6 +65,7 @@ impl State {
         name: &str,
         stop: tokio::sync::watch::Receiver<bool>,
         backups: Option<std::path::PathBuf>,
+        health: Arc<Health>,
     ) -> State {
         State {
             tap,
@@ -75,16 +76,15 @@ impl State {
             backups: backups.map(Arc::new),
             backing_up: Arc::new(tokio::sync::Mutex::new(())),
             channels: Arc::new(Mutex::new((u64::MAX, Instant::now(), Bytes::new()))),
-            health: None,
+            health,
             metric_channels: crate::compile::ServePlan::METRIC_CHANNELS,
             queries: Arc::new(tokio::sync::Semaphore::new(QUERIES)),
         }
     }
 
-    /// With the health checks and the channel cap of `/metrics`.
-    pub fn watched(mut self, health: Arc<Health>, metric_channels: usize) -> State {
-        self.health = Some(health);
-        self.metric_channels = metric_channels;
+    /// At most `n` channels as gauges in `/metrics` (`serve.metric_channels`).
+    pub fn metric_channels(mut self, n: usize) -> State {
+        self.metric_channels = n;
         self
     }
 }
@@ -164,21 +164,14 @@ impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequestP
 /// 200 when ready; 503 with what is wrong: the pipeline is starting or
 /// stopping, a source is down, the store cannot commit, the queue is full.
 async fn readyz(St(s): St<State>) -> Response {
-    let Some(h) = &s.health else {
-        let ready = s.tap.ready.load(Ordering::Relaxed);
-        let body = serde_json::json!({"status": if ready { "ready" } else { "not ready" }});
-        let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-        return (status, Json(body)).into_response();
-    };
-    let (ready, body) = h.readiness();
+    let (ready, body) = s.health.readiness();
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, [(header::CACHE_CONTROL, "no-store")], Json(body)).into_response()
 }
 
 /// Every source of the spec: state, last success, errors, latency.
 async fn sources(St(s): St<State>) -> Response {
-    let list: Vec<serde_json::Value> =
-        s.health.as_ref().map(|h| h.sources().iter().map(|s| s.json().clone()).collect()).unwrap_or_default();
+    let list: Vec<serde_json::Value> = s.health.sources().iter().map(|s| s.json().clone()).collect();
     Json(serde_json::json!({ "sources": list })).into_response()
 }
 
@@ -577,13 +570,11 @@ async fn metrics(St(s): St<State>) -> Response {
         metric(&mut out, "source_reconnects_total", "counter", "Reconnections per source.", &reconnects);
     }
     forward_metrics(&mut out, &s.tap.forward(), metric);
-    if let Some(h) = &s.health {
-        let (ready, _) = h.readiness();
-        metric(&mut out, "ready", "gauge", "1 when /readyz answers 200.", &one(u64::from(ready)));
-        let states: Vec<(String, u8)> =
-            h.sources().iter().map(|x| (format!("{{source=\"{}\"}}", m::escape(&x.id)), x.state.code())).collect();
-        metric(&mut out, "source_state", "gauge", "State of each source: 0 up, 1 degraded, 2 down.", &states);
-    }
+    let (ready, _) = s.health.readiness();
+    metric(&mut out, "ready", "gauge", "1 when /readyz answers 200.", &one(u64::from(ready)));
+    let states: Vec<(String, u8)> =
+        s.health.sources().iter().map(|x| (format!("{{source=\"{}\"}}", m::escape(&x.id)), x.state.code())).collect();
+    metric(&mut out, "source_state", "gauge", "State of each source: 0 up, 1 degraded, 2 down.", &states);
     let path = s.tap.store_path.lock().unwrap_or_else(|e| e.into_inner()).clone();
     if let Some(path) = path {
         m::store(&mut out, &path);

@@ -68,8 +68,8 @@ impl Server {
         let (sched_tap, sched_stop) = (tap.clone(), stop_rx.clone());
         let health = Arc::new(health::Health::new(watch, tap.clone()));
         let (sampler, sampler_stop) = (health.clone(), stop_rx.clone());
-        let state = api::State::new(tap, token, plan.cors.clone(), spec_name, stop_rx.clone(), backups)
-            .watched(health, plan.metric_channels);
+        let state = api::State::new(tap, token, plan.cors.clone(), spec_name, stop_rx.clone(), backups, health)
+            .metric_channels(plan.metric_channels);
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("edgeguard-http")
