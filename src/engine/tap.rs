@@ -114,7 +114,9 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Tap {
-    pub(super) fn open_ingest(&self, tx: mpsc::Sender<Batch>) {
+    /// The queue posted readings go into (the engine's; serve's tests give
+    /// their own to see a full one).
+    pub(crate) fn open_ingest(&self, tx: mpsc::Sender<Batch>) {
         *lock(&self.ingest) = Some(tx);
     }
 

@@ -350,4 +350,33 @@ mod tests {
         h3.sample_at(now - 39_000_000);
         assert_eq!(store(&h3), "ok");
     }
+
+    #[test]
+    fn a_queue_full_at_every_look_for_ten_seconds_is_saturated() {
+        let tap = Arc::new(Tap::default());
+        tap.ready.store(true, Relaxed);
+        let (tx, mut rx) = tokio::sync::mpsc::channel(2);
+        tx.try_send(crate::model::batch::Batch::default()).unwrap();
+        tx.try_send(crate::model::batch::Batch::default()).unwrap();
+        tap.open_ingest(tx);
+        let watch = Watch { sources: Vec::new(), down_after: Duration::from_secs(60), store: None };
+        let now = now_micros();
+        let brief = Health::new(watch.clone(), tap.clone());
+        brief.sample_at(now - 5_000_000);
+        assert!(brief.readiness().0, "full for 5 s is back-pressure, not saturation");
+        let h = Health::new(watch, tap);
+        h.sample_at(now - 11_000_000);
+        h.sample_at(now - 1_000_000);
+        let (ready, body) = h.readiness();
+        assert!(!ready);
+        assert_eq!(body["checks"]["queue"], serde_json::json!({"batches": 2, "capacity": 2, "saturated": true}));
+        assert!(
+            body["problems"][0].as_str().unwrap().starts_with("queue: the ingest queue has been full (2 batches)"),
+            "{body}"
+        );
+        // One slot free at the next look: not saturated any more.
+        rx.try_recv().unwrap();
+        h.sample_at(now);
+        assert!(h.readiness().0, "{}", h.readiness().1);
+    }
 }

@@ -89,6 +89,8 @@ fn readyz_and_sources_follow_a_modbus_device_that_goes_down_and_comes_back() {
     assert!(m.lines().any(|l| l == "edgeguard_ready 0"), "{m}");
     assert!(m.lines().any(|l| l == "edgeguard_channel_quality{channel=\"plc.a\"} 2"), "{m}");
     assert!(m.lines().any(|l| l == "edgeguard_channel_value{channel=\"plc.a\"} NaN"), "{m}");
+    let (ok, said) = promtool(&m);
+    assert!(ok, "promtool check metrics with a source down: {said}\n{m}");
 
     // It comes back (within the reconnect backoff): ready again.
     let _device = Peer::modbus_tcp(port, "1");
