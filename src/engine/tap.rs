@@ -159,7 +159,16 @@ impl Tap {
         lock(&self.sources).iter().map(|(id, h)| SourceReport { id: id.clone(), stats: h.snapshot() }).collect()
     }
 
-    /// What the readings of each source said about it, by source id.
+    /// Counts what the readings of these sources say about them (the spec's
+    /// sources; a reading posted under another source name is not counted).
+    pub fn track_sources<'a>(&self, ids: impl IntoIterator<Item = &'a str>) {
+        let mut seen = lock(&self.seen);
+        for id in ids {
+            seen.entry(Arc::from(id)).or_default();
+        }
+    }
+
+    /// What the readings of each tracked source said about it, by source id.
     pub fn seen(&self) -> FxHashMap<Arc<str>, SourceSeen> {
         lock(&self.seen).clone()
     }
@@ -180,23 +189,13 @@ impl Tap {
         {
             let mut map = self.latest.write().unwrap_or_else(|e| e.into_inner());
             let mut seen = lock(&self.seen);
-            // Readings come in runs from one source: look each run up once.
-            let mut last: Option<(&Arc<str>, SourceSeen)> = None;
             for rec in batch {
                 match rec {
                     Record::Reading(r) => {
                         // Stale gaps are made by validation, not read from the source.
-                        if !r.from_input && r.fusion.is_none() && !r.flags.contains(Flags::STALE) {
-                            let s = match &mut last {
-                                Some((id, s)) if Arc::ptr_eq(id, &r.source) || **id == r.source => s,
-                                _ => {
-                                    if let Some((id, s)) = last.take() {
-                                        seen.insert(id.clone(), s);
-                                    }
-                                    let s = seen.get(&r.source).copied().unwrap_or_default();
-                                    &mut last.insert((&r.source, s)).1
-                                }
-                            };
+                        let not_read_by_a_source = r.from_input || r.fusion.is_some() || r.flags.contains(Flags::STALE);
+                        let tracked = if not_read_by_a_source { None } else { seen.get_mut(&r.source) };
+                        if let Some(s) = tracked {
                             if r.flags.0 & FAILED_POLL != 0 {
                                 s.failed += 1;
                                 s.last_failed = Some(now);
@@ -239,9 +238,6 @@ impl Tap {
                     }
                     Record::Delivery(_) | Record::Other { .. } => {}
                 }
-            }
-            if let Some((id, s)) = last {
-                seen.insert(id.clone(), s);
             }
         }
         self.version.fetch_add(1, Ordering::Relaxed);

@@ -115,6 +115,7 @@ pub struct SourceHealth {
 
 impl Health {
     pub fn new(watch: Watch, tap: Arc<Tap>) -> Health {
+        tap.track_sources(watch.sources.iter().map(|(id, _, _)| id.as_str()));
         Health { watch, tap, samples: Mutex::new(Samples::default()) }
     }
 
