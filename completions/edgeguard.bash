@@ -40,6 +40,9 @@ _edgeguard() {
             edgeguard,help)
                 cmd="edgeguard__subcmd__help"
                 ;;
+            edgeguard,query)
+                cmd="edgeguard__subcmd__query"
+                ;;
             edgeguard,serve)
                 cmd="edgeguard__subcmd__serve"
                 ;;
@@ -70,6 +73,9 @@ _edgeguard() {
             edgeguard__subcmd__help,help)
                 cmd="edgeguard__subcmd__help__subcmd__help"
                 ;;
+            edgeguard__subcmd__help,query)
+                cmd="edgeguard__subcmd__help__subcmd__query"
+                ;;
             edgeguard__subcmd__help,serve)
                 cmd="edgeguard__subcmd__help__subcmd__serve"
                 ;;
@@ -83,7 +89,7 @@ _edgeguard() {
 
     case "${cmd}" in
         edgeguard)
-            opts="-v -q -h -V --verbose --quiet --log-format --color --no-progress --help --version acquire validate fuse detect alert serve backup collect completions help"
+            opts="-v -q -h -V --verbose --quiet --log-format --color --no-progress --help --version acquire validate fuse detect alert serve backup collect query completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -563,7 +569,7 @@ _edgeguard() {
             return 0
             ;;
         edgeguard__subcmd__help)
-            opts="acquire validate fuse detect alert serve backup collect completions help"
+            opts="acquire validate fuse detect alert serve backup collect query completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -688,6 +694,20 @@ _edgeguard() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        edgeguard__subcmd__help__subcmd__query)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         edgeguard__subcmd__help__subcmd__serve)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -709,6 +729,48 @@ _edgeguard() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        edgeguard__subcmd__query)
+            opts="-v -q -h -V --format --limit --timeout --store --set --verbose --quiet --log-format --color --no-progress --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --format)
+                    COMPREPLY=($(compgen -W "ndjson csv table" -- "${cur}"))
+                    return 0
+                    ;;
+                --limit)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --store)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --set)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;

@@ -37,6 +37,7 @@ set edit:completion:arg-completer[edgeguard] = {|@words|
             cand serve 'Run the whole pipeline as a daemon with the HTTP API, live stream, metrics and dashboard'
             cand backup 'Back up the store (Parquet + manifest); list, verify, restore and prune backups'
             cand collect 'Collect a fleet''s forwarded records from its NATS hub into a Parquet lake (folder or S3)'
+            cand query 'Run one read-only SELECT on the store (through serve while it holds the store)'
             cand completions 'Print a shell completion script'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
@@ -262,6 +263,24 @@ set edit:completion:arg-completer[edgeguard] = {|@words|
             cand -V 'Print version'
             cand --version 'Print version'
         }
+        &'edgeguard;query'= {
+            cand --format 'Output format [default: table on a terminal, ndjson otherwise]'
+            cand --limit 'Most rows printed; past it the answer is cut and a warning says so (through serve: at most 100000)'
+            cand --timeout 'Interrupt the query after this long (through serve: at most 25s)'
+            cand --store 'Query this store file instead of the spec''s `store.path`'
+            cand --set 'Override a spec value: `serve.listen=127.0.0.1:9000`'
+            cand --log-format 'Log format on stderr'
+            cand --color 'Colors on stderr and in tables (NO_COLOR is honoured)'
+            cand -v 'More log output on stderr (-v info, -vv debug)'
+            cand --verbose 'More log output on stderr (-v info, -vv debug)'
+            cand -q 'Only errors on stderr: no summary, no warnings'
+            cand --quiet 'Only errors on stderr: no summary, no warnings'
+            cand --no-progress 'Never show progress bars'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
         &'edgeguard;completions'= {
             cand --log-format 'Log format on stderr'
             cand --color 'Colors on stderr and in tables (NO_COLOR is honoured)'
@@ -284,6 +303,7 @@ set edit:completion:arg-completer[edgeguard] = {|@words|
             cand serve 'Run the whole pipeline as a daemon with the HTTP API, live stream, metrics and dashboard'
             cand backup 'Back up the store (Parquet + manifest); list, verify, restore and prune backups'
             cand collect 'Collect a fleet''s forwarded records from its NATS hub into a Parquet lake (folder or S3)'
+            cand query 'Run one read-only SELECT on the store (through serve while it holds the store)'
             cand completions 'Print a shell completion script'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
@@ -302,6 +322,8 @@ set edit:completion:arg-completer[edgeguard] = {|@words|
         &'edgeguard;help;backup'= {
         }
         &'edgeguard;help;collect'= {
+        }
+        &'edgeguard;help;query'= {
         }
         &'edgeguard;help;completions'= {
         }

@@ -42,6 +42,7 @@ complete -c edgeguard -n "__fish_edgeguard_needs_command" -f -a "alert" -d 'Send
 complete -c edgeguard -n "__fish_edgeguard_needs_command" -f -a "serve" -d 'Run the whole pipeline as a daemon with the HTTP API, live stream, metrics and dashboard'
 complete -c edgeguard -n "__fish_edgeguard_needs_command" -f -a "backup" -d 'Back up the store (Parquet + manifest); list, verify, restore and prune backups'
 complete -c edgeguard -n "__fish_edgeguard_needs_command" -f -a "collect" -d 'Collect a fleet\'s forwarded records from its NATS hub into a Parquet lake (folder or S3)'
+complete -c edgeguard -n "__fish_edgeguard_needs_command" -f -a "query" -d 'Run one read-only SELECT on the store (through serve while it holds the store)'
 complete -c edgeguard -n "__fish_edgeguard_needs_command" -f -a "completions" -d 'Print a shell completion script'
 complete -c edgeguard -n "__fish_edgeguard_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c edgeguard -n "__fish_edgeguard_using_subcommand acquire" -l input -d 'Start from records in FILE (`-` for stdin) instead of the live sources' -r
@@ -268,6 +269,23 @@ complete -c edgeguard -n "__fish_edgeguard_using_subcommand collect" -s q -l qui
 complete -c edgeguard -n "__fish_edgeguard_using_subcommand collect" -l no-progress -d 'Never show progress bars'
 complete -c edgeguard -n "__fish_edgeguard_using_subcommand collect" -s h -l help -d 'Print help'
 complete -c edgeguard -n "__fish_edgeguard_using_subcommand collect" -s V -l version -d 'Print version'
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand query" -l format -d 'Output format [default: table on a terminal, ndjson otherwise]' -r -f -a "ndjson\t''
+csv\t''
+table\t''"
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand query" -l limit -d 'Most rows printed; past it the answer is cut and a warning says so (through serve: at most 100000)' -r
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand query" -l timeout -d 'Interrupt the query after this long (through serve: at most 25s)' -r
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand query" -l store -d 'Query this store file instead of the spec\'s `store.path`' -r
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand query" -l set -d 'Override a spec value: `serve.listen=127.0.0.1:9000`' -r
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand query" -l log-format -d 'Log format on stderr' -r -f -a "text\t''
+json\t''"
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand query" -l color -d 'Colors on stderr and in tables (NO_COLOR is honoured)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand query" -s v -l verbose -d 'More log output on stderr (-v info, -vv debug)'
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand query" -s q -l quiet -d 'Only errors on stderr: no summary, no warnings'
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand query" -l no-progress -d 'Never show progress bars'
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand query" -s h -l help -d 'Print help'
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand query" -s V -l version -d 'Print version'
 complete -c edgeguard -n "__fish_edgeguard_using_subcommand completions" -l log-format -d 'Log format on stderr' -r -f -a "text\t''
 json\t''"
 complete -c edgeguard -n "__fish_edgeguard_using_subcommand completions" -l color -d 'Colors on stderr and in tables (NO_COLOR is honoured)' -r -f -a "auto\t''
@@ -278,13 +296,14 @@ complete -c edgeguard -n "__fish_edgeguard_using_subcommand completions" -s q -l
 complete -c edgeguard -n "__fish_edgeguard_using_subcommand completions" -l no-progress -d 'Never show progress bars'
 complete -c edgeguard -n "__fish_edgeguard_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c edgeguard -n "__fish_edgeguard_using_subcommand completions" -s V -l version -d 'Print version'
-complete -c edgeguard -n "__fish_edgeguard_using_subcommand help; and not __fish_seen_subcommand_from acquire validate fuse detect alert serve backup collect completions help" -f -a "acquire" -d 'Read the sources and validate every reading (sources → channel validation)'
-complete -c edgeguard -n "__fish_edgeguard_using_subcommand help; and not __fish_seen_subcommand_from acquire validate fuse detect alert serve backup collect completions help" -f -a "validate" -d 'Check pipeline files (offline, every problem at once), or validate readings with --input'
-complete -c edgeguard -n "__fish_edgeguard_using_subcommand help; and not __fish_seen_subcommand_from acquire validate fuse detect alert serve backup collect completions help" -f -a "fuse" -d 'Fuse redundant sensors into trusted channels (sources → channel validation → fusion)'
-complete -c edgeguard -n "__fish_edgeguard_using_subcommand help; and not __fish_seen_subcommand_from acquire validate fuse detect alert serve backup collect completions help" -f -a "detect" -d 'Detect anomalies (sources → channel validation → fusion → detection)'
-complete -c edgeguard -n "__fish_edgeguard_using_subcommand help; and not __fish_seen_subcommand_from acquire validate fuse detect alert serve backup collect completions help" -f -a "alert" -d 'Send alerts (… → detection → alert rules → notifiers); preview them with --render; manage silences'
-complete -c edgeguard -n "__fish_edgeguard_using_subcommand help; and not __fish_seen_subcommand_from acquire validate fuse detect alert serve backup collect completions help" -f -a "serve" -d 'Run the whole pipeline as a daemon with the HTTP API, live stream, metrics and dashboard'
-complete -c edgeguard -n "__fish_edgeguard_using_subcommand help; and not __fish_seen_subcommand_from acquire validate fuse detect alert serve backup collect completions help" -f -a "backup" -d 'Back up the store (Parquet + manifest); list, verify, restore and prune backups'
-complete -c edgeguard -n "__fish_edgeguard_using_subcommand help; and not __fish_seen_subcommand_from acquire validate fuse detect alert serve backup collect completions help" -f -a "collect" -d 'Collect a fleet\'s forwarded records from its NATS hub into a Parquet lake (folder or S3)'
-complete -c edgeguard -n "__fish_edgeguard_using_subcommand help; and not __fish_seen_subcommand_from acquire validate fuse detect alert serve backup collect completions help" -f -a "completions" -d 'Print a shell completion script'
-complete -c edgeguard -n "__fish_edgeguard_using_subcommand help; and not __fish_seen_subcommand_from acquire validate fuse detect alert serve backup collect completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand help; and not __fish_seen_subcommand_from acquire validate fuse detect alert serve backup collect query completions help" -f -a "acquire" -d 'Read the sources and validate every reading (sources → channel validation)'
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand help; and not __fish_seen_subcommand_from acquire validate fuse detect alert serve backup collect query completions help" -f -a "validate" -d 'Check pipeline files (offline, every problem at once), or validate readings with --input'
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand help; and not __fish_seen_subcommand_from acquire validate fuse detect alert serve backup collect query completions help" -f -a "fuse" -d 'Fuse redundant sensors into trusted channels (sources → channel validation → fusion)'
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand help; and not __fish_seen_subcommand_from acquire validate fuse detect alert serve backup collect query completions help" -f -a "detect" -d 'Detect anomalies (sources → channel validation → fusion → detection)'
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand help; and not __fish_seen_subcommand_from acquire validate fuse detect alert serve backup collect query completions help" -f -a "alert" -d 'Send alerts (… → detection → alert rules → notifiers); preview them with --render; manage silences'
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand help; and not __fish_seen_subcommand_from acquire validate fuse detect alert serve backup collect query completions help" -f -a "serve" -d 'Run the whole pipeline as a daemon with the HTTP API, live stream, metrics and dashboard'
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand help; and not __fish_seen_subcommand_from acquire validate fuse detect alert serve backup collect query completions help" -f -a "backup" -d 'Back up the store (Parquet + manifest); list, verify, restore and prune backups'
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand help; and not __fish_seen_subcommand_from acquire validate fuse detect alert serve backup collect query completions help" -f -a "collect" -d 'Collect a fleet\'s forwarded records from its NATS hub into a Parquet lake (folder or S3)'
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand help; and not __fish_seen_subcommand_from acquire validate fuse detect alert serve backup collect query completions help" -f -a "query" -d 'Run one read-only SELECT on the store (through serve while it holds the store)'
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand help; and not __fish_seen_subcommand_from acquire validate fuse detect alert serve backup collect query completions help" -f -a "completions" -d 'Print a shell completion script'
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand help; and not __fish_seen_subcommand_from acquire validate fuse detect alert serve backup collect query completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

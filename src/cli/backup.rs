@@ -133,56 +133,12 @@ fn progress(g: &GlobalArgs) -> Option<indicatif::ProgressBar> {
 /// The store is held: if it is `serve` (the spec has a `serve` section and
 /// it answers), ask it to make the backup.
 fn through_serve(plan: &Plan, holder: &str) -> Result<Manifest, Failure> {
-    let locked = || {
-        Failure::new(
-            Exit::TempFail,
-            format!("the store is in use by {holder}, which is not a `serve` of this spec; retry later"),
-        )
-    };
-    let Some(serve) = &plan.serve else { return Err(locked()) };
-    let token = match &serve.token {
-        Some(t) => Some(t.read().map_err(|e| Failure::new(Exit::Config, format!("serve.token: {e}")))?),
-        None => None,
-    };
-    let mut addr = serve.listen;
-    if addr.ip().is_unspecified() {
-        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-    }
-    let scheme = if serve.tls.is_some() { "https" } else { "http" };
-    let url = format!("{scheme}://{addr}/api/v1/backup");
-    crate::tls::install_provider();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Failure::new(Exit::Software, format!("cannot start the runtime: {e}")))?;
-    let ca = serve
-        .tls
-        .as_ref()
-        .and_then(|t| t.ca.as_ref())
-        .map(std::fs::read)
-        .transpose()
-        .map_err(|e| Failure::new(Exit::Config, format!("serve.tls.ca: {e}")))?;
-    let answer = rt.block_on(async {
-        let mut builder = reqwest::Client::builder().timeout(std::time::Duration::from_secs(3600));
-        if let Some(pem) = &ca {
-            builder = builder.add_root_certificate(reqwest::Certificate::from_pem(pem)?);
-        }
-        let client = builder.build()?;
-        let mut req = client.post(&url);
-        if let Some(t) = &token {
-            req = req.bearer_auth(t);
-        }
-        let r = req.send().await?;
-        Ok::<_, reqwest::Error>((r.status(), r.text().await?))
-    });
-    match answer {
-        Ok((s, body)) if s.is_success() => {
+    let path = "/api/v1/backup";
+    match super::serve_api::post(plan, holder, path, None, std::time::Duration::from_secs(3600))? {
+        (200..=299, body) => {
             serde_json::from_str(&body).map_err(|e| Failure::new(Exit::Failure, format!("serve answered: {e}")))
         }
-        Ok((s, body)) => Err(Failure::new(Exit::Failure, format!("serve at {addr} refused the backup ({s}): {body}"))),
-        // Nobody listens there: the holder is not this spec's serve.
-        Err(e) if e.is_connect() && !e.to_string().contains("certificate") => Err(locked()),
-        Err(e) => Err(Failure::new(Exit::Failure, format!("asking serve at {url} for the backup: {e}"))),
+        (s, body) => Err(Failure::new(Exit::Failure, format!("serve refused the backup ({s}): {body}"))),
     }
 }
 

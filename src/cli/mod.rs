@@ -12,7 +12,9 @@ pub mod exit;
 mod generate;
 mod pipeline;
 mod probe;
+mod query;
 mod serve;
+mod serve_api;
 mod validate;
 
 use std::io::IsTerminal;
@@ -99,6 +101,8 @@ pub enum Command {
     Backup(backup::BackupArgs),
     /// Collect a fleet's forwarded records from its NATS hub into a Parquet lake (folder or S3).
     Collect(collect::CollectArgs),
+    /// Run one read-only SELECT on the store (through serve while it holds the store).
+    Query(query::QueryArgs),
     /// Print a shell completion script.
     Completions(completions::CompletionsArgs),
 }
@@ -128,6 +132,7 @@ pub fn main() -> ExitCode {
         Command::Serve(s) => serve::run(s, &cli.global),
         Command::Backup(b) => backup::run(b, &cli.global),
         Command::Collect(c) => collect::run(c, &cli.global),
+        Command::Query(q) => query::run(q, &cli.global),
         Command::Completions(c) => completions::run(c),
     };
     match result {

@@ -18,8 +18,9 @@ use crate::engine::tap::Tap;
 use crate::engine::{self, RunOptions, Stage};
 use crate::serve::control::{watch_signals, Control};
 use crate::serve::systemd::Notifier;
-use crate::serve::{Server, StartError};
+use crate::serve::{Server, StartError, StoreWatch, Watch};
 use crate::sinks::stdout::{Only, Output};
+use crate::spec::RecordKind;
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -48,12 +49,7 @@ pub struct ServeArgs {
 
 pub fn run(a: &ServeArgs, g: &GlobalArgs) -> Result<Exit, Failure> {
     let plan = load_plan(&a.spec, &a.set, g)?;
-    let mut serve = plan.serve.clone().unwrap_or(ServePlan {
-        listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
-        token: None,
-        tls: None,
-        cors: Vec::new(),
-    });
+    let mut serve = plan.serve.clone().unwrap_or_else(ServePlan::local);
     if let Some(l) = a.listen {
         serve.listen = l;
     }
@@ -67,11 +63,18 @@ pub fn run(a: &ServeArgs, g: &GlobalArgs) -> Result<Exit, Failure> {
         ));
     }
     let tap = Arc::new(Tap::default());
-    let mut server = Server::start(&serve, tap.clone(), &plan.name, plan.backup.clone()).map_err(|e| match e {
-        StartError::Config(m) => Failure::new(Exit::Config, m),
-        StartError::Bind(m) => Failure::new(Exit::Failure, m),
-        e @ StartError::Runtime(_) => Failure::new(Exit::Software, e.to_string()),
-    })?;
+    let watch = |plan: &crate::compile::Plan| Watch {
+        sources: plan.sources.iter().map(|s| (s.id.clone(), s.kind.type_name(), s.kind.listens())).collect(),
+        down_after: serve.down_after,
+        store: resolve_store(a.store.as_deref(), a.no_store, plan)
+            .map(|s| StoreWatch { flush: s.flush, readings: s.records.contains(&RecordKind::Reading) }),
+    };
+    let mut server =
+        Server::start(&serve, tap.clone(), &plan.name, plan.backup.clone(), watch(&plan)).map_err(|e| match e {
+            StartError::Config(m) => Failure::new(Exit::Config, m),
+            StartError::Bind(m) => Failure::new(Exit::Failure, m),
+            e @ StartError::Runtime(_) => Failure::new(Exit::Software, e.to_string()),
+        })?;
     let scheme = if serve.tls.is_some() { "https" } else { "http" };
     say(g, &format!("serve: {} on {scheme}://{} (dashboard at /)", plan.name, server.addr));
     let (spec, set) = (a.spec.clone(), a.set.clone());
@@ -124,6 +127,7 @@ pub fn run(a: &ServeArgs, g: &GlobalArgs) -> Result<Exit, Failure> {
                     );
                 }
                 resume = Some(report.state.clone());
+                server.set_watch(watch(&next));
                 plan = next;
                 say(g, &format!("serve: reloaded {}", a.spec));
             }

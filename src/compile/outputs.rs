@@ -138,7 +138,9 @@ pub(super) fn compile_outputs(cx: &mut Cx, spec: &Spec, plan: &mut Plan) {
                 cx.err(Code::MissingField, "serve.tls", "serving TLS needs both `cert` and `key`");
             }
         }
-        plan.serve = Some(ServePlan { listen, token, tls, cors: s.cors.clone() });
+        let down_after = cx.positive_duration("serve.down_after", s.down_after.as_deref(), ServePlan::DOWN_AFTER);
+        let metric_channels = s.metric_channels.unwrap_or(ServePlan::METRIC_CHANNELS);
+        plan.serve = Some(ServePlan { listen, token, tls, cors: s.cors.clone(), down_after, metric_channels });
     }
 
     if let Some(b) = &spec.backup {

@@ -100,6 +100,27 @@ pub enum SourceKind {
 }
 
 impl SourceKind {
+    /// The spec's `type:` (`/api/v1/sources` shows it).
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            SourceKind::Modbus(_) => "modbus",
+            SourceKind::Mqtt(_) => "mqtt",
+            SourceKind::Nats(_) => "nats",
+            SourceKind::Serial(_) => "serial",
+            SourceKind::Simulate(_) => "simulate",
+        }
+    }
+
+    /// Waits for what a peer sends (MQTT, NATS, serial) rather than asking
+    /// a device (Modbus) or making readings (simulate): a quiet peer is not
+    /// a failing one, and a connection made is a success.
+    pub fn listens(&self) -> bool {
+        match self {
+            SourceKind::Mqtt(_) | SourceKind::Nats(_) | SourceKind::Serial(_) => true,
+            SourceKind::Modbus(_) | SourceKind::Simulate(_) => false,
+        }
+    }
+
     /// Driven by the engine's clock rather than run as a live source.
     pub fn is_simulated(&self) -> bool {
         match self {
@@ -519,6 +540,27 @@ pub struct ServePlan {
     pub token: Option<SecretRef>,
     pub tls: Option<TlsPlan>,
     pub cors: Vec<String>,
+    /// A source failing this long without a success is down (`/readyz` 503).
+    pub down_after: std::time::Duration,
+    /// Most channels exported as gauges by `/metrics`.
+    pub metric_channels: usize,
+}
+
+impl ServePlan {
+    pub const DOWN_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
+    pub const METRIC_CHANNELS: usize = 1000;
+
+    /// `serve` without a `serve` section: loopback, no token.
+    pub fn local() -> ServePlan {
+        ServePlan {
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 8080)),
+            token: None,
+            tls: None,
+            cors: Vec::new(),
+            down_after: ServePlan::DOWN_AFTER,
+            metric_channels: ServePlan::METRIC_CHANNELS,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -13,7 +13,7 @@ use tokio::sync::{broadcast, mpsc};
 use super::SourceReport;
 use crate::model::batch::Batch;
 use crate::model::intern::FxHashMap;
-use crate::model::record::{Quality, Reading, Record};
+use crate::model::record::{Flags, Quality, Reading, Record};
 use crate::sinks::store::CommitCounters;
 use crate::sources::StatsHandle;
 
@@ -99,6 +99,26 @@ impl Heartbeat {
     }
 }
 
+/// What the readings of one source said about it: failed polls are bad
+/// readings flagged `timeout`, `disconnected`, `crc` or `exception_N`;
+/// every other reading of the source is a success (stale gaps, made by
+/// validation, count as neither). Times are wall-clock µs
+/// of when the tap saw them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SourceSeen {
+    pub ok: u64,
+    pub failed: u64,
+    pub last_ok: Option<i64>,
+    pub last_failed: Option<i64>,
+    /// The flags of the last failed reading (why it failed).
+    pub last_flags: Flags,
+}
+
+/// Flags of a reading whose poll failed (the device did not give a value).
+const FAILED_POLL: u32 = Flags::TIMEOUT.0 | Flags::DISCONNECTED.0 | Flags::CRC.0 | EXCEPTIONS;
+/// `exception_1` … `exception_11` (bits 9 to 17 of [`Flags`]).
+const EXCEPTIONS: u32 = ((1 << 18) - 1) & !((1 << 9) - 1);
+
 pub struct Tap {
     latest: RwLock<FxHashMap<Arc<str>, Latest>>,
     /// Bumped on every batch: lets readers cache what they built from `latest`.
@@ -107,6 +127,8 @@ pub struct Tap {
     ingest: Mutex<Option<mpsc::Sender<Batch>>>,
     reader: Mutex<Option<duckdb::Connection>>,
     sources: Mutex<Vec<(String, StatsHandle)>>,
+    /// Per source id: what its readings said (failed polls, successes).
+    seen: Mutex<FxHashMap<Arc<str>, SourceSeen>>,
     forward: Mutex<Vec<(String, Arc<ForwardStats>)>>,
     pub counters: Counters,
     /// The store writer's commit counters (shared with it).
@@ -126,6 +148,7 @@ impl Default for Tap {
             ingest: Mutex::new(None),
             reader: Mutex::new(None),
             sources: Mutex::new(Vec::new()),
+            seen: Mutex::new(FxHashMap::default()),
             forward: Mutex::new(Vec::new()),
             counters: Counters::default(),
             commits: Arc::default(),
@@ -142,7 +165,9 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Tap {
-    pub(super) fn open_ingest(&self, tx: mpsc::Sender<Batch>) {
+    /// The queue posted readings go into (the engine's; serve's tests give
+    /// their own to see a full one).
+    pub(crate) fn open_ingest(&self, tx: mpsc::Sender<Batch>) {
         *lock(&self.ingest) = Some(tx);
     }
 
@@ -201,6 +226,20 @@ impl Tap {
         lock(&self.sources).iter().map(|(id, h)| SourceReport { id: id.clone(), stats: h.snapshot() }).collect()
     }
 
+    /// Counts what the readings of these sources say about them (the spec's
+    /// sources; a reading posted under another source name is not counted).
+    pub fn track_sources<'a>(&self, ids: impl IntoIterator<Item = &'a str>) {
+        let mut seen = lock(&self.seen);
+        for id in ids {
+            seen.entry(Arc::from(id)).or_default();
+        }
+    }
+
+    /// What the readings of each tracked source said about it, by source id.
+    pub fn seen(&self) -> FxHashMap<Arc<str>, SourceSeen> {
+        lock(&self.seen).clone()
+    }
+
     /// The latest reading of every channel, sorted by channel.
     pub fn latest(&self) -> Vec<Latest> {
         let map = self.latest.read().unwrap_or_else(|e| e.into_inner());
@@ -212,12 +251,27 @@ impl Tap {
     /// Takes in one batch of what the stages made.
     pub(super) fn observe(&self, batch: &[Record]) {
         let c = &self.counters;
-        let horizon = crate::model::time::now_micros() + crate::stages::validate::MAX_CLOCK_SKEW_US;
+        let now = crate::model::time::now_micros();
+        let horizon = now + crate::stages::validate::MAX_CLOCK_SKEW_US;
         {
             let mut map = self.latest.write().unwrap_or_else(|e| e.into_inner());
+            let mut seen = lock(&self.seen);
             for rec in batch {
                 match rec {
                     Record::Reading(r) => {
+                        // Stale gaps are made by validation, not read from the source.
+                        let not_read_by_a_source = r.from_input || r.fusion.is_some() || r.flags.contains(Flags::STALE);
+                        let tracked = if not_read_by_a_source { None } else { seen.get_mut(&r.source) };
+                        if let Some(s) = tracked {
+                            if r.flags.0 & FAILED_POLL != 0 {
+                                s.failed += 1;
+                                s.last_failed = Some(now);
+                                s.last_flags = r.flags;
+                            } else {
+                                s.ok += 1;
+                                s.last_ok = Some(now);
+                            }
+                        }
                         c.readings.fetch_add(1, Ordering::Relaxed);
                         match r.quality {
                             Quality::Good => &c.good,

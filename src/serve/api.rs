@@ -16,6 +16,9 @@ use axum::{Json, Router};
 use futures_util::StreamExt;
 use serde::Deserialize;
 
+use super::health::Health;
+use super::metrics as m;
+use super::sql::{self, SqlError};
 use crate::engine::tap::Tap;
 use crate::model::batch::Batch;
 use crate::model::intern::Interner;
@@ -28,6 +31,8 @@ const MAX_ROWS: i64 = 100_000;
 /// Longest time to read a request and start the answer (a backup is
 /// exempt: it answers when done).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// SQL queries run at once; more wait for a turn.
+const QUERIES: usize = 2;
 /// How long the channel list is reused before it is built again.
 const CHANNELS_TTL: Duration = Duration::from_millis(100);
 
@@ -44,6 +49,12 @@ pub struct State {
     backing_up: Arc<tokio::sync::Mutex<()>>,
     /// The last `/api/v1/channels` body: (tap version, built at, body).
     channels: Arc<Mutex<(u64, Instant, Bytes)>>,
+    /// Source states, store and queue checks.
+    health: Arc<Health>,
+    /// `serve.metric_channels`.
+    metric_channels: usize,
+    /// SQL queries running at once (`POST /api/v1/query`); more wait.
+    queries: Arc<tokio::sync::Semaphore>,
 }
 
 impl State {
@@ -54,6 +65,7 @@ impl State {
         name: &str,
         stop: tokio::sync::watch::Receiver<bool>,
         backups: Option<std::path::PathBuf>,
+        health: Arc<Health>,
     ) -> State {
         State {
             tap,
@@ -64,7 +76,16 @@ impl State {
             backups: backups.map(Arc::new),
             backing_up: Arc::new(tokio::sync::Mutex::new(())),
             channels: Arc::new(Mutex::new((u64::MAX, Instant::now(), Bytes::new()))),
+            health,
+            metric_channels: crate::compile::ServePlan::METRIC_CHANNELS,
+            queries: Arc::new(tokio::sync::Semaphore::new(QUERIES)),
         }
+    }
+
+    /// At most `n` channels as gauges in `/metrics` (`serve.metric_channels`).
+    pub fn metric_channels(mut self, n: usize) -> State {
+        self.metric_channels = n;
+        self
     }
 }
 
@@ -78,11 +99,13 @@ pub fn router(state: State) -> Router {
         .route("/metrics", get(metrics))
         .route("/api/v1/openapi.json", get(openapi))
         .route("/api/v1/channels", get(channels))
+        .route("/api/v1/sources", get(sources))
         .route("/api/v1/readings", get(readings).post(post_readings))
         .route("/api/v1/anomalies", get(anomalies))
         .route("/api/v1/alerts", get(alerts))
         .route("/api/v1/silences", get(silences))
         .route("/api/v1/stream", get(stream))
+        .route("/api/v1/query", axum::routing::post(sql_query))
         .with_state(state.clone())
         .layer(tower_http::limit::RequestBodyLimitLayer::new(super::BODY_LIMIT))
         // Until the response starts (a stream then runs as long as its client).
@@ -114,19 +137,47 @@ async fn dashboard() -> Response {
         .into_response()
 }
 
-async fn openapi() -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], include_str!("openapi.json")).into_response()
+/// The OpenAPI document, saying what this serve does: without a token no
+/// operation needs one.
+async fn openapi(St(s): St<State>) -> Response {
+    static TOKENLESS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let doc: &str = match s.token {
+        Some(_) => include_str!("openapi.json"),
+        None => TOKENLESS.get_or_init(|| {
+            let mut doc: serde_json::Value = serde_json::from_str(include_str!("openapi.json")).unwrap_or_default();
+            doc["security"] = serde_json::json!([]);
+            doc.to_string()
+        }),
+    };
+    ([(header::CONTENT_TYPE, "application/json")], doc.to_string()).into_response()
 }
 
+/// Query parameters; a bad one is a JSON 400 like every other error.
+struct Params<T>(T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequestParts<S> for Params<T> {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, Response> {
+        match Query::<T>::from_request_parts(parts, state).await {
+            Ok(Query(q)) => Ok(Params(q)),
+            Err(e) => Err(error(StatusCode::BAD_REQUEST, e.body_text())),
+        }
+    }
+}
+
+/// 200 when ready; 503 with what is wrong: the pipeline is starting or
+/// stopping, a source is down, the store cannot commit, the queue is full.
 async fn readyz(St(s): St<State>) -> Response {
-    if let Some(why) = s.tap.commits.failing() {
-        return (StatusCode::SERVICE_UNAVAILABLE, format!("the store cannot commit: {why}\n")).into_response();
-    }
-    if s.tap.ready.load(Ordering::Relaxed) {
-        "ready\n".into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "starting\n").into_response()
-    }
+    let (ready, body) = s.health.readiness();
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, [(header::CACHE_CONTROL, "no-store")], Json(body)).into_response()
+}
+
+/// Every source of the spec: state, last success, errors, latency.
+async fn sources(St(s): St<State>) -> Response {
+    let list: Vec<serde_json::Value> = s.health.sources().iter().map(|s| s.json().clone()).collect();
+    Json(serde_json::json!({ "sources": list })).into_response()
 }
 
 /// Every channel with its latest reading, from memory; the body is rebuilt
@@ -202,7 +253,7 @@ async fn query<T: Send + 'static>(
 
 /// Readings of one channel in a time range; with `every=1m`, min/avg/max
 /// per bucket, computed in DuckDB.
-async fn readings(St(s): St<State>, Query(q): Query<Range>) -> Response {
+async fn readings(St(s): St<State>, Params(q): Params<Range>) -> Response {
     let Some(channel) = q.channel.clone() else {
         return error(StatusCode::BAD_REQUEST, "`channel` is required");
     };
@@ -256,7 +307,7 @@ async fn readings(St(s): St<State>, Query(q): Query<Range>) -> Response {
     }
 }
 
-async fn anomalies(St(s): St<State>, Query(q): Query<Range>) -> Response {
+async fn anomalies(St(s): St<State>, Params(q): Params<Range>) -> Response {
     let (since, until, limit) = match q.bounds() {
         Ok(b) => b,
         Err(r) => return r,
@@ -284,7 +335,7 @@ async fn anomalies(St(s): St<State>, Query(q): Query<Range>) -> Response {
     }
 }
 
-async fn alerts(St(s): St<State>, Query(q): Query<Range>) -> Response {
+async fn alerts(St(s): St<State>, Params(q): Params<Range>) -> Response {
     let (since, until, limit) = match q.bounds() {
         Ok(b) => b,
         Err(r) => return r,
@@ -385,7 +436,7 @@ struct StreamQuery {
 }
 
 /// Server-sent events: every record as it leaves the stages.
-async fn stream(St(s): St<State>, Query(q): Query<StreamQuery>) -> Response {
+async fn stream(St(s): St<State>, Params(q): Params<StreamQuery>) -> Response {
     let matcher = match q.channel.as_deref().map(crate::model::channel::channel_matcher) {
         None => None,
         Some(Ok(m)) => Some(m),
@@ -414,6 +465,52 @@ async fn stream(St(s): St<State>, Query(q): Query<StreamQuery>) -> Response {
             let _ = stop.wait_for(|s| *s).await;
         });
     Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))).into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SqlRequest {
+    sql: String,
+    limit: Option<i64>,
+    timeout: Option<String>,
+}
+
+/// Read-only SQL on serve's store (`edgeguard query` while serve holds
+/// it; Grafana's Infinity or JSON data sources): DuckDB refuses writes.
+async fn sql_query(St(s): St<State>, body: Bytes) -> Response {
+    let q: SqlRequest = match serde_json::from_slice(&body) {
+        Ok(q) => q,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("the body is {{\"sql\": \"SELECT …\"}}: {e}")),
+    };
+    let limit = match q.limit.unwrap_or(sql::DEFAULT_ROWS as i64) {
+        n @ 1..=100_000 => n as usize,
+        n => return error(StatusCode::BAD_REQUEST, format!("`limit` is 1 to {}, not {n}", sql::MAX_ROWS)),
+    };
+    let timeout = match q.timeout.as_deref().map(crate::model::quantity::parse_duration) {
+        None => sql::DEFAULT_TIMEOUT,
+        Some(Ok(d)) if !d.is_zero() && d <= sql::MAX_TIMEOUT => d,
+        Some(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("`timeout` is a duration up to {:?}, like 10s", sql::MAX_TIMEOUT),
+            )
+        }
+    };
+    let Some(conn) = s.tap.connection() else {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "this pipeline has no store");
+    };
+    let Ok(_turn) = s.queries.clone().acquire_owned().await else {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "serve is stopping");
+    };
+    let sql = q.sql;
+    match tokio::task::spawn_blocking(move || sql::run(&conn, &sql, limit, timeout)).await {
+        Ok(Ok(answer)) => Json(answer).into_response(),
+        Ok(Err(e @ SqlError::Refused(_))) => error(StatusCode::FORBIDDEN, e.to_string()),
+        Ok(Err(e @ SqlError::Invalid(_))) => error(StatusCode::BAD_REQUEST, e.to_string()),
+        Ok(Err(e @ SqlError::TimedOut(_))) => error(StatusCode::REQUEST_TIMEOUT, e.to_string()),
+        Ok(Err(e @ SqlError::Store(_))) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "the query failed"),
+    }
 }
 
 /// Makes a backup of the store serve holds (what `edgeguard backup` asks
@@ -497,7 +594,18 @@ async fn metrics(St(s): St<State>) -> Response {
         metric(&mut out, "source_reconnects_total", "counter", "Reconnections per source.", &reconnects);
     }
     forward_metrics(&mut out, &s.tap.forward(), metric);
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+    let (ready, _) = s.health.readiness();
+    metric(&mut out, "ready", "gauge", "1 when /readyz answers 200.", &one(u64::from(ready)));
+    let states: Vec<(String, u8)> =
+        s.health.sources().iter().map(|x| (format!("{{source=\"{}\"}}", m::escape(&x.id)), x.state.code())).collect();
+    metric(&mut out, "source_state", "gauge", "State of each source: 0 up, 1 degraded, 2 down.", &states);
+    let path = s.tap.store_path.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    if let Some(path) = path {
+        m::store(&mut out, &path);
+    }
+    m::channels(&mut out, &s.tap.latest(), s.metric_channels);
+    m::process(&mut out);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], out).into_response()
 }
 
 /// The forward targets' metrics, labelled by `target`.

@@ -10,8 +10,13 @@
 
 mod api;
 pub mod control;
+mod health;
 mod http;
+mod metrics;
+pub mod sql;
 pub mod systemd;
+
+pub use health::{StoreWatch, Watch};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -27,6 +32,7 @@ pub const BODY_LIMIT: usize = 16 * 1024 * 1024;
 /// A running HTTP server; stops when dropped.
 pub struct Server {
     pub addr: SocketAddr,
+    health: Arc<health::Health>,
     stop: tokio::sync::watch::Sender<bool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -39,6 +45,7 @@ impl Server {
         tap: Arc<Tap>,
         spec_name: &str,
         backup: Option<BackupPlan>,
+        watch: Watch,
     ) -> Result<Server, StartError> {
         let schedule = match backup.as_ref().and_then(|b| b.schedule.as_deref()) {
             Some(s) => Some(Schedule::parse(s).map_err(|e| StartError::Config(format!("backup.schedule: {e}")))?),
@@ -62,7 +69,11 @@ impl Server {
         let addr = listener.local_addr().map_err(|e| StartError::Bind(e.to_string()))?;
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let (sched_tap, sched_stop) = (tap.clone(), stop_rx.clone());
-        let state = api::State::new(tap, token, plan.cors.clone(), spec_name, stop_rx.clone(), backups);
+        let health = Arc::new(health::Health::new(watch, tap.clone()));
+        let (sampler, sampler_stop) = (health.clone(), stop_rx.clone());
+        let watched = health.clone();
+        let state = api::State::new(tap, token, plan.cors.clone(), spec_name, stop_rx.clone(), backups, health)
+            .metric_channels(plan.metric_channels);
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("edgeguard-http")
@@ -72,6 +83,7 @@ impl Server {
         let thread = std::thread::Builder::new()
             .name("edgeguard-http".into())
             .spawn(move || {
+                rt.spawn(health::run_sampler(sampler, sampler_stop));
                 if let (Some(schedule), Some(b)) = (schedule, backup) {
                     rt.spawn(scheduled_backups(schedule, b, sched_tap, sched_stop));
                 }
@@ -97,7 +109,12 @@ impl Server {
                 rt.shutdown_timeout(std::time::Duration::from_secs(2));
             })
             .map_err(|e| StartError::Bind(e.to_string()))?;
-        Ok(Server { addr, stop: stop_tx, thread: Some(thread) })
+        Ok(Server { addr, health: watched, stop: stop_tx, thread: Some(thread) })
+    }
+
+    /// What the health checks watch, after a reload.
+    pub fn set_watch(&self, watch: Watch) {
+        self.health.set_watch(watch);
     }
 
     /// Stops accepting, ends open streams, and waits for the thread.

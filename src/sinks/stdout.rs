@@ -251,3 +251,87 @@ fn csv_field(out: &mut Vec<u8>, s: &str) {
         out.extend_from_slice(s.as_bytes());
     }
 }
+
+/// Rows of a SQL answer (`edgeguard query`) on stdout, in `format` (None:
+/// a table on a terminal, NDJSON otherwise): NDJSON one object per row,
+/// CSV with a header of the column names, or an aligned table. A closed
+/// pipe is [`OutputError::Closed`].
+pub fn write_rows(
+    columns: &[String],
+    rows: &[serde_json::Map<String, serde_json::Value>],
+    format: Option<OutputFormat>,
+) -> Result<(), OutputError> {
+    let out = io::stdout();
+    let format = format.unwrap_or(if out.is_terminal() { OutputFormat::Table } else { OutputFormat::Ndjson });
+    // A cell as text: strings bare, null empty, anything else as JSON.
+    let cell = |row: &serde_json::Map<String, serde_json::Value>, c: &str| match row.get(c) {
+        None | Some(serde_json::Value::Null) => String::new(),
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(v) => v.to_string(),
+    };
+    let mut buf = Vec::with_capacity(1 << 16);
+    match format {
+        OutputFormat::Ndjson => {
+            for row in rows {
+                serde_json::to_writer(&mut buf, row).map_err(|e| OutputError::Io(e.into()))?;
+                buf.push(b'\n');
+            }
+        }
+        OutputFormat::Csv => {
+            for (i, c) in columns.iter().enumerate() {
+                if i > 0 {
+                    buf.push(b',');
+                }
+                csv_field(&mut buf, c);
+            }
+            buf.push(b'\n');
+            for row in rows {
+                for (i, c) in columns.iter().enumerate() {
+                    if i > 0 {
+                        buf.push(b',');
+                    }
+                    csv_field(&mut buf, &cell(row, c));
+                }
+                buf.push(b'\n');
+            }
+        }
+        OutputFormat::Table => {
+            const WIDEST: usize = 48;
+            let text: Vec<Vec<String>> = rows
+                .iter()
+                .map(|r| {
+                    columns
+                        .iter()
+                        .map(|c| {
+                            let t = cell(r, c).replace(['\n', '\r', '\t'], " ");
+                            match t.char_indices().nth(WIDEST) {
+                                Some((at, _)) => format!("{}…", &t[..at]),
+                                None => t,
+                            }
+                        })
+                        .collect()
+                })
+                .collect();
+            let widths: Vec<usize> = columns
+                .iter()
+                .enumerate()
+                .map(|(i, c)| text.iter().map(|r| r[i].chars().count()).chain([c.chars().count()]).max().unwrap_or(0))
+                .collect();
+            let mut line = |cells: &[String]| {
+                let parts: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+                buf.extend_from_slice(parts.join("  ").trim_end().as_bytes());
+                buf.push(b'\n');
+            };
+            line(columns);
+            for r in &text {
+                line(r);
+            }
+        }
+    }
+    let mut out = out.lock();
+    match out.write_all(&buf).and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Err(OutputError::Closed),
+        Err(e) => Err(OutputError::Io(e)),
+    }
+}

@@ -76,6 +76,19 @@ pub struct SourceStats {
     pub errors: u64,
     /// Reconnections (`edgeguard_source_reconnects_total`).
     pub reconnects: u64,
+    /// Response times of the requests the device answered (sources that
+    /// ask: Modbus); `None` for sources that listen.
+    pub latency: Option<LatencySummary>,
+}
+
+/// Response times of answered requests, in microseconds.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LatencySummary {
+    pub count: u64,
+    pub mean_us: u64,
+    /// The upper bound of the power-of-two bucket holding the 99th percentile.
+    pub p99_us: u64,
+    pub max_us: u64,
 }
 
 impl std::fmt::Display for SourceStats {

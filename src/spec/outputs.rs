@@ -132,6 +132,15 @@ pub struct ServeSpec {
     /// Origins allowed by CORS. Default: none.
     #[serde(default)]
     pub cors: Vec<String>,
+    /// A source that has failed this long without one success is `down`,
+    /// and `/readyz` answers 503 (`2m`). Default 60s.
+    #[serde(default)]
+    pub down_after: Option<String>,
+    /// Most channels whose latest value and quality `/metrics` exports (the
+    /// first by name); how many were left out is
+    /// `edgeguard_channels_not_exported`. Default 1000.
+    #[serde(default)]
+    pub metric_channels: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]

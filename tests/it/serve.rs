@@ -8,16 +8,16 @@ use std::time::{Duration, Instant};
 use crate::peers::{client, free_port, get, rt, send, Reaped};
 use crate::support::*;
 
-const TOKEN: &str = "test-token-0123456789abcdef";
+pub const TOKEN: &str = "test-token-0123456789abcdef";
 
 /// A `serve` process on a free port, killed when dropped.
-struct Daemon {
+pub struct Daemon {
     child: Reaped,
-    base: String,
+    pub base: String,
 }
 
 impl Daemon {
-    fn start(dir: &Path, spec: &str, extra: &[&str]) -> Daemon {
+    pub fn start(dir: &Path, spec: &str, extra: &[&str]) -> Daemon {
         let port = free_port();
         let listen = format!("127.0.0.1:{port}");
         let mut args = vec!["serve", spec, "--listen", &listen];
@@ -42,20 +42,20 @@ impl Daemon {
     }
 
     /// SIGTERM; the exit code and stderr.
-    fn stop(&mut self) -> (i32, String) {
+    pub fn stop(&mut self) -> (i32, String) {
         let (code, stderr) = self.child.terminate();
         (code.unwrap_or(-1), stderr)
     }
 }
 
-fn json(url: &str) -> serde_json::Value {
+pub fn json(url: &str) -> serde_json::Value {
     let (status, body) = get(url, Some(TOKEN));
     assert_eq!(status, 200, "{url}: {body}");
     serde_json::from_str(&body).unwrap_or_else(|e| panic!("{url}: {e}: {body}"))
 }
 
 /// The demo plant with a token, a detector that fires and an alert rule.
-fn spec(dir: &Path) -> PathBuf {
+pub fn spec(dir: &Path) -> PathBuf {
     let demo = std::fs::read_to_string(repo().join("pipelines/demo.yaml")).unwrap();
     let demo = demo.replace("store: {path: demo.duckdb", "store: {path: s.duckdb");
     let extra = "\nserve: {token: {env: EG_TOKEN}}\n";

@@ -74,6 +74,12 @@ impl Stats for ModbusStats {
             polls: self.requests,
             errors: self.timeouts + self.exceptions.values().sum::<u64>() + self.crc_errors + self.disconnects,
             reconnects: self.reconnects,
+            latency: (self.latency.count > 0).then(|| crate::sources::LatencySummary {
+                count: self.latency.count,
+                mean_us: self.latency.sum_us / self.latency.count,
+                p99_us: self.latency.quantile_us(0.99),
+                max_us: self.latency.max_us,
+            }),
         }
     }
 }
