@@ -4,11 +4,14 @@
 #             1,000 simulated signals at 100 ms feed 10,000 readings/s into the
 #             store; reports requests/s, p99 latency, and whether every reading
 #             was taken in (readings counted ≈ 10,000/s × run time, all stored).
+#   metrics   GET /metrics (1,000 channel gauges, process and disk figures)
+#             from one client back to back under the same 10,000 readings/s:
+#             p99 latency (target < 20 ms), and the body passes promtool
 #   sse       100 concurrent /api/v1/stream clients on the demo pipeline: the
 #             largest delay between a record's timestamp and its arrival at a
 #             client, and serve's peak RSS.
 #
-# Usage: benches/serve.sh [channels|sse|all] [--seconds N] [--bin PATH]
+# Usage: benches/serve.sh [channels|metrics|sse|all] [--seconds N] [--bin PATH]
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
@@ -16,7 +19,7 @@ WHAT=all
 SECONDS_RUN=20
 while (($#)); do
   case $1 in
-    channels | sse | all) WHAT=$1; shift ;;
+    channels | metrics | sse | all) WHAT=$1; shift ;;
     --seconds) SECONDS_RUN=${2:?--seconds needs a value}; shift 2 ;;
     --bin) BIN=${2:?--bin needs a value}; shift 2 ;;
     -h | --help) sed -n '2,/^set /{/^set /d;s/^# \{0,1\}//;p}' "$0"; exit 0 ;;
@@ -85,6 +88,39 @@ print(json.dumps({"bench": "serve_channels", "commit": commit, "channels": 1000,
 PY
 }
 
+bench_metrics() {
+  python3 - "$DIR/serve-1000.yaml" <<'PY'
+import sys
+with open(sys.argv[1], "w") as f:
+    f.write("version: 1\nname: serve-bench\nsources:\n  plant:\n    type: simulate\n    interval: 100ms\n    signals:\n")
+    for i in range(1000):
+        f.write(f"      p.c{i:04d}: {{shape: sine, mean: 50, amplitude: 5, period: 10m, noise: 0.1}}\n")
+PY
+  start_serve serve-1000.yaml
+  sleep 3
+  local wrk_out p99 rps series promtool_ok=null
+  wrk_out=$(wrk -t1 -c1 -d"${SECONDS_RUN}s" --latency "http://127.0.0.1:$PORT/metrics")
+  echo "$wrk_out" >&2
+  series=$(curl -s "http://127.0.0.1:$PORT/metrics" | grep -c '^edgeguard_channel_value{')
+  if command -v promtool >/dev/null; then
+    curl -s "http://127.0.0.1:$PORT/metrics" | promtool check metrics >/dev/null 2>&1 && promtool_ok=true || promtool_ok=false
+  fi
+  stop_serve
+  rps=$(echo "$wrk_out" | awk '/Requests\/sec/ { print $2 }')
+  p99=$(echo "$wrk_out" | awk '$1 == "99%" { print $2 }')
+  python3 - "$rps" "$p99" "$series" "$promtool_ok" "$(git_commit)" <<'PY' | tee -a "$RESULTS"
+import json, re, sys
+rps, p99, series, promtool_ok, commit = sys.argv[1:6]
+unit = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+m = re.match(r"([\d.]+)(us|ms|s)", p99)
+p99_ms = float(m.group(1)) * unit[m.group(2)]
+print(json.dumps({"bench": "serve_metrics", "commit": commit, "channels": 1000, "ingest_readings_per_s": 10000,
+                  "requests_per_s": float(rps), "p99_ms": p99_ms, "channel_series": int(series),
+                  "promtool_ok": json.loads(promtool_ok),
+                  "targets": {"p99_ms<20": p99_ms < 20, "all_1000_channels": int(series) == 1000}}))
+PY
+}
+
 bench_sse() {
   start_serve "$ROOT/pipelines/demo.yaml"
   python3 - "$PORT" "$SECONDS_RUN" "$SERVE_PID" "$(git_commit)" <<'PY' | tee -a "$RESULTS"
@@ -133,6 +169,7 @@ PY
 
 case $WHAT in
   channels) bench_channels ;;
+  metrics) bench_metrics ;;
   sse) bench_sse ;;
-  all) bench_channels; bench_sse ;;
+  all) bench_channels; bench_metrics; bench_sse ;;
 esac
