@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::peers::{free_port, get, publish, Broker, Reaped};
 use crate::support::*;
@@ -41,14 +41,6 @@ fn free_bytes(dir: &Path) -> u64 {
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
     assert_eq!(unsafe { libc::statvfs(c.as_ptr(), &mut st) }, 0);
     st.f_bavail as u64 * st.f_frsize as u64
-}
-
-fn wait_for(what: &str, secs: u64, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !ok() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 #[test]
@@ -95,7 +87,7 @@ serve: {{token: {{env: EG_TOKEN}}}}
         .spawn()
         .expect("start serve");
     let mut serve = Reaped(Some(child));
-    wait_for("serve to get ready", 30, || get(&format!("{base}/readyz"), None).0 == 200);
+    wait_until("serve to get ready", 30, || get(&format!("{base}/readyz"), None).0 == 200);
 
     // Leave the store ~1 MiB: the messages fill it within seconds.
     let filler = fs.0.join("filler");
@@ -115,7 +107,7 @@ serve: {{token: {{env: EG_TOKEN}}}}
     });
 
     // Full: not ready, and says why; HTTP answers.
-    wait_for("/readyz to report the full disk", 60, || {
+    wait_until("/readyz to report the full disk", 60, || {
         let (status, body) = get(&format!("{base}/readyz"), None);
         status == 503 && body.contains("No space left")
     });
@@ -126,9 +118,9 @@ serve: {{token: {{env: EG_TOKEN}}}}
     assert_eq!(get(&format!("{base}/readyz"), None).0, 503);
 
     std::fs::remove_file(&filler).unwrap();
-    wait_for("commits to resume", 30, || get(&format!("{base}/readyz"), None).0 == 200);
+    wait_until("commits to resume", 30, || get(&format!("{base}/readyz"), None).0 == 200);
     publisher.join().unwrap();
-    wait_for("the last message", 120, || {
+    wait_until("the last message", 120, || {
         let (_, body) = get(&format!("{base}/api/v1/channels"), Some(TOKEN));
         body.contains(&format!("\"value\":{MESSAGES}"))
     });

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::peers::{client, free_port, get, publish, send, Broker, Reaped};
 use crate::support::*;
@@ -55,14 +55,6 @@ fn metric(base: &str, name: &str) -> i64 {
         .unwrap_or(-1)
 }
 
-fn wait_for(what: &str, secs: u64, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !ok() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 fn start(dir: &Path, port: u16) -> Reaped {
     let log = std::fs::File::create(dir.join("err.log")).unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_edgeguard"))
@@ -76,7 +68,7 @@ fn start(dir: &Path, port: u16) -> Reaped {
         .spawn()
         .expect("start serve");
     let child = Reaped(Some(child));
-    wait_for("serve to get ready", 30, || get(&format!("http://127.0.0.1:{port}/readyz"), None).0 == 200);
+    wait_until("serve to get ready", 30, || get(&format!("http://127.0.0.1:{port}/readyz"), None).0 == 200);
     child
 }
 
@@ -104,14 +96,14 @@ fn a_reload_under_load_loses_nothing_and_a_typo_keeps_the_running_pipeline() {
     // A threshold that fires and a new channel: SIGHUP.
     write(d, "r.yaml", &spec(broker.port, "0", &format!("{SIGNAL_A}{SIGNAL_B}")));
     unsafe { libc::kill(serve.pid(), libc::SIGHUP) };
-    wait_for("the reload", 20, || metric(&base, "edgeguard_reloads_total{result=\"ok\"}") == 1);
+    wait_until("the reload", 20, || metric(&base, "edgeguard_reloads_total{result=\"ok\"}") == 1);
 
     // A typo: the running pipeline stays, the failure is counted and answered.
     std::thread::sleep(Duration::from_secs(1));
     let good = std::fs::read_to_string(d.join("r.yaml")).unwrap();
     write(d, "r.yaml", &good.replace("    repeat: 1h", "    repaet: 1h"));
     unsafe { libc::kill(serve.pid(), libc::SIGHUP) };
-    wait_for("the failed reload", 20, || metric(&base, "edgeguard_reloads_total{result=\"failed\"}") == 1);
+    wait_until("the failed reload", 20, || metric(&base, "edgeguard_reloads_total{result=\"failed\"}") == 1);
     let (status, body) = send(client().post(format!("{base}/api/v1/reload")), Some(TOKEN));
     assert_eq!(status, 422, "{body}");
     assert!(body.contains("repaet") && body.contains("repeat"), "the answer names the typo: {body}");
@@ -122,7 +114,7 @@ fn a_reload_under_load_loses_nothing_and_a_typo_keeps_the_running_pipeline() {
 
     publisher.join().unwrap();
     // Every message is in before the stop: the latest line.seq is the last one.
-    wait_for("the last message", 30, || {
+    wait_until("the last message", 30, || {
         let (_, body) = get(&format!("{base}/api/v1/channels"), Some(TOKEN));
         body.contains(&format!("{MESSAGES}"))
     });

@@ -189,3 +189,13 @@ pub fn query_string(db: &Path, sql: &str) -> String {
     let conn = duckdb::Connection::open(db).expect("open store");
     conn.query_row(sql, [], |r| r.get(0)).expect(sql)
 }
+
+/// Polls `ok` every 100 ms until it holds; fails the test naming `what`
+/// after `secs` seconds.
+pub fn wait_until(what: &str, secs: u64, mut ok: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while !ok() {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
