@@ -79,8 +79,8 @@ impl Mqtt {
             plan.username.as_ref(),
             plan.password.as_ref(),
             plan.tls.as_ref(),
+            plan.keepalive,
         )?;
-        o.set_keep_alive(plan.keepalive.max(Duration::from_secs(1)));
         o.set_clean_session(true);
         o.set_max_packet_size(64 << 20, 64 << 20);
         o.set_inflight(in_flight.clamp(1, 65_535) as u16);

@@ -262,12 +262,12 @@ impl Health {
             problems.push(format!("source {}: down, failing since {since} without a success{why}", s.id));
         }
         let smp = self.lock();
+        let failing = self.tap.commits.failing();
         let store = match self.watch().store {
             None => "none",
             // A full disk: the writer holds its records and retries.
-            Some(_) if self.tap.commits.failing().is_some() => {
-                let why = self.tap.commits.failing().unwrap_or_default();
-                problems.push(format!("store: cannot commit, retrying: {why}"));
+            Some(_) if failing.is_some() => {
+                problems.push(format!("store: cannot commit, retrying: {}", failing.unwrap_or_default()));
                 "failing"
             }
             Some(st) => match smp.uncommitted_since {

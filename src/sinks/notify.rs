@@ -245,10 +245,16 @@ fn sender(p: &NotifierPlan) -> Result<Sender, String> {
         }
         NotifierKind::Mqtt { url, username, password, tls, .. } => {
             let client_id = format!("edgeguard-notify-{}-{}", p.id, std::process::id());
-            let (mut o, _) =
-                crate::mqtt_client::options(url, client_id, username.as_ref(), password.as_ref(), tls.as_ref())
-                    .map_err(named)?;
-            o.set_keep_alive(Duration::from_secs(30));
+            let keepalive = Duration::from_secs(30);
+            let (o, _) = crate::mqtt_client::options(
+                url,
+                client_id,
+                username.as_ref(),
+                password.as_ref(),
+                tls.as_ref(),
+                keepalive,
+            )
+            .map_err(named)?;
             Sender::Mqtt { options: Box::new(o) }
         }
     })

@@ -244,8 +244,8 @@ fn options(plan: &MqttPlan) -> Result<MqttOptions, String> {
         plan.username.as_ref(),
         plan.password.as_ref(),
         plan.tls.as_ref(),
+        plan.keepalive,
     )?;
-    o.set_keep_alive(plan.keepalive.max(Duration::from_secs(1)));
     o.set_clean_session(plan.clean_session);
     o.set_manual_acks(true);
     o.set_max_packet_size(PACKET_LIMIT, 1 << 20);
