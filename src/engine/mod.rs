@@ -259,6 +259,9 @@ pub fn run(plan: &Plan, opts: RunOptions, output: &mut Output) -> Result<RunRepo
         producers::start(plan, &opts, clock, &rt, &shutdown, store.as_ref(), &mut chain.detectors, tx, &finished_rx)?;
     // 4. The outputs.
     if let (Some(t), Some(st)) = (&opts.tap, &store) {
+        if let Some(allowed) = t.store_confinement() {
+            st.confine(&allowed)?;
+        }
         t.set_reader(st.reader()?, st.path.clone());
     }
     if let (Some(t), Some((_, f))) = (&opts.tap, &forward) {

@@ -136,6 +136,7 @@ pub struct Tap {
     pub ready: AtomicBool,
     pub heartbeat: Heartbeat,
     pub store_path: Mutex<Option<std::path::PathBuf>>,
+    confine: Mutex<Option<Vec<std::path::PathBuf>>>,
     reload: Mutex<Option<Reload>>,
 }
 
@@ -147,6 +148,7 @@ impl Default for Tap {
             stream: broadcast::channel(STREAM_BUFFER).0,
             ingest: Mutex::new(None),
             reader: Mutex::new(None),
+            confine: Mutex::new(None),
             sources: Mutex::new(Vec::new()),
             seen: Mutex::new(FxHashMap::default()),
             forward: Mutex::new(Vec::new()),
@@ -184,6 +186,18 @@ impl Tap {
     pub(super) fn set_reader(&self, conn: duckdb::Connection, path: std::path::PathBuf) {
         *lock(&self.reader) = Some(conn);
         *lock(&self.store_path) = Some(path);
+    }
+
+    /// From now on, each run confines the store's database to its own files
+    /// and `allowed` folders ([`crate::sinks::store::Store::confine`])
+    /// before the store is readable through the tap: `serve` runs SQL from
+    /// its API on it.
+    pub fn confine_store(&self, allowed: Vec<std::path::PathBuf>) {
+        *lock(&self.confine) = Some(allowed);
+    }
+
+    pub(super) fn store_confinement(&self) -> Option<Vec<std::path::PathBuf>> {
+        lock(&self.confine).clone()
     }
 
     /// A new connection to the store (DuckDB connections are cheap clones

@@ -52,6 +52,9 @@ impl Server {
             None => None,
         };
         let backups = backup.as_ref().map(|b| b.dir.clone());
+        // SQL from the API reads the store's tables, never other files on
+        // the gateway; backups still write to their folder.
+        tap.confine_store(backups.iter().cloned().collect());
         let token = match &plan.token {
             Some(t) => Some(t.read().map_err(|e| StartError::Config(format!("serve.token: {e}")))?),
             None => None,

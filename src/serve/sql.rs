@@ -8,7 +8,10 @@
 //! LIMIT ?` with the SQL bound as a parameter: DuckDB's `query()` accepts
 //! exactly one SELECT statement, so `COMMIT; DELETE …` or a second statement
 //! never runs, and the row limit is DuckDB's too (it stops producing rows).
-//! A watchdog interrupts the query when the time limit passes.
+//! A watchdog interrupts the query when the time limit passes. Under
+//! `serve` the database is also confined to its own files and the backup
+//! folder (`Store::confine`): `read_text('/etc/passwd')` or `read_csv` of
+//! any other file is refused by DuckDB ("Permission Error").
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -116,6 +119,10 @@ fn classify(e: duckdb::Error, timed_out: bool, timeout: Duration) -> SqlError {
         return SqlError::Refused(
             "only one SELECT statement is run (no writes, DDL, SET or several statements)".into(),
         );
+    }
+    if message.starts_with("Permission Error") {
+        // A file outside the store (serve confines its database).
+        return SqlError::Refused(first);
     }
     if message.contains("read-only mode") || message.contains("read-only") {
         return SqlError::Refused(first);

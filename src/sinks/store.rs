@@ -187,6 +187,30 @@ impl Store {
         self.conn.try_clone().map_err(|e| classify(&self.path, e))
     }
 
+    /// Turns off DuckDB's access to files other than the store's own (its
+    /// WAL and temporary folder stay allowed) and to the network, for the
+    /// rest of this process's use of the file, except under `allowed`
+    /// folders. What `serve` does before it runs SQL from its API: a query
+    /// may then read the store's tables and nothing else on the gateway
+    /// (`read_text('/etc/…')`, `read_csv`, `ATTACH` are refused by DuckDB);
+    /// the folders are where serve writes backups. DuckDB cannot turn it
+    /// back on while the database is open.
+    pub fn confine(&self, allowed: &[PathBuf]) -> Result<(), StoreError> {
+        let folders: Vec<String> = allowed
+            .iter()
+            .map(|d| {
+                let d = std::path::absolute(d).unwrap_or_else(|_| d.clone());
+                format!("'{}/'", d.display().to_string().trim_end_matches('/').replace('\'', "''"))
+            })
+            .collect();
+        self.conn
+            .execute_batch(&format!(
+                "SET allowed_directories = [{}]; SET enable_external_access = false;",
+                folders.join(", ")
+            ))
+            .map_err(|e| classify(&self.path, e))
+    }
+
     fn migrate(&self) -> Result<(), StoreError> {
         let p = &self.path;
         let err = |e: duckdb::Error| classify(p, e);

@@ -88,6 +88,13 @@ fn query_goes_through_serve_while_it_holds_the_store() {
     assert_eq!((status, body.as_str()), (200, r#"{"columns":["x","y"],"rows":[{"x":1,"y":"a"}],"truncated":false}"#));
     let (status, body) = post(r#"{"sql":"UPDATE readings SET value = 0"}"#, Some(TOKEN));
     assert_eq!(status, 403, "{body}");
+    // Serve's database reads its own tables, not other files on the gateway.
+    std::fs::write(d.join("secret.txt"), "hunter2\n").unwrap();
+    let read_file = format!(r#"{{"sql":"SELECT content FROM read_text('{}')"}}"#, d.join("secret.txt").display());
+    let (status, body) = post(&read_file, Some(TOKEN));
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("Permission Error") && !body.contains("hunter2"), "{body}");
+    via("SELECT * FROM read_csv('/etc/passwd')", &[]).code(77).stderr_has("refused");
     assert_eq!(post(r#"{"sql":"SELECT 1","limit":0}"#, Some(TOKEN)).0, 400);
     assert_eq!(post(r#"{"sql":"SELECT 1","timeout":"1h"}"#, Some(TOKEN)).0, 400);
     assert_eq!(post(r#"{"query":"SELECT 1"}"#, Some(TOKEN)).0, 400);
