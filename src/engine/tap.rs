@@ -241,7 +241,7 @@ impl Tap {
     }
 
     /// Counts what the readings of these sources say about them (the spec's
-    /// sources; a reading posted under another source name is not counted).
+    /// sources; `serve` refuses a posted reading under one of their names).
     pub fn track_sources<'a>(&self, ids: impl IntoIterator<Item = &'a str>) {
         let mut seen = lock(&self.seen);
         for id in ids {

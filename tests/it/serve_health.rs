@@ -5,7 +5,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::peers::{free_port, get, Peer};
+use crate::peers::{client, free_port, get, send, Peer};
 use crate::serve::{json, spec, Daemon, TOKEN};
 use crate::support::*;
 
@@ -82,6 +82,13 @@ fn readyz_and_sources_follow_a_modbus_device_that_goes_down_and_comes_back() {
     let p = plc(&json(&sources_url));
     assert_eq!(p["state"], "down", "{p}");
     assert!(p["readings"]["failed"].as_u64() > Some(0) && p["failing_since"].is_string(), "{p}");
+    // A posted reading cannot speak for a source of the spec.
+    let posted =
+        client().post(format!("{b}/api/v1/readings")).body("{\"channel\":\"plc.a\",\"value\":1,\"source\":\"plc\"}\n");
+    let (status, body) = send(posted, Some(TOKEN));
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("`source` \\\"plc\\\" is a source of the spec"), "{body}");
+    assert_eq!(plc(&json(&sources_url))["state"], "down");
     // Liveness is not readiness.
     assert_eq!(get(&format!("{b}/healthz"), None).0, 200);
     let (_, m) = get(&format!("{b}/metrics"), Some(TOKEN));
