@@ -40,3 +40,32 @@ ensure_venv() {
 }
 
 git_commit() { git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo none; }
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# One `serve` at a time, on $PORT (chosen here when unset). serve_start WORKDIR
+# ARG… runs `edgeguard serve ARG… --listen 127.0.0.1:$PORT` in WORKDIR, stderr
+# to WORKDIR/serve.err, and waits (20 s at most) for /readyz; serve_stop sends
+# SIGTERM and waits for the exit; serve_metric NAME sums the /metrics series
+# that start with NAME. A script that starts serve sets `trap serve_cleanup EXIT`.
+PORT=${PORT:-}
+SERVE_PID=
+serve_start() {
+  local wd=$1; shift
+  [[ -n $PORT ]] || PORT=$(free_port)
+  (cd "$wd" && exec "$BIN" serve "$@" --listen "127.0.0.1:$PORT") 2>"$wd/serve.err" &
+  SERVE_PID=$!
+  for _ in $(seq 200); do
+    curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null 2>&1 && return 0
+    kill -0 "$SERVE_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  die "serve did not get ready: $(cat "$wd/serve.err")"
+}
+serve_stop() {
+  kill -TERM "$SERVE_PID"
+  wait "$SERVE_PID" || true
+  SERVE_PID=
+}
+serve_metric() { curl -s "http://127.0.0.1:$PORT/metrics" | awk -v m="$1" 'index($0, m) == 1 { s += $NF } END { print s + 0 }'; }
+serve_cleanup() { [[ -n $SERVE_PID ]] && kill "$SERVE_PID" 2>/dev/null && wait "$SERVE_PID" 2>/dev/null || true; }

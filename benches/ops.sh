@@ -37,10 +37,7 @@ need_bin
 ensure_venv
 W=$DIR/ops
 mkdir -p "$W"
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-SERVE_PID=
-cleanup() { [[ -n $SERVE_PID ]] && kill "$SERVE_PID" 2>/dev/null && wait "$SERVE_PID" 2>/dev/null || true; }
-trap cleanup EXIT
+trap serve_cleanup EXIT
 
 # spec FILE THRESHOLD EXTRA_CHANNELS: 1,000 (+N) sine signals at 100 ms, a
 # range rule and a z-score detector on every channel, one alert rule.
@@ -62,20 +59,8 @@ PY
 
 start_serve() { # spec [--set …]
   rm -f "$W/ops.duckdb" "$W/ops.duckdb.wal" "$W/alerts.log"
-  (cd "$W" && exec "$BIN" serve "$@" --listen "127.0.0.1:$PORT") 2>"$W/serve.err" &
-  SERVE_PID=$!
-  for _ in $(seq 200); do
-    curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null 2>&1 && return 0
-    sleep 0.1
-  done
-  die "serve did not get ready: $(cat "$W/serve.err")"
+  serve_start "$W" "$@"
 }
-stop_serve() {
-  kill -TERM "$SERVE_PID"
-  wait "$SERVE_PID" || true
-  SERVE_PID=
-}
-metric() { curl -s "http://127.0.0.1:$PORT/metrics" | awk -v m="$1" 'index($0, m) == 1 { s += $NF } END { print s + 0 }'; }
 cpu_s() { awk '{ printf "%.2f", ($14 + $15) / 100 }' "/proc/$1/stat"; }
 
 bench_checkpoint() {
@@ -86,10 +71,10 @@ bench_checkpoint() {
     start_serve ops.yaml --set "store.checkpoint=$every"
     sleep 5 # past start-up and the first commits
     local r0 c0 t0 r1 c1 t1
-    r0=$(metric edgeguard_readings_total); c0=$(cpu_s "$SERVE_PID"); t0=$(date +%s.%N)
+    r0=$(serve_metric edgeguard_readings_total); c0=$(cpu_s "$SERVE_PID"); t0=$(date +%s.%N)
     sleep "$RUN_SECS"
-    r1=$(metric edgeguard_readings_total); c1=$(cpu_s "$SERVE_PID"); t1=$(date +%s.%N)
-    stop_serve
+    r1=$(serve_metric edgeguard_readings_total); c1=$(cpu_s "$SERVE_PID"); t1=$(date +%s.%N)
+    serve_stop
     local line
     line=$(python3 - "$every" "$r0" "$r1" "$c0" "$c1" "$t0" "$t1" "$(git_commit)" "${base:-}" <<'PY'
 import json, sys
@@ -131,13 +116,13 @@ bench_reload() {
   t_hup=$(date +%s.%N)
   kill -HUP "$SERVE_PID"
   for _ in $(seq 600); do
-    [[ $(metric 'edgeguard_reloads_total{result="ok"}') == 1 ]] && break
+    [[ $(serve_metric 'edgeguard_reloads_total{result="ok"}') == 1 ]] && break
     sleep 0.01
   done
   t_ok=$(date +%s.%N)
-  [[ $(metric 'edgeguard_reloads_total{result="ok"}') == 1 ]] || die "reload: the new spec was not taken: $(tail -5 "$W/serve.err")"
+  [[ $(serve_metric 'edgeguard_reloads_total{result="ok"}') == 1 ]] || die "reload: the new spec was not taken: $(tail -5 "$W/serve.err")"
   sleep $((RUN_SECS / 2))
-  stop_serve
+  serve_stop
   local summary; summary=$(grep 'serve: .* readings' "$W/serve.err" | tail -1)
   "$PY" - "$W/ops.duckdb" "$t_hup" "$t_ok" "$(git_commit)" "$summary" <<'PY' | tee -a "$RESULTS"
 import json, re, sys, duckdb

@@ -30,27 +30,12 @@ is_uint "$SECONDS_RUN" --seconds
 need_bin
 command -v wrk >/dev/null || apt_install wrk || die "wrk is needed: apt-get install -y wrk"
 mkdir -p "$DIR"
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-SERVE_PID=
-cleanup() { [[ -n $SERVE_PID ]] && kill "$SERVE_PID" 2>/dev/null && wait "$SERVE_PID" 2>/dev/null || true; }
-trap cleanup EXIT
+trap serve_cleanup EXIT
 
 start_serve() { # spec
   rm -f "$DIR/serve.duckdb" "$DIR/serve.duckdb.wal"
-  (cd "$DIR" && exec "$BIN" serve "$1" --listen "127.0.0.1:$PORT" --store serve.duckdb) 2>"$DIR/serve.err" &
-  SERVE_PID=$!
-  for _ in $(seq 100); do
-    curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null 2>&1 && return 0
-    sleep 0.1
-  done
-  die "serve did not get ready: $(cat "$DIR/serve.err")"
+  serve_start "$DIR" "$1" --store serve.duckdb
 }
-stop_serve() {
-  kill -TERM "$SERVE_PID"
-  wait "$SERVE_PID" || true
-  SERVE_PID=
-}
-metric() { curl -s "http://127.0.0.1:$PORT/metrics" | awk -v m="$1" 'index($0, m) == 1 { s += $NF } END { print s + 0 }'; }
 
 # serve-1000.yaml: 1,000 sine signals at 100 ms (10,000 readings/s).
 spec_1000() {
@@ -68,11 +53,11 @@ bench_channels() {
   start_serve serve-1000.yaml
   sleep 3
   local t0 r0 wrk_out rps p99 t1 r1 expected
-  t0=$(date +%s.%N); r0=$(metric edgeguard_readings_total)
+  t0=$(date +%s.%N); r0=$(serve_metric edgeguard_readings_total)
   wrk_out=$(wrk -t2 -c32 -d"${SECONDS_RUN}s" --latency "http://127.0.0.1:$PORT/api/v1/channels")
-  t1=$(date +%s.%N); r1=$(metric edgeguard_readings_total)
+  t1=$(date +%s.%N); r1=$(serve_metric edgeguard_readings_total)
   echo "$wrk_out" >&2
-  stop_serve
+  serve_stop
   rps=$(echo "$wrk_out" | awk '/Requests\/sec/ { print $2 }')
   p99=$(echo "$wrk_out" | awk '$1 == "99%" { print $2 }')
   local summary; summary=$(tail -1 "$DIR/serve.err")
@@ -104,7 +89,7 @@ bench_metrics() {
   if command -v promtool >/dev/null; then
     curl -s "http://127.0.0.1:$PORT/metrics" | promtool check metrics >/dev/null 2>&1 && promtool_ok=true || promtool_ok=false
   fi
-  stop_serve
+  serve_stop
   rps=$(echo "$wrk_out" | awk '/Requests\/sec/ { print $2 }')
   p99=$(echo "$wrk_out" | awk '$1 == "99%" { print $2 }')
   python3 - "$rps" "$p99" "$series" "$promtool_ok" "$(git_commit)" <<'PY' | tee -a "$RESULTS"
@@ -163,7 +148,7 @@ print(json.dumps({"bench": "serve_sse", "commit": commit, "clients": 100, "secon
                   "worst_delay_s": round(max(worst), 3), "peak_rss_mb": peak // 1024,
                   "targets": {"delay<1s": max(worst) < 1.0, "rss<200MB": peak < 200 * 1024, "every_client_got_records": min(counts) > 0}}))
 PY
-  stop_serve
+  serve_stop
 }
 
 case $WHAT in
