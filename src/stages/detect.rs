@@ -12,7 +12,7 @@
 //! | `mad` | the readings of the last `window`, sorted | \|x − median\| / (1.4826·MAD) > threshold (3.5); 1.2533 × the mean absolute deviation when the MAD is 0 |
 //! | `rate` | the previous reading | \|Δx/Δt\| > max_rate |
 //! | `flatline` | when the value last moved | no move beyond `tolerance` (0) for `for` (once per flat stretch) |
-//! | `iforest` | the feature window, the training vectors (at most 512), the forest built from them (~0.5 MB at 100 trees) | isolation score > threshold (0.75) |
+//! | `iforest` | the feature window, the training vectors (at most 512), the forest built from them (~0.25 MB at 100 trees) | isolation score > threshold (0.75) |
 //! | `pattern` | the step reached and when step 1 matched (one state per detector, across its channels) | every `steps` expression matched, in order, within `within` |
 //!
 //! Windowed methods and `ewma` stay silent until they have [`MIN_SAMPLES`]
