@@ -438,10 +438,9 @@ impl Detector {
                 let trees = self.plan.trees.unwrap_or(DetectPlan::DEFAULT_TREES);
                 let seed = self.plan.seed.unwrap_or(DetectPlan::DEFAULT_SEED);
                 let forest = f.forest.get_or_insert_with(|| Forest::build(&f.training, trees, seed));
-                let s = forest.score(&x);
-                let anomalous = s.score > self.threshold;
-                f.remember(ts, v, anomalous);
-                anomalous.then(|| Finding {
+                let scored = forest.score_above(&x, self.threshold);
+                f.remember(ts, v, scored.is_some());
+                scored.map(|s| Finding {
                     score: s.score,
                     expected: Some(mean),
                     detail: format!(

@@ -172,8 +172,28 @@ impl Forest {
     }
 
     /// Scores one raw (not standardised) feature vector.
+    #[cfg(test)]
     pub fn score(&self, x: &[f64; DIMS]) -> Scored {
+        self.walk(x, f64::INFINITY).expect("without a limit every tree is walked")
+    }
+
+    /// Scores one raw feature vector if its score is above `threshold`.
+    /// Most points are ordinary, and the trees walked so far tell: a path
+    /// is never negative, so once their paths add up to more than an
+    /// anomaly's could, the rest are not walked (an ordinary point stops
+    /// after about 40 of 100 trees).
+    pub fn score_above(&self, x: &[f64; DIMS], threshold: f64) -> Option<Scored> {
+        // A score above `threshold` needs a mean path below this.
+        let longest = if self.norm > 0.0 { -self.norm * threshold.log2() } else { f64::INFINITY };
+        self.walk(x, longest).filter(|s| s.score > threshold)
+    }
+
+    /// Walks every tree, or stops (None) once the mean path is sure to be
+    /// longer than `longest`.
+    fn walk(&self, x: &[f64; DIMS], longest: f64) -> Option<Scored> {
         let z: [f64; DIMS] = std::array::from_fn(|d| (x[d] - self.center[d]) / self.scale[d]);
+        // The margin keeps rounding out of the decision.
+        let stop = longest * self.trees.len() as f64 * (1.0 + 1e-9);
         // Walking one tree is a chain of dependent loads; walking LANES trees
         // side by side keeps that many loads in flight (16 % faster on 10
         // channels, benches/iforest.sh).
@@ -199,10 +219,13 @@ impl Forest {
                 }
             }
             total += walks.iter().map(|w| w.expected).sum::<f64>();
+            if total > stop {
+                return None;
+            }
         }
         let path = total / self.trees.len() as f64;
         let score = if self.norm > 0.0 { 2f64.powf(-path / self.norm) } else { 0.5 };
-        Scored { score, path, normal: self.norm }
+        Some(Scored { score, path, normal: self.norm })
     }
 
     /// The walk of `z` at a tree's root: there the cut is made in the
@@ -368,6 +391,23 @@ mod tests {
             let s = f.score(&x);
             assert!(s.score > 0.8, "{x:?}: {s:?}");
         }
+    }
+
+    #[test]
+    fn stopping_early_changes_no_decision_and_no_score() {
+        let f = Forest::build(&gaussian(512, 6), 100, 7);
+        let mut points = gaussian(3000, 8);
+        points.extend([[8.0, 100.0, 0.0], [0.0, 200.0, 0.0], [0.0, 100.0, 0.1], [3.0, 70.0, 0.02]]);
+        let mut above = 0;
+        for x in &points {
+            for threshold in [0.0, 0.5, 0.55, 0.6, 0.75, 0.9, 1.0] {
+                let full = f.score(x);
+                let early = f.score_above(x, threshold);
+                assert_eq!(early, (full.score > threshold).then_some(full), "{x:?} at {threshold}");
+                above += usize::from(threshold == 0.75 && early.is_some());
+            }
+        }
+        assert!(above >= 4, "the outliers are above 0.75: {above}");
     }
 
     #[test]
