@@ -335,7 +335,10 @@ pub fn parse_ndjson_line(
     now: Micros,
     default_source: &Arc<str>,
 ) -> Result<Record, LineError> {
-    let raw: RawLine = serde_json::from_slice(line).map_err(|e| LineError(json_reason(&e)))?;
+    // One UTF-8 check of the whole line, rather than one per string inside it.
+    let line =
+        std::str::from_utf8(line).map_err(|e| LineError(format!("invalid UTF-8 (column {})", e.valid_up_to() + 1)))?;
+    let raw: RawLine = serde_json::from_str(line).map_err(|e| LineError(json_reason(&e)))?;
     if let Some(kind) = raw.kind.as_deref() {
         if kind != "reading" {
             if kind.is_empty() || kind.len() > 32 {
@@ -345,10 +348,10 @@ pub fn parse_ndjson_line(
             // known kind whose fields do not parse) is valid JSON (parsed
             // above), passed on as written.
             let typed = match kind {
-                "anomaly" => serde_json::from_slice::<Anomaly>(line)
+                "anomaly" => serde_json::from_str::<Anomaly>(line)
                     .ok()
                     .map(|a| Record::Anomaly(Box::new(Anomaly { from_input: true, ..a }))),
-                "alert" => serde_json::from_slice::<Alert>(line)
+                "alert" => serde_json::from_str::<Alert>(line)
                     .ok()
                     .map(|a| Record::Alert(Box::new(Alert { from_input: true, ..a }))),
                 _ => None,
@@ -356,8 +359,7 @@ pub fn parse_ndjson_line(
             if let Some(t) = typed {
                 return Ok(t);
             }
-            let text = std::str::from_utf8(line).map_err(|_| LineError("invalid UTF-8".into()))?;
-            return Ok(Record::Other { kind: kind.into(), line: text.trim_end().into() });
+            return Ok(Record::Other { kind: kind.into(), line: line.trim_end().into() });
         }
     }
     let channel = interner.channel(&raw.channel.ok_or_else(|| LineError("no `channel`".into()))?)?;
