@@ -57,6 +57,27 @@ const FOREST_MIN_TRAINING: usize = 32;
 /// Anomaly lines remembered to recognise upstream copies in a pipe.
 const RECENT: usize = 64;
 
+/// The detectors `tracks` follow on `channel` look at one value.
+fn observe_tracks(
+    detectors: &[Detector],
+    stats: &mut DetectStats,
+    tracks: &mut [(usize, Track)],
+    ts: Micros,
+    channel: &Arc<str>,
+    v: f64,
+    found: &mut Vec<Anomaly>,
+) {
+    for (i, track) in tracks.iter_mut() {
+        let d = &detectors[*i];
+        if let Some(f) = d.observe(&mut track.state, track.first_ts, ts, v) {
+            stats.anomalies += 1;
+            let day = ts.div_euclid(86_400_000_000);
+            *stats.by_day.entry((d.id.clone(), channel.clone(), day)).or_default() += 1;
+            found.push(anomaly(d, ts, channel, Some(v), &f));
+        }
+    }
+}
+
 /// Why a reading is anomalous.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Finding {
@@ -775,23 +796,16 @@ impl Detectors {
 
     /// The statistical and threshold detectors on one value.
     fn observe(&mut self, ts: Micros, channel: &Arc<str>, v: f64, found: &mut Vec<Anomaly>) {
-        if !self.channels.contains_key(channel) {
-            if self.channels.len() >= MAX_CHANNELS {
-                return;
-            }
-            let tracks = self.fresh_tracks(channel, ts);
-            self.channels.insert(channel.clone(), tracks);
+        // A channel seen before (nearly every reading): one lookup.
+        if let Some(tracks) = self.channels.get_mut(channel) {
+            return observe_tracks(&self.detectors, &mut self.stats, tracks, ts, channel, v, found);
         }
-        let tracks = self.channels.get_mut(channel).expect("inserted above");
-        for (i, track) in tracks.iter_mut() {
-            let d = &self.detectors[*i];
-            if let Some(f) = d.observe(&mut track.state, track.first_ts, ts, v) {
-                self.stats.anomalies += 1;
-                let day = ts.div_euclid(86_400_000_000);
-                *self.stats.by_day.entry((d.id.clone(), channel.clone(), day)).or_default() += 1;
-                found.push(anomaly(d, ts, channel, Some(v), &f));
-            }
+        if self.channels.len() >= MAX_CHANNELS {
+            return;
         }
+        let tracks = self.fresh_tracks(channel, ts);
+        let tracks = self.channels.entry(channel.clone()).or_insert(tracks);
+        observe_tracks(&self.detectors, &mut self.stats, tracks, ts, channel, v, found);
     }
 
     /// Pattern detectors: the reading may be the next step of each.
