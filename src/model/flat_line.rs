@@ -2,11 +2,13 @@
 //! one flat object of plain strings and numbers — read without serde.
 //!
 //! [`parse`] reads only what it is sure of: strings without escapes,
-//! numbers, `null`, the known keys of a reading at most once each, and
-//! unknown keys with a plain value (ignored, as serde ignores them). On
-//! anything else (an escape, an array or object, a duplicate key, a type
+//! numbers, `null`, and the keys of [`Key`] at most once each. On anything
+//! else (an escape, an array or object, a duplicate or unknown key, a type
 //! the field does not take, a syntax error) it returns `None` and the line
 //! goes through serde_json, which gives the same record or words the error.
+//! A field added to the line's serde struct (`ndjson::RawLine`) is read by
+//! serde until it is added to [`Key`] too: an unknown key is never dropped
+//! here.
 //! Both paths read numbers the same way (correctly rounded), so a line
 //! gives the same record whichever path takes it (a property test in
 //! `super::ndjson` holds the two paths to that).
@@ -32,13 +34,12 @@ pub(super) fn parse(line: &str) -> Option<RawLine<'_>> {
             s.eat(b':')?;
             s.ws();
             let value = s.value()?;
-            if let Some(key) = Key::of(key) {
-                if seen & (1 << key as u16) != 0 {
-                    return None; // serde: "duplicate field"
-                }
-                seen |= 1 << key as u16;
-                set(&mut raw, key, value)?;
+            let key = Key::of(key)?;
+            if seen & (1 << key as u16) != 0 {
+                return None; // serde: "duplicate field"
             }
+            seen |= 1 << key as u16;
+            set(&mut raw, key, value)?;
             s.ws();
             match s.peek()? {
                 b',' => {
@@ -57,7 +58,7 @@ pub(super) fn parse(line: &str) -> Option<RawLine<'_>> {
     (s.at == line.len()).then_some(raw)
 }
 
-/// The keys of a line (any other is ignored, as serde ignores it).
+/// The keys of a line (`ndjson::RawLine`'s fields); any other goes to serde.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Key {
     Kind,

@@ -205,7 +205,8 @@ impl Record {
 #[error("{0}")]
 pub struct LineError(pub String);
 
-/// A line as read, before it becomes a record: by [`super::flat_line`] or serde.
+/// A line as read, before it becomes a record: by [`super::flat_line`] or
+/// serde (a field added here is read by serde until `flat_line::Key` has it).
 #[derive(Deserialize, Default)]
 #[cfg_attr(test, derive(Debug, PartialEq))]
 pub(super) struct RawLine<'a> {
@@ -521,6 +522,8 @@ mod tests {
         assert_eq!(raw, serde_json::from_str::<RawLine>(line).unwrap());
         assert_eq!(raw.value, Some(3.067));
         assert!(crate::model::flat_line::parse(r#"{"channel":"a\u002eb","value":1}"#).is_none());
+        // A key it does not know (a field added later) is serde's to read.
+        assert!(crate::model::flat_line::parse(r#"{"channel":"a","value":1,"extra":2}"#).is_none());
     }
 
     proptest::proptest! {
