@@ -17,6 +17,14 @@ use super::time::{parse_rfc3339, write_rfc3339, Micros};
 pub fn write_json_str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
     let bytes = s.as_bytes();
+    // Names almost never need an escape: one pass without branches (the
+    // compiler vectorises it) finds out, and the string is copied whole.
+    let plain = bytes.iter().fold(true, |ok, &b| ok & (b >= 0x20) & (b != b'"') & (b != b'\\'));
+    if plain {
+        out.extend_from_slice(bytes);
+        out.push(b'"');
+        return;
+    }
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
         let esc: &[u8] = match b {
@@ -197,38 +205,42 @@ impl Record {
 #[error("{0}")]
 pub struct LineError(pub String);
 
-#[derive(Deserialize)]
-struct RawLine<'a> {
+/// A line as read, before it becomes a record: by [`super::flat_line`] or
+/// serde (a field added here is read by serde until `flat_line::Key` has it).
+#[derive(Deserialize, Default)]
+#[cfg_attr(test, derive(Debug, PartialEq))]
+pub(super) struct RawLine<'a> {
     #[serde(borrow, default)]
-    kind: Option<Text<'a>>,
+    pub(super) kind: Option<Text<'a>>,
     #[serde(borrow, default)]
-    ts: Option<RawTs<'a>>,
+    pub(super) ts: Option<RawTs<'a>>,
     #[serde(borrow, default)]
-    channel: Option<Text<'a>>,
+    pub(super) channel: Option<Text<'a>>,
     #[serde(default)]
-    value: Option<f64>,
+    pub(super) value: Option<f64>,
     #[serde(borrow, default)]
-    text: Option<Text<'a>>,
+    pub(super) text: Option<Text<'a>>,
     #[serde(borrow, default)]
-    unit: Option<Text<'a>>,
+    pub(super) unit: Option<Text<'a>>,
     #[serde(borrow, default)]
-    quality: Option<Text<'a>>,
+    pub(super) quality: Option<Text<'a>>,
     #[serde(default)]
-    flags: Option<FlagList>,
+    pub(super) flags: Option<FlagList>,
     #[serde(borrow, default)]
-    source: Option<Text<'a>>,
+    pub(super) source: Option<Text<'a>>,
     #[serde(default)]
-    inputs: Option<Vec<String>>,
+    pub(super) inputs: Option<Vec<String>>,
     #[serde(default)]
-    voted_out: Option<Vec<String>>,
+    pub(super) voted_out: Option<Vec<String>>,
     #[serde(default)]
-    spread: Option<f64>,
+    pub(super) spread: Option<f64>,
 }
 
 /// A string borrowed from the line when it has no escapes, owned otherwise.
 /// (`#[serde(borrow)]` does not reach through `Option<Cow<str>>`: that
 /// would copy every string of every line.)
-struct Text<'a>(Cow<'a, str>);
+#[cfg_attr(test, derive(Debug, PartialEq))]
+pub(super) struct Text<'a>(pub(super) Cow<'a, str>);
 
 impl std::ops::Deref for Text<'_> {
     type Target = str;
@@ -258,7 +270,8 @@ impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
 
 /// `ts` as RFC 3339 text or Unix seconds. A hand-written visitor: serde's
 /// untagged enums buffer the value first, which allocates on every line.
-enum RawTs<'a> {
+#[cfg_attr(test, derive(Debug, PartialEq))]
+pub(super) enum RawTs<'a> {
     Text(Cow<'a, str>),
     Number(f64),
 }
@@ -291,7 +304,8 @@ impl<'de: 'a, 'a> Deserialize<'de> for RawTs<'a> {
     }
 }
 
-struct FlagList(Flags);
+#[cfg_attr(test, derive(Debug, PartialEq))]
+pub(super) struct FlagList(Flags);
 
 impl<'de> Deserialize<'de> for FlagList {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -327,7 +341,13 @@ pub fn parse_ndjson_line(
     now: Micros,
     default_source: &Arc<str>,
 ) -> Result<Record, LineError> {
-    let raw: RawLine = serde_json::from_slice(line).map_err(|e| LineError(json_reason(&e)))?;
+    // One UTF-8 check of the whole line, rather than one per string inside it.
+    let line =
+        std::str::from_utf8(line).map_err(|e| LineError(format!("invalid UTF-8 (column {})", e.valid_up_to() + 1)))?;
+    let raw = match super::flat_line::parse(line) {
+        Some(raw) => raw,
+        None => serde_json::from_str(line).map_err(|e| LineError(json_reason(&e)))?,
+    };
     if let Some(kind) = raw.kind.as_deref() {
         if kind != "reading" {
             if kind.is_empty() || kind.len() > 32 {
@@ -337,10 +357,10 @@ pub fn parse_ndjson_line(
             // known kind whose fields do not parse) is valid JSON (parsed
             // above), passed on as written.
             let typed = match kind {
-                "anomaly" => serde_json::from_slice::<Anomaly>(line)
+                "anomaly" => serde_json::from_str::<Anomaly>(line)
                     .ok()
                     .map(|a| Record::Anomaly(Box::new(Anomaly { from_input: true, ..a }))),
-                "alert" => serde_json::from_slice::<Alert>(line)
+                "alert" => serde_json::from_str::<Alert>(line)
                     .ok()
                     .map(|a| Record::Alert(Box::new(Alert { from_input: true, ..a }))),
                 _ => None,
@@ -348,8 +368,7 @@ pub fn parse_ndjson_line(
             if let Some(t) = typed {
                 return Ok(t);
             }
-            let text = std::str::from_utf8(line).map_err(|_| LineError("invalid UTF-8".into()))?;
-            return Ok(Record::Other { kind: kind.into(), line: text.trim_end().into() });
+            return Ok(Record::Other { kind: kind.into(), line: line.trim_end().into() });
         }
     }
     let channel = interner.channel(&raw.channel.ok_or_else(|| LineError("no `channel`".into()))?)?;
@@ -494,6 +513,50 @@ mod tests {
         assert!(parse(r#"{"channel":"a","ts":"yesterday","value":1}"#).unwrap_err().0.contains("RFC 3339"));
         let deep = "[".repeat(10_000);
         assert!(parse(&deep).is_err());
+    }
+
+    #[test]
+    fn the_common_line_takes_the_fast_path() {
+        let line = r#"{"kind":"reading","ts":"2026-11-22T00:00:00.001Z","channel":"plant.line0.unit0.pres","value":3.067,"quality":"good","source":"plc0"}"#;
+        let raw = crate::model::flat_line::parse(line).expect("a plain line");
+        assert_eq!(raw, serde_json::from_str::<RawLine>(line).unwrap());
+        assert_eq!(raw.value, Some(3.067));
+        assert!(crate::model::flat_line::parse(r#"{"channel":"a\u002eb","value":1}"#).is_none());
+        // A key it does not know (a field added later) is serde's to read.
+        assert!(crate::model::flat_line::parse(r#"{"channel":"a","value":1,"extra":2}"#).is_none());
+    }
+
+    proptest::proptest! {
+        /// Whatever line the fast path reads, serde reads the same; what
+        /// it leaves alone, serde reads or rejects.
+        #[test]
+        fn the_fast_path_reads_lines_as_serde_does(
+            fields in proptest::collection::vec((0usize..15, 0usize..16), 0..8),
+            spaces in proptest::collection::vec(0usize..3, 24),
+        ) {
+            const KEYS: [&str; 15] = ["kind", "ts", "channel", "value", "unit", "quality", "source", "spread",
+                "text", "flags", "inputs", "voted_out", "other", "k\\u0069nd", "Value"];
+            const VALUES: [&str; 16] = ["\"reading\"", "\"2026-11-22T10:00:00Z\"", "\"plant.a\"", "81.25", "-0",
+                "1767225600", "-12e-3", "1e400", "null", "true", "[\"stale\"]", "{}", "\"a\\\"b\"", "0.1e1",
+                "\"\"", "01"];
+            let ws = [" ", "", "\n"];
+            let mut line = String::from(ws[spaces[0]]);
+            line.push('{');
+            for (i, (k, v)) in fields.iter().enumerate() {
+                if i > 0 {
+                    line.push(',');
+                }
+                line.push_str(ws[spaces[(2 * i + 1) % 24]]);
+                line.push_str(&format!("\"{}\":{}{}", KEYS[*k], ws[spaces[(2 * i + 2) % 24]], VALUES[*v]));
+            }
+            line.push_str(ws[spaces[23]]);
+            line.push('}');
+            let serde = serde_json::from_str::<RawLine>(&line);
+            if let Some(fast) = crate::model::flat_line::parse(&line) {
+                let serde = serde.map_err(|e| e.to_string());
+                proptest::prop_assert_eq!(Ok(fast), serde, "{}", line);
+            }
+        }
     }
 
     #[test]

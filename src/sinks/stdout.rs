@@ -4,7 +4,7 @@
 //!
 //! Output is written in large buffered chunks. A closed pipe (`| head -1`)
 //! is not an error: [`OutputError::Closed`] tells the engine to stop quietly.
-//! When stdout is `/dev/null` nothing is formatted at all.
+//! When stdout or `--output` is `/dev/null` nothing is formatted at all.
 
 use std::fs::File;
 use std::io::{self, IsTerminal, Write};
@@ -84,18 +84,22 @@ pub struct Output {
     pub records: u64,
 }
 
-/// True when fd 1 is `/dev/null`: formatting could be skipped entirely.
-fn stdout_is_devnull() -> bool {
+/// True when `path` (`/proc/self/fd/1` for stdout) is the null device:
+/// formatting can be skipped entirely.
+fn is_devnull(path: &str) -> bool {
     #[cfg(unix)]
     {
         use std::os::unix::fs::MetadataExt;
-        let (Ok(null), Ok(out)) = (std::fs::metadata("/dev/null"), std::fs::metadata("/proc/self/fd/1")) else {
+        let (Ok(null), Ok(out)) = (std::fs::metadata("/dev/null"), std::fs::metadata(path)) else {
             return false;
         };
         null.rdev() == out.rdev() && null.ino() == out.ino()
     }
     #[cfg(not(unix))]
-    false
+    {
+        let _ = path;
+        false
+    }
 }
 
 impl Output {
@@ -103,8 +107,9 @@ impl Output {
     /// NDJSON otherwise.
     pub fn open(path: Option<&str>, format: Option<OutputFormat>, only: Only, color: bool) -> io::Result<Output> {
         let (sink, is_tty): (Option<Box<dyn Write + Send>>, bool) = match path {
+            Some(p) if p != "-" && is_devnull(p) => (None, false),
             Some(p) if p != "-" => (Some(Box::new(File::create(p)?)), false),
-            _ if stdout_is_devnull() => (None, false),
+            _ if is_devnull("/proc/self/fd/1") => (None, false),
             _ => (Some(Box::new(io::stdout())), io::stdout().is_terminal()),
         };
         let format = format.unwrap_or(if is_tty { OutputFormat::Table } else { OutputFormat::Ndjson });

@@ -152,7 +152,7 @@ pub struct DetectSpec {
     /// Largest rate of change (`rate`), as `5/s`.
     #[serde(default)]
     pub max_rate: Option<String>,
-    /// Number of trees (iforest), 1 to 1000. Default 100; each costs about 5 kB
+    /// Number of trees (iforest), 1 to 1000. Default 100; each costs about 2.5 kB
     /// per channel and 20–40 ns per reading.
     #[serde(default)]
     pub trees: Option<usize>,

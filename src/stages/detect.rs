@@ -12,7 +12,7 @@
 //! | `mad` | the readings of the last `window`, sorted | \|x − median\| / (1.4826·MAD) > threshold (3.5); 1.2533 × the mean absolute deviation when the MAD is 0 |
 //! | `rate` | the previous reading | \|Δx/Δt\| > max_rate |
 //! | `flatline` | when the value last moved | no move beyond `tolerance` (0) for `for` (once per flat stretch) |
-//! | `iforest` | the feature window, the training vectors (at most 512), the forest built from them (~0.5 MB at 100 trees) | isolation score > threshold (0.75) |
+//! | `iforest` | the feature window, the training vectors (at most 512), the forest built from them (~0.25 MB at 100 trees) | isolation score > threshold (0.75) |
 //! | `pattern` | the step reached and when step 1 matched (one state per detector, across its channels) | every `steps` expression matched, in order, within `within` |
 //!
 //! Windowed methods and `ewma` stay silent until they have [`MIN_SAMPLES`]
@@ -56,6 +56,27 @@ const DEFAULT_WINDOW: Duration = DetectPlan::DEFAULT_WINDOW;
 const FOREST_MIN_TRAINING: usize = 32;
 /// Anomaly lines remembered to recognise upstream copies in a pipe.
 const RECENT: usize = 64;
+
+/// The detectors `tracks` follow on `channel` look at one value.
+fn observe_tracks(
+    detectors: &[Detector],
+    stats: &mut DetectStats,
+    tracks: &mut [(usize, Track)],
+    ts: Micros,
+    channel: &Arc<str>,
+    v: f64,
+    found: &mut Vec<Anomaly>,
+) {
+    for (i, track) in tracks.iter_mut() {
+        let d = &detectors[*i];
+        if let Some(f) = d.observe(&mut track.state, track.first_ts, ts, v) {
+            stats.anomalies += 1;
+            let day = ts.div_euclid(86_400_000_000);
+            *stats.by_day.entry((d.id.clone(), channel.clone(), day)).or_default() += 1;
+            found.push(anomaly(d, ts, channel, Some(v), &f));
+        }
+    }
+}
 
 /// Why a reading is anomalous.
 #[derive(Debug, Clone, PartialEq)]
@@ -438,10 +459,9 @@ impl Detector {
                 let trees = self.plan.trees.unwrap_or(DetectPlan::DEFAULT_TREES);
                 let seed = self.plan.seed.unwrap_or(DetectPlan::DEFAULT_SEED);
                 let forest = f.forest.get_or_insert_with(|| Forest::build(&f.training, trees, seed));
-                let s = forest.score(&x);
-                let anomalous = s.score > self.threshold;
-                f.remember(ts, v, anomalous);
-                anomalous.then(|| Finding {
+                let scored = forest.score_above(&x, self.threshold);
+                f.remember(ts, v, scored.is_some());
+                scored.map(|s| Finding {
                     score: s.score,
                     expected: Some(mean),
                     detail: format!(
@@ -776,23 +796,16 @@ impl Detectors {
 
     /// The statistical and threshold detectors on one value.
     fn observe(&mut self, ts: Micros, channel: &Arc<str>, v: f64, found: &mut Vec<Anomaly>) {
-        if !self.channels.contains_key(channel) {
-            if self.channels.len() >= MAX_CHANNELS {
-                return;
-            }
-            let tracks = self.fresh_tracks(channel, ts);
-            self.channels.insert(channel.clone(), tracks);
+        // A channel seen before (nearly every reading): one lookup.
+        if let Some(tracks) = self.channels.get_mut(channel) {
+            return observe_tracks(&self.detectors, &mut self.stats, tracks, ts, channel, v, found);
         }
-        let tracks = self.channels.get_mut(channel).expect("inserted above");
-        for (i, track) in tracks.iter_mut() {
-            let d = &self.detectors[*i];
-            if let Some(f) = d.observe(&mut track.state, track.first_ts, ts, v) {
-                self.stats.anomalies += 1;
-                let day = ts.div_euclid(86_400_000_000);
-                *self.stats.by_day.entry((d.id.clone(), channel.clone(), day)).or_default() += 1;
-                found.push(anomaly(d, ts, channel, Some(v), &f));
-            }
+        if self.channels.len() >= MAX_CHANNELS {
+            return;
         }
+        let tracks = self.fresh_tracks(channel, ts);
+        let tracks = self.channels.entry(channel.clone()).or_insert(tracks);
+        observe_tracks(&self.detectors, &mut self.stats, tracks, ts, channel, v, found);
     }
 
     /// Pattern detectors: the reading may be the next step of each.
