@@ -247,3 +247,12 @@ fn the_energy_pipeline_meters_through_a_wrap_around() {
     assert!((14..=18).contains(&bad), "{bad} bad");
     assert!(site.iter().filter(|r| r["quality"] == "good").all(|r| r["unit"] == "kW"));
 }
+
+/// `fuse` on a spec with computed channels but no fusion does not say that
+/// readings pass through unchanged.
+#[test]
+fn fuse_with_only_computed_channels_says_nothing_of_passing_through() {
+    let out = eg(["fuse", "pipelines/energy.yaml", "--count", "2", "--no-store"]).run();
+    out.code(0);
+    assert!(!out.stderr.contains("pass through unchanged"), "{}", out.stderr);
+}
