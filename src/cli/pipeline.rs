@@ -32,8 +32,8 @@ pub(super) fn run_stage(a: &PipelineArgs, g: &GlobalArgs, stage: Stage) -> Resul
         say(g, &format!("{spec}: ok ({command})"));
         return Ok(Exit::Ok);
     }
-    if stage == Stage::Fuse && plan.fuse.is_empty() {
-        say(g, &format!("{spec}: no `fuse` section; readings pass through unchanged"));
+    if stage == Stage::Fuse && plan.fuse.is_empty() && plan.compute.is_empty() {
+        say(g, &format!("{spec}: no `fuse` or `compute` section; readings pass through unchanged"));
     }
     if stage == Stage::Detect && plan.detect.is_empty() {
         say(g, &format!("{spec}: no `detect` section; nothing to detect"));

@@ -5,6 +5,7 @@
 //! and either returns a [`Plan`] or the full list of [`Diagnostic`]s. Warnings
 //! are returned alongside a plan.
 
+mod compute;
 pub mod cron;
 mod export;
 mod forward;
@@ -55,6 +56,7 @@ pub fn compile(doc: &SpecDoc, spec: &Spec, parse_diags: Vec<Diagnostic>) -> Comp
         sources,
         channels: Vec::new(),
         fuse: Vec::new(),
+        compute: Vec::new(),
         detect: Vec::new(),
         alerts: Vec::new(),
         notifiers: Vec::new(),
@@ -64,6 +66,7 @@ pub fn compile(doc: &SpecDoc, spec: &Spec, parse_diags: Vec<Diagnostic>) -> Comp
         export: Vec::new(),
     };
     stages::compile_stages(&mut cx, spec, &mut plan);
+    compute::compile_compute(&mut cx, spec, &mut plan);
     outputs::compile_outputs(&mut cx, spec, &mut plan);
     forward::compile_forward(&mut cx, spec, &mut plan);
     export::compile_export(&mut cx, spec, &mut plan);

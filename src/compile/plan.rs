@@ -12,9 +12,9 @@ use serde::Serialize;
 
 use crate::model::quantity::serde_dur;
 use crate::spec::{
-    AlertSeverity, BackupFormat, ByteOrder, Compression, DetectMethod, FaultKind, FileFormat, FuseMethod, KalmanModel,
-    LakeTable, LineFormat, ModbusTransport, Parity, ParquetCompression, PartitionKey, PointType, RecordKind, Shape,
-    Table,
+    AlertSeverity, BackupFormat, ByteOrder, Compression, CounterWidth, DetectMethod, FaultKind, FileFormat, FuseMethod,
+    KalmanModel, LakeTable, LineFormat, ModbusTransport, Parity, ParquetCompression, PartitionKey, PointType,
+    RecordKind, RollingStat, Shape, Table,
 };
 
 #[derive(Debug, Clone, Serialize)]
@@ -27,6 +27,7 @@ pub struct Plan {
     pub sources: Vec<SourcePlan>,
     pub channels: Vec<ChannelRule>,
     pub fuse: Vec<FusePlan>,
+    pub compute: Vec<ComputePlan>,
     pub detect: Vec<DetectPlan>,
     pub alerts: Vec<AlertPlan>,
     pub notifiers: Vec<NotifierPlan>,
@@ -226,6 +227,14 @@ pub struct PointPlan {
     #[serde(with = "serde_dur::opt")]
     pub interval: Option<Duration>,
     pub deadband: Option<f64>,
+    /// With a deadband: the longest an unchanged value goes unreported.
+    #[serde(with = "serde_dur::opt")]
+    pub heartbeat: Option<Duration>,
+}
+
+impl PointPlan {
+    /// A deadband's heartbeat when neither it nor the channel's `stale` is given.
+    pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(60);
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -398,6 +407,57 @@ pub struct FusePlan {
     #[serde(with = "serde_dur")]
     pub suspect_after: Duration,
     pub unit: Option<String>,
+}
+
+/// A computed channel (`compute`): its inputs and how it is made.
+#[derive(Debug, Clone, Serialize)]
+pub struct ComputePlan {
+    pub channel: String,
+    /// The channels it reads: an expression's names in order of first use,
+    /// else the one input.
+    pub inputs: Vec<String>,
+    #[serde(flatten)]
+    pub kind: ComputeKind,
+    pub unit: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum ComputeKind {
+    Expr {
+        expr: String,
+        #[serde(with = "serde_dur")]
+        max_age: Duration,
+        #[serde(with = "serde_dur::opt")]
+        every: Option<Duration>,
+    },
+    Rate {
+        counter: Option<CounterWidth>,
+        #[serde(with = "serde_dur")]
+        per: Duration,
+    },
+    Integrate {
+        #[serde(with = "serde_dur")]
+        per: Duration,
+        #[serde(with = "serde_dur")]
+        max_gap: Duration,
+    },
+    Delta {
+        #[serde(with = "serde_dur")]
+        every: Duration,
+        counter: Option<CounterWidth>,
+    },
+    Rolling {
+        #[serde(with = "serde_dur")]
+        window: Duration,
+        stat: RollingStat,
+    },
+}
+
+impl ComputePlan {
+    pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(60);
+    pub const DEFAULT_MAX_GAP: Duration = Duration::from_secs(60);
+    pub const DEFAULT_PER: Duration = Duration::from_secs(1);
 }
 
 #[derive(Debug, Clone, Serialize)]

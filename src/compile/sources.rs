@@ -17,7 +17,7 @@ pub(super) fn compile_sources(cx: &mut Cx, spec: &Spec) -> Vec<SourcePlan> {
         let path = key("sources", id);
         cx.check_id(&path, id, "source");
         let kind = match source {
-            SourceSpec::Modbus(m) => SourceKind::Modbus(modbus(cx, &path, m)),
+            SourceSpec::Modbus(m) => SourceKind::Modbus(modbus(cx, &path, m, &spec.channels)),
             SourceSpec::Mqtt(m) => SourceKind::Mqtt(mqtt(cx, &path, id, &spec.name, m)),
             SourceSpec::Nats(n) => SourceKind::Nats(nats(cx, &path, n)),
             SourceSpec::Serial(s) => SourceKind::Serial(serial(cx, &path, s)),
@@ -169,7 +169,12 @@ fn point_shape(cx: &mut Cx, path: &str, p: &PointSpec) -> (PointType, ByteOrder,
     (kind, order, words)
 }
 
-fn modbus(cx: &mut Cx, path: &str, m: &ModbusSourceSpec) -> ModbusPlan {
+fn modbus(
+    cx: &mut Cx,
+    path: &str,
+    m: &ModbusSourceSpec,
+    channels: &indexmap::IndexMap<String, ChannelSpec>,
+) -> ModbusPlan {
     let (address, serial) = match m.transport {
         ModbusTransport::Tcp | ModbusTransport::RtuOverTcp => {
             if m.device.is_some() {
@@ -280,6 +285,7 @@ fn modbus(cx: &mut Cx, path: &str, m: &ModbusSourceSpec) -> ModbusPlan {
             cx.err(Code::ModbusPoint, &pp, "a `string` point has no scale, offset or deadband");
         }
         let interval = cx.opt_duration(&key(&pp, "interval"), p.interval.as_deref());
+        let heartbeat = heartbeat(cx, &pp, p, channels);
         points.push(PointPlan {
             channel: p.channel.clone(),
             unit_id: unit_id.min(255) as u8,
@@ -294,6 +300,7 @@ fn modbus(cx: &mut Cx, path: &str, m: &ModbusSourceSpec) -> ModbusPlan {
             unit: p.unit.clone(),
             interval,
             deadband: p.deadband,
+            heartbeat,
         });
     }
     check_overlaps(cx, &points_path, &points);
@@ -393,6 +400,56 @@ pub fn rtu_request_time(line: &SerialLine, r: &RequestPlan, pause: Duration) -> 
     // Response: unit, function, byte count, data, CRC = 5 + data bytes.
     let chars = (8 + 5 + data) as f64;
     chars * char_s + 2.0 * silence + pause.as_secs_f64()
+}
+
+/// The heartbeat of a point with a deadband: as given, else half its
+/// channel's `stale`, else [`PointPlan::DEFAULT_HEARTBEAT`]. W104 when the
+/// one given is not shorter than `stale` (the channel would go stale while
+/// steady); W102 when there is no deadband to break.
+fn heartbeat(
+    cx: &mut Cx,
+    pp: &str,
+    p: &PointSpec,
+    channels: &indexmap::IndexMap<String, ChannelSpec>,
+) -> Option<Duration> {
+    let given = cx.opt_duration(&key(pp, "heartbeat"), p.heartbeat.as_deref());
+    if p.deadband.is_none() {
+        if p.heartbeat.is_some() {
+            cx.err_key(Code::Useless, &key(pp, "heartbeat"), "`heartbeat` has no effect without a `deadband`");
+        }
+        return None;
+    }
+    let rule = channels.get(&p.channel).or_else(|| {
+        channels.iter().find_map(|(k, c)| {
+            let m =
+                crate::model::channel::is_glob(k).then(|| crate::model::channel::channel_matcher(k).ok()).flatten()?;
+            m.is_match(&p.channel).then_some(c)
+        })
+    });
+    let stale = rule.and_then(|c| c.stale.as_deref()).and_then(|s| crate::model::quantity::parse_duration(s).ok());
+    if given.is_some_and(|h| h.is_zero()) {
+        cx.err(Code::InvalidQuantity, &key(pp, "heartbeat"), "must be longer than zero");
+        return None;
+    }
+    match (given, stale) {
+        (Some(h), Some(stale)) if h >= stale => {
+            let d = cx.err(
+                Code::HeartbeatTooLong,
+                &key(pp, "heartbeat"),
+                format!(
+                    "a steady `{}` is reported every {}, but its channel is stale after {}",
+                    p.channel,
+                    crate::model::quantity::format_duration(h),
+                    crate::model::quantity::format_duration(stale)
+                ),
+            );
+            d.hint = Some("make `heartbeat` shorter than `stale` (or leave it out: half of `stale`)".into());
+            Some(h)
+        }
+        (Some(h), _) => Some(h),
+        (None, Some(stale)) => Some(stale / 2),
+        (None, None) => Some(PointPlan::DEFAULT_HEARTBEAT),
+    }
 }
 
 /// W103: on an RTU bus every request shares one line; when all of them fall
@@ -721,6 +778,7 @@ mod tests {
             unit: None,
             interval: None,
             deadband: None,
+            heartbeat: None,
         }
     }
 

@@ -31,7 +31,7 @@ pub(super) fn compile_stages(cx: &mut Cx, spec: &Spec, plan: &mut Plan) {
                     cx.err_key(Code::InvalidValue, &path, format!("`{pattern}` is not a valid glob: {e}"));
                 }
                 Ok(m) => {
-                    let fused: Vec<&str> = spec.fuse.keys().map(String::as_str).collect();
+                    let fused: Vec<&str> = spec.fuse.keys().chain(spec.compute.keys()).map(String::as_str).collect();
                     let any = produced.iter().map(String::as_str).chain(fused).any(|ch| m.is_match(ch));
                     if closed_world && !any {
                         cx.err_key(
@@ -66,7 +66,12 @@ pub(super) fn compile_stages(cx: &mut Cx, spec: &Spec, plan: &mut Plan) {
             stuck: cx.opt_duration(&key(&path, "stuck"), c.stuck.as_deref()),
             stale: cx.opt_duration(&key(&path, "stale"), c.stale.as_deref()),
         };
-        if !glob && closed_world && !produced.contains(pattern) && !spec.fuse.contains_key(pattern) {
+        if !glob
+            && closed_world
+            && !produced.contains(pattern)
+            && !spec.fuse.contains_key(pattern)
+            && !spec.compute.contains_key(pattern)
+        {
             let d = cx.err_key(Code::UnknownReference, &path, format!("no source produces channel `{pattern}`"));
             d.hint = did_you_mean(pattern, produced.iter().map(String::as_str));
         }
@@ -150,7 +155,8 @@ pub(super) fn compile_stages(cx: &mut Cx, spec: &Spec, plan: &mut Plan) {
         });
     }
 
-    let all_channels: Vec<String> = produced.iter().cloned().chain(spec.fuse.keys().cloned()).collect();
+    let all_channels: Vec<String> =
+        produced.iter().cloned().chain(spec.fuse.keys().cloned()).chain(spec.compute.keys().cloned()).collect();
     for (id, d) in &spec.detect {
         let path = key("detect", id);
         cx.check_id(&path, id, "detector");

@@ -15,6 +15,10 @@
 //!   so a dropout is reported once.
 //! * **Fusion** fuses the readings of its inputs; fused readings that come
 //!   in (a `fuse` upstream) pass on untouched and are not fused again.
+//! * **Computed channels** run with fusion, after it: each computed reading
+//!   goes through the channel rules and is offered back to the computed
+//!   channels (one may read another) until nothing new is made. Computed
+//!   readings that come in are dropped and made again from their inputs.
 //! * **Detection** looks at every reading that is not `bad`, fused or not;
 //!   an anomaly that comes in right after this stage made the same one is
 //!   dropped (a `detect` upstream in a pipe).
@@ -26,6 +30,7 @@ use crate::compile::Plan;
 use crate::model::record::{Notification, Record};
 use crate::model::time::{self, Micros};
 use crate::stages::alert::Alerter;
+use crate::stages::compute::Computer;
 use crate::stages::detect::Detectors;
 use crate::stages::fuse::Fuser;
 use crate::stages::validate::ChannelValidator;
@@ -46,10 +51,14 @@ pub(super) enum Step {
 pub(super) struct Chain {
     pub validator: ChannelValidator,
     pub fuser: Fuser,
+    pub computer: Computer,
     pub detectors: Detectors,
     pub alerter: Alerter,
     /// Stored readings of a backtest were validated and fused when stored.
     replay: bool,
+    /// The run is on the wall clock: ticks close computed rounds and
+    /// intervals (on the virtual clock only readings move time).
+    wall_clock: bool,
     scratch: Vec<Record>,
 }
 
@@ -64,10 +73,13 @@ impl Chain {
         Ok(Chain {
             validator,
             fuser: Fuser::new(if upto(Stage::Fuse) { &plan.fuse } else { &[] }),
+            computer: Computer::new(if upto(Stage::Fuse) && !replay { &plan.compute } else { &[] })
+                .map_err(EngineError::Usage)?,
             detectors: Detectors::new(if upto(Stage::Detect) { &plan.detect } else { &[] })
                 .map_err(EngineError::Usage)?,
             alerter: Alerter::new(if upto(Stage::Alert) { &plan.alerts } else { &[] }).map_err(EngineError::Usage)?,
             replay,
+            wall_clock: false,
             scratch: Vec::new(),
         })
     }
@@ -78,10 +90,16 @@ impl Chain {
         let mut validated = std::mem::take(&mut self.scratch);
         validated.clear();
         match step {
-            Step::End => self.fuser.flush(&mut validated),
+            Step::End => {
+                self.fuser.flush(&mut validated);
+                self.computed(|c, fresh| c.flush(fresh), &mut validated);
+            }
             Step::Tick(now) => {
                 self.validator.tick(now, &mut validated);
                 self.fuser.tick(now, &mut validated);
+                if self.wall_clock {
+                    self.computed(|c, fresh| c.tick(now, fresh), &mut validated);
+                }
             }
             Step::Records(batch) if self.replay => validated = batch,
             Step::Records(batch) => self.validate_and_fuse(batch, &mut validated),
@@ -100,6 +118,31 @@ impl Chain {
     }
 
     fn validate_and_fuse(&mut self, batch: Vec<Record>, out: &mut Vec<Record>) {
+        if !self.computer.is_empty() {
+            let mut fused = Vec::with_capacity(batch.len());
+            self.validate_and_fuse_only(batch, &mut fused);
+            // Reading by reading, so what is computed follows the reading
+            // that made it whatever the batches were.
+            let mut fresh = Vec::new();
+            out.reserve(fused.len());
+            for rec in fused {
+                if let Record::Reading(r) = &rec {
+                    if self.computer.is_upstream_copy(r) {
+                        continue;
+                    }
+                    self.computer.observe(r, &mut fresh);
+                }
+                out.push(rec);
+                if !fresh.is_empty() {
+                    self.settle(std::mem::take(&mut fresh), out);
+                }
+            }
+            return;
+        }
+        self.validate_and_fuse_only(batch, out);
+    }
+
+    fn validate_and_fuse_only(&mut self, batch: Vec<Record>, out: &mut Vec<Record>) {
         if self.fuser.is_empty() {
             self.validator.process(batch, out);
             return;
@@ -109,8 +152,40 @@ impl Chain {
         self.fuser.process(checked, out);
     }
 
+    /// Computed readings: through the channel rules into `out`, and back
+    /// to the computed channels that read them, until none is new.
+    fn settle(&mut self, mut fresh: Vec<Record>, out: &mut Vec<Record>) {
+        while !fresh.is_empty() {
+            let start = out.len();
+            self.validator.process(std::mem::take(&mut fresh), out);
+            for rec in &out[start..] {
+                if let Record::Reading(r) = rec {
+                    self.computer.observe(r, &mut fresh);
+                }
+            }
+        }
+    }
+
+    /// Runs `due` (a tick or the end) on the computed channels until what
+    /// it makes makes nothing more; the readings go to `out`.
+    fn computed(&mut self, due: impl Fn(&mut Computer, &mut Vec<Record>), out: &mut Vec<Record>) {
+        if self.computer.is_empty() {
+            return;
+        }
+        // One pass per level of computed channels reading computed channels.
+        for _ in 0..=self.computer.len() {
+            let mut fresh = Vec::new();
+            due(&mut self.computer, &mut fresh);
+            if fresh.is_empty() {
+                break;
+            }
+            self.settle(fresh, out);
+        }
+    }
+
     /// Wall-clock runs: channels named in the spec that never report are stale from now on.
     pub fn expect_named_channels(&mut self) {
+        self.wall_clock = true;
         self.validator.expect_named_channels(time::now_micros());
     }
 }

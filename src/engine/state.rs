@@ -4,6 +4,7 @@
 //! |---|---|---|
 //! | channel validation (`validate`/`channels`) | live runs | cron with `--once` behaves like the daemon |
 //! | fusion filters and vote-out timers (`fuse`/`groups`) | live runs up to `fuse` | a Kalman estimate continues |
+//! | computed channels (`compute`/`channels`): last values, sums, windows, counters | live runs up to `fuse` | an energy total continues |
 //! | detectors (`detect`/`detectors`) | live runs up to `detect` | windows and forests continue |
 //! | alert rules (`alert`/`rules`) and silences | live runs and `--input` runs | notifications are side effects that must not repeat |
 //!
@@ -31,6 +32,8 @@ use super::EngineError;
 const VALIDATE: (&str, &str) = ("validate", "channels");
 /// Where fusion state is kept.
 const FUSE: (&str, &str) = ("fuse", "groups");
+/// Where the state of computed channels is kept.
+const COMPUTE: (&str, &str) = ("compute", "channels");
 /// Where detector state is kept.
 const DETECT: (&str, &str) = ("detect", "detectors");
 /// Where alert state (pending, firing, last notified) is kept.
@@ -43,6 +46,7 @@ pub const SILENCES: (&str, &str) = ("alert", "silences");
 pub(super) struct Keep {
     pub validator: bool,
     pub fuser: bool,
+    pub computer: bool,
     pub detectors: bool,
     pub alerts: bool,
 }
@@ -53,6 +57,7 @@ impl Keep {
         Keep {
             validator: live,
             fuser: live && !chain.fuser.is_empty(),
+            computer: live && !chain.computer.is_empty(),
             detectors: live && !chain.detectors.is_empty(),
             alerts: !chain.alerter.is_empty() && (live || input),
         }
@@ -101,12 +106,17 @@ impl Keep {
                 chain.fuser.restore_state(&saved);
             }
         }
+        if self.computer {
+            if let Some(saved) = load(COMPUTE)? {
+                chain.computer.restore_state(&saved);
+            }
+        }
         Ok(())
     }
 
     /// Whether this run keeps any state.
     pub fn any(self) -> bool {
-        self.validator || self.fuser || self.detectors || self.alerts
+        self.validator || self.fuser || self.computer || self.detectors || self.alerts
     }
 
     /// What this run keeps from `chain`, as it is now.
@@ -120,6 +130,9 @@ impl Keep {
         }
         if self.fuser {
             put(FUSE, chain.fuser.save_state());
+        }
+        if self.computer {
+            put(COMPUTE, chain.computer.save_state());
         }
         if self.detectors {
             put(DETECT, chain.detectors.save_state());

@@ -11,6 +11,7 @@
 //! * [`rng`] — a small deterministic random number generator.
 //! * [`batch`] — what producers hand the engine (`Batch`, `CommitHook`) and `Shutdown`.
 //! * [`envelope`] — the envelope of a forwarded message (headers or a first line), both ways.
+//! * [`expr`] — the expressions of computed channels: parse, evaluate, check units.
 //! * [`env`] — the names of the environment variables edgeguard reads.
 //! * [`template`] — the run-time template environment and a reading's context.
 
@@ -18,6 +19,7 @@ pub mod batch;
 pub mod channel;
 pub mod env;
 pub mod envelope;
+pub mod expr;
 pub mod flat_line;
 pub mod intern;
 pub mod ndjson;

@@ -61,6 +61,10 @@ const FLAG_NAMES: &[&str] = &[
     "exception_11",
     "suspect_input",
     "unknown",
+    "bad_input",
+    "reset",
+    "gap",
+    "mismatch",
 ];
 
 impl Flags {
@@ -74,8 +78,19 @@ impl Flags {
     pub const VOTED_OUT: Flags = Flags(1 << 7);
     /// Not a finite number (NaN or infinity).
     pub const INVALID: Flags = Flags(1 << 8);
+    /// A fused reading with too few inputs; a computed one from a `suspect` input.
+    pub const SUSPECT_INPUT: Flags = Flags(1 << 18);
     /// A flag name this version does not know, kept so it is not lost silently.
     pub const UNKNOWN: Flags = Flags(1 << 19);
+    /// A computed reading from a `bad` input, or one older than `max_age`.
+    pub const BAD_INPUT: Flags = Flags(1 << 20);
+    /// A counter went back without wrapping around: it was reset.
+    pub const RESET: Flags = Flags(1 << 21);
+    /// An integral or delta over a gap between readings it did not bridge.
+    pub const GAP: Flags = Flags(1 << 22);
+    /// A Modbus answer that does not belong to the request (another device
+    /// with the same unit id, a wrong transaction id, function or length).
+    pub const MISMATCH: Flags = Flags(1 << 23);
 
     pub fn empty() -> Flags {
         Flags(0)

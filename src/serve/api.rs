@@ -593,18 +593,21 @@ async fn metrics(St(s): St<State>) -> Response {
     metric(&mut out, "stream_clients", "gauge", "Open /api/v1/stream clients.", &clients);
     let lagged = one(l(&c.stream_lagged));
     metric(&mut out, "stream_lagged_total", "counter", "Records skipped for stream clients that fell behind.", &lagged);
-    let (mut polls, mut errors, mut reconnects) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut polls, mut errors, mut reconnects, mut mismatches) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for src in s.tap.sources() {
         let id = format!("{{source=\"{}\"}}", src.id.replace(['\\', '"', '\n'], "_"));
         let (p, e, r) = (src.stats.polls, src.stats.errors, src.stats.reconnects);
         polls.push((id.clone(), p));
         errors.push((id.clone(), e));
+        mismatches.push((id.clone(), src.stats.mismatches));
         reconnects.push((id, r));
     }
     if !polls.is_empty() {
         metric(&mut out, "source_polls_total", "counter", "Requests, messages or lines per device source.", &polls);
         metric(&mut out, "source_errors_total", "counter", "Failed polls and rejected input per source.", &errors);
         metric(&mut out, "source_reconnects_total", "counter", "Reconnections per source.", &reconnects);
+        let what = "Answers from the wrong device (unit id, transaction id, function or length) per source.";
+        metric(&mut out, "source_mismatches_total", "counter", what, &mismatches);
     }
     forward_metrics(&mut out, &s.tap.forward(), metric);
     let (ready, _) = s.health.readiness();

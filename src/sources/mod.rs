@@ -76,6 +76,10 @@ pub struct SourceStats {
     pub errors: u64,
     /// Reconnections (`edgeguard_source_reconnects_total`).
     pub reconnects: u64,
+    /// Answers that did not belong to their request: another device's unit
+    /// id, a wrong transaction id, function or length
+    /// (`edgeguard_source_mismatches_total`; Modbus only, also in `errors`).
+    pub mismatches: u64,
     /// Response times of the requests the device answered (sources that
     /// ask: Modbus); `None` for sources that listen.
     pub latency: Option<LatencySummary>,

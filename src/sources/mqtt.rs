@@ -74,6 +74,7 @@ impl Stats for MqttStats {
             polls: self.messages,
             errors: self.rejected + self.connection_errors,
             reconnects: self.connects.saturating_sub(1),
+            mismatches: 0,
             latency: None,
         }
     }

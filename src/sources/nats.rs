@@ -81,6 +81,7 @@ impl Stats for NatsStats {
             polls: self.messages,
             errors: self.rejected + self.connection_errors,
             reconnects: self.connects.saturating_sub(1),
+            mismatches: 0,
             latency: None,
         }
     }

@@ -199,6 +199,7 @@ impl Stats for SerialStats {
             polls: self.lines,
             errors: self.rejected + self.disconnects,
             reconnects: self.opens.saturating_sub(1),
+            mismatches: 0,
             latency: None,
         }
     }

@@ -48,12 +48,16 @@ pub enum Code {
     DuplicateChannel,
     /// E030 a duration, rate, size or range that does not parse or makes no sense.
     InvalidQuantity,
+    /// E032 units that disagree (a computed channel's inputs or result).
+    UnitMismatch,
     /// E031 an address, URL, device or path that does not parse.
     InvalidAddress,
     /// E040 a reference to a channel, source, detector or notifier that does not exist.
     UnknownReference,
     /// E041 a glob that matches no channel.
     GlobMatchesNothing,
+    /// E042 computed channels that depend on each other in a cycle.
+    Cycle,
     /// E050 a Modbus point that does not fit its type, table or request limits.
     ModbusPoint,
     /// E051 Modbus points that partially overlap.
@@ -72,6 +76,8 @@ pub enum Code {
     Useless,
     /// W103 a poll cycle that cannot fit its interval (RTU time budget).
     PollBudget,
+    /// W104 a deadband whose heartbeat is not shorter than the channel's `stale`.
+    HeartbeatTooLong,
 }
 
 impl Code {
@@ -90,8 +96,10 @@ impl Code {
             Code::DuplicateChannel => "E021",
             Code::InvalidQuantity => "E030",
             Code::InvalidAddress => "E031",
+            Code::UnitMismatch => "E032",
             Code::UnknownReference => "E040",
             Code::GlobMatchesNothing => "E041",
+            Code::Cycle => "E042",
             Code::ModbusPoint => "E050",
             Code::ModbusOverlap => "E051",
             Code::Template => "E060",
@@ -101,6 +109,7 @@ impl Code {
             Code::LooksOneBased => "W101",
             Code::Useless => "W102",
             Code::PollBudget => "W103",
+            Code::HeartbeatTooLong => "W104",
         }
     }
 

@@ -61,6 +61,10 @@ pub struct Spec {
     /// Fused channels computed from redundant inputs, by output channel name.
     #[serde(default)]
     pub fuse: IndexMap<String, FuseSpec>,
+    /// Computed channels (expressions, counter rates, integrals, deltas,
+    /// rolling statistics), by output channel name.
+    #[serde(default)]
+    pub compute: IndexMap<String, ComputeSpec>,
     /// Anomaly detectors, by detector id.
     #[serde(default)]
     pub detect: IndexMap<String, DetectSpec>,

@@ -18,6 +18,7 @@ const SECTIONS: &[&str] = &[
     "sources",
     "channels",
     "fuse",
+    "compute",
     "detect",
     "alerts",
     "notifiers",
@@ -90,6 +91,7 @@ pub fn parse(doc: &SpecDoc) -> (Spec, Vec<Diagnostic>) {
     spec.sources = tagged_section(doc, "sources", SourceSpec::KINDS, SourceSpec::from_node, &mut diags);
     spec.channels = section(doc, "channels", "a channel rule", &mut diags);
     spec.fuse = section(doc, "fuse", "a fusion", &mut diags);
+    spec.compute = section(doc, "compute", "a computed channel", &mut diags);
     spec.detect = section(doc, "detect", "a detector", &mut diags);
     spec.alerts = section(doc, "alerts", "an alert rule", &mut diags);
     spec.notifiers = tagged_section(doc, "notifiers", NotifierSpec::KINDS, NotifierSpec::from_node, &mut diags);

@@ -177,6 +177,11 @@ pub struct PointSpec {
     /// Report only when the value moved by more than this since the last report.
     #[serde(default)]
     pub deadband: Option<f64>,
+    /// With a `deadband`: report an unchanged value again after this long
+    /// (`30s`), so a steady value is never taken for a stale one. Default:
+    /// half the channel's `stale`, else 1m.
+    #[serde(default)]
+    pub heartbeat: Option<String>,
 }
 
 /// An MQTT broker connection and its subscriptions.

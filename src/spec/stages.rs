@@ -89,6 +89,104 @@ pub struct FuseSpec {
     pub unit: Option<String>,
 }
 
+/// The width of a counter, where it wraps around to 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum CounterWidth {
+    /// Wraps after 65535.
+    U16,
+    /// Wraps after 4294967295.
+    U32,
+    /// Wraps after 18446744073709551615.
+    U64,
+}
+
+impl CounterWidth {
+    /// The number of values: the counter goes from this − 1 back to 0.
+    pub fn modulus(self) -> f64 {
+        match self {
+            CounterWidth::U16 => 65_536.0,
+            CounterWidth::U32 => 4_294_967_296.0,
+            CounterWidth::U64 => 18_446_744_073_709_551_616.0,
+        }
+    }
+}
+
+/// What a `rolling` computed channel keeps of its window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RollingStat {
+    Min,
+    Max,
+    /// The mean.
+    Avg,
+    /// The sample standard deviation (0 with one value).
+    Stddev,
+}
+
+/// A computed channel: a new channel derived from others. Give exactly one
+/// of `expr`, `rate`, `integrate`, `delta` and `rolling`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ComputeSpec {
+    /// An expression over the latest values of channels:
+    /// `pump.power / pump.flow`, `max(a.temp, b.temp) - 2`. Operators
+    /// `+ - * / ^`, comparisons (1 or 0), parentheses, numbers, channel
+    /// names (dotted, or in backticks), and the functions `min`, `max`,
+    /// `abs`, `sqrt`, `exp`, `ln`, `log10`, `floor`, `ceil`, `round`,
+    /// `clamp(x, low, high)`, `if(condition, then, else)`. Evaluated when
+    /// every input has reported at a time, or when a later reading arrives
+    /// (or on `every`).
+    #[serde(default)]
+    pub expr: Option<String>,
+    /// A counter channel whose rate of change this is, per `per`.
+    #[serde(default)]
+    pub rate: Option<String>,
+    /// A channel integrated over time (trapezoids), per `per`: kW with
+    /// `per: 1h` gives kWh.
+    #[serde(default)]
+    pub integrate: Option<String>,
+    /// A channel whose change over each `every` this is (stamped at the
+    /// interval's end).
+    #[serde(default)]
+    pub delta: Option<String>,
+    /// A channel whose `stat` over the last `window` this is.
+    #[serde(default)]
+    pub rolling: Option<String>,
+    /// `rate`, `delta`: the counter's width (`u16`, `u32`, `u64`). A
+    /// decrease whose wrapped-around step is under a quarter of the range is
+    /// a wrap; any other decrease is a reset (flag `reset`). Default: no
+    /// width, every decrease is a reset.
+    #[serde(default)]
+    pub counter: Option<CounterWidth>,
+    /// `rate`, `integrate`: the time unit (`1s`, `1min`, `1h`). Default 1s.
+    #[serde(default)]
+    pub per: Option<String>,
+    /// `expr`: an input older than this at evaluation makes the value `bad`
+    /// (flag `bad_input`). Default 1m.
+    #[serde(default)]
+    pub max_age: Option<String>,
+    /// `integrate`: a gap between readings longer than this is not bridged
+    /// (the next value is `suspect`, flag `gap`). Default 1m.
+    #[serde(default)]
+    pub max_gap: Option<String>,
+    /// `delta`: the interval (required). `expr`: evaluate at every multiple
+    /// of this instead of when an input changes.
+    #[serde(default)]
+    pub every: Option<String>,
+    /// `rolling`: how far back (required).
+    #[serde(default)]
+    pub window: Option<String>,
+    /// `rolling`: `min`, `max`, `avg` or `stddev` (required).
+    #[serde(default)]
+    pub stat: Option<RollingStat>,
+    /// Engineering unit of the computed channel. Checked against what the
+    /// expression gives where that is known. Default: the expression's, or
+    /// the input's for `delta` and `rolling`.
+    #[serde(default)]
+    pub unit: Option<String>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum DetectMethod {

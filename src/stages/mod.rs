@@ -1,6 +1,7 @@
 //! Processing stages: synchronous code over batches of records.
 
 pub mod alert;
+pub mod compute;
 pub mod detect;
 pub mod fuse;
 pub mod iforest;

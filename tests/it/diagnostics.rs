@@ -30,8 +30,10 @@ fn cases() -> Vec<(&'static str, String, i32)> {
         ("E021", format!("{HEAD}{sim}  sim2:\n    type: simulate\n    signals:\n      boiler.temp: {{mean: 1}}\n"), 78),
         ("E030", format!("{HEAD}sources:\n  sim:\n    type: simulate\n    interval: 10 parsecs\n    signals: {{a.b: {{mean: 1}}}}\n"), 78),
         ("E031", format!("{HEAD}sources:\n  plc1:\n    type: modbus\n    address: \"plc1:99999\"\n    points: [{{channel: a.b, table: holding, address: 0}}]\n"), 78),
+        ("E032", format!("{HEAD}sources:\n  sim:\n    type: simulate\n    signals:\n      pump.power: {{mean: 10, unit: kW}}\n      pump.loss: {{mean: 300, unit: W}}\ncompute:\n  pump.net: {{expr: \"pump.power - pump.loss\"}}\n"), 78),
         ("E040", format!("{HEAD}{sim}fuse:\n  boiler.t: {{inputs: [boiler.temp, boiler.tmp], method: median}}\n"), 78),
         ("E041", format!("{HEAD}{sim}channels:\n  \"turbine.*\": {{range: [0, 1]}}\n"), 78),
+        ("E042", format!("{HEAD}{sim}compute:\n  a.x: {{expr: \"a.y + boiler.temp\"}}\n  a.y: {{rolling: a.x, window: 1m, stat: max}}\n"), 78),
         ("E050", modbus("      - {channel: a.b, table: coil, address: 0, type: f32}\n"), 78),
         ("E051", modbus("      - {channel: a.b, table: holding, address: 0, type: f32}\n      - {channel: a.c, table: holding, address: 1, type: u16}\n"), 78),
         ("E060", format!("{HEAD}{sim}alerts:\n  hot:\n    when: \"value >\"\n    notify: [log]\nnotifiers:\n  log: {{type: stdout}}\n"), 78),
@@ -41,6 +43,7 @@ fn cases() -> Vec<(&'static str, String, i32)> {
         ("W101", modbus("      - {channel: a.b, table: holding, address: 40001}\n"), 0),
         ("W102", format!("{HEAD}{sim}alerts:\n  hot: {{when: \"value > 95\"}}\n"), 0),
         ("W103", format!("{HEAD}sources:\n  bus:\n    type: modbus\n    transport: rtu\n    device: /dev/ttyUSB0\n    baud: 1200\n    interval: 500ms\n    points:\n      - {{channel: a.b, table: holding, address: 0, type: string, length: 100}}\n"), 0),
+        ("W104", format!("{HEAD}sources:\n  plc1:\n    type: modbus\n    address: 127.0.0.1:5020\n    points:\n      - {{channel: a.b, table: holding, address: 0, deadband: 1, heartbeat: 1m}}\nchannels:\n  a.b: {{stale: 30s}}\n"), 0),
     ]
 }
 

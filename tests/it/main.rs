@@ -4,6 +4,7 @@ mod acquire;
 mod alert;
 mod backup;
 mod center;
+mod compute;
 mod crash;
 mod detect;
 mod diagnostics;

@@ -367,3 +367,51 @@ fn rtu_over_tcp_reads_like_tcp() {
     probe.code(0);
     assert_eq!((probe.lines()[0]["type"].as_str(), probe.lines()[0]["order"].as_str()), (Some("u32"), Some("ABCD")));
 }
+
+/// A steady value behind a deadband is sent again every heartbeat (by
+/// default half the channel's `stale`), so it is never reported stale.
+#[test]
+fn a_deadband_sends_a_steady_value_every_heartbeat() {
+    let port = free_port();
+    let _server = Peer::modbus_tcp(port, "1");
+    let dir = tmp();
+    let points = "      - {channel: a.u16, table: holding, address: 0, deadband: 5}\n      - {channel: a.in, table: input, address: 0, deadband: 5, heartbeat: 600ms}\n";
+    let text = spec(port, "    interval: 100ms\n", points) + "channels:\n  a.u16: {stale: 2s}\n  a.in: {stale: 2s}\n";
+    write(dir.path(), "s.yaml", &text);
+    let out = eg(["acquire", "s.yaml", "--duration", "4s", "--no-store"]).dir(dir.path()).run();
+    out.code(0);
+    let m = by_channel(&out);
+    let times = |ch: &str| -> Vec<i64> { m[ch].iter().map(|r| micros(&r["ts"])).collect() };
+    for (ch, beat) in [("a.u16", 1_000_000), ("a.in", 600_000)] {
+        let rs = &m[ch];
+        assert!(rs.iter().all(|r| r["quality"] == "good"), "{ch}: {rs:?}");
+        let t = times(ch);
+        // Not every 100 ms poll, but never longer than the heartbeat apart.
+        assert!(t.len() >= 3 && t.len() <= 4_000_000 / beat as usize + 1, "{ch}: {} readings", t.len());
+        for w in t.windows(2) {
+            let gap = w[1] - w[0];
+            assert!(gap >= beat && gap < beat + 300_000, "{ch}: {gap} µs apart");
+        }
+    }
+}
+
+/// Answers carrying another unit id (a second device with the same address
+/// on the bus) are flagged `mismatch`, not `disconnected`, and counted.
+#[test]
+fn answers_from_the_wrong_device_are_flagged_mismatch() {
+    let port = free_port();
+    let _server = Peer::modbus_tcp(port, "1");
+    let proxy_port = free_port();
+    let _proxy = Peer::modbus_proxy(proxy_port, port, &["--wrong-unit-every", "4"]);
+    let dir = tmp();
+    let points = "      - {channel: a.u16, table: holding, address: 0}\n";
+    write(dir.path(), "s.yaml", &spec(proxy_port, "    interval: 100ms\n", points));
+    let out = eg(["acquire", "s.yaml", "--duration", "3s", "--no-store"]).dir(dir.path()).run();
+    out.code(0);
+    let lines = out.lines();
+    let bad: Vec<&Value> = lines.iter().filter(|r| r["quality"] == "bad").collect();
+    assert!(bad.len() >= 3, "{}", out.stdout);
+    assert!(bad.iter().all(|r| r["flags"] == serde_json::json!(["mismatch"]) && r["value"].is_null()), "{bad:?}");
+    assert!(lines.iter().filter(|r| r["quality"] == "good").all(|r| r["value"] == 4660));
+    out.stderr_has(&format!("{} mismatched answers", bad.len()));
+}

@@ -4,6 +4,7 @@
     modbus_peer.py server --serial DEVICE --units 1,2    pymodbus RTU server (9600 8N1)
     modbus_peer.py server --rtu-over-tcp PORT            RTU frames over TCP (a serial gateway)
     modbus_peer.py proxy PORT UPSTREAM_PORT [--delay-every N --delay S] [--silent-file F]
+                                            [--wrong-unit-every N]
 
 The server holds the register map below on every unit: raw register words
 written by hand for every type and byte order, so the client's decoding is
@@ -13,7 +14,9 @@ the map answer exception 2 (illegal data address).
 The proxy forwards TCP frames to a server. With --delay-every N it holds
 every Nth response for --delay seconds (a late answer after the client's
 timeout); while --silent-file exists it accepts and reads requests but never
-answers (a device that hangs).
+answers (a device that hangs). With --wrong-unit-every N every Nth response
+carries unit id + 1 (another device with the same address on the bus
+answered): a faulty device, since no real server misbehaves on purpose.
 
 Each peer prints "ready" on stdout once it listens.
 """
@@ -135,6 +138,8 @@ async def proxy(args):
                 count += 1
                 if args.delay_every and count % args.delay_every == 0:
                     await asyncio.sleep(args.delay)
+                if args.wrong_unit_every and count % args.wrong_unit_every == 0:
+                    rbody = bytes([(rbody[0] + 1) % 256]) + rbody[1:]
                 writer.write(rhead + rbody)
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError):
@@ -164,6 +169,7 @@ def main():
     x.add_argument("--delay-every", type=int, default=0)
     x.add_argument("--delay", type=float, default=0.0)
     x.add_argument("--silent-file")
+    x.add_argument("--wrong-unit-every", type=int, default=0)
     args = p.parse_args()
     logging.basicConfig(level=logging.ERROR)
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)

@@ -138,7 +138,10 @@ pub enum Fault {
     /// The link is down, or failed while in use.
     Disconnected(String),
     /// An answer that does not belong to the request (wrong transaction,
-    /// unit, function or length): the link is out of step.
+    /// unit, function or length): another device answered (two with the
+    /// same unit id on one bus), or the link is out of step. tokio-modbus
+    /// reports the first three as `ProtocolError::{HeaderMismatch,
+    /// FunctionCodeMismatch}`; the length is checked here.
     Mismatch(String),
 }
 
@@ -148,7 +151,8 @@ impl Fault {
             Fault::Timeout => Flags::TIMEOUT,
             Fault::Exception(c) => Flags::exception(*c),
             Fault::Crc => Flags::CRC,
-            Fault::Disconnected(_) | Fault::Mismatch(_) => Flags::DISCONNECTED,
+            Fault::Disconnected(_) => Flags::DISCONNECTED,
+            Fault::Mismatch(_) => Flags::MISMATCH,
         }
     }
 

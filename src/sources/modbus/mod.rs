@@ -72,8 +72,13 @@ impl Stats for ModbusStats {
             devices: self.units.iter().map(|(u, s)| (format!("unit {u}"), s.answered)).collect(),
             refused: None,
             polls: self.requests,
-            errors: self.timeouts + self.exceptions.values().sum::<u64>() + self.crc_errors + self.disconnects,
+            errors: self.timeouts
+                + self.exceptions.values().sum::<u64>()
+                + self.crc_errors
+                + self.mismatches
+                + self.disconnects,
             reconnects: self.reconnects,
+            mismatches: self.mismatches,
             latency: (self.latency.count > 0).then(|| crate::sources::LatencySummary {
                 count: self.latency.count,
                 mean_us: self.latency.sum_us / self.latency.count,
@@ -194,6 +199,8 @@ struct Point {
     unit: Option<Arc<str>>,
     /// Last value reported, for the deadband.
     last: Option<f64>,
+    /// When a reading of it was last reported, for the deadband's heartbeat.
+    last_sent: Micros,
 }
 
 /// A running Modbus source.
@@ -231,6 +238,7 @@ impl Poller {
                 channel: Arc::from(p.channel.as_str()),
                 unit: p.unit.as_deref().map(Arc::from),
                 last: None,
+                last_sent: Micros::MIN,
             })
             .collect();
         let seed = id.bytes().fold(time::now_micros() as u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
@@ -499,7 +507,9 @@ impl Poller {
                 Ok(data) => match point_value(&p.plan, base, data) {
                     Some(v) if v.is_finite() => {
                         if let (Some(db), Some(last)) = (p.plan.deadband, p.last) {
-                            if (v - last).abs() <= db {
+                            // Within the deadband and the heartbeat: not reported.
+                            let beat = p.plan.heartbeat.map_or(i64::MAX, |h| h.as_micros() as i64);
+                            if (v - last).abs() <= db && ts.saturating_sub(p.last_sent) < beat {
                                 continue;
                             }
                         }
@@ -512,6 +522,7 @@ impl Poller {
                     }
                 },
             };
+            p.last_sent = ts;
             out.push(Record::Reading(Reading {
                 ts,
                 channel: p.channel.clone(),
