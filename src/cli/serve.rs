@@ -18,7 +18,7 @@ use crate::engine::tap::Tap;
 use crate::engine::{self, RunOptions, Stage};
 use crate::serve::control::{watch_signals, Control};
 use crate::serve::systemd::Notifier;
-use crate::serve::{Server, StartError, StoreWatch, Watch};
+use crate::serve::{Layout, Server, StartError, StoreWatch, Watch};
 use crate::sinks::stdout::{Only, Output};
 use crate::spec::RecordKind;
 
@@ -68,6 +68,7 @@ pub fn run(a: &ServeArgs, g: &GlobalArgs) -> Result<Exit, Failure> {
         down_after: serve.down_after,
         store: resolve_store(a.store.as_deref(), a.no_store, plan)
             .map(|s| StoreWatch { flush: s.flush, readings: s.records.contains(&RecordKind::Reading) }),
+        layout: Arc::new(Layout::new(plan)),
     };
     let mut server =
         Server::start(&serve, tap.clone(), &plan.name, plan.backup.clone(), watch(&plan)).map_err(|e| match e {

@@ -373,6 +373,9 @@ pub struct FaultPlan {
     #[serde(with = "serde_dur::opt")]
     pub duration: Option<Duration>,
     pub magnitude: Option<f64>,
+    /// Repetition period; `None`: once.
+    #[serde(with = "serde_dur::opt")]
+    pub every: Option<Duration>,
 }
 
 /// Validation rules for the channels a pattern matches.

@@ -742,7 +742,22 @@ fn simulate(cx: &mut Cx, path: &str, s: &SimulateSourceSpec) -> SimulatePlan {
             let q = super::diag_index(&fp, i);
             let at = cx.duration(&key(&q, "at"), Some(&f.at), Duration::ZERO);
             let duration = cx.opt_duration(&key(&q, "for"), f.duration.as_deref());
-            faults.push(FaultPlan { kind: f.kind, at, duration, magnitude: f.magnitude });
+            let every = cx.opt_duration(&key(&q, "every"), f.every.as_deref());
+            if let Some(every) = every {
+                let one_sample = f.kind == FaultKind::Spike && duration.is_none();
+                let p = key(&q, "every");
+                if every.is_zero() {
+                    cx.err(Code::InvalidQuantity, &p, "must be longer than zero");
+                } else if one_sample && every <= interval {
+                    cx.err(Code::InvalidValue, &p, "a repeating spike needs `every` longer than the source's interval");
+                } else if let Some(d) = duration.filter(|&d| d >= every) {
+                    let d = crate::model::quantity::format_duration(d);
+                    cx.err(Code::InvalidValue, &p, format!("a repeating fault lasts less than `every`; `for` is {d}"));
+                } else if duration.is_none() && !one_sample {
+                    cx.err(Code::MissingField, &q, "a repeating fault needs `for`, shorter than `every`");
+                }
+            }
+            faults.push(FaultPlan { kind: f.kind, at, duration, magnitude: f.magnitude, every });
         }
         signals.push(SignalPlan {
             channel: channel.clone(),

@@ -24,7 +24,8 @@
 //!   dropped (a `detect` upstream in a pipe).
 //! * **Alert rules** see every reading and anomaly; alerts that come in pass
 //!   on untouched, and `relay` rules route them to their notifiers (a
-//!   fleet's center sending its gateways' alerts on).
+//!   fleet's center sending its gateways' alerts on). An alert made here
+//!   follows the record that made it, wherever the batch ends.
 
 use crate::compile::Plan;
 use crate::model::record::{Notification, Record};
@@ -113,7 +114,10 @@ impl Chain {
         if !self.alerter.is_empty() {
             let before = notes.len();
             self.alerter.process(out, notes);
-            out.extend(notes[before..].iter().filter(|n| !n.relayed).map(|n| Record::Alert(Box::new(n.alert.clone()))));
+            let alerts: Vec<&Notification> = notes[before..].iter().filter(|n| !n.relayed).collect();
+            if !alerts.is_empty() {
+                interleave(out, &alerts);
+            }
         }
     }
 
@@ -188,4 +192,28 @@ impl Chain {
         self.wall_clock = true;
         self.validator.expect_named_channels(time::now_micros());
     }
+}
+
+/// Puts each alert right after the record that made it (the first record of
+/// its channel and time from there on), so that where an alert lands does
+/// not depend on where a batch ends: `alert X` and `… | alert X --input -`
+/// print the same lines in the same order. Alerts come in the order of the
+/// records that made them; one whose record is not found goes at the end.
+fn interleave(out: &mut Vec<Record>, alerts: &[&Notification]) {
+    let mut merged = Vec::with_capacity(out.len() + alerts.len());
+    let mut next = alerts.iter().peekable();
+    for rec in out.drain(..) {
+        let key = match &rec {
+            Record::Reading(r) => Some((r.ts, r.channel.clone())),
+            Record::Anomaly(a) => Some((a.ts, std::sync::Arc::from(a.channel.as_str()))),
+            Record::Alert(_) | Record::Delivery(_) | Record::Other { .. } => None,
+        };
+        merged.push(rec);
+        let Some((ts, channel)) = key else { continue };
+        while let Some(n) = next.next_if(|n| n.alert.ts == ts && n.alert.channel == *channel) {
+            merged.push(Record::Alert(Box::new(n.alert.clone())));
+        }
+    }
+    merged.extend(next.map(|n| Record::Alert(Box::new(n.alert.clone()))));
+    *out = merged;
 }

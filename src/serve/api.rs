@@ -187,6 +187,7 @@ async fn channels(St(s): St<State>) -> Response {
     let body = {
         let mut cache = s.channels.lock().unwrap_or_else(|e| e.into_inner());
         if cache.0 != version && (cache.0 == u64::MAX || cache.1.elapsed() >= CHANNELS_TTL) {
+            let layout = s.health.watch().layout;
             let list: Vec<serde_json::Value> = s
                 .tap
                 .latest()
@@ -203,6 +204,8 @@ async fn channels(St(s): St<State>) -> Response {
                         "flags": r.flags.names().collect::<Vec<_>>(),
                         "source": &*r.source,
                         "readings": l.count,
+                        "range": layout.range(&r.channel).map(|(lo, hi)| [lo, hi]),
+                        "inputs": layout.inputs(&r.channel),
                     })
                 })
                 .collect();
@@ -272,13 +275,17 @@ async fn readings(St(s): St<State>, Params(q): Params<Range>) -> Response {
         match every {
             None => {
                 let mut st = c.prepare_cached(
-                    "SELECT epoch_us(ts), value, quality FROM readings
+                    "SELECT epoch_us(ts), value, quality, flags, voted_out FROM readings
                      WHERE channel = ? AND epoch_us(ts) >= ? AND epoch_us(ts) < ? ORDER BY ts DESC LIMIT ?",
                 )?;
                 let mut rows = st.query(duckdb::params![ch, since, until, limit])?;
+                // Comma-separated in the store; lists in the answer.
+                let list = |s: Option<String>| -> Vec<String> {
+                    s.map(|s| s.split(',').filter(|x| !x.is_empty()).map(String::from).collect()).unwrap_or_default()
+                };
                 while let Some(r) = rows.next()? {
                     out.push(serde_json::json!({"ts": format_rfc3339(r.get(0)?), "value": r.get::<_, Option<f64>>(1)?,
-                                                "quality": r.get::<_, String>(2)?}));
+                        "quality": r.get::<_, String>(2)?, "flags": list(r.get(3)?), "voted_out": list(r.get(4)?)}));
                 }
             }
             Some(b) => {

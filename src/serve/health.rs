@@ -38,6 +38,8 @@ pub struct Watch {
     pub down_after: Duration,
     /// The store, when the run has one.
     pub store: Option<StoreWatch>,
+    /// Channel ranges and fusion inputs, for `/api/v1/channels`.
+    pub layout: Arc<super::layout::Layout>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -340,6 +342,7 @@ mod tests {
             sources: Vec::new(),
             down_after: Duration::from_secs(60),
             store: Some(StoreWatch { flush: Duration::from_secs(1), readings: true }),
+            layout: Arc::default(),
         };
         let h = Health::new(watch, tap.clone());
         let store = |h: &Health| h.readiness().1["checks"]["store"].clone();
@@ -379,7 +382,8 @@ mod tests {
         tx.try_send(crate::model::batch::Batch::default()).unwrap();
         tx.try_send(crate::model::batch::Batch::default()).unwrap();
         tap.open_ingest(tx);
-        let watch = Watch { sources: Vec::new(), down_after: Duration::from_secs(60), store: None };
+        let watch =
+            Watch { sources: Vec::new(), down_after: Duration::from_secs(60), store: None, layout: Arc::default() };
         let now = now_micros();
         let brief = Health::new(watch.clone(), tap.clone());
         brief.sample_at(now - 5_000_000);

@@ -12,11 +12,13 @@ mod api;
 pub mod control;
 mod health;
 mod http;
+mod layout;
 mod metrics;
 pub mod sql;
 pub mod systemd;
 
 pub use health::{StoreWatch, Watch};
+pub use layout::Layout;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

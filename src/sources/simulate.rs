@@ -101,14 +101,24 @@ impl Simulator {
     }
 }
 
-fn active(f: &FaultPlan, t_us: i64, interval_us: i64) -> bool {
+/// Whether fault `f` is active at `t_us` into the run; if so, how long
+/// since this occurrence of it began (a repeating fault begins again every
+/// `every`).
+fn active(f: &FaultPlan, t_us: i64, interval_us: i64) -> Option<i64> {
     let at = f.at.as_micros() as i64;
     let len = match (f.duration, f.kind) {
         (Some(d), _) => d.as_micros() as i64,
         (None, FaultKind::Spike) => interval_us,
-        (None, _) => i64::MAX / 4,
+        (None, FaultKind::Stuck | FaultKind::Dropout | FaultKind::Drift) => i64::MAX / 4,
     };
-    t_us >= at && t_us < at.saturating_add(len.max(1))
+    if t_us < at {
+        return None;
+    }
+    let since = match f.every {
+        Some(every) => (t_us - at) % (every.as_micros() as i64).max(1),
+        None => t_us - at,
+    };
+    (since < len.max(1)).then_some(since)
 }
 
 impl Signal {
@@ -140,19 +150,14 @@ impl Signal {
         let mut v = base + noise;
         let mut stuck = false;
         for f in &p.faults {
-            if !active(f, t_us, interval_us) {
-                continue;
-            }
+            let Some(since) = active(f, t_us, interval_us) else { continue };
             match f.kind {
                 FaultKind::Dropout => return None,
                 FaultKind::Stuck => stuck = true,
                 FaultKind::Spike => {
                     v += f.magnitude.unwrap_or(if p.amplitude > 0.0 { 10.0 * p.amplitude } else { 10.0 })
                 }
-                FaultKind::Drift => {
-                    let since = (t_us - f.at.as_micros() as i64) as f64 / 60e6;
-                    v += f.magnitude.unwrap_or(1.0) * since;
-                }
+                FaultKind::Drift => v += f.magnitude.unwrap_or(1.0) * since as f64 / 60e6,
             }
         }
         if let Some(d) = p.decimals {
@@ -218,6 +223,7 @@ mod tests {
             at: Duration::from_secs(at),
             duration: dur.map(Duration::from_secs),
             magnitude: Some(100.0),
+            every: None,
         };
         let v = values(&mut Simulator::new("s", &plan(Shape::Ramp, vec![f(FaultKind::Stuck, 1, Some(2))]), 0), 4);
         assert_eq!(v, vec![Some(8.0), Some(9.0), Some(9.0), Some(11.0)]);
@@ -225,6 +231,35 @@ mod tests {
         assert_eq!(v, vec![Some(10.0), Some(10.0), Some(110.0), Some(10.0)]);
         let v = values(&mut Simulator::new("s", &plan(Shape::Constant, vec![f(FaultKind::Dropout, 1, Some(2))]), 0), 4);
         assert_eq!(v, vec![Some(10.0), None, None, Some(10.0)]);
+    }
+
+    #[test]
+    fn faults_repeat_every_period() {
+        let f = |kind, at, dur: Option<u64>, magnitude| FaultPlan {
+            kind,
+            at: Duration::from_secs(at),
+            duration: dur.map(Duration::from_secs),
+            magnitude: Some(magnitude),
+            every: Some(Duration::from_secs(4)),
+        };
+        let spike = f(FaultKind::Spike, 1, None, 100.0);
+        let v = values(&mut Simulator::new("s", &plan(Shape::Constant, vec![spike]), 0), 10);
+        let at: Vec<usize> = v.iter().enumerate().filter(|(_, v)| **v == Some(110.0)).map(|(i, _)| i).collect();
+        assert_eq!(at, vec![1, 5, 9]);
+        let dropout = f(FaultKind::Dropout, 2, Some(2), 0.0);
+        let v = values(&mut Simulator::new("s", &plan(Shape::Constant, vec![dropout]), 0), 8);
+        assert_eq!(
+            v.iter().map(Option::is_some).collect::<Vec<_>>(),
+            [true, true, false, false, true, true, false, false]
+        );
+        // A drift starts from zero at each repetition (60 per minute = 1 per second).
+        let drift = f(FaultKind::Drift, 0, Some(3), 60.0);
+        let v = values(&mut Simulator::new("s", &plan(Shape::Constant, vec![drift]), 0), 8);
+        assert_eq!(v, [10.0, 11.0, 12.0, 10.0, 10.0, 11.0, 12.0, 10.0].map(Some));
+        // A stuck value is taken afresh each time.
+        let stuck = f(FaultKind::Stuck, 1, Some(2), 0.0);
+        let v = values(&mut Simulator::new("s", &plan(Shape::Ramp, vec![stuck]), 0), 8);
+        assert_eq!(v, [8.0, 9.0, 9.0, 11.0, 8.0, 9.0, 9.0, 11.0].map(Some));
     }
 
     #[test]

@@ -440,4 +440,9 @@ pub struct FaultSpec {
     /// Size of a spike, or drift per minute.
     #[serde(default)]
     pub magnitude: Option<f64>,
+    /// Repeat the fault this often (`5m`): it begins again at `at + every`,
+    /// `at + 2 × every`, … A repeating fault needs a `for` (one sample for
+    /// `spike`) shorter than `every`; a drift starts from zero each time.
+    #[serde(default)]
+    pub every: Option<String>,
 }

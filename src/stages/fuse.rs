@@ -263,6 +263,13 @@ impl Fuser {
             }
             let usable = r.quality != Quality::Bad && r.value.is_some_and(f64::is_finite);
             let latest = Latest { ts: r.ts, value: r.value, usable };
+            for &(g, _) in targets.iter() {
+                // No `unit` of its own: the fused channel takes its inputs'.
+                let grp = &mut self.groups[g];
+                if grp.unit.is_none() && grp.plan.unit.is_none() {
+                    grp.unit.clone_from(&r.unit);
+                }
+            }
             out.push(rec);
             for &(g, i) in targets.iter() {
                 self.offer(g, i, latest, out);
@@ -501,6 +508,27 @@ mod tests {
         let mut m = Fuser::new(&[plan(FuseMethod::Median, None)]);
         m.restore_state(&saved);
         assert!(m.save_state().contains(r#""ts":null"#), "{}", m.save_state());
+    }
+
+    #[test]
+    fn a_fused_channel_without_a_unit_takes_its_inputs_unit() {
+        let with_unit = |ch: &str| {
+            let mut r = reading(ch, 1, Some(5.0));
+            if let Record::Reading(r) = &mut r {
+                r.unit = Some(Arc::from("degC"));
+            }
+            r
+        };
+        let mut out = Vec::new();
+        let mut f = Fuser::new(&[plan(FuseMethod::Median, None)]);
+        f.process(["a", "b", "c"].iter().map(|c| with_unit(c)).collect(), &mut out);
+        assert_eq!(fused(&out)[0].unit.as_deref(), Some("degC"));
+        // A unit of its own wins.
+        let mut own = plan(FuseMethod::Median, None);
+        own.unit = Some("K".into());
+        let mut out = Vec::new();
+        Fuser::new(&[own]).process(["a", "b", "c"].iter().map(|c| with_unit(c)).collect(), &mut out);
+        assert_eq!(fused(&out)[0].unit.as_deref(), Some("K"));
     }
 
     #[test]

@@ -44,17 +44,18 @@ fn the_pressure_spike_is_an_anomaly_in_the_store_and_fail_on_sees_it() {
         "anomaly".as_ref(),
     ])
     .run();
-    out.code(3).stderr_has("2 anomalies");
+    // The spike at 0:45 of every 5 minutes, up and down: 12 in 30 minutes.
+    out.code(3).stderr_has("12 anomalies");
     let anomalies: Vec<serde_json::Value> = out.lines().into_iter().filter(|r| r["kind"] == "anomaly").collect();
-    assert_eq!(anomalies.len(), 2);
+    assert_eq!(anomalies.len(), 12);
     assert_eq!(anomalies[0]["detector"], "pressure-jump");
-    assert_eq!(anomalies[0]["ts"], "2026-01-01T00:20:00.000Z");
+    assert_eq!(anomalies[0]["ts"], "2026-01-01T00:00:45.000Z");
     assert!(anomalies[0]["detail"].as_str().unwrap().contains("more than 0.5/s"));
     assert_eq!(
         query_i64(&db, "SELECT count(*) FROM anomalies WHERE detector = 'pressure-jump' AND method = 'rate'"),
-        2
+        12
     );
-    assert_eq!(query_i64(&db, "SELECT epoch_us(min(ts)) FROM anomalies"), 1_767_226_800_000_000);
+    assert_eq!(query_i64(&db, "SELECT epoch_us(min(ts)) FROM anomalies"), 1_767_225_645_000_000);
 }
 
 /// An isolation forest trains on the store's history: a backtest from 0 h 50
@@ -141,11 +142,11 @@ fn a_backtest_replays_the_store() {
     let out = on_store(&["detect", "pipelines/demo.yaml", "--from-store", "--format", "ndjson"], &db);
     out.code(0);
     assert!(out.lines().iter().all(|r| r["kind"] == "anomaly"), "only anomalies are printed");
-    out.stderr_has("pressure-jump        boiler.pressure                  2026-01-01         2");
+    out.stderr_has("pressure-jump        boiler.pressure                  2026-01-01        24");
     out.stderr_has(&format!("{before} readings"));
-    out.stderr_has("2 anomalies stored");
+    out.stderr_has("24 anomalies stored");
     assert_eq!(query_i64(&db, "SELECT count(*) FROM readings"), before, "a backtest stores no readings");
-    assert_eq!(query_i64(&db, "SELECT count(*) FROM anomalies WHERE detector = 'pressure-jump'"), 2);
+    assert_eq!(query_i64(&db, "SELECT count(*) FROM anomalies WHERE detector = 'pressure-jump'"), 24);
     // A sweep from 00:10 with a laxer limit: nothing on the pressure.
     let lax = on_store(
         &[

@@ -13,29 +13,42 @@ fn fuse_demo(extra: &[&str]) -> Out {
 }
 
 #[test]
-fn the_stuck_sensor_is_voted_out_then_marked_suspect() {
+fn the_drifting_sensor_is_voted_out_then_marked_suspect() {
     let out = fuse_demo(&[]);
     out.code(0).stderr_has("1200 fused");
     let lines = out.lines();
     let fused: Vec<&Value> = lines.iter().filter(|r| r["source"] == "fuse").collect();
     assert_eq!(fused.len(), 1200, "one fused reading per sample round");
     assert!(fused.iter().all(|r| r["channel"] == "boiler.temp" && r["inputs"].is_array() && r["spread"].is_number()));
-    // b is stuck from 5 m to 12 m into the run: while the sine moves away
-    // from the held value, b is voted out...
-    let out_of_vote: Vec<&&Value> =
-        fused.iter().filter(|r| r["voted_out"] == serde_json::json!(["boiler.temp.b"])).collect();
-    assert!(out_of_vote.len() > 100, "b voted out only {} times", out_of_vote.len());
-    assert!(out_of_vote.iter().all(|r| r["ts"].as_str().unwrap() >= "2026-01-01T00:05:00"));
-    // ...and after a minute out, its own readings carry suspect + voted_out.
-    let b_flagged = lines
+    assert!(fused.iter().all(|r| r["unit"] == "degC"), "a fused channel has its inputs' unit");
+    // b drifts away from 0:05 to 0:30 of every 5 minutes: more than 2 degC
+    // from the median from 0:11, it is voted out until it snaps back...
+    let out_of_vote: Vec<&str> = fused
+        .iter()
+        .filter(|r| r["voted_out"] == serde_json::json!(["boiler.temp.b"]))
+        .map(|r| r["ts"].as_str().unwrap())
+        .collect();
+    assert_eq!((out_of_vote[0], out_of_vote[18]), ("2026-01-01T00:00:11.000Z", "2026-01-01T00:00:29.000Z"));
+    assert_eq!(out_of_vote.len(), 74, "{out_of_vote:?}");
+    // Every 5 minutes, and only within the drift (seconds 5 to 30 into each).
+    let into_cycle = |ts: &str| {
+        let (m, s): (u32, u32) = (ts[14..16].parse().unwrap(), ts[17..19].parse().unwrap());
+        (m / 5, (m % 5) * 60 + s)
+    };
+    let cycles: std::collections::BTreeSet<u32> = out_of_vote.iter().map(|t| into_cycle(t).0).collect();
+    assert_eq!(cycles.into_iter().collect::<Vec<_>>(), [0, 1, 2, 3]);
+    assert!(out_of_vote.iter().all(|t| (5..30).contains(&into_cycle(t).1)), "{out_of_vote:?}");
+    // ...and after 10 s out (`suspect_after`), its own readings carry suspect + voted_out.
+    let b_flagged: Vec<&str> = lines
         .iter()
         .filter(|r| {
             r["channel"] == "boiler.temp.b" && r["flags"].as_array().is_some_and(|f| f.contains(&"voted_out".into()))
         })
-        .count();
-    assert!(b_flagged > 0);
+        .map(|r| r["ts"].as_str().unwrap())
+        .collect();
+    assert_eq!(b_flagged.first(), Some(&"2026-01-01T00:00:22.000Z"));
     // Before the fault every fused reading is good and uses all three inputs.
-    let early = fused.iter().filter(|r| r["ts"].as_str().unwrap() < "2026-01-01T00:05:00");
+    let early = fused.iter().filter(|r| r["ts"].as_str().unwrap() < "2026-01-01T00:00:05");
     for r in early {
         assert_eq!((r["quality"].as_str(), r["inputs"].as_array().map(Vec::len)), (Some("good"), Some(3)), "{r}");
     }

@@ -209,47 +209,87 @@ fn chromium() -> String {
     panic!("no chromium: `apt-get install chromium` (scripts/test installs it)");
 }
 
-/// The dashboard in a real browser: values appear in the channel table and
-/// the chart draws points; a screenshot is saved for people to look at.
+/// Runs headless Chromium on `url` with `what` (`--dump-dom`,
+/// `--screenshot=…`) after 5 s of the page's virtual time; its stdout.
+fn browser(url: &str, what: &str) -> String {
+    let out = Command::new(chromium())
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--window-size=1400,1100",
+            "--virtual-time-budget=5000",
+            what,
+            url,
+        ])
+        .stderr(Stdio::null())
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The attributes of the chart of `channel` in a dumped page: what it drew.
+fn chart(dom: &str, channel: &str) -> std::collections::HashMap<String, String> {
+    let tag = format!("<svg class=\"chart\" data-channel=\"{channel}\"");
+    let at = dom.find(&tag).unwrap_or_else(|| panic!("no chart of {channel}:\n{dom}"));
+    let head = &dom[at..at + dom[at..].find('>').unwrap()];
+    head.split(" data-")
+        .skip(1)
+        .filter_map(|a| a.split_once("=\"").map(|(k, v)| (k.to_string(), v.trim_end_matches('"').to_string())))
+        .collect()
+}
+
+/// The dashboard in a real browser, on the demo with its faults moved to
+/// the first seconds: the channel table with units, a chart per channel
+/// with what it drew (read from the chart's data attributes): the fused
+/// channel with its three inputs and a voted-out stretch, the pressure spike
+/// as an anomaly and a suspect reading, the flow dropout as a bad reading
+/// under an alert, the range limits; the sources panel. A screenshot is
+/// saved for people to look at (target/tmp/dashboard.png).
 #[test]
-fn the_dashboard_shows_values_and_a_chart_in_chromium() {
+fn the_dashboard_draws_the_demo_faults_in_chromium() {
     let dir = tmp();
-    spec(dir.path());
+    let path = spec(dir.path());
+    let early = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("{at: 5s, kind: drift, magnitude: 24", "{at: 1s, kind: drift, magnitude: 24")
+        .replace("{at: 45s, kind: spike", "{at: 3s, kind: spike")
+        .replace("{at: 50s, kind: dropout", "{at: 2s, kind: dropout");
+    assert_eq!(early.matches("at: 1s").count() + early.matches("at: 3s").count() + early.matches("at: 2s").count(), 3);
+    std::fs::write(&path, early).unwrap();
     let d = Daemon::start(dir.path(), "s.yaml", &[]);
-    std::thread::sleep(Duration::from_secs(3));
+    // The flow is stale 10 s after its last reading (at 1 s).
+    std::thread::sleep(Duration::from_secs(15));
     let url = format!("{}/#token={TOKEN}", d.base);
-    let browser = |what: &str| {
-        let out = Command::new(chromium())
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-dev-shm-usage",
-                "--window-size=1280,800",
-                "--virtual-time-budget=5000",
-                what,
-                &url,
-            ])
-            .stderr(Stdio::null())
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
+    let dom = browser(&url, "--dump-dom");
+    assert!(dom.contains("id=\"status\">live<"), "the stream did not connect:\n{dom}");
+    assert!(dom.contains("data-channel=\"boiler.temp.a\"") && dom.contains("m3/h"), "no channel table:\n{dom}");
+    let num = |c: &std::collections::HashMap<String, String>, k: &str| -> u64 {
+        c.get(k).and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("no data-{k} in {c:?}"))
     };
-    let dom = browser("--dump-dom");
-    assert!(dom.contains("boiler.temp.a") && dom.contains("degC"), "no channel table:\n{dom}");
-    let points: u64 = dom
-        .split("data-points=\"")
-        .nth(1)
-        .and_then(|s| s.split('"').next())
-        .and_then(|n| n.parse().ok())
-        .expect("the chart canvas");
-    assert!(points >= 2, "the chart drew {points} points");
-    assert!(dom.contains("id=\"status\">live<"), "the stream did not connect");
+    let temp = chart(&dom, "boiler.temp");
+    assert_eq!(num(&temp, "series"), 4, "the fused channel and its three inputs: {temp:?}");
+    assert!(num(&temp, "points") > 40, "{temp:?}");
+    assert!(num(&temp, "voted-out") >= 1, "temp.b drifts away and is voted out: {temp:?}");
+    assert_eq!(temp["unit"], "degC", "a fused channel has its inputs' unit");
+    let pressure = chart(&dom, "boiler.pressure");
+    assert!(num(&pressure, "anomalies") >= 1, "the spike is an anomaly: {pressure:?}");
+    assert!(num(&pressure, "suspect") >= 1, "the spike is too fast for the channel: {pressure:?}");
+    assert_eq!(num(&pressure, "series"), 1);
+    let flow = chart(&dom, "boiler.flow");
+    assert!(num(&flow, "bad") >= 1, "the dropout is reported stale: {flow:?}");
+    assert!(num(&flow, "alerts") >= 1, "flow-lost fires: {flow:?}");
+    assert!(!dom.contains("data-channel=\"boiler.temp.b\" data-series"), "inputs are drawn in their fused chart");
+    // The range limits: a line where they are near the values, else named at the edge.
+    assert_eq!((temp["range"].as_str(), pressure["range"].as_str()), ("-20,150", "0,10"));
+    assert!(dom.contains("range high 150") && dom.contains("range low 0"), "no range marks:\n{dom}");
+    assert!(dom.contains("data-source=\"plant\" data-state=\"up\""), "no sources panel:\n{dom}");
     let shot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png");
     let _ = std::fs::remove_file(&shot);
-    browser(&format!("--screenshot={}", shot.display()));
+    browser(&url, &format!("--screenshot={}", shot.display()));
     let png = std::fs::read(&shot).expect("a screenshot");
-    assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "screenshot of {} bytes", png.len());
+    assert!(png.starts_with(b"\x89PNG") && png.len() > 30_000, "screenshot of {} bytes", png.len());
 }
 
 /// `serve.tls`: HTTPS with rustls; plain HTTP on the same port gets nothing.

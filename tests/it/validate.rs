@@ -154,3 +154,33 @@ fn identity_is_checked_and_planned() {
     write(dir.path(), "e.yaml", &spec.replace("gateway: gw-017", "gatway: gw-017"));
     eg(["validate", "e.yaml"]).dir(dir.path()).run().code(78).stderr_has("gatway");
 }
+
+/// A simulated fault that repeats (`every`) needs each repetition to end
+/// before the next begins.
+#[test]
+fn a_repeating_fault_must_end_before_it_repeats() {
+    let dir = tmp();
+    write(
+        dir.path(),
+        "t.yaml",
+        "version: 1\nname: t\nsources:\n  sim:\n    type: simulate\n    signals:\n      a.b:\n        faults:\n\
+         \x20         - {at: 5s, kind: dropout, for: 5m, every: 5m}\n\
+         \x20         - {at: 5s, kind: stuck, every: 5m}\n\
+         \x20         - {at: 5s, kind: spike, every: 1s}\n\
+         \x20         - {at: 5s, kind: drift, for: 1s, every: 0s}\n\
+         \x20         - {at: 5s, kind: spike, every: 2s}\n\
+         \x20         - {at: 5s, kind: drift, for: 1m, every: 5m}\n",
+    );
+    let out = eg(["validate", "t.yaml"]).dir(dir.path()).run();
+    out.code(78).stderr_has("(4 errors, 0 warnings)");
+    out.stderr_has(
+        "error[E011]: a repeating fault lasts less than `every`; `for` is 5m\n --> t.yaml:9:53\n  |\n\
+         9 |           - {at: 5s, kind: dropout, for: 5m, every: 5m}\n  |                                                     ^^\n\
+         \x20 = at: sources.sim.signals[\"a.b\"].faults[0].every\n",
+    );
+    out.stderr_has("error[E012]: a repeating fault needs `for`, shorter than `every`\n  --> t.yaml:10:13\n");
+    out.stderr_has(
+        "error[E011]: a repeating spike needs `every` longer than the source's interval\n  --> t.yaml:11:42\n",
+    );
+    out.stderr_has("error[E030]: must be longer than zero\n  --> t.yaml:12:51\n");
+}
