@@ -100,11 +100,11 @@ pub fn check_tests(path: &str) -> Result<CheckedTests, Failure> {
         None => {
             let name = Path::new(path).file_name().and_then(|n| n.to_str()).unwrap_or_default();
             let stem = name.trim_end_matches(".yaml").trim_end_matches(".yml").trim_end_matches(".test");
-            let yaml = dir.join(format!("{stem}.yaml"));
-            if yaml.exists() {
-                yaml
+            let (yaml, yml) = (dir.join(format!("{stem}.yaml")), dir.join(format!("{stem}.yml")));
+            if !yaml.exists() && yml.exists() {
+                yml
             } else {
-                dir.join(format!("{stem}.yml"))
+                yaml
             }
         }
     };

@@ -60,6 +60,9 @@ pub enum TextMatch {
 }
 
 /// What an expectation checks.
+// A test file holds a few dozen of these, built once: the size of the
+// largest variant costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Check {
     Reading {
@@ -187,7 +190,7 @@ fn compile_test(cx: &mut Cx, plan: &Plan, path: &str, name: &str, t: &TestSpec) 
         let mut channels = Vec::new();
         for (ch, text) in &t.series {
             let p = join_key(&join_key(path, "series"), ch);
-            match parse_series(text) {
+            match parse_series(&text.text()) {
                 Ok(s) => channels.push((ch.clone(), s)),
                 Err(e) => {
                     cx.err(Code::TestSeries, &p, e).note = Some(
@@ -536,10 +539,10 @@ pub fn parse_series(text: &str) -> Result<Vec<Sample>, String> {
                     None => (head, None),
                 };
                 let number = |s: &str| -> Result<f64, String> {
-                    s.parse::<f64>()
-                        .ok()
-                        .filter(|f| f.is_finite())
-                        .ok_or_else(|| format!("`{tok}`: `{s}` is not a number, `_`, `bad`, `timeout` or `stale`"))
+                    s.parse::<f64>().ok().filter(|f| f.is_finite()).ok_or_else(|| match s == tok {
+                        true => format!("`{tok}` is not a number, `_`, `bad`, `timeout` or `stale`"),
+                        false => format!("`{s}` in `{tok}` is not a number"),
+                    })
                 };
                 let v = number(v)?;
                 let d = d.map(|d| number(d.strip_prefix('+').unwrap_or(d))).transpose()?;

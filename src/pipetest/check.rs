@@ -211,6 +211,7 @@ fn check_one(c: &Captured, e: &Expectation) -> Option<Miss> {
                     | EventKind::Cleared { .. }
                     | EventKind::Firing
                     | EventKind::Repeat
+                    | EventKind::Unsilenced
                     | EventKind::Resolved
                     | EventKind::Sent { .. }
                     | EventKind::Silenced { .. },
@@ -358,6 +359,7 @@ pub fn show_event(c: &Captured, ev: &Event) -> String {
         }
         EventKind::Firing => "firing".to_string(),
         EventKind::Repeat => "repeat     still firing, `repeat` has passed since the last notification".to_string(),
+        EventKind::Unsilenced => "firing     the silence is over: notifying".to_string(),
         EventKind::Resolved => "resolved".to_string(),
         EventKind::Sent { notifier, state, title } => format!("  sent     {} to {notifier}: {title:?}", state.as_str()),
         EventKind::Silenced { until } => {

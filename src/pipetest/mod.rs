@@ -57,6 +57,8 @@ pub enum EventKind {
     Firing,
     /// Still firing, `repeat` after the last notification.
     Repeat,
+    /// Still firing, and the silence that held its notification is over.
+    Unsilenced,
     /// A firing alert's condition stopped holding.
     Resolved,
     /// A notification was rendered for this notifier.
@@ -122,6 +124,7 @@ pub fn run(plan: &Plan, test: &TestPlan) -> Result<Captured, RunError> {
         out: Vec::new(),
         notes: Vec::new(),
         silences: Vec::new(),
+        held: Default::default(),
     };
     let extra = |origin: Micros, input_end: Micros| -> Micros {
         test.duration.map_or(input_end, |t| origin + t.as_micros() as i64)
@@ -267,6 +270,8 @@ struct Driver {
     notes: Vec<Notification>,
     /// (rule, channel glob, until), for the timeline.
     silences: Vec<(String, Option<String>, Micros)>,
+    /// Firing alerts whose notification a silence held back.
+    held: std::collections::HashSet<(String, String)>,
 }
 
 impl Driver {
@@ -360,6 +365,7 @@ impl Driver {
                         .max();
                     if let Some(until) = until {
                         push(&mut events, ts, key, EventKind::Silenced { until });
+                        self.held.insert(key.clone());
                     }
                 }
             } else if phase == Phase::Firing {
@@ -367,7 +373,8 @@ impl Driver {
                     .iter()
                     .any(|n| n.alert.rule == key.0 && n.alert.channel == key.1 && n.alert.state == Transition::Firing);
                 if repeat {
-                    push(&mut events, ts, key, EventKind::Repeat);
+                    let kind = if self.held.remove(key) { EventKind::Unsilenced } else { EventKind::Repeat };
+                    push(&mut events, ts, key, kind);
                 }
             }
         }
@@ -379,7 +386,10 @@ impl Driver {
                 Phase::Pending => {
                     EventKind::Cleared { after: Duration::from_micros((ts - since).max(0) as u64), hold: hold(&key.0) }
                 }
-                Phase::Firing => EventKind::Resolved,
+                Phase::Firing => {
+                    self.held.remove(key);
+                    EventKind::Resolved
+                }
                 Phase::Inactive => continue,
             };
             push(&mut events, ts, key, kind);

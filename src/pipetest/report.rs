@@ -61,7 +61,9 @@ pub fn text(outcomes: &[Outcome], total: Duration) -> String {
         }
     }
     let failed = outcomes.iter().filter(|o| !o.passed()).count();
-    s += &format!("{} tests: {} passed, {failed} failed ({})\n", outcomes.len(), outcomes.len() - failed, ms(total));
+    let n = outcomes.len();
+    let tests = if n == 1 { "test" } else { "tests" };
+    s += &format!("{n} {tests}: {} passed, {failed} failed ({})\n", n - failed, ms(total));
     s
 }
 

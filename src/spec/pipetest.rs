@@ -51,7 +51,7 @@ pub struct TestSpec {
     /// failed read flagged `timeout`, each with an optional `xN` (N samples);
     /// `stale` ends the series: the channel is silent from then on.
     #[serde(default)]
-    pub series: IndexMap<String, String>,
+    pub series: IndexMap<String, SeriesSpec>,
     /// Time between two samples of `series`. Default 1s.
     #[serde(default)]
     pub interval: Option<String>,
@@ -72,6 +72,23 @@ pub struct TestSpec {
     /// What must happen, each expectation at a time or within a window.
     #[serde(default)]
     pub expect: Vec<ExpectSpec>,
+}
+
+/// One channel's series: the notation, or one number (a single sample).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum SeriesSpec {
+    Text(String),
+    Number(f64),
+}
+
+impl SeriesSpec {
+    pub fn text(&self) -> String {
+        match self {
+            SeriesSpec::Text(t) => t.clone(),
+            SeriesSpec::Number(n) => n.to_string(),
+        }
+    }
 }
 
 /// A silence during a test.
