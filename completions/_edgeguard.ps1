@@ -40,6 +40,7 @@ Register-ArgumentCompleter -Native -CommandName 'edgeguard' -ScriptBlock {
             [CompletionResult]::new('serve', 'serve', [CompletionResultType]::ParameterValue, 'Run the whole pipeline as a daemon with the HTTP API, live stream, metrics and dashboard')
             [CompletionResult]::new('backup', 'backup', [CompletionResultType]::ParameterValue, 'Back up the store (Parquet + manifest); list, verify, restore and prune backups')
             [CompletionResult]::new('collect', 'collect', [CompletionResultType]::ParameterValue, 'Collect a fleet''s forwarded records from its NATS hub into a Parquet lake (folder or S3)')
+            [CompletionResult]::new('test', 'test', [CompletionResultType]::ParameterValue, 'Run a pipeline''s tests (`plant.test.yaml`) on a virtual clock: readings to the notifications they send')
             [CompletionResult]::new('query', 'query', [CompletionResultType]::ParameterValue, 'Run one read-only SELECT on the store (through serve while it holds the store)')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
@@ -275,6 +276,23 @@ Register-ArgumentCompleter -Native -CommandName 'edgeguard' -ScriptBlock {
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             break
         }
+        'edgeguard;test' {
+            [CompletionResult]::new('--format', '--format', [CompletionResultType]::ParameterName, 'How results are printed')
+            [CompletionResult]::new('--filter', '--filter', [CompletionResultType]::ParameterName, 'Only the tests whose name contains NAME')
+            [CompletionResult]::new('--explain', '--explain', [CompletionResultType]::ParameterName, 'Print the alert timeline of test NAME instead: when each rule became pending, fired, repeated and resolved, what was sent to whom, and why a notification was held')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format on stderr')
+            [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'Colors on stderr and in tables (NO_COLOR is honoured)')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output on stderr (-v info, -vv debug)')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output on stderr (-v info, -vv debug)')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Only errors on stderr: no summary, no warnings')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Only errors on stderr: no summary, no warnings')
+            [CompletionResult]::new('--no-progress', '--no-progress', [CompletionResultType]::ParameterName, 'Never show progress bars')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
         'edgeguard;query' {
             [CompletionResult]::new('--format', '--format', [CompletionResultType]::ParameterName, 'Output format [default: table on a terminal, ndjson otherwise]')
             [CompletionResult]::new('--limit', '--limit', [CompletionResultType]::ParameterName, 'Most rows printed; past it the answer is cut and a warning says so (through serve: at most 100000)')
@@ -317,6 +335,7 @@ Register-ArgumentCompleter -Native -CommandName 'edgeguard' -ScriptBlock {
             [CompletionResult]::new('serve', 'serve', [CompletionResultType]::ParameterValue, 'Run the whole pipeline as a daemon with the HTTP API, live stream, metrics and dashboard')
             [CompletionResult]::new('backup', 'backup', [CompletionResultType]::ParameterValue, 'Back up the store (Parquet + manifest); list, verify, restore and prune backups')
             [CompletionResult]::new('collect', 'collect', [CompletionResultType]::ParameterValue, 'Collect a fleet''s forwarded records from its NATS hub into a Parquet lake (folder or S3)')
+            [CompletionResult]::new('test', 'test', [CompletionResultType]::ParameterValue, 'Run a pipeline''s tests (`plant.test.yaml`) on a virtual clock: readings to the notifications they send')
             [CompletionResult]::new('query', 'query', [CompletionResultType]::ParameterValue, 'Run one read-only SELECT on the store (through serve while it holds the store)')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
@@ -344,6 +363,9 @@ Register-ArgumentCompleter -Native -CommandName 'edgeguard' -ScriptBlock {
             break
         }
         'edgeguard;help;collect' {
+            break
+        }
+        'edgeguard;help;test' {
             break
         }
         'edgeguard;help;query' {

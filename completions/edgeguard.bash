@@ -46,6 +46,9 @@ _edgeguard() {
             edgeguard,serve)
                 cmd="edgeguard__subcmd__serve"
                 ;;
+            edgeguard,test)
+                cmd="edgeguard__subcmd__test"
+                ;;
             edgeguard,validate)
                 cmd="edgeguard__subcmd__validate"
                 ;;
@@ -79,6 +82,9 @@ _edgeguard() {
             edgeguard__subcmd__help,serve)
                 cmd="edgeguard__subcmd__help__subcmd__serve"
                 ;;
+            edgeguard__subcmd__help,test)
+                cmd="edgeguard__subcmd__help__subcmd__test"
+                ;;
             edgeguard__subcmd__help,validate)
                 cmd="edgeguard__subcmd__help__subcmd__validate"
                 ;;
@@ -89,7 +95,7 @@ _edgeguard() {
 
     case "${cmd}" in
         edgeguard)
-            opts="-v -q -h -V --verbose --quiet --log-format --color --no-progress --help --version acquire validate fuse detect alert serve backup collect query completions help"
+            opts="-v -q -h -V --verbose --quiet --log-format --color --no-progress --help --version acquire validate fuse detect alert serve backup collect test query completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -569,7 +575,7 @@ _edgeguard() {
             return 0
             ;;
         edgeguard__subcmd__help)
-            opts="acquire validate fuse detect alert serve backup collect query completions help"
+            opts="acquire validate fuse detect alert serve backup collect test query completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -722,6 +728,20 @@ _edgeguard() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        edgeguard__subcmd__help__subcmd__test)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         edgeguard__subcmd__help__subcmd__validate)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -802,6 +822,40 @@ _edgeguard() {
                     return 0
                     ;;
                 --set)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        edgeguard__subcmd__test)
+            opts="-v -q -h -V --format --filter --explain --verbose --quiet --log-format --color --no-progress --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --format)
+                    COMPREPLY=($(compgen -W "text json junit" -- "${cur}"))
+                    return 0
+                    ;;
+                --filter)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --explain)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

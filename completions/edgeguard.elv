@@ -37,6 +37,7 @@ set edit:completion:arg-completer[edgeguard] = {|@words|
             cand serve 'Run the whole pipeline as a daemon with the HTTP API, live stream, metrics and dashboard'
             cand backup 'Back up the store (Parquet + manifest); list, verify, restore and prune backups'
             cand collect 'Collect a fleet''s forwarded records from its NATS hub into a Parquet lake (folder or S3)'
+            cand test 'Run a pipeline''s tests (`plant.test.yaml`) on a virtual clock: readings to the notifications they send'
             cand query 'Run one read-only SELECT on the store (through serve while it holds the store)'
             cand completions 'Print a shell completion script'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -263,6 +264,22 @@ set edit:completion:arg-completer[edgeguard] = {|@words|
             cand -V 'Print version'
             cand --version 'Print version'
         }
+        &'edgeguard;test'= {
+            cand --format 'How results are printed'
+            cand --filter 'Only the tests whose name contains NAME'
+            cand --explain 'Print the alert timeline of test NAME instead: when each rule became pending, fired, repeated and resolved, what was sent to whom, and why a notification was held'
+            cand --log-format 'Log format on stderr'
+            cand --color 'Colors on stderr and in tables (NO_COLOR is honoured)'
+            cand -v 'More log output on stderr (-v info, -vv debug)'
+            cand --verbose 'More log output on stderr (-v info, -vv debug)'
+            cand -q 'Only errors on stderr: no summary, no warnings'
+            cand --quiet 'Only errors on stderr: no summary, no warnings'
+            cand --no-progress 'Never show progress bars'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
         &'edgeguard;query'= {
             cand --format 'Output format [default: table on a terminal, ndjson otherwise]'
             cand --limit 'Most rows printed; past it the answer is cut and a warning says so (through serve: at most 100000)'
@@ -303,6 +320,7 @@ set edit:completion:arg-completer[edgeguard] = {|@words|
             cand serve 'Run the whole pipeline as a daemon with the HTTP API, live stream, metrics and dashboard'
             cand backup 'Back up the store (Parquet + manifest); list, verify, restore and prune backups'
             cand collect 'Collect a fleet''s forwarded records from its NATS hub into a Parquet lake (folder or S3)'
+            cand test 'Run a pipeline''s tests (`plant.test.yaml`) on a virtual clock: readings to the notifications they send'
             cand query 'Run one read-only SELECT on the store (through serve while it holds the store)'
             cand completions 'Print a shell completion script'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -322,6 +340,8 @@ set edit:completion:arg-completer[edgeguard] = {|@words|
         &'edgeguard;help;backup'= {
         }
         &'edgeguard;help;collect'= {
+        }
+        &'edgeguard;help;test'= {
         }
         &'edgeguard;help;query'= {
         }

@@ -24,6 +24,7 @@
 //! * [`engine`] — one run: producers → stage chain → outputs, state, the verdict.
 //! * [`backup`] — Parquet snapshots of the store.
 //! * [`collect`] — a fleet's hub into a Parquet lake (`edgeguard collect`).
+//! * [`pipetest`] — `edgeguard test`: a pipeline's tests on a virtual clock, through the stage chain.
 //! * [`serve`] — the daemon: HTTP API, dashboard, metrics.
 //! * [`cli`] — the command line.
 
@@ -40,6 +41,7 @@ pub(crate) mod forward;
 pub(crate) mod model;
 pub(crate) mod mqtt_client;
 pub(crate) mod nats_client;
+pub(crate) mod pipetest;
 pub(crate) mod serve;
 pub(crate) mod sinks;
 pub(crate) mod sources;

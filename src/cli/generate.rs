@@ -1,7 +1,7 @@
-//! Files generated from the code: the JSON Schema of the spec, shell
-//! completions and man pages. A test compares them with the committed copies
-//! and fails when they are stale; `EDGEGUARD_BLESS=1 cargo test generated`
-//! rewrites them.
+//! Files generated from the code: the JSON Schemas of the spec and of its
+//! test files, shell completions and man pages. A test compares them with
+//! the committed copies and fails when they are stale;
+//! `EDGEGUARD_BLESS=1 cargo test generated` rewrites them.
 
 use clap_complete::Shell;
 
@@ -12,6 +12,10 @@ pub fn generated_files() -> Vec<(String, Vec<u8>)> {
     let mut text = serde_json::to_string_pretty(&schema).expect("schema serializes");
     text.push('\n');
     out.push(("schemas/pipeline.schema.json".to_string(), text.into_bytes()));
+    let tests = schemars::schema_for!(crate::spec::pipetest::TestFileSpec);
+    let mut text = serde_json::to_string_pretty(&tests).expect("schema serializes");
+    text.push('\n');
+    out.push(("schemas/pipeline-test.schema.json".to_string(), text.into_bytes()));
 
     for (shell, name) in [
         (Shell::Bash, "edgeguard.bash"),

@@ -15,6 +15,7 @@ mod probe;
 mod query;
 mod serve;
 mod serve_api;
+mod test;
 mod validate;
 
 use std::io::IsTerminal;
@@ -101,6 +102,8 @@ pub enum Command {
     Backup(backup::BackupArgs),
     /// Collect a fleet's forwarded records from its NATS hub into a Parquet lake (folder or S3).
     Collect(collect::CollectArgs),
+    /// Run a pipeline's tests (`plant.test.yaml`) on a virtual clock: readings to the notifications they send.
+    Test(test::TestArgs),
     /// Run one read-only SELECT on the store (through serve while it holds the store).
     Query(query::QueryArgs),
     /// Print a shell completion script.
@@ -133,6 +136,7 @@ pub fn main() -> ExitCode {
         Command::Backup(b) => backup::run(b, &cli.global),
         Command::Collect(c) => collect::run(c, &cli.global),
         Command::Query(q) => query::run(q, &cli.global),
+        Command::Test(t) => test::run(t, &cli.global),
         Command::Completions(c) => completions::run(c),
     };
     match result {

@@ -1,4 +1,5 @@
-//! `edgeguard validate SPEC…`: check pipeline files, every problem at once.
+//! `edgeguard validate SPEC…`: check pipeline files, every problem at once
+//! (test files, `*.test.yaml`, with the spec they test).
 //! With `--input`, validate readings against the spec's channel rules.
 //!
 //! Text diagnostics go to stderr; `--format json` and `--format github`
@@ -53,7 +54,20 @@ pub fn run(a: &ValidateArgs, g: &GlobalArgs) -> Result<Exit, Failure> {
     // The exit of the first file that could not be read: 66 missing, 77 denied, 74 other.
     let mut unreadable: Option<Exit> = None;
     for path in &a.specs {
-        let (text, diags) = match compile_spec(path, &a.set) {
+        // A test file (`plant.test.yaml`) is checked with the spec it tests;
+        // the spec's own problems are shown under the spec's name.
+        let loaded = match super::test::is_test_file(path) {
+            true => super::test::check_tests(path).map(|c| {
+                let mut files = vec![(c.doc.path, c.doc.text, c.diagnostics)];
+                files.extend(c.spec_problems.map(|(d, diags)| (d.path, d.text, diags)));
+                files
+            }),
+            false => compile_spec(path, &a.set).map(|l| match l {
+                Loaded::Refused(doc, diags) => vec![(doc.path, doc.text, diags)],
+                Loaded::Compiled(doc, compiled) => vec![(doc.path, doc.text, compiled.diagnostics)],
+            }),
+        };
+        let files = match loaded {
             Err(f) if f.exit == Exit::Usage => return Err(f),
             Err(f) => {
                 // An unreadable file is reported and counted; the others are still checked.
@@ -62,24 +76,28 @@ pub fn run(a: &ValidateArgs, g: &GlobalArgs) -> Result<Exit, Failure> {
                 super::report_error(g, &f.message);
                 continue;
             }
-            Ok(Loaded::Refused(doc, diags)) => (doc.text, diags),
-            Ok(Loaded::Compiled(doc, compiled)) => (doc.text, compiled.diagnostics),
+            Ok(files) => files,
         };
-        let e = diags.iter().filter(|d| d.severity() == crate::spec::diag::Severity::Error).count();
-        let w = diags.len() - e;
+        let e: usize = files
+            .iter()
+            .map(|f| f.2.iter().filter(|d| d.severity() == crate::spec::diag::Severity::Error).count())
+            .sum();
+        let w = files.iter().map(|f| f.2.len()).sum::<usize>() - e;
         errors += e;
         warnings += w;
         if e > 0 || (a.deny_warnings && w > 0) {
             invalid += 1;
         }
-        for d in &diags {
-            if g.quiet && d.severity() == crate::spec::diag::Severity::Warning && a.format == DiagFormat::Text {
-                continue;
-            }
-            let rendered = render(d, path, &text, a.format, g.color() && a.format == DiagFormat::Text);
-            match a.format {
-                DiagFormat::Text => super::args::print_text(&rendered),
-                _ => out.extend_from_slice(rendered.as_bytes()),
+        for (path, text, diags) in &files {
+            for d in diags {
+                if g.quiet && d.severity() == crate::spec::diag::Severity::Warning && a.format == DiagFormat::Text {
+                    continue;
+                }
+                let rendered = render(d, path, text, a.format, g.color() && a.format == DiagFormat::Text);
+                match a.format {
+                    DiagFormat::Text => super::args::print_text(&rendered),
+                    _ => out.extend_from_slice(rendered.as_bytes()),
+                }
             }
         }
     }

@@ -11,6 +11,7 @@ mod export;
 mod forward;
 mod nats;
 mod outputs;
+pub mod pipetest;
 pub mod plan;
 mod sources;
 mod stages;

@@ -39,7 +39,7 @@ use crate::stages::validate::ChannelValidator;
 use super::{EngineError, Stage};
 
 /// What one turn of the chain is given.
-pub(super) enum Step {
+pub enum Step {
     /// Records from a producer.
     Records(Vec<Record>),
     /// Nothing arrived for a while: time passes (stale channels, fusion rounds).
@@ -49,7 +49,7 @@ pub(super) enum Step {
 }
 
 /// The stages a run goes through, up to its [`Stage`].
-pub(super) struct Chain {
+pub struct Chain {
     pub validator: ChannelValidator,
     pub fuser: Fuser,
     pub computer: Computer,

@@ -60,7 +60,7 @@ use crate::stages::alert::AlertStats;
 use crate::stages::detect::DetectStats;
 use crate::stages::fuse::FuseStats;
 use crate::stages::validate::ValidateStats;
-use chain::{Chain, Step};
+pub use chain::{Chain, Step};
 use outputs::{Flow, Outputs};
 use producers::{Clock, Producers};
 use state::Keep;

@@ -70,6 +70,10 @@ pub enum Code {
     InlineSecret,
     /// E080 a setting that is unsafe or contradicts another.
     Conflict,
+    /// E090 a test's input series that does not parse.
+    TestSeries,
+    /// E091 a test expectation that says none or two things, or not when.
+    TestExpectation,
     /// W101 a Modbus address that looks like a 1-based "40001" reference.
     LooksOneBased,
     /// W102 a setting that has no effect.
@@ -106,6 +110,8 @@ impl Code {
             Code::TemplateRender => "E061",
             Code::InlineSecret => "E070",
             Code::Conflict => "E080",
+            Code::TestSeries => "E090",
+            Code::TestExpectation => "E091",
             Code::LooksOneBased => "W101",
             Code::Useless => "W102",
             Code::PollBudget => "W103",

@@ -15,6 +15,7 @@ mod forward;
 pub mod load;
 mod outputs;
 mod parse;
+pub mod pipetest;
 mod sources;
 mod stages;
 

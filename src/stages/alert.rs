@@ -159,6 +159,12 @@ impl Alerter {
         self.rules.is_empty()
     }
 
+    /// The rules' current states (pending and firing), in no order: what
+    /// `edgeguard test` compares after each step to see transitions.
+    pub fn states(&self) -> impl Iterator<Item = &AlertState> {
+        self.states.values()
+    }
+
     /// Holds back the notifications `s` covers.
     pub fn silence(&mut self, s: Silence) {
         let channel = s.channel.as_ref().map(|c| crate::model::channel::channel_matcher(c).map_err(|_| c.clone()));

@@ -30,6 +30,21 @@ fn the_schema_describes_fields_and_pipelines_point_at_it() {
 }
 
 #[test]
+fn the_test_file_schema_describes_tests_and_shipped_tests_point_at_it() {
+    let schema: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(repo().join("schemas/pipeline-test.schema.json")).unwrap())
+            .unwrap();
+    assert_eq!(schema["title"], "edgeguard pipeline tests");
+    let text = schema.to_string();
+    assert!(text.contains("in the series notation"), "field docs become descriptions");
+    assert!(text.contains("\"voted_out\"") && text.contains("\"message_json\""));
+    for f in ["pipelines/demo.test.yaml", "pipelines/faults.test.yaml"] {
+        let t = std::fs::read_to_string(repo().join(f)).unwrap();
+        assert!(t.starts_with("# yaml-language-server: $schema=../schemas/pipeline-test.schema.json"), "{f}");
+    }
+}
+
+#[test]
 fn completions_are_printed_by_the_binary() {
     let out = crate::support::eg(["completions", "bash"]).run();
     out.code(0);

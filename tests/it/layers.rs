@@ -6,6 +6,7 @@
 //!                                              sinks ← backup ← serve
 //!                                              sinks ← forward ← engine
 //!                                   engine, sources ← collect ← cli
+//!                   engine, sources, stages, sinks ← pipetest ← cli
 //! ```
 //!
 //! The check reads the source text: every `crate::<module>` path outside
@@ -32,6 +33,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("engine", &["forward", "sources", "stages", "sinks", "nats_client", "tls", "compile", "spec", "model"]),
     ("backup", &["sinks", "compile", "spec", "model"]),
     ("collect", &["engine", "sources", "nats_client", "tls", "compile", "spec", "model"]),
+    ("pipetest", &["engine", "sources", "stages", "sinks", "compile", "spec", "model"]),
     (
         "serve",
         &[
@@ -53,6 +55,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
         &[
             "serve",
             "collect",
+            "pipetest",
             "backup",
             "engine",
             "forward",

@@ -20,6 +20,7 @@ mod mqtt;
 mod nats_peer;
 mod peers;
 mod pipes;
+mod pipetest;
 mod query;
 mod reload;
 mod serial;
