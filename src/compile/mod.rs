@@ -11,6 +11,7 @@ mod forward;
 mod nats;
 mod outputs;
 pub mod plan;
+pub mod quiet;
 mod sources;
 mod stages;
 pub mod templates;
@@ -19,6 +20,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use crate::spec::diag::{self, Code, Diagnostic};
+/// Whether text is an address an SMTP envelope takes as it is.
+pub use outputs::is_address as is_email_address;
 pub use plan::*;
 
 use crate::model::channel::check_channel_name;

@@ -66,7 +66,8 @@ impl Chain {
             fuser: Fuser::new(if upto(Stage::Fuse) { &plan.fuse } else { &[] }),
             detectors: Detectors::new(if upto(Stage::Detect) { &plan.detect } else { &[] })
                 .map_err(EngineError::Usage)?,
-            alerter: Alerter::new(if upto(Stage::Alert) { &plan.alerts } else { &[] }).map_err(EngineError::Usage)?,
+            alerter: Alerter::new(if upto(Stage::Alert) { &plan.alerts } else { &[] }, &plan.notifiers)
+                .map_err(EngineError::Usage)?,
             replay,
             scratch: Vec::new(),
         })
@@ -77,6 +78,11 @@ impl Chain {
     pub fn step(&mut self, step: Step, out: &mut Vec<Record>, notes: &mut Vec<Notification>) {
         let mut validated = std::mem::take(&mut self.scratch);
         validated.clear();
+        let (ending, tick) = match &step {
+            Step::End => (true, None),
+            Step::Tick(now) => (false, Some(*now)),
+            Step::Records(_) => (false, None),
+        };
         match step {
             Step::End => self.fuser.flush(&mut validated),
             Step::Tick(now) => {
@@ -95,7 +101,20 @@ impl Chain {
         if !self.alerter.is_empty() {
             let before = notes.len();
             self.alerter.process(out, notes);
-            out.extend(notes[before..].iter().filter(|n| !n.relayed).map(|n| Record::Alert(Box::new(n.alert.clone()))));
+            // Time passes for held notifications and groups; the end sends
+            // what groups hold.
+            if let Some(now) = tick {
+                self.alerter.tick(now, notes);
+            }
+            if ending {
+                self.alerter.finish(notes);
+            }
+            out.extend(
+                notes[before..]
+                    .iter()
+                    .filter(|n| !n.relayed && !n.grouped)
+                    .map(|n| Record::Alert(Box::new(n.alert.clone()))),
+            );
         }
     }
 

@@ -50,10 +50,14 @@ pub enum Code {
     InvalidQuantity,
     /// E031 an address, URL, device or path that does not parse.
     InvalidAddress,
+    /// E032 a time zone that is not in the IANA database.
+    UnknownTimeZone,
     /// E040 a reference to a channel, source, detector or notifier that does not exist.
     UnknownReference,
     /// E041 a glob that matches no channel.
     GlobMatchesNothing,
+    /// E042 a label (in `group.by` or `inhibit.equal`) that no alert has.
+    UnknownLabel,
     /// E050 a Modbus point that does not fit its type, table or request limits.
     ModbusPoint,
     /// E051 Modbus points that partially overlap.
@@ -90,8 +94,10 @@ impl Code {
             Code::DuplicateChannel => "E021",
             Code::InvalidQuantity => "E030",
             Code::InvalidAddress => "E031",
+            Code::UnknownTimeZone => "E032",
             Code::UnknownReference => "E040",
             Code::GlobMatchesNothing => "E041",
+            Code::UnknownLabel => "E042",
             Code::ModbusPoint => "E050",
             Code::ModbusOverlap => "E051",
             Code::Template => "E060",

@@ -15,6 +15,7 @@ mod forward;
 pub mod load;
 mod outputs;
 mod parse;
+mod quiet;
 mod sources;
 mod stages;
 
@@ -23,6 +24,7 @@ pub use forward::*;
 pub use load::{LoadError, SpecDoc};
 pub use outputs::*;
 pub use parse::parse;
+pub use quiet::*;
 pub use sources::*;
 pub use stages::*;
 

@@ -4,4 +4,5 @@ pub mod alert;
 pub mod detect;
 pub mod fuse;
 pub mod iforest;
+pub mod quiet;
 pub mod validate;
