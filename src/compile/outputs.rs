@@ -118,6 +118,14 @@ pub(super) fn compile_outputs(cx: &mut Cx, spec: &Spec, plan: &mut Plan) {
         };
         let labels = super::quiet::all_labels(spec);
         let group = n.group().map(|g| super::quiet::group(cx, &key(&path, "group"), g, &labels));
+        if let (NotifierSpec::Stdout(_), Some(_)) = (n, &group) {
+            cx.err_key(
+                Code::Useless,
+                &key(&path, "group"),
+                "stdout prints every alert record as it happens; a group changes nothing",
+            )
+            .hint = Some("group a notifier that sends (email, webhook, …)".into());
+        }
         plan.notifiers.push(NotifierPlan { id: id.clone(), kind, group });
     }
 

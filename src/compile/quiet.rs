@@ -39,6 +39,7 @@ pub(super) fn rule(cx: &mut Cx, spec: &Spec, path: &str, rule: &str, a: &AlertSp
             ("resolve_when", a.resolve_when.is_some()),
             ("flapping", a.flapping.is_some()),
             ("inhibit", a.inhibit.is_some()),
+            ("mute", !a.mute.is_empty()),
         ] {
             if given {
                 cx.err_key(

@@ -299,7 +299,7 @@ impl Alerter {
         let mut states: Vec<&AlertState> = self
             .states
             .values()
-            .filter(|s| s.phase != Phase::Inactive || s.told.is_some() || s.flapping || s.held)
+            .filter(|s| s.phase != Phase::Inactive || s.told.is_some() || s.flapping || s.held || !s.changes.is_empty())
             .collect();
         states.sort_by(|a, b| (&a.rule, &a.channel).cmp(&(&b.rule, &b.channel)));
         let groups: Vec<&Group> = self.groups.values().collect();
@@ -336,7 +336,7 @@ impl Alerter {
                     st.told = Some(Transition::Firing);
                 }
                 let key = (i, Arc::from(st.channel.as_str()));
-                if st.held || st.flapping {
+                if st.held || st.flapping || !st.changes.is_empty() {
                     self.waiting.insert(key.clone());
                 }
                 self.states.insert(key, st);
@@ -654,6 +654,10 @@ impl Alerter {
             return;
         };
         let plan = &self.rules[i].plan;
+        if let Some(f) = &plan.flapping {
+            let (within, flapping) = (f.within.as_micros() as i64, st.flapping);
+            st.changes.retain(|&c| now - c < within || flapping);
+        }
         if st.flapping && !flap_start {
             let within = plan.flapping.as_ref().map_or(0, |f| f.within.as_micros() as i64);
             if st.changes.last().is_none_or(|&c| now - c >= within) {
@@ -685,12 +689,7 @@ impl Alerter {
         };
         let Some(state) = want else {
             st.held = false;
-            if !st.flapping {
-                self.waiting.remove(key);
-            }
-            if st.phase == Phase::Inactive && st.told.is_none() && !st.flapping {
-                self.states.remove(key);
-            }
+            self.tidy(key);
             return;
         };
         let source = st.source.clone();
@@ -721,14 +720,7 @@ impl Alerter {
         }
         let (since, value) = (st.since, st.value);
         let record = st.record.take();
-        if !st.flapping {
-            self.waiting.remove(key);
-        } else {
-            self.waiting.insert(key.clone());
-        }
-        if st.phase == Phase::Inactive && st.told.is_none() && !st.flapping {
-            self.states.remove(key);
-        }
+        self.tidy(key);
         let ctx = match (ctx, record) {
             (Some(c), _) => c.clone(),
             (None, Some(r)) => Value::from_serialize(&r),
@@ -738,6 +730,21 @@ impl Alerter {
         let n = self.notification(i, &ctx, now, since, &key.1, &source, value, state);
         self.stats.notifications += 1;
         self.route(i, n, &source, now, out);
+    }
+
+    /// After [`settle`](Self::settle) found nothing held: an alert that is
+    /// flapping, or has changes that still count towards flapping, is looked
+    /// at as time passes; one with nothing left to say is dropped.
+    fn tidy(&mut self, key: &(usize, Arc<str>)) {
+        let Some(st) = self.states.get(key) else { return };
+        if st.flapping || !st.changes.is_empty() {
+            self.waiting.insert(key.clone());
+            return;
+        }
+        self.waiting.remove(key);
+        if st.phase == Phase::Inactive && st.told.is_none() {
+            self.states.remove(key);
+        }
     }
 
     /// Whether a notification of rule `i` on `channel` waits at `now`, and why.
@@ -1084,5 +1091,229 @@ mod tests {
         assert_eq!(out.len(), 2);
         assert_ne!(out[0].alert.fingerprint, out[1].alert.fingerprint);
         assert_eq!(out[0].alert.fingerprint, fingerprint("hot", "boiler.temp"));
+    }
+}
+
+#[cfg(test)]
+mod quiet_tests {
+    use super::*;
+    use crate::compile::plan::{FlappingPlan, InhibitPlan, MuteWindow};
+    use crate::model::record::{Flags, Reading};
+    use std::time::Duration;
+
+    fn rule(name: &str, when: &str) -> AlertPlan {
+        AlertPlan {
+            rule: name.into(),
+            when: when.into(),
+            relay: false,
+            duration: Duration::ZERO,
+            severity: crate::spec::AlertSeverity::Warning,
+            repeat: None,
+            resolve: true,
+            notify: vec!["mail".into()],
+            title: "{{ rule }} {{ channel }}".into(),
+            body: None,
+            labels: vec![],
+            over: AlertOver::Channels,
+            resolve_when: None,
+            flapping: None,
+            inhibit: None,
+            group: None,
+            mute: vec![],
+        }
+    }
+
+    fn reading(ch: &str, source: &str, t: i64, v: Option<f64>, flags: Flags) -> Record {
+        let Record::Reading(mut r) = Reading::sample(ch, t, v) else { unreachable!() };
+        r.source = Arc::from(source);
+        r.flags = flags;
+        Record::Reading(r)
+    }
+
+    fn at(ch: &str, t: i64, v: f64) -> Record {
+        reading(ch, "plc1", t, Some(v), Flags::empty())
+    }
+
+    /// (seconds, rule, channel, state, notifiers) of what went out.
+    fn run(a: &mut Alerter, recs: Vec<Record>) -> Vec<(i64, String, String, &'static str, Vec<String>)> {
+        let mut out = Vec::new();
+        a.process(&recs, &mut out);
+        out.iter()
+            .map(|n| {
+                (
+                    n.alert.ts / 1_000_000,
+                    n.alert.rule.clone(),
+                    n.alert.channel.clone(),
+                    n.alert.state.as_str(),
+                    n.notify.to_vec(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn resolve_when_keeps_a_hovering_value_firing() {
+        let mut p = rule("hot", "value > 95");
+        p.resolve_when = Some("value < 90".into());
+        let mut a = Alerter::new(&[p], &[]).unwrap();
+        let seq = [96.0, 94.0, 96.0, 93.0, 95.5, 91.0, 89.0, 96.0];
+        let recs = seq.iter().enumerate().map(|(t, v)| at("boiler.temp", t as i64, *v)).collect();
+        let got: Vec<(i64, &str)> = run(&mut a, recs).iter().map(|n| (n.0, n.3)).collect();
+        assert_eq!(got, vec![(0, "firing"), (6, "resolved"), (7, "firing")]);
+    }
+
+    #[test]
+    fn flapping_is_reported_once_then_quiet_until_it_settles() {
+        let mut p = rule("hot", "value > 95");
+        p.flapping = Some(FlappingPlan { changes: 4, within: Duration::from_secs(60) });
+        let mut a = Alerter::new(&[p], &[]).unwrap();
+        // Fires and resolves every 5 s: two notifications, then flapping once.
+        let recs = (0..12).map(|t| at("boiler.temp", t * 5, if t % 2 == 0 { 97.0 } else { 90.0 })).collect();
+        let got: Vec<(i64, &str)> = run(&mut a, recs).iter().map(|n| (n.0, n.3)).collect();
+        assert_eq!(got, vec![(0, "firing"), (5, "resolved"), (10, "firing"), (15, "flapping")]);
+        // Quiet for a minute while resolved: it says so once, at the end of the window.
+        let later = vec![at("boiler.temp", 60, 90.0), at("boiler.temp", 114, 90.0), at("boiler.temp", 116, 90.0)];
+        let got: Vec<(i64, &str)> = run(&mut a, later).iter().map(|n| (n.0, n.3)).collect();
+        assert_eq!(got, vec![(116, "resolved")]);
+        assert!(a.states.is_empty(), "nothing left to say");
+    }
+
+    #[test]
+    fn a_mute_window_holds_and_then_sends_what_still_fires() {
+        // Sundays 02:00–04:00 in Berlin; 2026-03-01 is a Sunday (UTC+1).
+        let mut p = rule("hot", "value > 95");
+        p.mute = vec![MuteWindow { days: vec![6], start: 120, end: 240, tz: "Europe/Berlin".into() }];
+        let mut a = Alerter::new(&[p], &[]).unwrap();
+        let t0 = 1_772_326_800; // 2026-03-01T01:00:00Z = 02:00 Berlin
+        let mut recs = vec![at("boiler.temp", t0 + 60, 97.0), at("other.temp", t0 + 60, 97.0)];
+        recs.push(at("other.temp", t0 + 600, 90.0)); // fired and resolved within: never sent
+        assert!(run(&mut a, recs).is_empty());
+        assert_eq!(a.stats.held, 2);
+        let got = run(&mut a, vec![at("boiler.temp", t0 + 7200, 97.0)]);
+        assert_eq!(
+            got.iter().map(|n| (n.0 - t0, n.2.as_str(), n.3)).collect::<Vec<_>>(),
+            vec![(7200, "boiler.temp", "firing")]
+        );
+    }
+
+    #[test]
+    fn a_source_down_inhibits_its_channels_until_it_is_back() {
+        let mut down = rule("plc_down", "down");
+        down.over = AlertOver::Sources;
+        down.duration = Duration::from_secs(10);
+        down.inhibit = Some(InhibitPlan { rules: vec!["stale*".into()], equal: vec!["source".into()] });
+        let mut stale = rule("stale_value", "value is none");
+        stale.duration = Duration::from_secs(20);
+        let mut a = Alerter::new(&[down, stale], &[]).unwrap();
+        let failed = |ch: &str, src: &str, t| reading(ch, src, t, None, Flags::TIMEOUT);
+        let mut recs = Vec::new();
+        for t in (0..=40).step_by(5) {
+            recs.push(failed("plc1.a", "plc1", t));
+            recs.push(failed("plc1.b", "plc1", t));
+            recs.push(failed("plc2.a", "plc2", t + 100));
+            // A stale gap says nothing of its source: plc3 is never down.
+            recs.push(reading("plc3.a", "plc3", t + 200, None, Flags::STALE));
+        }
+        let got = run(&mut a, recs);
+        let seen: Vec<(i64, &str, &str)> = got.iter().map(|n| (n.0, n.1.as_str(), n.2.as_str())).collect();
+        // plc1 and plc2 are down (one alert each); their channels' alerts
+        // are held; plc3's is not: no source of the same name is down.
+        assert_eq!(
+            seen,
+            vec![(10, "plc_down", "plc1"), (110, "plc_down", "plc2"), (220, "stale_value", "plc3.a")],
+            "{got:?}"
+        );
+        let ctx_ok = got[0].4 == vec!["mail".to_string()];
+        assert!(ctx_ok);
+        // plc1 answers again: it resolves; its channels no longer fire (they
+        // have values), so nothing of them was ever sent.
+        let back = vec![at("plc1.a", 150, 1.0), at("plc1.b", 150, 1.0)];
+        let got: Vec<(i64, String, &str)> = run(&mut a, back).into_iter().map(|n| (n.0, n.2, n.3)).collect();
+        assert_eq!(got, vec![(150, "plc1".to_string(), "resolved")]);
+    }
+
+    #[test]
+    fn an_inhibited_alert_still_firing_is_sent_when_the_inhibition_ends() {
+        let mut down = rule("plc_down", "down");
+        down.over = AlertOver::Sources;
+        down.inhibit = Some(InhibitPlan { rules: vec!["hot".into()], equal: vec![] });
+        let hot = rule("hot", "value is not none and value > 95");
+        let mut a = Alerter::new(&[down, hot], &[]).unwrap();
+        let recs = vec![
+            reading("plc1.x", "plc1", 0, None, Flags::DISCONNECTED),
+            reading("boiler.temp", "plc2", 1, Some(97.0), Flags::empty()),
+        ];
+        let got: Vec<(i64, String)> = run(&mut a, recs).into_iter().map(|n| (n.0, n.1)).collect();
+        assert_eq!(got, vec![(0, "plc_down".to_string())]);
+        // plc1 is back; hot still fires: sent now.
+        let got: Vec<(i64, String, &str)> = run(&mut a, vec![reading("plc1.x", "plc1", 5, Some(1.0), Flags::empty())])
+            .into_iter()
+            .map(|n| (n.0, n.1, n.3))
+            .collect();
+        assert_eq!(got, vec![(5, "plc_down".to_string(), "resolved"), (5, "hot".to_string(), "firing")]);
+    }
+
+    #[test]
+    fn twenty_channels_going_bad_at_once_make_one_notification() {
+        let mut p = rule("bad", "quality == 'bad'");
+        p.notify = vec!["mail".into(), "log".into()];
+        // The mail notifier groups by source; the log notifier does not.
+        let group =
+            GroupPlan { by: vec!["source".into()], wait: Duration::from_secs(30), interval: Duration::from_secs(300) };
+        let mail =
+            NotifierPlan { id: "mail".into(), kind: crate::compile::plan::NotifierKind::Stdout, group: Some(group) };
+        let log = NotifierPlan { id: "log".into(), kind: crate::compile::plan::NotifierKind::Stdout, group: None };
+        let notifiers = [mail, log];
+        let mut a = Alerter::new(&[p.clone()], &notifiers).unwrap();
+        let bad = |ch: String, t| {
+            let Record::Reading(mut r) = Reading::sample(&ch, t, Some(1.0)) else { unreachable!() };
+            r.quality = crate::model::record::Quality::Bad;
+            r.source = Arc::from("plc1");
+            Record::Reading(r)
+        };
+        let recs: Vec<Record> = (0..20).map(|i| bad(format!("line.ch{i:02}"), 0)).collect();
+        let mut out = Vec::new();
+        a.process(&recs, &mut out);
+        // Each alert is a record at once (for the rule's ungrouped notifier too)…
+        assert_eq!(out.len(), 20);
+        assert!(out.iter().all(|n| !n.grouped && *n.notify == ["log".to_string()]));
+        // … and the group waits 30 s, then says it once.
+        out.clear();
+        a.process(&[bad("line.ch00".into(), 29)], &mut out);
+        assert!(out.is_empty());
+        // Kept across a restart.
+        let saved = a.save_state();
+        let mut a = Alerter::new(&[p], &notifiers).unwrap();
+        a.restore_state(&saved);
+        a.process(&[bad("line.ch00".into(), 30)], &mut out);
+        assert_eq!(out.len(), 1, "{out:?}");
+        let n = &out[0];
+        assert!(n.grouped && *n.notify == ["mail".to_string()]);
+        assert_eq!(n.alert.title, "20 alerts: 20 firing");
+        assert_eq!(n.context.get_attr("count").unwrap().as_usize(), Some(20));
+        let listed = n.context.get_attr("alerts").unwrap();
+        assert_eq!(listed.len(), Some(20));
+        assert_eq!(listed.get_item_by_index(19).unwrap().get_attr("channel").unwrap().as_str(), Some("line.ch19"));
+        assert_eq!(n.context.get_attr("group").unwrap().get_attr("source").unwrap().as_str(), Some("plc1"));
+    }
+
+    #[test]
+    fn held_state_survives_a_restart() {
+        let mut p = rule("hot", "value > 95");
+        p.mute = vec![MuteWindow { days: vec![], start: 0, end: 60, tz: "UTC".into() }];
+        let mut a = Alerter::new(&[p.clone()], &[]).unwrap();
+        // 00:10 UTC: muted.
+        assert!(run(&mut a, vec![at("boiler.temp", 600, 97.0)]).is_empty());
+        let saved = a.save_state();
+        assert!(saved.contains("\"held\":true"), "{saved}");
+        let mut b = Alerter::new(&[p], &[]).unwrap();
+        b.restore_state(&saved);
+        // 01:00: the window is over; it still fires and goes out, once.
+        let got = run(&mut b, vec![at("other", 3600, 1.0)]);
+        assert_eq!(
+            got.iter().map(|n| (n.0, n.2.as_str(), n.3)).collect::<Vec<_>>(),
+            vec![(3600, "boiler.temp", "firing")]
+        );
+        assert!(run(&mut b, vec![at("boiler.temp", 3700, 97.0)]).is_empty());
     }
 }
