@@ -71,7 +71,8 @@ impl Notifiers {
         let ctx = &n.context;
         let record = serde_json::to_string(&n.alert).unwrap_or_default();
         let mut text = |what: &str, src: &str| -> String {
-            let looks_json = templates::looks_json(src) && what != "html";
+            // Email text is never JSON, whatever it starts with (`[critical] …`).
+            let looks_json = templates::looks_json(src) && !what.starts_with("email") && what != "html";
             let env = match (looks_json, what) {
                 (true, _) => &self.json,
                 (false, "html") => &self.html,
@@ -126,7 +127,7 @@ impl Notifiers {
             NotifierKind::Email { from, to, subject, body, html, .. } => {
                 let mut rcpt = Vec::new();
                 for t in to {
-                    let a = text("to", t);
+                    let a = text("email to", t);
                     let a = a.trim();
                     if a.is_empty() {
                         continue;
@@ -140,8 +141,8 @@ impl Notifiers {
                 Message::Email {
                     from: from.clone(),
                     to: rcpt,
-                    subject: crate::sinks::smtp::header_text(&text("subject", subject)),
-                    body: text("body", body),
+                    subject: crate::sinks::smtp::header_text(&text("email subject", subject)),
+                    body: text("email body", body),
                     html: html.as_deref().map(|h| text("html", h)),
                     message_id: format!("{}.{}.{}@edgeguard", n.alert.fingerprint, n.alert.ts, n.alert.state.as_str()),
                 }

@@ -33,7 +33,9 @@ def authenticator(server, session, envelope, mechanism, auth_data):
         and auth_data.login.decode() == args.user
         and auth_data.password.decode() == args.password
     )
-    return AuthResult(success=ok)
+    if ok:
+        return AuthResult(success=True)
+    return AuthResult(success=False, handled=False, message="535 5.7.8 Authentication credentials invalid")
 
 
 class Handler:
@@ -42,7 +44,8 @@ class Handler:
             "from": envelope.mail_from,
             "to": envelope.rcpt_tos,
             "data": envelope.original_content.decode("utf-8", "replace"),
-            "tls": session.ssl is not None,
+            # With --implicit every byte is TLS (aiosmtpd only tracks STARTTLS).
+            "tls": args.implicit or session.ssl is not None,
         }
         with lock:
             with open(args.log, "a", encoding="utf-8") as f:
@@ -55,7 +58,9 @@ common = dict(
     port=args.port,
     authenticator=authenticator,
     auth_required=True,
-    auth_require_tls=True,
+    # STARTTLS mode: AUTH only after it. Implicit TLS: aiosmtpd does not
+    # count that connection as TLS, so it must not ask.
+    auth_require_tls=not args.implicit,
 )
 if args.implicit:
     controller = Controller(Handler(), ssl_context=context, server_hostname="127.0.0.1", **common)
