@@ -158,7 +158,7 @@ fn render(plan: &Plan, fixture: &str, only: Option<&str>) -> Result<Exit, Failur
             let _ = target_of(plan, r)?;
         }
     }
-    let mut alerter = Alerter::new(&rules).map_err(|e| Failure::new(Exit::Config, e))?;
+    let mut alerter = Alerter::new(&rules, &plan.notifiers).map_err(|e| Failure::new(Exit::Config, e))?;
     let notifiers = Notifiers::new(&plan.notifiers);
     let reader: Box<dyn BufRead> = if fixture == "-" {
         Box::new(std::io::stdin().lock())
@@ -174,20 +174,37 @@ fn render(plan: &Plan, fixture: &str, only: Option<&str>) -> Result<Exit, Failur
     let mut out = std::io::stdout().lock();
     let io = |e: std::io::Error| Failure::new(Exit::IoErr, format!("cannot write output: {e}"));
     let mut notes = Vec::new();
-    for (i, line) in reader.lines().enumerate() {
-        let line = line.map_err(|e| Failure::new(Exit::IoErr, format!("cannot read {fixture}: {e}")))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let rec: Record = parse_ndjson_line(line.as_bytes(), &mut interner, now_micros(), &source)
-            .map_err(|e| Failure::new(Exit::DataErr, format!("{fixture}:{}: {}", i + 1, e.0)))?;
+    let mut lines = reader.lines().enumerate();
+    let mut ended = false;
+    while !ended {
         notes.clear();
-        alerter.process(std::slice::from_ref(&rec), &mut notes);
+        match lines.next() {
+            Some((i, line)) => {
+                let line = line.map_err(|e| Failure::new(Exit::IoErr, format!("cannot read {fixture}: {e}")))?;
+                if line.trim().is_empty() {
+                    continue;
+                }
+                let rec: Record = parse_ndjson_line(line.as_bytes(), &mut interner, now_micros(), &source)
+                    .map_err(|e| Failure::new(Exit::DataErr, format!("{fixture}:{}: {}", i + 1, e.0)))?;
+                alerter.process(std::slice::from_ref(&rec), &mut notes);
+            }
+            // The end: groups send what they hold.
+            None => {
+                alerter.finish(&mut notes);
+                ended = true;
+            }
+        }
         for n in &notes {
             let a = &n.alert;
-            let head = serde_json::json!({"rule": a.rule, "state": a.state.as_str(), "channel": a.channel,
+            let mut head = serde_json::json!({"rule": a.rule, "state": a.state.as_str(), "channel": a.channel,
                                           "ts": format_rfc3339(a.ts), "fingerprint": a.fingerprint});
-            if n.notify.is_empty() {
+            if n.grouped {
+                // A group's notification: which alerts it lists.
+                let count = n.context.get_attr("alerts").ok().and_then(|v| v.len());
+                head["group"] = serde_json::json!({"labels": &a.labels, "count": count});
+            }
+            let notifies_nobody = rules.iter().any(|r| r.rule == a.rule && r.notify.is_empty());
+            if n.notify.is_empty() && !n.grouped && notifies_nobody {
                 writeln!(out, "{}", serde_json::json!({"alert": head, "notifier": null, "record": &n.alert}))
                     .map_err(io)?;
             }

@@ -125,6 +125,9 @@ fn summary(command: &str, r: &RunReport, g: &GlobalArgs, store: Option<&str>) {
         if al.stats.silenced > 0 {
             more.push(format!("{} silenced", al.stats.silenced));
         }
+        if al.stats.held > 0 {
+            more.push(format!("{} held", al.stats.held));
+        }
         if al.stats.fallbacks + al.fallbacks > 0 {
             more.push(format!("{} template fallbacks", al.stats.fallbacks + al.fallbacks));
         }

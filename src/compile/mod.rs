@@ -13,6 +13,7 @@ mod nats;
 mod outputs;
 pub mod pipetest;
 pub mod plan;
+pub mod quiet;
 mod sources;
 mod stages;
 pub mod templates;
@@ -21,6 +22,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use crate::spec::diag::{self, Code, Diagnostic};
+/// Whether text is an address an SMTP envelope takes as it is.
+pub use outputs::is_address as is_email_address;
 pub use plan::*;
 
 use crate::model::channel::check_channel_name;

@@ -114,8 +114,19 @@ pub(super) fn compile_outputs(cx: &mut Cx, spec: &Spec, plan: &mut Plan) {
                     tls: m.tls.as_ref().map(|t| cx.tls(&key(&path, "tls"), t)),
                 }
             }
+            NotifierSpec::Email(e) => email(cx, &path, e, &sample),
         };
-        plan.notifiers.push(NotifierPlan { id: id.clone(), kind });
+        let labels = super::quiet::all_labels(spec);
+        let group = n.group().map(|g| super::quiet::group(cx, &key(&path, "group"), g, &labels));
+        if let (NotifierSpec::Stdout(_), Some(_)) = (n, &group) {
+            cx.err_key(
+                Code::Useless,
+                &key(&path, "group"),
+                "stdout prints every alert record as it happens; a group changes nothing",
+            )
+            .hint = Some("group a notifier that sends (email, webhook, …)".into());
+        }
+        plan.notifiers.push(NotifierPlan { id: id.clone(), kind, group });
     }
 
     if let Some(s) = &spec.serve {
@@ -164,6 +175,87 @@ pub(super) fn compile_outputs(cx: &mut Cx, spec: &Spec, plan: &mut Plan) {
             schedule: b.schedule.clone(),
         });
     }
+}
+
+fn email(cx: &mut Cx, path: &str, e: &EmailNotifierSpec, sample: &minijinja::Value) -> NotifierKind {
+    let (mut host, mut port, mut implicit_tls) = (String::new(), 0, true);
+    match url::Url::parse(&e.url) {
+        Ok(u) if matches!(u.scheme(), "smtp" | "smtps") && u.host_str().is_some_and(|h| !h.is_empty()) => {
+            implicit_tls = u.scheme() == "smtps";
+            host = u.host_str().unwrap_or_default().trim_matches(['[', ']']).to_string();
+            port = u.port().unwrap_or(if implicit_tls { 465 } else { 587 });
+            if u.password().is_some() || !u.username().is_empty() {
+                cx.err(
+                    Code::InlineSecret,
+                    &key(path, "url"),
+                    "the URL carries a login; put it in `username` and `password` from secrets",
+                );
+            }
+        }
+        _ => {
+            cx.err(
+                Code::InvalidAddress,
+                &key(path, "url"),
+                format!("`{}` is not `smtps://host:465` (TLS) or `smtp://host:587` (STARTTLS)", e.url),
+            );
+        }
+    }
+    if !is_address(&e.from) {
+        cx.err(Code::InvalidAddress, &key(path, "from"), format!("`{}` is not an email address", e.from));
+    }
+    if e.to.is_empty() {
+        cx.err(Code::MissingField, &key(path, "to"), "an email needs at least one recipient");
+    }
+    for (i, t) in e.to.iter().enumerate() {
+        let at = super::diag_index(&key(path, "to"), i);
+        if let Some(out) = templates::check_template(cx, &at, t, sample) {
+            if !out.is_empty() && !is_address(&out) {
+                cx.err(
+                    Code::InvalidAddress,
+                    &at,
+                    format!("`{out}` (rendered on a sample record) is not an email address"),
+                );
+            }
+        }
+    }
+    let subject = e.subject.clone().unwrap_or_else(|| "[{{ severity }}] {{ title }}".into());
+    let body = e.body.clone().unwrap_or_else(|| "{{ body }}".into());
+    for (k, given, t) in [("subject", e.subject.is_some(), &subject), ("body", e.body.is_some(), &body)] {
+        if given {
+            templates::check_template(cx, &key(path, k), t, sample);
+        }
+    }
+    if let Some(h) = &e.html {
+        templates::check_template(cx, &key(path, "html"), h, sample);
+    }
+    if e.password.is_some() != e.username.is_some() {
+        let (has, lacks) = if e.password.is_some() { ("password", "username") } else { ("username", "password") };
+        cx.err_key(Code::MissingField, path, format!("a `{has}` needs a `{lacks}`"));
+    }
+    NotifierKind::Email {
+        host,
+        port,
+        implicit_tls,
+        from: e.from.clone(),
+        to: e.to.clone(),
+        subject,
+        body,
+        html: e.html.clone(),
+        username: e.username.as_ref().and_then(|s| cx.secret(&key(path, "username"), s)),
+        password: e.password.as_ref().and_then(|s| cx.secret(&key(path, "password"), s)),
+        tls: e.tls.as_ref().map(|t| cx.tls(&key(path, "tls"), t)),
+        timeout: cx.positive_duration(&key(path, "timeout"), e.timeout.as_deref(), Duration::from_secs(30)),
+        retries: e.retries.unwrap_or(3),
+    }
+}
+
+/// `local@domain`, without spaces, angle brackets or line breaks (what an
+/// SMTP envelope takes as it is).
+pub fn is_address(s: &str) -> bool {
+    let Some((local, domain)) = s.rsplit_once('@') else { return false };
+    !local.is_empty()
+        && !domain.is_empty()
+        && !s.chars().any(|c| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | ',' | ';'))
 }
 
 fn check_http_url(cx: &mut Cx, path: &str, text: &str) {

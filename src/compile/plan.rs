@@ -524,6 +524,52 @@ pub struct AlertPlan {
     pub title: String,
     pub body: Option<String>,
     pub labels: Vec<(String, String)>,
+    /// Readings and anomalies, or the state of sources.
+    pub over: crate::spec::AlertOver,
+    /// Once firing, resolves when this holds (else when `when` stops holding).
+    pub resolve_when: Option<String>,
+    pub flapping: Option<FlappingPlan>,
+    pub inhibit: Option<InhibitPlan>,
+    /// The rule's own grouping (it wins over its notifiers').
+    pub group: Option<GroupPlan>,
+    pub mute: Vec<MuteWindow>,
+}
+
+/// When an alert is flapping: `changes` notifications within `within`.
+#[derive(Debug, Clone, Serialize)]
+pub struct FlappingPlan {
+    pub changes: u32,
+    #[serde(with = "serde_dur")]
+    pub within: Duration,
+}
+
+/// While the rule fires, the alerts of `rules` (names or globs) with the
+/// same values of `equal` are held.
+#[derive(Debug, Clone, Serialize)]
+pub struct InhibitPlan {
+    pub rules: Vec<String>,
+    pub equal: Vec<String>,
+}
+
+/// Notifications sent together, one per group of equal `by` label values.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GroupPlan {
+    pub by: Vec<String>,
+    #[serde(with = "serde_dur")]
+    pub wait: Duration,
+    #[serde(with = "serde_dur")]
+    pub interval: Duration,
+}
+
+/// A recurring window, in minutes after local midnight in `tz`, starting on
+/// `days` (0 = Monday; empty: every day); `end <= start` ends the next day.
+#[derive(Debug, Clone, Serialize)]
+pub struct MuteWindow {
+    pub days: Vec<u8>,
+    pub start: u32,
+    pub end: u32,
+    /// An IANA name, checked by compile.
+    pub tz: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -531,6 +577,7 @@ pub struct NotifierPlan {
     pub id: String,
     #[serde(flatten)]
     pub kind: NotifierKind,
+    pub group: Option<GroupPlan>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -566,6 +613,24 @@ pub enum NotifierKind {
         username: Option<SecretRef>,
         password: Option<SecretRef>,
         tls: Option<TlsPlan>,
+    },
+    Email {
+        /// Host and port.
+        host: String,
+        port: u16,
+        /// TLS from the first byte (`smtps://`), else STARTTLS.
+        implicit_tls: bool,
+        from: String,
+        to: Vec<String>,
+        subject: String,
+        body: String,
+        html: Option<String>,
+        username: Option<SecretRef>,
+        password: Option<SecretRef>,
+        tls: Option<TlsPlan>,
+        #[serde(with = "serde_dur")]
+        timeout: Duration,
+        retries: u32,
     },
 }
 

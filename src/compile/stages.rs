@@ -167,8 +167,12 @@ pub(super) fn compile_stages(cx: &mut Cx, spec: &Spec, plan: &mut Plan) {
     for (rule, a) in &spec.alerts {
         let path = key("alerts", rule);
         cx.check_id(&path, rule, "alert rule");
-        let sample =
-            crate::model::template::sample_record(all_channels.first().map_or("sample.channel", String::as_str));
+        let sample = match a.over {
+            AlertOver::Sources => super::quiet::source_sample(),
+            AlertOver::Channels => {
+                crate::model::template::sample_record(all_channels.first().map_or("sample.channel", String::as_str))
+            }
+        };
         templates::check_expression(cx, &key(&path, "when"), &a.when, &sample);
         let title = match (&a.title, a.relay) {
             (Some(t), _) => t.clone(),
@@ -210,7 +214,7 @@ pub(super) fn compile_stages(cx: &mut Cx, spec: &Spec, plan: &mut Plan) {
         if a.notify.is_empty() {
             cx.err_key(Code::Useless, &path, "this rule notifies nobody; alert records are still stored and printed");
         }
-        plan.alerts.push(AlertPlan {
+        let mut alert = AlertPlan {
             rule: rule.clone(),
             when: a.when.clone(),
             relay: a.relay,
@@ -222,7 +226,15 @@ pub(super) fn compile_stages(cx: &mut Cx, spec: &Spec, plan: &mut Plan) {
             title,
             body: a.body.clone(),
             labels: a.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-        });
+            over: AlertOver::Channels,
+            resolve_when: None,
+            flapping: None,
+            inhibit: None,
+            group: None,
+            mute: Vec::new(),
+        };
+        super::quiet::rule(cx, spec, &path, rule, a, &mut alert);
+        plan.alerts.push(alert);
     }
 }
 

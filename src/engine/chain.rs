@@ -78,7 +78,8 @@ impl Chain {
                 .map_err(EngineError::Usage)?,
             detectors: Detectors::new(if upto(Stage::Detect) { &plan.detect } else { &[] })
                 .map_err(EngineError::Usage)?,
-            alerter: Alerter::new(if upto(Stage::Alert) { &plan.alerts } else { &[] }).map_err(EngineError::Usage)?,
+            alerter: Alerter::new(if upto(Stage::Alert) { &plan.alerts } else { &[] }, &plan.notifiers)
+                .map_err(EngineError::Usage)?,
             replay,
             wall_clock: false,
             scratch: Vec::new(),
@@ -90,6 +91,11 @@ impl Chain {
     pub fn step(&mut self, step: Step, out: &mut Vec<Record>, notes: &mut Vec<Notification>) {
         let mut validated = std::mem::take(&mut self.scratch);
         validated.clear();
+        let (ending, tick) = match &step {
+            Step::End => (true, None),
+            Step::Tick(now) => (false, Some(*now)),
+            Step::Records(_) => (false, None),
+        };
         match step {
             Step::End => {
                 self.fuser.flush(&mut validated);
@@ -114,7 +120,15 @@ impl Chain {
         if !self.alerter.is_empty() {
             let before = notes.len();
             self.alerter.process(out, notes);
-            let alerts: Vec<&Notification> = notes[before..].iter().filter(|n| !n.relayed).collect();
+            // Time passes for held notifications and groups; the end sends
+            // what groups hold.
+            if let Some(now) = tick {
+                self.alerter.tick(now, notes);
+            }
+            if ending {
+                self.alerter.finish(notes);
+            }
+            let alerts: Vec<&Notification> = notes[before..].iter().filter(|n| !n.relayed && !n.grouped).collect();
             if !alerts.is_empty() {
                 interleave(out, &alerts);
             }

@@ -376,6 +376,9 @@ fn start_forward(
 /// restored from the store, and detectors trained on stored history.
 fn restore(plan: &Plan, opts: &RunOptions, clock: Clock, store: Option<&Store>) -> Result<(Chain, Keep), EngineError> {
     let mut chain = Chain::new(plan, opts.stage, opts.input.is_some(), opts.replay.is_some())?;
+    // Held notifications and groups wait on the records' time; idle ticks
+    // move it on only when that is the wall clock.
+    chain.alerter.wall_clock = clock.live;
     let keep = Keep::of(clock.live, opts.input.is_some(), &chain);
     keep.restore(store, opts.resume.as_deref(), &mut chain)?;
     if let Some(st) = store {

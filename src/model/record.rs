@@ -111,6 +111,12 @@ impl Flags {
     pub fn exception(code: u8) -> Flags {
         Flags::from_name(&format!("exception_{code}"))
     }
+    /// A failed poll: the device gave no value (`timeout`, `disconnected`,
+    /// `crc`, `exception_N`).
+    pub fn failed_poll(self) -> bool {
+        const EXCEPTIONS: u32 = ((1 << 18) - 1) & !((1 << 9) - 1);
+        self.0 & (Flags::TIMEOUT.0 | Flags::DISCONNECTED.0 | Flags::CRC.0 | EXCEPTIONS) != 0
+    }
     pub fn names(self) -> impl Iterator<Item = &'static str> {
         FLAG_NAMES.iter().enumerate().filter(move |(i, _)| self.0 & (1 << i) != 0).map(|(_, n)| *n)
     }
@@ -229,6 +235,9 @@ pub enum Transition {
     /// Became firing, or is firing again at its `repeat`.
     Firing,
     Resolved,
+    /// Fired and resolved too often (the rule's `flapping`): said once, then
+    /// quiet until it keeps one state.
+    Flapping,
 }
 
 impl Transition {
@@ -236,6 +245,7 @@ impl Transition {
         match self {
             Transition::Firing => "firing",
             Transition::Resolved => "resolved",
+            Transition::Flapping => "flapping",
         }
     }
 }
@@ -293,6 +303,9 @@ pub struct Notification {
     /// An alert record that came in, routed by a relay rule: it is already
     /// in the stream and is not added again.
     pub relayed: bool,
+    /// A group's notification (`group`): its alerts are in the stream
+    /// already, each as its own record.
+    pub grouped: bool,
 }
 
 /// Anything that flows through the engine.

@@ -174,6 +174,12 @@ pub fn sample_record(channel: &str) -> Value {
         "recent": [80.5, 81.0, 81.25],
         "since": "2026-01-01T00:00:00.000Z",
         "firing_for": 0.0,
+        "alerts": [{"rule": "sample", "state": "firing", "severity": "warning", "channel": channel,
+                    "source": "sample", "value": 81.25, "title": "sample title", "body": "sample body",
+                    "ts": "2026-01-01T00:00:00.000Z", "since": "2026-01-01T00:00:00.000Z",
+                    "fingerprint": "0000000000000000", "labels": {}}],
+        "count": 1,
+        "group": {},
     }))
 }
 

@@ -435,6 +435,9 @@ fn message_text(m: Message) -> String {
         Message::Exec { argv } => argv.join(" "),
         Message::Webhook { body, .. } => body,
         Message::Mqtt { payload, .. } => payload,
+        Message::Email { from, to, subject, body, .. } => {
+            format!("From: {from}\nTo: {}\nSubject: {subject}\n\n{body}", to.join(", "))
+        }
     }
 }
 

@@ -6,11 +6,14 @@
 //! and payloads (templates that start with `{` or `[`) render with JSON
 //! escaping, so `{"text": {{ title }}}` stays valid JSON whatever the title
 //! holds; file lines have CR and LF escaped, so one notification is one line;
-//! exec arguments are one argv entry each and no shell ever sees them.
+//! exec arguments are one argv entry each and no shell ever sees them;
+//! an email's subject is one header line and its bodies are base64 MIME
+//! parts, so nothing rendered adds a header (`crate::sinks::smtp`).
 //!
 //! Delivery: one worker per notifier, in notification order, so a slow or
-//! failing notifier never holds the others up. Webhooks retry `retries`
-//! times with backoff and send an `Idempotency-Key`; MQTT and file retry
+//! failing notifier never holds the others up. Webhooks and email retry
+//! `retries` times with backoff (a webhook sends an `Idempotency-Key`, an
+//! email a `Message-ID` made the same way); MQTT and file retry
 //! twice; an exec that could not start is retried, one that ran and failed
 //! (or timed out: its whole process group is killed) is not — it may have
 //! acted. Every outcome comes back as a [`Delivery`].
@@ -40,6 +43,7 @@ pub enum Message {
     Exec { argv: Vec<String> },
     Webhook { url: String, body: String, idempotency_key: String },
     Mqtt { topic: String, payload: String, qos: u8, retain: bool },
+    Email { from: String, to: Vec<String>, subject: String, body: String, html: Option<String>, message_id: String },
 }
 
 /// Every notifier of a plan, ready to render.
@@ -47,11 +51,15 @@ pub struct Notifiers {
     plans: Vec<NotifierPlan>,
     plain: Environment<'static>,
     json: Environment<'static>,
+    /// HTML email bodies: values HTML-escaped.
+    html: Environment<'static>,
 }
 
 impl Notifiers {
     pub fn new(plans: &[NotifierPlan]) -> Notifiers {
-        Notifiers { plans: plans.to_vec(), plain: templates::environment(), json: templates::json_environment() }
+        let mut html = templates::environment();
+        html.set_auto_escape_callback(|_| minijinja::AutoEscape::Html);
+        Notifiers { plans: plans.to_vec(), plain: templates::environment(), json: templates::json_environment(), html }
     }
 
     /// What notifier `id` sends for `n`, and the template errors met (each
@@ -59,11 +67,17 @@ impl Notifiers {
     pub fn render(&self, id: &str, n: &Notification) -> Option<(Message, Vec<String>)> {
         let plan = self.plans.iter().find(|p| p.id == id)?;
         let mut errors = Vec::new();
+        let mut bad_to = Vec::new();
         let ctx = &n.context;
         let record = serde_json::to_string(&n.alert).unwrap_or_default();
         let mut text = |what: &str, src: &str| -> String {
-            let looks_json = templates::looks_json(src);
-            let env = if looks_json { &self.json } else { &self.plain };
+            // Email text is never JSON, whatever it starts with (`[critical] …`).
+            let looks_json = templates::looks_json(src) && !what.starts_with("email") && what != "html";
+            let env = match (looks_json, what) {
+                (true, _) => &self.json,
+                (false, "html") => &self.html,
+                (false, _) => &self.plain,
+            };
             let rendered = render_capped(env, src, ctx).and_then(|s| {
                 if looks_json && serde_json::from_str::<serde_json::Value>(&s).is_err() {
                     Err(minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, "did not render valid JSON"))
@@ -110,7 +124,31 @@ impl Notifiers {
                     retain: *retain,
                 }
             }
+            NotifierKind::Email { from, to, subject, body, html, .. } => {
+                let mut rcpt = Vec::new();
+                for t in to {
+                    let a = text("email to", t);
+                    let a = a.trim();
+                    if a.is_empty() {
+                        continue;
+                    }
+                    if crate::compile::is_email_address(a) {
+                        rcpt.push(a.to_string());
+                    } else {
+                        bad_to.push(format!("notifier `{id}` to: `{}` is not an email address; left out", one_line(a)));
+                    }
+                }
+                Message::Email {
+                    from: from.clone(),
+                    to: rcpt,
+                    subject: crate::sinks::smtp::header_text(&text("email subject", subject)),
+                    body: text("email body", body),
+                    html: html.as_deref().map(|h| text("html", h)),
+                    message_id: format!("{}.{}.{}@edgeguard", n.alert.fingerprint, n.alert.ts, n.alert.state.as_str()),
+                }
+            }
         };
+        errors.append(&mut bad_to);
         let msg = match msg {
             Message::Mqtt { topic, payload, qos, retain } if topic.is_empty() || topic.contains(['+', '#', '\0']) => {
                 errors.push(format!("notifier `{id}` topic: `{topic}` is not a topic to publish to"));
@@ -148,6 +186,7 @@ enum Sender {
     Exec { env: Vec<(String, String)>, timeout: Duration, slots: Arc<Semaphore> },
     Webhook { client: reqwest::Client, headers: Vec<(String, String)>, retries: u32 },
     Mqtt { options: Box<rumqttc::MqttOptions> },
+    Email { client: Box<crate::sinks::smtp::Client>, retries: u32 },
 }
 
 impl Dispatcher {
@@ -257,6 +296,24 @@ fn sender(p: &NotifierPlan) -> Result<Sender, String> {
             .map_err(named)?;
             Sender::Mqtt { options: Box::new(o) }
         }
+        NotifierKind::Email { host, port, implicit_tls, username, password, tls, timeout, retries, .. } => {
+            let login = match (username, password) {
+                (Some(u), Some(p)) => Some((u.read().map_err(named)?, p.read().map_err(named)?)),
+                _ => None,
+            };
+            let config = crate::tls::client_config(tls.as_ref()).map_err(named)?;
+            Sender::Email {
+                client: Box::new(crate::sinks::smtp::Client {
+                    host: host.clone(),
+                    port: *port,
+                    implicit_tls: *implicit_tls,
+                    tls: Arc::new(config),
+                    login,
+                    timeout: *timeout,
+                }),
+                retries: *retries,
+            }
+        }
     })
 }
 
@@ -295,7 +352,7 @@ async fn worker(
 /// Sends one message with the notifier's retries; (attempts, last error).
 async fn deliver(sender: &Sender, msg: &Message) -> (u32, Option<String>) {
     let retries = match sender {
-        Sender::Webhook { retries, .. } => *retries,
+        Sender::Webhook { retries, .. } | Sender::Email { retries, .. } => *retries,
         Sender::Stdout => 0,
         Sender::File | Sender::Exec { .. } | Sender::Mqtt { .. } => 2,
     };
@@ -363,6 +420,16 @@ async fn once(sender: &Sender, msg: &Message) -> Result<(), (String, bool)> {
         Message::Mqtt { topic, payload, qos, retain } => {
             let Sender::Mqtt { options } = sender else { return misfit() };
             publish((**options).clone(), topic, payload, *qos, *retain).await.map_err(|e| (e, true))
+        }
+        Message::Email { from, to, subject, body, html, message_id } => {
+            let Sender::Email { client, .. } = sender else { return misfit() };
+            if to.is_empty() {
+                return Err(("no recipient: every `to` rendered empty or invalid".into(), false));
+            }
+            // The Date header is the alert's time (part of the message id).
+            let ts = message_id.split('.').nth(1).and_then(|t| t.parse().ok()).unwrap_or(0);
+            let data = crate::sinks::smtp::message(from, to, subject, body, html.as_deref(), message_id, ts);
+            client.send(&crate::sinks::smtp::Mail { from, to, data: &data }).await
         }
     }
 }

@@ -226,7 +226,11 @@ impl Reader {
                 let a = Alert {
                     ts: row.get(1)?,
                     rule: row.get(2)?,
-                    state: if state == "resolved" { Transition::Resolved } else { Transition::Firing },
+                    state: match state.as_str() {
+                        "resolved" => Transition::Resolved,
+                        "flapping" => Transition::Flapping,
+                        _ => Transition::Firing,
+                    },
                     severity: row.get::<_, Option<String>>(4)?.unwrap_or_default(),
                     channel: row.get::<_, Option<String>>(5)?.unwrap_or_default(),
                     value: row.get(6)?,

@@ -52,12 +52,16 @@ pub enum Code {
     UnitMismatch,
     /// E031 an address, URL, device or path that does not parse.
     InvalidAddress,
+    /// E033 a time zone that is not in the IANA database.
+    UnknownTimeZone,
     /// E040 a reference to a channel, source, detector or notifier that does not exist.
     UnknownReference,
     /// E041 a glob that matches no channel.
     GlobMatchesNothing,
     /// E042 computed channels that depend on each other in a cycle.
     Cycle,
+    /// E043 a label (in `group.by` or `inhibit.equal`) that no alert has.
+    UnknownLabel,
     /// E050 a Modbus point that does not fit its type, table or request limits.
     ModbusPoint,
     /// E051 Modbus points that partially overlap.
@@ -104,6 +108,8 @@ impl Code {
             Code::UnknownReference => "E040",
             Code::GlobMatchesNothing => "E041",
             Code::Cycle => "E042",
+            Code::UnknownLabel => "E043",
+            Code::UnknownTimeZone => "E033",
             Code::ModbusPoint => "E050",
             Code::ModbusOverlap => "E051",
             Code::Template => "E060",

@@ -16,6 +16,7 @@ pub mod load;
 mod outputs;
 mod parse;
 pub mod pipetest;
+mod quiet;
 mod sources;
 mod stages;
 
@@ -24,6 +25,7 @@ pub use forward::*;
 pub use load::{LoadError, SpecDoc};
 pub use outputs::*;
 pub use parse::parse;
+pub use quiet::*;
 pub use sources::*;
 pub use stages::*;
 

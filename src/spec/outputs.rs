@@ -20,12 +20,32 @@ pub enum NotifierSpec {
     Webhook(WebhookNotifierSpec),
     /// Publishes to an MQTT broker.
     Mqtt(MqttNotifierSpec),
+    /// Sends an email over SMTP (TLS or STARTTLS).
+    Email(EmailNotifierSpec),
+}
+
+impl NotifierSpec {
+    /// The notifier's `group`, whatever its kind.
+    pub fn group(&self) -> Option<&super::GroupSpec> {
+        match self {
+            NotifierSpec::Stdout(n) => n.group.as_ref(),
+            NotifierSpec::File(n) => n.group.as_ref(),
+            NotifierSpec::Exec(n) => n.group.as_ref(),
+            NotifierSpec::Webhook(n) => n.group.as_ref(),
+            NotifierSpec::Mqtt(n) => n.group.as_ref(),
+            NotifierSpec::Email(n) => n.group.as_ref(),
+        }
+    }
 }
 
 /// Alert records on standard output.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct StdoutNotifierSpec {}
+pub struct StdoutNotifierSpec {
+    /// Send notifications in groups.
+    #[serde(default)]
+    pub group: Option<super::GroupSpec>,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
@@ -49,6 +69,9 @@ pub struct FileNotifierSpec {
     /// Template of a line. Default `{{ ts }} {{ severity }} {{ rule }} {{ state }}: {{ title }}`.
     #[serde(default)]
     pub template: Option<String>,
+    /// Send notifications in groups (a rule's own `group` wins).
+    #[serde(default)]
+    pub group: Option<super::GroupSpec>,
 }
 
 /// Runs a program for each notification.
@@ -66,6 +89,9 @@ pub struct ExecNotifierSpec {
     /// Most programs running at once. Default 4.
     #[serde(default)]
     pub max_concurrent: Option<usize>,
+    /// Send notifications in groups (a rule's own `group` wins).
+    #[serde(default)]
+    pub group: Option<super::GroupSpec>,
 }
 
 /// POSTs each notification to a URL.
@@ -86,6 +112,9 @@ pub struct WebhookNotifierSpec {
     /// Attempts after the first. Default 3.
     #[serde(default)]
     pub retries: Option<u32>,
+    /// Send notifications in groups (a rule's own `group` wins).
+    #[serde(default)]
+    pub group: Option<super::GroupSpec>,
 }
 
 /// Publishes each notification to an MQTT topic.
@@ -114,6 +143,51 @@ pub struct MqttNotifierSpec {
     /// TLS for `mqtts://`.
     #[serde(default)]
     pub tls: Option<TlsSpec>,
+    /// Send notifications in groups (a rule's own `group` wins).
+    #[serde(default)]
+    pub group: Option<super::GroupSpec>,
+}
+
+/// Sends each notification as an email over SMTP, always encrypted.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EmailNotifierSpec {
+    /// `smtps://host:465` (TLS from the first byte) or `smtp://host:587`
+    /// (STARTTLS, required: a server that does not offer it is an error).
+    pub url: String,
+    /// The sender address: `edgeguard@plant.example`.
+    pub from: String,
+    /// Recipients; each a template rendered to one address (one that renders
+    /// empty is left out).
+    pub to: Vec<String>,
+    /// Subject template. Default `[{{ severity }}] {{ title }}`. CR and LF
+    /// become spaces: nothing a template renders can add a header.
+    #[serde(default)]
+    pub subject: Option<String>,
+    /// Plain-text body template. Default `{{ body }}`.
+    #[serde(default)]
+    pub body: Option<String>,
+    /// HTML body template, sent beside the plain text (values HTML-escaped).
+    #[serde(default)]
+    pub html: Option<String>,
+    /// User name for AUTH (PLAIN, or LOGIN when the server offers only that).
+    #[serde(default)]
+    pub username: Option<SecretSpec>,
+    /// Password for AUTH; never printed.
+    #[serde(default)]
+    pub password: Option<SecretSpec>,
+    /// The CA to trust (default: the system's).
+    #[serde(default)]
+    pub tls: Option<TlsSpec>,
+    /// Timeout of one attempt (connect to the end of DATA). Default 30s.
+    #[serde(default)]
+    pub timeout: Option<String>,
+    /// Attempts after the first. Default 3.
+    #[serde(default)]
+    pub retries: Option<u32>,
+    /// Send notifications in groups (a rule's own `group` wins).
+    #[serde(default)]
+    pub group: Option<super::GroupSpec>,
 }
 
 /// The HTTP API and dashboard of `edgeguard serve`.

@@ -241,7 +241,7 @@ macro_rules! kinds {
 }
 
 kinds!(SourceSpec { "modbus" => Modbus, "mqtt" => Mqtt, "nats" => Nats, "serial" => Serial, "simulate" => Simulate });
-kinds!(NotifierSpec { "stdout" => Stdout, "file" => File, "exec" => Exec, "webhook" => Webhook, "mqtt" => Mqtt });
+kinds!(NotifierSpec { "stdout" => Stdout, "file" => File, "exec" => Exec, "webhook" => Webhook, "mqtt" => Mqtt, "email" => Email });
 kinds!(ForwardSpec { "nats" => Nats, "mqtt" => Mqtt });
 kinds!(ExportSpec { "parquet" => Parquet });
 

@@ -317,6 +317,27 @@ pub struct AlertSpec {
     /// Extra labels, available to templates as `labels`.
     #[serde(default)]
     pub labels: IndexMap<String, String>,
+    /// `channels` (default: readings and anomalies) or `sources` (whether
+    /// each source answers: `when: down`).
+    #[serde(default)]
+    pub over: super::AlertOver,
+    /// Once firing, the alert resolves when this expression holds (not when
+    /// `when` stops holding): `value < 90` for `when: value > 95`, so a
+    /// value hovering at the threshold does not flap.
+    #[serde(default)]
+    pub resolve_when: Option<String>,
+    /// Report an alert that fires and resolves too often once, as `flapping`.
+    #[serde(default)]
+    pub flapping: Option<super::FlappingSpec>,
+    /// While this rule fires, hold the notifications of other rules.
+    #[serde(default)]
+    pub inhibit: Option<super::InhibitSpec>,
+    /// Send this rule's notifications in groups (overrides its notifiers' `group`).
+    #[serde(default)]
+    pub group: Option<super::GroupSpec>,
+    /// Recurring windows in which this rule's notifications are held.
+    #[serde(default)]
+    pub mute: Vec<super::MuteWindowSpec>,
 }
 
 #[cfg(test)]

@@ -5,4 +5,5 @@ pub mod compute;
 pub mod detect;
 pub mod fuse;
 pub mod iforest;
+pub mod quiet;
 pub mod validate;

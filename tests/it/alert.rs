@@ -415,3 +415,169 @@ fn alert_records_fail_on_and_render_one_rule() {
     none.code(2).stderr_has("no alert rule `warm` (rules: hot, cold)");
     eg(["alert", "r.yaml", "--render", "missing.ndjson"]).dir(dir.path()).run().code(66);
 }
+
+/// The aiosmtpd peer of `tests/peers/smtp_peer.py` with a certificate for
+/// 127.0.0.1 (`implicit`: TLS from the first byte, else STARTTLS required).
+fn smtp_peer(dir: &Path, port: u16, implicit: bool) -> Peer {
+    let log = dir.join("smtp.ndjson");
+    let (cert, key) = (dir.join("server.pem"), dir.join("server.key"));
+    let port = port.to_string();
+    let mut argv = vec![
+        python(),
+        "tests/peers/smtp_peer.py".into(),
+        "--port".into(),
+        port,
+        "--log".into(),
+        log.display().to_string(),
+        "--cert".into(),
+        cert.display().to_string(),
+        "--key".into(),
+        key.display().to_string(),
+    ];
+    if implicit {
+        argv.push("--implicit".into());
+    }
+    Peer::start(&argv.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+fn email_spec(dir: &Path, scheme: &str, port: u16) -> std::path::PathBuf {
+    write(
+        dir,
+        "m.yaml",
+        &format!(
+            r#"version: 1
+name: m
+store: {{path: m.duckdb, retention: 3650d}}
+alerts:
+  hot:
+    when: "value is not none and value > 95"
+    severity: critical
+    notify: [mail]
+    title: "{{{{ channel }}}}: {{{{ text }}}}"
+notifiers:
+  mail:
+    type: email
+    url: "{scheme}://127.0.0.1:{port}"
+    from: edgeguard@plant.example
+    to: ["ops@plant.example", "{{{{ 'oncall@plant.example' if severity == 'critical' else '' }}}}"]
+    subject: "[{{{{ severity }}}}] {{{{ title }}}}"
+    body: "{{{{ channel }}}} = {{{{ value }}}}\n{{{{ text }}}}"
+    username: {{env: SMTP_USER}}
+    password: {{file: smtp.pass}}
+    tls: {{ca: ca.pem}}
+    retries: 0
+    timeout: 10s
+"#
+        ),
+    )
+}
+
+/// The message's headers and its decoded text part.
+fn headers_and_text(data: &str) -> (String, String) {
+    let (head, rest) = data.split_once("\r\n\r\n").or_else(|| data.split_once("\n\n")).unwrap();
+    let b64: String = rest.lines().take_while(|l| !l.is_empty()).collect();
+    let out = std::process::Command::new("base64")
+        .arg("-d")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    let mut out = out;
+    out.stdin.take().unwrap().write_all(b64.as_bytes()).unwrap();
+    let text = String::from_utf8(out.wait_with_output().unwrap().stdout).unwrap();
+    (head.to_string(), text)
+}
+
+/// Email over STARTTLS and over TLS to a real SMTP server: what `--render`
+/// shows is what arrives; CR/LF in a channel's text stays in the body; a
+/// refused login fails the run (exit 1), is recorded in the delivery log,
+/// and the password is printed nowhere.
+#[test]
+fn email_over_starttls_and_tls_with_a_refused_login() {
+    let dir = tmp();
+    crate::peers::certificates(dir.path());
+    write(dir.path(), "smtp.pass", "s3cret\n");
+    let line = "{\"ts\":\"2026-03-01T10:00:00Z\",\"channel\":\"plant.crlf\",\"value\":97.5,\"text\":\"line1\\r\\nBcc: everyone@example.com\\r\\nX-Injected: yes\"}\n";
+    for (scheme, implicit) in [("smtp", false), ("smtps", true)] {
+        let port = free_port();
+        let _peer = smtp_peer(dir.path(), port, implicit);
+        let _ = std::fs::remove_file(dir.path().join("smtp.ndjson"));
+        email_spec(dir.path(), scheme, port);
+        write(dir.path(), "fixture.ndjson", line);
+        let render = eg(["alert", "m.yaml", "--render", "fixture.ndjson"]).dir(dir.path()).run();
+        render.code(0);
+        let shown: serde_json::Value = serde_json::from_str(render.stdout.lines().next().unwrap()).unwrap();
+        assert_eq!(shown["type"], "email");
+        assert_eq!(shown["to"], serde_json::json!(["ops@plant.example", "oncall@plant.example"]));
+        assert_eq!(shown["subject"], "[critical] plant.crlf: line1  Bcc: everyone@example.com  X-Injected: yes");
+        let out = eg(["alert", "m.yaml", "--input", "-", "--no-progress"])
+            .dir(dir.path())
+            .cmd_env("SMTP_USER", "edgeguard")
+            .stdin(line)
+            .run();
+        out.code(0);
+        let got: Vec<serde_json::Value> = std::fs::read_to_string(dir.path().join("smtp.ndjson"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(got.len(), 1, "{scheme}");
+        assert_eq!(got[0]["tls"], true);
+        assert_eq!(got[0]["from"], "edgeguard@plant.example");
+        assert_eq!(got[0]["to"], serde_json::json!(["ops@plant.example", "oncall@plant.example"]));
+        let (head, text) = headers_and_text(got[0]["data"].as_str().unwrap());
+        assert!(!head.lines().any(|l| l.starts_with("Bcc") || l.starts_with("X-Injected")), "{head}");
+        assert!(
+            head.contains("Subject: [critical] plant.crlf: line1  Bcc:") || head.contains("Subject: =?utf-8?b?"),
+            "{head}"
+        );
+        assert_eq!(text, shown["body"].as_str().unwrap());
+        assert!(text.contains("line1\r\nBcc: everyone@example.com\r\nX-Injected: yes"), "{text:?}");
+
+        // A wrong password: refused, recorded, never printed.
+        write(dir.path(), "smtp.pass", "wrong-horse-battery\n");
+        let line2 = line.replace("10:00:00", "11:00:00").replace("plant.crlf", "plant.other");
+        let out = eg(["alert", "m.yaml", "--input", "-", "--no-progress"])
+            .dir(dir.path())
+            .cmd_env("SMTP_USER", "edgeguard")
+            .stdin(line2)
+            .run();
+        out.code(1).stderr_has("1 notification not delivered");
+        assert!(!out.stderr.contains("wrong-horse-battery") && !out.stdout.contains("wrong-horse-battery"));
+        let db = dir.path().join("m.duckdb");
+        let err = query_string(&db, "SELECT error FROM alerts WHERE notifier = 'mail' AND error IS NOT NULL");
+        assert!(err.contains("login refused: AUTH: 535"), "{err}");
+        assert!(!err.contains("wrong-horse-battery"), "{err}");
+        write(dir.path(), "smtp.pass", "s3cret\n");
+        let _ = std::fs::remove_file(&db);
+    }
+}
+
+/// Groups and inhibition through the binary: twenty channels bad at once are
+/// one group notification listing them; `--render` shows it.
+#[test]
+fn render_shows_one_group_for_twenty_channels() {
+    let dir = tmp();
+    write(
+        dir.path(),
+        "g.yaml",
+        "version: 1\nname: g\n\
+         alerts:\n  bad:\n    when: \"quality == 'bad'\"\n    notify: [log]\n    title: \"{{ channel }} bad\"\n\
+         notifiers:\n  log:\n    type: file\n    path: alerts.log\n    template: \"{{ count }}: {% for a in alerts %}{{ a.channel }} {% endfor %}\"\n    group: {by: [source], wait: 30s, interval: 5m}\n",
+    );
+    let lines: String = (0..20)
+        .map(|i| {
+            format!(
+                "{{\"ts\":\"2026-03-01T10:00:00Z\",\"channel\":\"line.ch{i:02}\",\"value\":1,\"quality\":\"bad\"}}\n"
+            )
+        })
+        .collect();
+    write(dir.path(), "f.ndjson", &lines);
+    let out = eg(["alert", "g.yaml", "--render", "f.ndjson"]).dir(dir.path()).run();
+    out.code(0);
+    let rows: Vec<serde_json::Value> = out.stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(rows.len(), 1, "{}", out.stdout);
+    assert_eq!(rows[0]["alert"]["group"]["count"], 20);
+    assert!(rows[0]["line"].as_str().unwrap().starts_with("20: line.ch00 line.ch01"), "{}", rows[0]);
+}
