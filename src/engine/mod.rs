@@ -239,7 +239,11 @@ pub fn run(plan: &Plan, opts: RunOptions, output: &mut Output) -> Result<RunRepo
     };
 
     // 1. The store, before any source starts: a locked store fails at once.
-    let store = opts.store.as_ref().map(|s| Store::open(&s.path, retention(plan, s))).transpose()?;
+    let store = opts
+        .store
+        .as_ref()
+        .map(|s| Store::open(&s.path, retention(plan, s))?.with_rollups(s.rollups.clone()))
+        .transpose()?;
     // 2. The chain, with the state this run continues; the forward targets
     // (their secrets are read now: a missing one fails before any source starts).
     let clock = Clock::of(plan, &opts);
@@ -259,7 +263,7 @@ pub fn run(plan: &Plan, opts: RunOptions, output: &mut Output) -> Result<RunRepo
         producers::start(plan, &opts, clock, &rt, &shutdown, store.as_ref(), &mut chain.detectors, tx, &finished_rx)?;
     // 4. The outputs.
     if let (Some(t), Some(st)) = (&opts.tap, &store) {
-        t.set_reader(st.reader()?, st.path.clone());
+        t.set_reader(st.reader()?, st.path.clone(), st.tiers());
     }
     if let (Some(t), Some((_, f))) = (&opts.tap, &forward) {
         t.set_forward(f.stats.clone());

@@ -136,6 +136,8 @@ pub struct Tap {
     pub ready: AtomicBool,
     pub heartbeat: Heartbeat,
     pub store_path: Mutex<Option<std::path::PathBuf>>,
+    /// What the store keeps at which resolution (raw readings, rollups).
+    pub tiers: Mutex<crate::sinks::store::Tiers>,
     reload: Mutex<Option<Reload>>,
 }
 
@@ -155,6 +157,7 @@ impl Default for Tap {
             ready: AtomicBool::new(false),
             heartbeat: Heartbeat::default(),
             store_path: Mutex::new(None),
+            tiers: Mutex::default(),
             reload: Mutex::new(None),
         }
     }
@@ -181,9 +184,15 @@ impl Tap {
         lock(&self.ingest).clone()
     }
 
-    pub(super) fn set_reader(&self, conn: duckdb::Connection, path: std::path::PathBuf) {
+    pub(super) fn set_reader(
+        &self,
+        conn: duckdb::Connection,
+        path: std::path::PathBuf,
+        tiers: crate::sinks::store::Tiers,
+    ) {
         *lock(&self.reader) = Some(conn);
         *lock(&self.store_path) = Some(path);
+        *lock(&self.tiers) = tiers;
     }
 
     /// A new connection to the store (DuckDB connections are cheap clones
