@@ -20,8 +20,31 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
 
-/// The tables a backup holds.
-pub const TABLES: &[&str] = &["readings", "anomalies", "alerts", "state", "commits"];
+/// The tables a backup holds. `readings` and `rollups` are written with
+/// channel names (the `readings` view, and rollup rows joined with their
+/// channels), so a backup reads the same whatever ids the store gave its
+/// channels; a restore gives them ids anew.
+pub const TABLES: &[&str] = &["readings", "anomalies", "alerts", "state", "commits", "rollups"];
+
+/// What a table's file holds: a query over the store.
+fn backup_query(table: &str) -> String {
+    match table {
+        "rollups" => "SELECT c.channel, c.source, c.unit, r.* EXCLUDE (channel_id)
+                      FROM rollup_rows r JOIN channels c ON c.id = r.channel_id"
+            .to_string(),
+        t => format!("SELECT * FROM {t}"),
+    }
+}
+
+/// How a table's file goes back into a new store.
+fn restore_sql(table: &str, file: &str) -> String {
+    let src = format!("SELECT * FROM read_parquet('{}')", file.replace('\'', "''"));
+    match table {
+        "readings" => crate::sinks::store::insert_readings_sql(&src),
+        "rollups" => crate::sinks::store::insert_rollups_sql(&src),
+        t => format!("INSERT INTO {t} BY NAME {src}"),
+    }
+}
 pub const MANIFEST: &str = "manifest.json";
 const PARTIAL: &str = ".partial-";
 
@@ -159,9 +182,10 @@ fn write_tables(
             progress(t);
             let file = format!("{t}.parquet");
             let path = to.join(&file);
-            let rows: i64 = conn.query_row(&format!("SELECT count(*) FROM {t}"), [], |r| r.get(0)).map_err(e)?;
+            let query = backup_query(t);
+            let rows: i64 = conn.query_row(&format!("SELECT count(*) FROM ({query})"), [], |r| r.get(0)).map_err(e)?;
             let sql = format!(
-                "COPY (SELECT * FROM {t}) TO '{}' (FORMAT PARQUET, COMPRESSION ZSTD)",
+                "COPY ({query}) TO '{}' (FORMAT PARQUET, COMPRESSION ZSTD)",
                 path.display().to_string().replace('\'', "''")
             );
             conn.execute_batch(&sql).map_err(e)?;
@@ -261,7 +285,7 @@ pub fn restore(dir: &Path, id: &str, to: &Path) -> Result<Manifest, BackupError>
         conn.execute_batch("BEGIN TRANSACTION")?;
         for t in &m.tables {
             let path = folder.join(&t.file).display().to_string();
-            conn.execute(&format!("INSERT INTO {} BY NAME SELECT * FROM read_parquet(?)", t.name), [path])?;
+            conn.execute_batch(&restore_sql(&t.name, &path))?;
         }
         conn.execute_batch("COMMIT")
     })();

@@ -213,7 +213,9 @@ impl Cx<'_> {
         if !(1..=10_000_000).contains(&batch) {
             self.err(Code::InvalidQuantity, "store.batch", "batch must be between 1 and 10000000 records");
         }
+        let rollups = self.rollups(s.rollups.as_deref().unwrap_or_default());
         StorePlan {
+            rollups,
             path: self.path(&s.path),
             retention: self.opt_duration("store.retention", s.retention.as_deref()),
             batch: batch.clamp(1, 10_000_000),
@@ -236,6 +238,52 @@ impl Cx<'_> {
                 }
             },
         }
+    }
+}
+
+impl Cx<'_> {
+    /// `store.rollups`: whole-second buckets, one tier per bucket length, each
+    /// kept at least one bucket long; finest first.
+    fn rollups(&mut self, specs: &[crate::spec::RollupSpec]) -> Vec<RollupPlan> {
+        let mut out: Vec<RollupPlan> = Vec::new();
+        for (i, r) in specs.iter().enumerate() {
+            let at = format!("store.rollups[{i}]");
+            let Some(every) = self.opt_duration(&format!("{at}.every"), Some(&r.every)) else { continue };
+            if every < Duration::from_secs(1) || every.subsec_nanos() != 0 {
+                self.err(
+                    Code::InvalidQuantity,
+                    &format!("{at}.every"),
+                    "a rollup bucket is whole seconds, at least 1s",
+                );
+                continue;
+            }
+            let keep = match r.keep.as_deref().map(str::trim) {
+                None | Some("forever") => None,
+                Some(text) => match self.opt_duration(&format!("{at}.keep"), Some(text)) {
+                    Some(k) if k < every => {
+                        self.err(
+                            Code::Conflict,
+                            &format!("{at}.keep"),
+                            format!("`keep` ({text}) is shorter than one bucket (`every: {}`)", r.every.trim()),
+                        );
+                        continue;
+                    }
+                    Some(k) => Some(k),
+                    None => continue,
+                },
+            };
+            if out.iter().any(|o| o.every == every) {
+                self.err(
+                    Code::Conflict,
+                    &format!("{at}.every"),
+                    format!("two rollup tiers of `every: {}`", r.every.trim()),
+                );
+                continue;
+            }
+            out.push(RollupPlan { every, keep });
+        }
+        out.sort_by_key(|r| r.every);
+        out
     }
 }
 

@@ -57,6 +57,25 @@ pub struct StorePlan {
     /// How often stage state is saved with a commit; `None`: at the end only.
     #[serde(with = "serde_dur::opt")]
     pub checkpoint: Option<Duration>,
+    /// Rollup tiers, finest first.
+    pub rollups: Vec<RollupPlan>,
+}
+
+/// A rollup tier (`store.rollups`): buckets of `every`, kept for `keep`
+/// (`None`: forever).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RollupPlan {
+    #[serde(with = "serde_dur")]
+    pub every: Duration,
+    #[serde(with = "serde_dur::opt")]
+    pub keep: Option<Duration>,
+}
+
+impl RollupPlan {
+    /// The bucket length in microseconds (the key of its rows in the store).
+    pub fn every_us(&self) -> i64 {
+        self.every.as_micros().min(i64::MAX as u128) as i64
+    }
 }
 
 impl StorePlan {
@@ -79,6 +98,7 @@ impl StorePlan {
             flush: Self::DEFAULT_FLUSH,
             records: RecordKind::ALL.to_vec(),
             checkpoint: Some(Self::DEFAULT_CHECKPOINT),
+            rollups: Vec::new(),
         }
     }
 }

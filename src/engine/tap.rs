@@ -136,6 +136,8 @@ pub struct Tap {
     pub ready: AtomicBool,
     pub heartbeat: Heartbeat,
     pub store_path: Mutex<Option<std::path::PathBuf>>,
+    /// What the store keeps at which resolution (raw readings, rollups).
+    pub tiers: Mutex<crate::sinks::store::Tiers>,
     confine: Mutex<Option<Vec<std::path::PathBuf>>>,
     reload: Mutex<Option<Reload>>,
 }
@@ -157,6 +159,7 @@ impl Default for Tap {
             ready: AtomicBool::new(false),
             heartbeat: Heartbeat::default(),
             store_path: Mutex::new(None),
+            tiers: Mutex::default(),
             reload: Mutex::new(None),
         }
     }
@@ -183,9 +186,15 @@ impl Tap {
         lock(&self.ingest).clone()
     }
 
-    pub(super) fn set_reader(&self, conn: duckdb::Connection, path: std::path::PathBuf) {
+    pub(super) fn set_reader(
+        &self,
+        conn: duckdb::Connection,
+        path: std::path::PathBuf,
+        tiers: crate::sinks::store::Tiers,
+    ) {
         *lock(&self.reader) = Some(conn);
         *lock(&self.store_path) = Some(path);
+        *lock(&self.tiers) = tiers;
     }
 
     /// From now on, each run confines the store's database to its own files

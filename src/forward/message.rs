@@ -11,8 +11,11 @@ use crate::model::envelope::Envelope;
 use crate::model::record::Record;
 use crate::spec::{Compression, RecordKind};
 
-/// The store schema version named in every message (`Eg-Schema`).
-pub const SCHEMA: i64 = crate::sinks::store::SCHEMA_VERSION;
+/// The version of the records' format named in every message
+/// (`Eg-Schema`): the store schema in which the stored records last
+/// changed. Store v6 changed only how the store lays them out (channel ids,
+/// rollups), not the records a message carries, so it stays 5.
+pub const SCHEMA: i64 = 5;
 
 /// Who sends: the fields of every message id and envelope.
 #[derive(Debug, Clone)]

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-/// Parses `500ms`, `10s`, `1.5s`, `5m`, `2h`, `90d`, `1w`, or a sum like `1h30m`.
+/// Parses `500ms`, `10s`, `1.5s`, `5m`, `2h`, `90d`, `1w`, `1y` (365 days), or a sum like `1h30m`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let s = text.trim();
     if s.is_empty() {
@@ -30,6 +30,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             "h" | "hr" | "hour" | "hours" => 3600.0,
             "d" | "day" | "days" => 86_400.0,
             "w" | "week" | "weeks" => 604_800.0,
+            // 365 days: rollup tiers are kept for years (`keep: 1y`).
+            "y" | "year" | "years" => 31_536_000.0,
             "" => return Err(format!("`{text}` has no unit; write `{n}s` for seconds")),
             u => return Err(format!("unknown unit `{u}` in `{text}`; use ms, s, m, h, d or w")),
         };

@@ -25,6 +25,7 @@ use crate::model::intern::Interner;
 use crate::model::ndjson::parse_ndjson_line;
 use crate::model::record::Record;
 use crate::model::time::{format_rfc3339, now_micros, parse_when, Micros};
+use crate::sinks::store::TierSource;
 
 /// Most rows a range query returns.
 const MAX_ROWS: i64 = 100_000;
@@ -239,6 +240,11 @@ impl Range {
     }
 }
 
+/// A bucket length in µs as a duration (`1m`).
+fn fmt_us(us: i64) -> String {
+    crate::model::quantity::format_duration(Duration::from_micros(us.max(0) as u64))
+}
+
 /// Runs a query on a connection of its own, off the async threads.
 async fn query<T: Send + 'static>(
     s: &State,
@@ -270,9 +276,10 @@ async fn readings(St(s): St<State>, Params(q): Params<Range>) -> Response {
         Some(_) => return error(StatusCode::BAD_REQUEST, "`every` is a duration of at least 1ms, like 1m"),
     };
     let ch = channel.clone();
+    let tier = every.map(|b| s.tap.tiers.lock().unwrap_or_else(|e| e.into_inner()).choose(now_micros(), since, b));
     let rows = query(&s, move |c| {
         let mut out = Vec::new();
-        match every {
+        match tier {
             None => {
                 let mut st = c.prepare_cached(
                     "SELECT epoch_us(ts), value, quality, flags, voted_out FROM readings
@@ -288,7 +295,21 @@ async fn readings(St(s): St<State>, Params(q): Params<Range>) -> Response {
                         "quality": r.get::<_, String>(2)?, "flags": list(r.get(3)?), "voted_out": list(r.get(4)?)}));
                 }
             }
-            Some(b) => {
+            Some((TierSource::Rollup(e), b)) => {
+                // Buckets of `b` from rollup rows of `e` (which divides it).
+                let mut st = c.prepare_cached(
+                    "SELECT (r.bucket_us // ?) * ? AS b, min(r.min), sum(r.sum) / sum(r.count), max(r.max), sum(r.count)
+                     FROM rollup_rows r JOIN channels c ON c.id = r.channel_id
+                     WHERE c.channel = ? AND r.every_us = ? AND r.bucket_us >= ? AND r.bucket_us < ?
+                     GROUP BY b ORDER BY b DESC LIMIT ?",
+                )?;
+                let mut rows = st.query(duckdb::params![b, b, ch, e, since.div_euclid(e) * e, until, limit])?;
+                while let Some(r) = rows.next()? {
+                    out.push(serde_json::json!({"ts": format_rfc3339(r.get(0)?), "min": r.get::<_, Option<f64>>(1)?,
+                        "avg": r.get::<_, Option<f64>>(2)?, "max": r.get::<_, Option<f64>>(3)?, "count": r.get::<_, i64>(4)?}));
+                }
+            }
+            Some((TierSource::Readings, b)) => {
                 let mut st = c.prepare_cached(
                     "SELECT (epoch_us(ts) // ?) * ? AS b, min(value), avg(value), max(value), count(value)
                      FROM readings WHERE channel = ? AND epoch_us(ts) >= ? AND epoch_us(ts) < ?
@@ -308,7 +329,18 @@ async fn readings(St(s): St<State>, Params(q): Params<Range>) -> Response {
     match rows {
         Ok(rows) => {
             let key = if every.is_some() { "buckets" } else { "readings" };
-            Json(serde_json::json!({"channel": channel, "every": q.every, key: rows})).into_response()
+            let mut body = serde_json::json!({"channel": channel, "every": q.every, key: rows});
+            if let Some((from, b)) = tier {
+                // Which tier answered, and its bucket when it is not the one asked for.
+                body["from"] = match from {
+                    TierSource::Readings => "readings".into(),
+                    TierSource::Rollup(e) => format!("rollups {}", fmt_us(e)).into(),
+                };
+                if Some(b) != every {
+                    body["every"] = fmt_us(b).into();
+                }
+            }
+            Json(body).into_response()
         }
         Err(r) => r,
     }

@@ -9,6 +9,13 @@
 //! transaction as the batch's last record, so the state in the store never
 //! reflects a record the store does not hold.
 //!
+//! Readings go into `reading_rows` keyed by a channel id (the writer keeps
+//! the `channels` table in memory and appends the channels it meets with
+//! the commit that first holds them) with the quality as a code; the
+//! `readings` view gives users' SQL the columns it always had. Each commit
+//! also merges its readings into the rollup tiers (`store.rollups`), in the
+//! same transaction, so rollups never disagree with the readings committed.
+//!
 //! DuckDB locks the file for its writer; a second process gets an error that
 //! names the holder's pid, which becomes [`StoreError::Locked`] (exit 75).
 
@@ -17,13 +24,17 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use duckdb::arrow::array::{ArrayRef, Float64Builder, Int64Array, StringBuilder, TimestampMicrosecondBuilder};
+use duckdb::arrow::array::{
+    ArrayRef, Float64Builder, Int32Array, Int32Builder, Int64Array, StringArray, StringBuilder,
+    TimestampMicrosecondBuilder, UInt8Builder,
+};
 use duckdb::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use duckdb::arrow::record_batch::RecordBatch;
 use duckdb::Connection;
 
+use crate::compile::plan::RollupPlan;
 use crate::model::batch::CommitHook;
-use crate::model::record::{Alert, Anomaly, Delivery, Reading, Record};
+use crate::model::record::{Alert, Anomaly, Delivery, Quality, Reading, Record};
 use crate::model::time::format_rfc3339;
 
 /// DuckDB memory limit unless `EDGEGUARD_DUCKDB_MEMORY` says otherwise, and
@@ -34,7 +45,7 @@ use crate::model::time::format_rfc3339;
 pub const DEFAULT_MEMORY: &str = "32MB";
 
 /// The schema version this build writes. Older files are migrated on open.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 /// Migrations: step `i` takes a store from version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -71,7 +82,101 @@ const MIGRATIONS: &[&str] = &[
     // give them back as they were printed: forward targets send them on.
     "ALTER TABLE alerts ADD COLUMN IF NOT EXISTS body VARCHAR;
      ALTER TABLE alerts ADD COLUMN IF NOT EXISTS labels VARCHAR;",
+    // 5 → 6: readings keyed by channel id (the appender's ceiling was its
+    // string columns: copying, UTF-8 checks and compressing channel, source,
+    // unit and quality on every row), and rollups. `readings` becomes a view
+    // with the columns it had; its rows move to `reading_rows`.
+    MIGRATE_TO_CHANNEL_IDS,
 ];
+
+/// The 5 → 6 step (see [`MIGRATIONS`]): `channels`, `reading_rows`, the
+/// `readings` view over them, and the rollup table and view.
+const MIGRATE_TO_CHANNEL_IDS: &str = "
+    CREATE TABLE channels (
+        id INTEGER PRIMARY KEY, channel VARCHAR NOT NULL, source VARCHAR, unit VARCHAR);
+    CREATE TABLE reading_rows (
+        ts TIMESTAMPTZ NOT NULL, channel_id INTEGER NOT NULL, value DOUBLE, quality UTINYINT NOT NULL,
+        flags VARCHAR, text VARCHAR, inputs VARCHAR, voted_out VARCHAR, spread DOUBLE, commit_no BIGINT);
+    INSERT INTO channels
+        SELECT row_number() OVER (ORDER BY channel, source, unit), channel, source, unit
+        FROM (SELECT DISTINCT channel, source, unit FROM readings);
+    INSERT INTO reading_rows
+        SELECT r.ts, c.id, r.value,
+               CASE r.quality WHEN 'good' THEN 0 WHEN 'suspect' THEN 1 ELSE 2 END,
+               r.flags, r.text, r.inputs, r.voted_out, r.spread, r.commit_no
+        FROM readings r JOIN channels c ON c.channel = r.channel
+            AND c.source IS NOT DISTINCT FROM r.source AND c.unit IS NOT DISTINCT FROM r.unit;
+    DROP TABLE readings;
+    CREATE VIEW readings AS
+        SELECT r.ts, c.channel, r.value,
+               CASE r.quality WHEN 0 THEN 'good' WHEN 1 THEN 'suspect' ELSE 'bad' END AS quality,
+               r.flags, c.source, c.unit, r.text, r.inputs, r.voted_out, r.spread, r.commit_no
+        FROM reading_rows r JOIN channels c ON c.id = r.channel_id;
+    CREATE TABLE rollup_rows (
+        every_us BIGINT NOT NULL, channel_id INTEGER NOT NULL, bucket_us BIGINT NOT NULL,
+        count BIGINT NOT NULL, sum DOUBLE NOT NULL, min DOUBLE NOT NULL, max DOUBLE NOT NULL,
+        first DOUBLE NOT NULL, first_us BIGINT NOT NULL, last DOUBLE NOT NULL, last_us BIGINT NOT NULL,
+        PRIMARY KEY (every_us, channel_id, bucket_us));
+    CREATE VIEW rollups AS
+        SELECT c.channel, c.source, c.unit, to_microseconds(r.every_us) AS every,
+               to_timestamp(r.bucket_us // 1000000) AS bucket, r.min, r.max, r.sum / r.count AS avg,
+               r.count, r.first, r.last
+        FROM rollup_rows r JOIN channels c ON c.id = r.channel_id;";
+
+/// SQL that stores rollup rows `src` (`rollup_rows`' columns with the
+/// channel's `channel`, `source` and `unit` in place of its id) into
+/// `channels` and `rollup_rows`: a restore from a backup.
+pub fn insert_rollups_sql(src: &str) -> String {
+    format!(
+        "{channels}
+         INSERT INTO rollup_rows BY NAME
+            SELECT c.id AS channel_id, r.* EXCLUDE (channel, source, unit)
+            FROM ({src}) r JOIN channels c ON c.channel = r.channel
+                AND c.source IS NOT DISTINCT FROM r.source AND c.unit IS NOT DISTINCT FROM r.unit;",
+        channels = insert_channels_sql(src)
+    )
+}
+
+/// SQL that adds the channels of `src` (a query with `channel`, `source`
+/// and `unit`) that `channels` does not hold yet, with new ids.
+fn insert_channels_sql(src: &str) -> String {
+    format!(
+        "INSERT INTO channels
+            SELECT (SELECT coalesce(max(id), 0) FROM channels) + row_number() OVER (ORDER BY channel, source, unit),
+                   channel, source, unit
+            FROM (SELECT DISTINCT channel, source, unit FROM ({src}) s
+                  WHERE NOT EXISTS (SELECT 1 FROM channels c WHERE c.channel = s.channel
+                      AND c.source IS NOT DISTINCT FROM s.source AND c.unit IS NOT DISTINCT FROM s.unit));"
+    )
+}
+
+/// How a reading's quality is kept in `reading_rows.quality` (the view
+/// `readings` turns it back into its name). A DuckDB ENUM would read the
+/// same, but the Arrow appender has no dictionary type to fill one with:
+/// every row would go in as a string and be cast.
+fn quality_code(q: Quality) -> u8 {
+    match q {
+        Quality::Good => 0,
+        Quality::Suspect => 1,
+        Quality::Bad => 2,
+    }
+}
+
+/// SQL that stores the readings `src` (a query with the columns of the
+/// `readings` view, by name) into `channels` and `reading_rows`: a restore
+/// from a backup.
+pub fn insert_readings_sql(src: &str) -> String {
+    format!(
+        "{channels}
+         INSERT INTO reading_rows
+            SELECT r.ts, c.id, r.value,
+                   CASE r.quality WHEN 'good' THEN 0 WHEN 'suspect' THEN 1 ELSE 2 END,
+                   r.flags, r.text, r.inputs, r.voted_out, r.spread, r.commit_no
+            FROM ({src}) r JOIN channels c ON c.channel = r.channel
+                AND c.source IS NOT DISTINCT FROM r.source AND c.unit IS NOT DISTINCT FROM r.unit;",
+        channels = insert_channels_sql(src)
+    )
+}
 
 /// Why the store cannot be used. DuckDB's error is kept as text: it is
 /// classified (locked, I/O) by its message, and that message is the cause.
@@ -121,6 +226,8 @@ pub struct Store {
     /// The number of the last commit (`commits.commit_no`; 0 before the first).
     last_commit: std::cell::Cell<i64>,
     retention: Option<Retention>,
+    /// Rollup tiers kept up to date with every commit (`store.rollups`).
+    rollups: Vec<RollupPlan>,
 }
 
 /// What retention deletes: records older than `keep`, except those a
@@ -137,6 +244,52 @@ pub struct Retention {
 pub struct Floor {
     pub target: String,
     pub max_age: Duration,
+}
+
+/// What the store keeps at which resolution: raw readings for `raw_keep`
+/// (`None`: forever) and the rollup tiers. `serve` reads a range from it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Tiers {
+    pub raw_keep: Option<Duration>,
+    pub rollups: Vec<RollupPlan>,
+}
+
+/// Where buckets of a range come from: raw readings, or the rollup tier of
+/// that bucket length (µs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TierSource {
+    Readings,
+    Rollup(i64),
+}
+
+impl Tiers {
+    /// The tier to read buckets of `every` µs since `since` from (at `now`),
+    /// and the bucket length the answer then has.
+    ///
+    /// A tier covers the range when it keeps data as old as `since`. Of
+    /// those whose bucket divides `every`, the coarsest: every such tier
+    /// gives the same min/max/avg/count, and the coarsest has the fewest
+    /// rows. When none divides it (a 10s bucket for a range older than the
+    /// raw readings), the finest tier that covers, with buckets rounded up
+    /// to a multiple of its own; when none covers, the one kept longest.
+    pub fn choose(&self, now: i64, since: i64, every: i64) -> (TierSource, i64) {
+        let every = every.max(1);
+        let covers = |keep: Option<Duration>| {
+            keep.is_none_or(|k| since >= now.saturating_sub(k.as_micros().min(i64::MAX as u128) as i64))
+        };
+        let mut tiers: Vec<(TierSource, i64, Option<Duration>)> = vec![(TierSource::Readings, 1, self.raw_keep)];
+        tiers.extend(self.rollups.iter().map(|r| (TierSource::Rollup(r.every_us()), r.every_us(), r.keep)));
+        let round_up = |e: i64| (every + e - 1) / e * e;
+        if let Some(t) = tiers.iter().filter(|t| covers(t.2) && every % t.1 == 0).max_by_key(|t| t.1) {
+            return (t.0, every);
+        }
+        if let Some(t) = tiers.iter().filter(|t| covers(t.2)).min_by_key(|t| t.1) {
+            return (t.0, round_up(t.1));
+        }
+        let longest = |t: &&(TierSource, i64, Option<Duration>)| (t.2.map_or(u128::MAX, |k| k.as_micros()), -t.1);
+        let t = tiers.iter().max_by_key(longest).expect("the readings are a tier");
+        (t.0, round_up(t.1))
+    }
 }
 
 /// Opens a store read-only (a backtest that stores nothing). A store held
@@ -170,7 +323,13 @@ impl Store {
             .and_then(|c| c.max_memory(&memory))
             .map_err(|e| classify(path, e))?;
         let conn = Connection::open_with_flags(path, config).map_err(|e| classify(path, e))?;
-        let store = Store { path: path.to_path_buf(), conn, last_commit: std::cell::Cell::new(0), retention };
+        let store = Store {
+            path: path.to_path_buf(),
+            conn,
+            last_commit: std::cell::Cell::new(0),
+            retention,
+            rollups: Vec::new(),
+        };
         store.migrate()?;
         let last: i64 = store
             .conn
@@ -179,6 +338,37 @@ impl Store {
         store.last_commit.set(last);
         store.apply_retention()?;
         Ok(store)
+    }
+
+    /// Keeps the rollup tiers `rollups` from now on (every commit adds its
+    /// readings to them), and applies their `keep`.
+    pub fn with_rollups(mut self, rollups: Vec<RollupPlan>) -> Result<Store, StoreError> {
+        self.rollups = rollups;
+        self.apply_rollup_retention()?;
+        Ok(self)
+    }
+
+    /// Deletes rollup buckets older than their tier's `keep`. Buckets of a
+    /// tier the spec no longer names are kept (and no longer added to).
+    fn apply_rollup_retention(&self) -> Result<usize, StoreError> {
+        let err = |e| classify(&self.path, e);
+        let now = crate::model::time::now_micros();
+        let mut n = 0;
+        for r in &self.rollups {
+            if let Some(keep) = r.keep {
+                let cutoff = now - keep.as_micros().min(i64::MAX as u128) as i64;
+                n += self
+                    .conn
+                    .execute("DELETE FROM rollup_rows WHERE every_us = ? AND bucket_us < ?", [r.every_us(), cutoff])
+                    .map_err(err)?;
+            }
+        }
+        Ok(n)
+    }
+
+    /// What this store keeps at which resolution.
+    pub fn tiers(&self) -> Tiers {
+        Tiers { raw_keep: self.retention.as_ref().map(|r| r.keep), rollups: self.rollups.clone() }
     }
 
     /// A second connection to this store (a backtest reading while the
@@ -256,7 +446,7 @@ impl Store {
     /// than `store.retention`, except those after a forward target's cursor
     /// that are younger than its `backlog.max_age`. Returns the rows deleted.
     pub fn apply_retention(&self) -> Result<usize, StoreError> {
-        let Some(retention) = &self.retention else { return Ok(0) };
+        let Some(retention) = &self.retention else { return self.apply_rollup_retention() };
         let err = |e| classify(&self.path, e);
         // The cutoffs are computed here: TIMESTAMPTZ arithmetic in SQL needs
         // the ICU extension, which the bundled DuckDB does not build.
@@ -275,8 +465,8 @@ impl Store {
         }
         let or_false = |v: &[String]| if v.is_empty() { "false".to_string() } else { v.join(" OR ") };
         let (rows, commits) = (or_false(&keep_rows), or_false(&keep_commits));
-        let mut n = 0;
-        for table in ["readings", "anomalies", "alerts"] {
+        let mut n = self.apply_rollup_retention()?;
+        for table in ["reading_rows", "anomalies", "alerts"] {
             n += self
                 .conn
                 .execute(
@@ -387,47 +577,134 @@ enum EventRow {
     Delivery(Box<Delivery>),
 }
 
-/// Columns of the `readings` table being gathered for the next commit.
+/// What names a row of `channels`: a channel as one source gives it, in
+/// one unit. Usually one per channel.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct ChannelKey {
+    channel: Arc<str>,
+    source: Arc<str>,
+    unit: Option<Arc<str>>,
+}
+
+/// The `channels` table as the writer knows it: ids of the channels stored
+/// so far, and those met since the last commit (inserted with it).
+#[derive(Default)]
+struct ChannelIds {
+    ids: std::collections::HashMap<ChannelKey, i32>,
+    /// The key of the last reading and its id: readings of one channel
+    /// often come in runs, and the pointers compare in one step.
+    last: Option<(ChannelKey, i32)>,
+    next: i32,
+    new: Vec<(i32, ChannelKey)>,
+}
+
+impl ChannelIds {
+    fn load(conn: &Connection) -> duckdb::Result<ChannelIds> {
+        let mut ids = ChannelIds::default();
+        let mut st = conn.prepare("SELECT id, channel, source, unit FROM channels")?;
+        let mut rows = st.query([])?;
+        while let Some(r) = rows.next()? {
+            let id: i32 = r.get(0)?;
+            let key = ChannelKey {
+                channel: Arc::from(r.get::<_, String>(1)?),
+                source: Arc::from(r.get::<_, Option<String>>(2)?.unwrap_or_default()),
+                unit: r.get::<_, Option<String>>(3)?.map(Arc::from),
+            };
+            ids.next = ids.next.max(id);
+            ids.ids.insert(key, id);
+        }
+        Ok(ids)
+    }
+
+    fn id(&mut self, r: &Reading) -> i32 {
+        if let Some((k, id)) = &self.last {
+            let same_unit = match (&k.unit, &r.unit) {
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                (None, None) => true,
+                _ => false,
+            };
+            if Arc::ptr_eq(&k.channel, &r.channel) && Arc::ptr_eq(&k.source, &r.source) && same_unit {
+                return *id;
+            }
+        }
+        let key = ChannelKey { channel: r.channel.clone(), source: r.source.clone(), unit: r.unit.clone() };
+        let id = match self.ids.get(&key) {
+            Some(id) => *id,
+            None => {
+                self.next += 1;
+                self.ids.insert(key.clone(), self.next);
+                self.new.push((self.next, key.clone()));
+                self.next
+            }
+        };
+        self.last = Some((key, id));
+        id
+    }
+
+    /// Appends the channels met since the last commit (in its transaction),
+    /// in one Arrow batch: row by row, each insert is planned anew.
+    fn insert_new(&self, conn: &Connection) -> duckdb::Result<()> {
+        if self.new.is_empty() {
+            return Ok(());
+        }
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int32, false),
+            Field::new("channel", DataType::Utf8, false),
+            Field::new("source", DataType::Utf8, true),
+            Field::new("unit", DataType::Utf8, true),
+        ]));
+        let cols: Vec<ArrayRef> = vec![
+            Arc::new(Int32Array::from_iter_values(self.new.iter().map(|(id, _)| *id))),
+            Arc::new(StringArray::from_iter_values(self.new.iter().map(|(_, k)| &*k.channel))),
+            Arc::new(StringArray::from_iter_values(self.new.iter().map(|(_, k)| &*k.source))),
+            Arc::new(StringArray::from_iter(self.new.iter().map(|(_, k)| k.unit.as_deref()))),
+        ];
+        let batch = RecordBatch::try_new(schema, cols).expect("columns match the schema");
+        let mut app = conn.appender("channels")?;
+        app.append_record_batch(batch)?;
+        app.flush()
+    }
+}
+
+/// Columns of `reading_rows` being gathered for the next commit.
 struct ReadingColumns {
     ts: TimestampMicrosecondBuilder,
-    channel: StringBuilder,
+    channel: Int32Builder,
     value: Float64Builder,
-    quality: StringBuilder,
+    quality: UInt8Builder,
     flags: StringBuilder,
-    source: StringBuilder,
-    unit: StringBuilder,
     text: StringBuilder,
     inputs: StringBuilder,
     voted_out: StringBuilder,
     spread: Float64Builder,
     len: usize,
     flag_buf: String,
+    channels: ChannelIds,
 }
 
 impl ReadingColumns {
-    fn new(cap: usize) -> Self {
+    fn new(cap: usize, channels: ChannelIds) -> Self {
         ReadingColumns {
             ts: TimestampMicrosecondBuilder::with_capacity(cap).with_timezone("UTC"),
-            channel: StringBuilder::with_capacity(cap, cap * 24),
+            channel: Int32Builder::with_capacity(cap),
             value: Float64Builder::with_capacity(cap),
-            quality: StringBuilder::with_capacity(cap, cap * 4),
+            quality: UInt8Builder::with_capacity(cap),
             flags: StringBuilder::with_capacity(cap, 64),
-            source: StringBuilder::with_capacity(cap, cap * 4),
-            unit: StringBuilder::with_capacity(cap, cap * 4),
             text: StringBuilder::with_capacity(cap, 0),
             inputs: StringBuilder::with_capacity(cap, 0),
             voted_out: StringBuilder::with_capacity(cap, 0),
             spread: Float64Builder::with_capacity(cap),
             len: 0,
             flag_buf: String::new(),
+            channels,
         }
     }
 
     fn push(&mut self, r: &Reading) {
         self.ts.append_value(r.ts);
-        self.channel.append_value(&*r.channel);
+        self.channel.append_value(self.channels.id(r));
         self.value.append_option(r.value.filter(|v| v.is_finite()));
-        self.quality.append_value(r.quality.as_str());
+        self.quality.append_value(quality_code(r.quality));
         if r.flags.is_empty() {
             self.flags.append_null();
         } else {
@@ -440,8 +717,6 @@ impl ReadingColumns {
             }
             self.flags.append_value(&self.flag_buf);
         }
-        self.source.append_value(&*r.source);
-        self.unit.append_option(r.unit.as_deref());
         self.text.append_option(r.text.as_deref());
         match &r.fusion {
             None => {
@@ -470,12 +745,10 @@ impl ReadingColumns {
     fn finish(&mut self, commit_no: i64) -> RecordBatch {
         let schema = Arc::new(Schema::new(vec![
             Field::new("ts", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), false),
-            Field::new("channel", DataType::Utf8, false),
+            Field::new("channel_id", DataType::Int32, false),
             Field::new("value", DataType::Float64, true),
-            Field::new("quality", DataType::Utf8, false),
+            Field::new("quality", DataType::UInt8, false),
             Field::new("flags", DataType::Utf8, true),
-            Field::new("source", DataType::Utf8, true),
-            Field::new("unit", DataType::Utf8, true),
             Field::new("text", DataType::Utf8, true),
             Field::new("inputs", DataType::Utf8, true),
             Field::new("voted_out", DataType::Utf8, true),
@@ -488,8 +761,6 @@ impl ReadingColumns {
             Arc::new(self.value.finish()),
             Arc::new(self.quality.finish()),
             Arc::new(self.flags.finish()),
-            Arc::new(self.source.finish()),
-            Arc::new(self.unit.finish()),
             Arc::new(self.text.finish()),
             Arc::new(self.inputs.finish()),
             Arc::new(self.voted_out.finish()),
@@ -557,7 +828,8 @@ pub fn run_writer(
     cfg: WriterConfig,
 ) -> Result<(Store, StoreStats), (StoreError, StoreStats)> {
     let mut stats = StoreStats::default();
-    let mut cols = ReadingColumns::new(cfg.batch.min(65_536));
+    let channels = ChannelIds::load(&store.conn).map_err(|e| (classify(&store.path, e), stats))?;
+    let mut cols = ReadingColumns::new(cfg.batch.min(65_536), channels);
     let mut first_pending: Option<Instant> = None;
     let mut last_retention = Instant::now();
     // Hooks of the batches whose records are in `cols`: they run after the commit.
@@ -650,7 +922,7 @@ fn commit(
             // Nothing new since the state was taken: it goes alone.
             state.as_deref().map_or(Ok(()), |s| store.save_states(s))
         } else {
-            commit_records(store, batch.clone(), events, state.as_deref(), stats)
+            commit_records(store, batch.clone(), &cols.channels, events, state.as_deref(), stats)
         };
         match result {
             Ok(()) => break,
@@ -688,6 +960,7 @@ fn commit(
         }
     }
     events.clear();
+    cols.channels.new.clear();
     if state.take().is_some() {
         stats.checkpoints += 1;
     }
@@ -705,6 +978,33 @@ fn commit(
     Ok(())
 }
 
+/// Adds the readings of commit `commit_no` (in the open transaction) to the
+/// rollup tier `r`: one row per channel and bucket they fall in, merged
+/// into the row already there. Nothing is rescanned but this commit's rows,
+/// and nothing is held in memory between commits: a bucket that spans
+/// commits, runs or a restart is completed by the commits that reach it.
+/// Readings with a value count, unless they are `bad`.
+fn roll_up(conn: &Connection, r: &RollupPlan, commit_no: i64) -> duckdb::Result<usize> {
+    // Typed parameters: an untyped one makes DuckDB plan the statement
+    // again on every execution.
+    let mut st = conn.prepare_cached(
+        "INSERT INTO rollup_rows
+            SELECT $1::BIGINT, channel_id, (epoch_us(ts) // $1::BIGINT) * $1::BIGINT AS bucket, count(*),
+                   sum(value), min(value), max(value), arg_min(value, ts), min(epoch_us(ts)),
+                   arg_max(value, ts), max(epoch_us(ts))
+            FROM reading_rows WHERE commit_no = $2::BIGINT AND value IS NOT NULL AND quality < 2
+            GROUP BY channel_id, bucket
+         ON CONFLICT DO UPDATE SET
+            count = count + excluded.count, sum = sum + excluded.sum,
+            min = least(min, excluded.min), max = greatest(max, excluded.max),
+            first = CASE WHEN excluded.first_us < first_us THEN excluded.first ELSE first END,
+            first_us = least(first_us, excluded.first_us),
+            last = CASE WHEN excluded.last_us >= last_us THEN excluded.last ELSE last END,
+            last_us = greatest(last_us, excluded.last_us)",
+    )?;
+    st.execute(duckdb::params![r.every_us(), commit_no])
+}
+
 /// How long a stopping run keeps retrying a commit on a full disk.
 const FULL_DISK_GRACE: Duration = Duration::from_secs(10);
 
@@ -712,6 +1012,7 @@ const FULL_DISK_GRACE: Duration = Duration::from_secs(10);
 fn commit_records(
     store: &Store,
     batch: Option<RecordBatch>,
+    channels: &ChannelIds,
     events: &[EventRow],
     state: Option<&[StateRow]>,
     stats: &mut StoreStats,
@@ -727,9 +1028,14 @@ fn commit_records(
     store.conn.execute_batch("BEGIN TRANSACTION").map_err(err)?;
     let appended = (|| {
         if let Some(batch) = batch {
-            let mut app = store.conn.appender("readings")?;
+            channels.insert_new(&store.conn)?;
+            let mut app = store.conn.appender("reading_rows")?;
             app.append_record_batch(batch)?;
             app.flush()?;
+            drop(app);
+            for r in &store.rollups {
+                roll_up(&store.conn, r, commit_no)?;
+            }
         }
         if !events.is_empty() {
             // ts goes in as text: DuckDB casts RFC 3339 to TIMESTAMPTZ.
@@ -807,4 +1113,60 @@ fn commit_records(
     stats.commits += 1;
     stats.commit_time += started.elapsed();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: i64 = 60_000_000;
+    const HOUR: i64 = 60 * MIN;
+    const DAY: i64 = 24 * HOUR;
+
+    fn tiers() -> Tiers {
+        let d = |us: i64| Duration::from_micros(us as u64);
+        Tiers {
+            raw_keep: Some(d(30 * DAY)),
+            rollups: vec![
+                RollupPlan { every: d(MIN), keep: Some(d(365 * DAY)) },
+                RollupPlan { every: d(HOUR), keep: None },
+            ],
+        }
+    }
+
+    #[test]
+    fn the_coarsest_tier_that_divides_the_bucket_and_covers_the_range_answers() {
+        let now = 1_000 * DAY;
+        let t = tiers();
+        // Within the raw retention: 1h buckets from the 1h tier, 5m from 1m, 10s from raw.
+        assert_eq!(t.choose(now, now - DAY, HOUR), (TierSource::Rollup(HOUR), HOUR));
+        assert_eq!(t.choose(now, now - DAY, 5 * MIN), (TierSource::Rollup(MIN), 5 * MIN));
+        assert_eq!(t.choose(now, now - DAY, 10_000_000), (TierSource::Readings, 10_000_000));
+        // Past the raw retention, 10s buckets come from the 1m tier, as 1m buckets.
+        assert_eq!(t.choose(now, now - 60 * DAY, 10_000_000), (TierSource::Rollup(MIN), MIN));
+        // Past a year, only the 1h tier covers: 90m buckets become 2h.
+        assert_eq!(t.choose(now, now - 400 * DAY, 90 * MIN), (TierSource::Rollup(HOUR), 2 * HOUR));
+        // No rollups: the readings, whatever the range.
+        let raw = Tiers { raw_keep: Some(Duration::from_secs(60)), rollups: vec![] };
+        assert_eq!(raw.choose(now, 0, HOUR), (TierSource::Readings, HOUR));
+        // Nothing covers: the tier kept longest.
+        let short = Tiers { raw_keep: Some(Duration::from_secs(60)), rollups: vec![tiers().rollups[0].clone()] };
+        assert_eq!(short.choose(now, 0, 10_000_000), (TierSource::Rollup(MIN), MIN));
+    }
+
+    #[test]
+    fn quality_codes_are_those_the_view_decodes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("q.duckdb"), None).unwrap();
+        store.conn.execute("INSERT INTO channels VALUES (1, 'a.b', 's', NULL)", []).unwrap();
+        for q in [Quality::Good, Quality::Suspect, Quality::Bad] {
+            store.conn.execute("DELETE FROM reading_rows", []).unwrap();
+            store
+                .conn
+                .execute("INSERT INTO reading_rows (ts, channel_id, quality) VALUES (now(), 1, ?)", [quality_code(q)])
+                .unwrap();
+            let name: String = store.conn.query_row("SELECT quality FROM readings", [], |r| r.get(0)).unwrap();
+            assert_eq!(name, q.as_str());
+        }
+    }
 }

@@ -134,6 +134,24 @@ pub struct StoreSpec {
     /// commit at once. `off`: only at the end of a run. Default 10s.
     #[serde(default)]
     pub checkpoint: Option<String>,
+    /// Rollup tiers: per channel and time bucket, the min, max, avg, count,
+    /// first and last of its readings (those with a value that are not
+    /// `bad`), kept up to date as readings commit and kept longer than the
+    /// raw readings (`[{every: 1m, keep: 1y}, {every: 1h, keep: forever}]`).
+    /// `serve` answers `/api/v1/readings?every=` from them. Default none.
+    #[serde(default)]
+    pub rollups: Option<Vec<RollupSpec>>,
+}
+
+/// One rollup tier of the store.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RollupSpec {
+    /// Bucket length: whole seconds, at least `1s` (`1m`, `1h`, `1d`).
+    pub every: String,
+    /// How long buckets are kept (`1y`), or `forever`. Default forever.
+    #[serde(default)]
+    pub keep: Option<String>,
 }
 
 /// A secret: never written in the spec itself.

@@ -92,7 +92,7 @@ fn iforest_trains_on_the_stores_history() {
     // Without the history, 1 h 05 falls among the training readings.
     duckdb::Connection::open(&db)
         .unwrap()
-        .execute("DELETE FROM readings WHERE ts < '2026-01-01 00:50:00'", [])
+        .execute("DELETE FROM reading_rows WHERE ts < '2026-01-01 00:50:00'", [])
         .unwrap();
     assert_eq!(backtest(), Vec::<String>::new());
     // Trees are validated like every other parameter.

@@ -28,6 +28,7 @@ mod serve;
 mod serve_contract;
 mod serve_health;
 mod signals;
+mod store;
 mod support;
 mod systemd;
 mod validate;
