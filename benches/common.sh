@@ -69,3 +69,12 @@ serve_stop() {
 }
 serve_metric() { curl -s "http://127.0.0.1:$PORT/metrics" | awk -v m="$1" 'index($0, m) == 1 { s += $NF } END { print s + 0 }'; }
 serve_cleanup() { [[ -n $SERVE_PID ]] && kill "$SERVE_PID" 2>/dev/null && wait "$SERVE_PID" 2>/dev/null || true; }
+
+# stamp_result [JSON]: the JSON object on stdin with ts, commit and the
+# fields of JSON added, on one line (what a script appends to $RESULTS).
+stamp_result() {
+  python3 -c 'import json, sys, datetime
+d = json.loads(sys.stdin.read())
+d.update(ts=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), commit=sys.argv[1], **json.loads(sys.argv[2]))
+print(json.dumps(d))' "$(git_commit)" "${1:-{\}}"
+}

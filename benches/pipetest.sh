@@ -70,48 +70,8 @@ if ! command -v hyperfine >/dev/null; then
   apt_install hyperfine || echo "no hyperfine: timing with a Python loop" >&2
 fi
 
-python3 - "$RESULTS" "$RUNS" "$(git_commit)" "$BIN" "$DIR/pipetest" <<'PY'
-import datetime, json, shlex, shutil, statistics, subprocess, sys, tempfile, time
-
-results, runs, commit, bin_, d = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
-ts = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-hyperfine = shutil.which("hyperfine")
-
-def run(argv):
-    p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=d)
-    if p.returncode != 0:
-        sys.exit(f"error: exit {p.returncode} from {shlex.join(argv)}\n{p.stdout.decode()}{p.stderr.decode()}")
-
-def bench(name, argv, target_ms):
-    run(argv)  # the tests must pass before anything is timed
-    if hyperfine:
-        with tempfile.NamedTemporaryFile(suffix=".json") as t:
-            subprocess.run([hyperfine, "--warmup", "3", "--runs", str(runs), "-N", "--export-json", t.name,
-                            "-n", name, shlex.join(argv)], check=True, cwd=d)
-            times = json.load(open(t.name))["results"][0]["times"]
-    else:
-        for _ in range(3):
-            run(argv)
-        times = []
-        for _ in range(runs):
-            t0 = time.perf_counter()
-            run(argv)
-            times.append(time.perf_counter() - t0)
-    ms = [t * 1000 for t in times]
-    med = statistics.median(ms)
-    status = "ok" if med < target_ms else "MISSED"
-    print(f"{name}: median {med:.1f} ms (min {min(ms):.1f}, max {max(ms):.1f}, {len(ms)} runs)"
-          f"  target < {target_ms} ms: {status}", flush=True)
-    return {"ts": ts, "commit": commit, "bench": name, "median_ms": round(med, 2), "min_ms": round(min(ms), 2),
-            "max_ms": round(max(ms), 2), "runs": len(ms), "target_ms": target_ms,
-            "timer": "hyperfine" if hyperfine else "python", "channels": 10, "virtual_hours": 1}
-
-rows = [
-    bench("pipetest-1-test-1h-10ch", [bin_, "test", "bench.test.yaml"], 50),
-    bench("pipetest-100-tests-1h-10ch", [bin_, "test", "hundred.test.yaml"], 2000),
-]
-with open(results, "a") as f:
-    for r in rows:
-        f.write(json.dumps(r) + "\n")
-print(f"appended to {results}")
-PY
+for case in "pipetest-1-test-1h-10ch bench.test.yaml 50" "pipetest-100-tests-1h-10ch hundred.test.yaml 2000"; do
+  read -r name file target <<<"$case"
+  python3 "$BENCH_SRC/wall_ms.py" "$name" "$target" "$RUNS" "$DIR/pipetest" -- "$BIN" test "$file" | stamp_result '{"channels": 10, "virtual_hours": 1}' >>"$RESULTS"
+done
+echo "appended to $RESULTS"

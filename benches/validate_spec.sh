@@ -58,51 +58,7 @@ with open(path, "w") as f:
     f.write(head + points)
 EOF
 
-python3 - "$RESULTS" "$RUNS" "$(git_commit)" "$POINTS" \
-  "$BIN" "$SPEC" "$DEMO" "$DIR/once.duckdb" <<'EOF'
-import datetime, json, shlex, shutil, statistics, subprocess, sys, tempfile, time
-
-results, runs, commit, points = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
-bin_, spec, demo, once_db = sys.argv[5:9]
-ts = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-hyperfine = shutil.which("hyperfine")
-
-def run(argv):
-    p = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    if p.returncode != 0:
-        sys.exit(f"error: exit {p.returncode} from {shlex.join(argv)}\n{p.stderr.decode(errors='replace')}")
-
-def bench(name, argv, target_ms):
-    run(argv)  # fail loudly (with its stderr) before timing anything
-    if hyperfine:
-        with tempfile.NamedTemporaryFile(suffix=".json") as t:
-            subprocess.run([hyperfine, "--warmup", "3", "--runs", str(runs), "-N",
-                            "--export-json", t.name, "-n", name, shlex.join(argv)], check=True)
-            times = json.load(open(t.name))["results"][0]["times"]
-    else:
-        for _ in range(3):
-            run(argv)
-        times = []
-        for _ in range(runs):
-            t0 = time.perf_counter()
-            run(argv)
-            times.append(time.perf_counter() - t0)
-    ms = [t * 1000 for t in times]
-    med = statistics.median(ms)
-    status = "ok" if med < target_ms else "MISSED"
-    print(f"{name}: median {med:.1f} ms (min {min(ms):.1f}, max {max(ms):.1f}, {len(ms)} runs)"
-          f"  target < {target_ms} ms: {status}", flush=True)
-    return {"ts": ts, "commit": commit, "bench": name, "median_ms": round(med, 2),
-            "min_ms": round(min(ms), 2), "max_ms": round(max(ms), 2), "runs": len(ms),
-            "target_ms": target_ms, "timer": "hyperfine" if hyperfine else "python"}
-
-rows = [
-    bench(f"validate-{points}-points", [bin_, "validate", spec], 20),
-    bench("acquire-once-demo", [bin_, "acquire", demo, "--once", "--store", once_db, "--no-progress", "-q"], 50),
-]
-rows[0]["points"] = points
-with open(results, "a") as f:
-    for r in rows:
-        f.write(json.dumps(r) + "\n")
-print(f"appended to {results}")
-EOF
+python3 "$BENCH_SRC/wall_ms.py" "validate-$POINTS-points" 20 "$RUNS" "$DIR" -- "$BIN" validate "$SPEC" | stamp_result "{\"points\": $POINTS}" >>"$RESULTS"
+python3 "$BENCH_SRC/wall_ms.py" acquire-once-demo 50 "$RUNS" "$DIR" -- \
+  "$BIN" acquire "$DEMO" --once --store "$DIR/once.duckdb" --no-progress -q | stamp_result >>"$RESULTS"
+echo "appended to $RESULTS"
