@@ -395,6 +395,12 @@ impl Alerter {
                 }
                 Record::Delivery(_) | Record::Other { .. } => continue,
             };
+            // A group falls due in the middle of a batch: sent at the first
+            // record past its time, not at the batch's end (a virtual-clock
+            // run hands over thousands of records at once).
+            if self.groups.values().any(|g| g.due <= self.clock) {
+                self.release(self.clock, out);
+            }
             for i in 0..self.rules.len() {
                 let p = &self.rules[i].plan;
                 if !p.relay && p.over == AlertOver::Channels {
@@ -1301,6 +1307,30 @@ mod quiet_tests {
         assert_eq!(listed.len(), Some(20));
         assert_eq!(listed.get_item_by_index(19).unwrap().get_attr("channel").unwrap().as_str(), Some("line.ch19"));
         assert_eq!(n.context.get_attr("group").unwrap().get_attr("source").unwrap().as_str(), Some("plc1"));
+    }
+
+    #[test]
+    fn a_group_is_sent_when_due_within_one_batch() {
+        // A virtual-clock run hands the stage minutes of records at once:
+        // the group goes out at the first record past its `wait`, stamped
+        // then, not at the batch's end.
+        let mut p = rule("bad", "quality == 'bad'");
+        p.notify = vec!["mail".into()];
+        let group = GroupPlan { by: vec![], wait: Duration::from_secs(30), interval: Duration::from_secs(300) };
+        let mail =
+            NotifierPlan { id: "mail".into(), kind: crate::compile::plan::NotifierKind::Stdout, group: Some(group) };
+        let mut a = Alerter::new(&[p], &[mail]).unwrap();
+        let recs: Vec<Record> = (0..=60)
+            .map(|t| {
+                let Record::Reading(mut r) = Reading::sample("line.a", t * 10, Some(1.0)) else { unreachable!() };
+                r.quality = crate::model::record::Quality::Bad;
+                Record::Reading(r)
+            })
+            .collect();
+        let mut out = Vec::new();
+        a.process(&recs, &mut out);
+        let sent: Vec<i64> = out.iter().filter(|n| n.grouped).map(|n| n.alert.ts / 1_000_000).collect();
+        assert_eq!(sent, [30], "{out:?}");
     }
 
     #[test]
