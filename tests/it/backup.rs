@@ -100,18 +100,29 @@ fn a_backup_killed_midway_leaves_nothing_under_a_final_name() {
     let d = dir.path();
     spec(d, "");
     eg(["acquire", "b.yaml", "--duration", "3d", "--no-progress", "-o", "/dev/null"]).dir(d).run().code(0);
-    for delay in [50, 150, 400] {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_edgeguard"))
+    let started = || {
+        Command::new(env!("CARGO_BIN_EXE_edgeguard"))
             .args(["backup", "b.yaml"])
             .current_dir(d)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .unwrap();
+            .unwrap()
+    };
+    for delay in [50, 150] {
+        let mut child = started();
         std::thread::sleep(Duration::from_millis(delay));
         let _ = child.kill();
         let _ = child.wait();
     }
+    // Once more, killed as soon as its folder exists (however long a loaded
+    // machine takes to get there): one kill surely lands midway.
+    let mut child = started();
+    wait_until("the backup's folder", 30, || {
+        std::fs::read_dir(d.join("backups")).is_ok_and(|mut entries| entries.next().is_some())
+    });
+    let _ = child.kill();
+    let _ = child.wait();
     // Whatever finished is whole; whatever did not is a .partial- folder.
     for e in std::fs::read_dir(d.join("backups")).unwrap().flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
