@@ -100,7 +100,8 @@ impl Heartbeat {
 }
 
 /// What the readings of one source said about it: failed polls are bad
-/// readings flagged `timeout`, `disconnected`, `crc` or `exception_N`;
+/// readings flagged `timeout`, `disconnected`, `crc`, `mismatch` or
+/// `exception_N` ([`Flags::failed_poll`]);
 /// every other reading of the source is a success (stale gaps, made by
 /// validation, count as neither). Times are wall-clock µs
 /// of when the tap saw them.
@@ -113,11 +114,6 @@ pub struct SourceSeen {
     /// The flags of the last failed reading (why it failed).
     pub last_flags: Flags,
 }
-
-/// Flags of a reading whose poll failed (the device did not give a value).
-const FAILED_POLL: u32 = Flags::TIMEOUT.0 | Flags::DISCONNECTED.0 | Flags::CRC.0 | EXCEPTIONS;
-/// `exception_1` … `exception_11` (bits 9 to 17 of [`Flags`]).
-const EXCEPTIONS: u32 = ((1 << 18) - 1) & !((1 << 9) - 1);
 
 pub struct Tap {
     latest: RwLock<FxHashMap<Arc<str>, Latest>>,
@@ -258,6 +254,11 @@ impl Tap {
         }
     }
 
+    /// `id` is one of the spec's sources (tracked since the run started).
+    pub fn is_spec_source(&self, id: &str) -> bool {
+        lock(&self.seen).contains_key(id)
+    }
+
     /// What the readings of each tracked source said about it, by source id.
     pub fn seen(&self) -> FxHashMap<Arc<str>, SourceSeen> {
         lock(&self.seen).clone()
@@ -286,7 +287,7 @@ impl Tap {
                         let not_read_by_a_source = r.from_input || r.fusion.is_some() || r.flags.contains(Flags::STALE);
                         let tracked = if not_read_by_a_source { None } else { seen.get_mut(&r.source) };
                         if let Some(s) = tracked {
-                            if r.flags.0 & FAILED_POLL != 0 {
+                            if r.flags.failed_poll() {
                                 s.failed += 1;
                                 s.last_failed = Some(now);
                                 s.last_flags = r.flags;

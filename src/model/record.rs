@@ -111,11 +111,14 @@ impl Flags {
     pub fn exception(code: u8) -> Flags {
         Flags::from_name(&format!("exception_{code}"))
     }
-    /// A failed poll: the device gave no value (`timeout`, `disconnected`,
-    /// `crc`, `exception_N`).
+    /// A failed poll: the device gave no (trustworthy) value (`timeout`,
+    /// `disconnected`, `crc`, `mismatch`, `exception_N`). What a source's
+    /// health (serve) and `over: sources` alert rules count as down.
     pub fn failed_poll(self) -> bool {
+        /// `exception_1` … `exception_11` (bits 9 to 17).
         const EXCEPTIONS: u32 = ((1 << 18) - 1) & !((1 << 9) - 1);
-        self.0 & (Flags::TIMEOUT.0 | Flags::DISCONNECTED.0 | Flags::CRC.0 | EXCEPTIONS) != 0
+        const FAILED: u32 = Flags::TIMEOUT.0 | Flags::DISCONNECTED.0 | Flags::CRC.0 | Flags::MISMATCH.0 | EXCEPTIONS;
+        self.0 & FAILED != 0
     }
     pub fn names(self) -> impl Iterator<Item = &'static str> {
         FLAG_NAMES.iter().enumerate().filter(move |(i, _)| self.0 & (1 << i) != 0).map(|(_, n)| *n)
@@ -344,6 +347,28 @@ impl Record {
             Record::Alert(a) => Some(&a.channel),
             Record::Delivery(d) => Some(&d.alert.channel),
             Record::Other { .. } => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Flags;
+
+    #[test]
+    fn a_failed_poll_is_any_flag_that_says_the_device_gave_no_value() {
+        for f in [
+            Flags::TIMEOUT,
+            Flags::DISCONNECTED,
+            Flags::CRC,
+            Flags::MISMATCH,
+            Flags::exception(1),
+            Flags::exception(11),
+        ] {
+            assert!(f.failed_poll(), "{:?}", f.names().collect::<Vec<_>>());
+        }
+        for f in [Flags::STALE, Flags::OUT_OF_RANGE, Flags::VOTED_OUT, Flags::BAD_INPUT, Flags::empty()] {
+            assert!(!f.failed_poll(), "{:?}", f.names().collect::<Vec<_>>());
         }
     }
 }

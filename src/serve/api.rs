@@ -433,9 +433,6 @@ async fn post_readings(St(s): St<State>, body: Bytes) -> Response {
     }
     let now = now_micros();
     let source: Arc<str> = Arc::from("api");
-    // The spec's sources speak for themselves: a posted reading under one of
-    // their names would count toward its health and mix with its polls.
-    let spec_sources = s.tap.seen();
     let mut interner = Interner::with_cap(100_000);
     let (mut records, mut errors, mut rejected) = (Vec::new(), Vec::new(), 0u64);
     for (i, line) in body.split(|&b| b == b'\n').enumerate() {
@@ -445,7 +442,9 @@ async fn post_readings(St(s): St<State>, body: Bytes) -> Response {
         }
         match parse_ndjson_line(line, &mut interner, now, &source) {
             // Posted readings are a source of this process: stored like any other.
-            Ok(Record::Reading(r)) if spec_sources.contains_key(&r.source) => {
+            // The spec's sources speak for themselves: a posted reading under
+            // one of their names would count toward its health.
+            Ok(Record::Reading(r)) if s.tap.is_spec_source(&r.source) => {
                 rejected += 1;
                 if errors.len() < 10 {
                     errors.push(format!(

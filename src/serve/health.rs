@@ -6,7 +6,7 @@
 //! A sampler ([`run_sampler`]) looks at the tap every [`SAMPLE`] and
 //! remembers when each count last moved: a source's successes and failures
 //! (its readings: a failed poll is a reading flagged `timeout`,
-//! `disconnected`, `crc` or `exception_N`; and its own counters: polls,
+//! `disconnected`, `crc`, `mismatch` or `exception_N`; and its own counters: polls,
 //! errors such as a broker connection that fails), the store's commits
 //! against the records waiting for one, the queue's free slots. The checks
 //! compare those times with now, so they cost nothing per reading.

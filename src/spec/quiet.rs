@@ -17,8 +17,9 @@ pub enum AlertOver {
     /// `kind: source`, `source`, `down` (a bool), `error` (the flags of the
     /// last failed poll, or none) and `failures` (failed polls in a row),
     /// after each of the source's readings. A source is down from its first
-    /// failed poll (a reading flagged `timeout`, `disconnected`, `crc` or
-    /// `exception_N`) until a reading with a value: give the rule a `for`.
+    /// failed poll (a reading flagged `timeout`, `disconnected`, `crc`,
+    /// `mismatch` or `exception_N`) until a reading with a value: give the
+    /// rule a `for`.
     Sources,
 }
 
