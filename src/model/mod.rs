@@ -4,6 +4,7 @@
 //! * [`record`] — `Reading`, `Quality`, `Flags`, `Fusion`, `Record`: what flows.
 //! * [`ndjson`] — the wire format: writing records, parsing a line back.
 //! * [`flat_line`] — the fast path of parsing: the plain flat line, without serde.
+//! * [`guard`] — the channels an alert's `when` can hold for, read from its text.
 //! * [`intern`] — interned names and the fast hash maps keyed by them.
 //! * [`time`] — microsecond timestamps, RFC 3339, `now`, relative times.
 //! * [`quantity`] — durations and rates written as text (`500ms`, `5/s`).
@@ -21,6 +22,7 @@ pub mod env;
 pub mod envelope;
 pub mod expr;
 pub mod flat_line;
+pub mod guard;
 pub mod intern;
 pub mod ndjson;
 pub mod quantity;

@@ -166,6 +166,9 @@ struct Rule {
     name: Arc<str>,
     when: Expression<'static, 'static>,
     resolve_when: Option<Expression<'static, 'static>>,
+    /// The only channels `when` can hold for, when its text says so
+    /// ([`crate::model::guard`]): other channels' records skip the rule.
+    guard: Option<Vec<Box<str>>>,
     notify: Arc<[String]>,
     /// The notifiers told at once (no `group`).
     direct: Arc<[String]>,
@@ -188,9 +191,14 @@ struct SourceHealth {
 }
 
 /// Why a due notification waits.
-enum Hold {
-    Silence,
-    Other,
+#[derive(Debug, Clone, PartialEq)]
+pub enum Hold {
+    /// A silence (`alert --silence`) covers it, until then.
+    Silence { until: Micros },
+    /// One of the rule's mute windows is open.
+    Mute,
+    /// Rule `by` fires with equal labels and names this rule in its `inhibit`.
+    Inhibited { by: String },
 }
 
 /// The alert stage.
@@ -208,6 +216,8 @@ pub struct Alerter {
     groups: BTreeMap<String, Group>,
     /// The stage's clock: the latest record time seen.
     clock: Micros,
+    /// When held notifications were last looked at.
+    released: Micros,
     /// Idle ticks carry the wall clock (a live run) and move the clock on.
     pub wall_clock: bool,
     pub stats: AlertStats,
@@ -245,6 +255,8 @@ impl Alerter {
                 name: Arc::from(p.rule.as_str()),
                 when,
                 resolve_when,
+                guard: crate::model::guard::channel_guard(&p.when)
+                    .map(|names| names.into_iter().map(String::into_boxed_str).collect()),
                 notify: p.notify.clone().into(),
                 direct: direct.into(),
                 grouped,
@@ -279,6 +291,7 @@ impl Alerter {
             waiting: BTreeSet::new(),
             groups: BTreeMap::new(),
             clock: Micros::MIN,
+            released: Micros::MIN,
             wall_clock: false,
             stats: AlertStats::default(),
         })
@@ -368,7 +381,7 @@ impl Alerter {
     pub fn process(&mut self, batch: &[Record], out: &mut Vec<Notification>) {
         let horizon = crate::model::time::now_micros() + crate::stages::validate::MAX_CLOCK_SKEW_US;
         for rec in batch {
-            let (ctx, ts, channel, source, value) = match rec {
+            let (ts, channel, source, value) = match rec {
                 Record::Reading(r) if r.ts > horizon => continue,
                 Record::Reading(r) => {
                     if let Some(v) = r.value {
@@ -382,12 +395,12 @@ impl Alerter {
                     if !self.source_rules.is_empty() {
                         self.observe_source(r, out);
                     }
-                    (crate::model::template::reading_context(r), r.ts, r.channel.clone(), r.source.clone(), r.value)
+                    (r.ts, r.channel.clone(), r.source.clone(), r.value)
                 }
                 Record::Anomaly(a) if a.ts > horizon => continue,
                 Record::Anomaly(a) => {
                     self.clock = self.clock.max(a.ts);
-                    (a.context(), a.ts, Arc::from(a.channel.as_str()), Arc::from(""), a.value)
+                    (a.ts, Arc::from(a.channel.as_str()), Arc::from(""), a.value)
                 }
                 Record::Alert(a) => {
                     self.relay(a, out);
@@ -398,14 +411,32 @@ impl Alerter {
             // A group falls due in the middle of a batch: sent at the first
             // record past its time, not at the batch's end (a virtual-clock
             // run hands over thousands of records at once).
-            if self.groups.values().any(|g| g.due <= self.clock) {
+            // So does a held notification whose hold ends: looked at again
+            // at each new time, not only at the batch's end.
+            let waited = !self.waiting.is_empty() && self.clock > self.released;
+            if waited || self.groups.values().any(|g| g.due <= self.clock) {
                 self.release(self.clock, out);
             }
+            // The record's context is built for the first rule that looks
+            // at it: most records are of channels no rule is about.
+            let mut ctx: Option<Value> = None;
             for i in 0..self.rules.len() {
-                let p = &self.rules[i].plan;
-                if !p.relay && p.over == AlertOver::Channels {
-                    self.observe(i, &ctx, ts, &channel, &source, value.is_some(), value, out);
+                let rule = &self.rules[i];
+                if rule.plan.relay || rule.plan.over != AlertOver::Channels {
+                    continue;
                 }
+                let guarded_out = rule.guard.as_ref().is_some_and(|g| !g.iter().any(|n| **n == *channel));
+                // A state of a channel outside the guard (restored from a
+                // run whose rule read otherwise) is still looked at, to end.
+                if guarded_out && (self.states.is_empty() || !self.states.contains_key(&(i, channel.clone()))) {
+                    continue;
+                }
+                let ctx = ctx.get_or_insert_with(|| match rec {
+                    Record::Reading(r) => crate::model::template::reading_context(r),
+                    Record::Anomaly(a) => a.context(),
+                    Record::Alert(_) | Record::Delivery(_) | Record::Other { .. } => Value::UNDEFINED,
+                });
+                self.observe(i, ctx, ts, &channel, &source, value.is_some(), value, out);
             }
         }
         self.release(self.clock, out);
@@ -629,6 +660,7 @@ impl Alerter {
     /// Looks at the held and flapping alerts again at `now`, and sends the
     /// groups that are due.
     fn release(&mut self, now: Micros, out: &mut Vec<Notification>) {
+        self.released = self.released.max(now);
         if !self.waiting.is_empty() {
             let keys: Vec<(usize, Arc<str>)> = self.waiting.iter().cloned().collect();
             for k in keys {
@@ -710,8 +742,8 @@ impl Alerter {
             if !st.held {
                 st.held = true;
                 match why {
-                    Hold::Silence => self.stats.silenced += 1,
-                    Hold::Other => self.stats.held += 1,
+                    Hold::Silence { .. } => self.stats.silenced += 1,
+                    Hold::Mute | Hold::Inhibited { .. } => self.stats.held += 1,
                 }
             }
             if let Some(c) = ctx {
@@ -762,11 +794,12 @@ impl Alerter {
     /// Whether a notification of rule `i` on `channel` waits at `now`, and why.
     fn hold(&self, i: usize, channel: &str, source: &str, now: Micros) -> Option<Hold> {
         let rule = &self.rules[i];
-        if self.silences.iter().any(|s| s.covers(&rule.name, channel, now)) {
-            return Some(Hold::Silence);
+        let until = self.silences.iter().filter(|s| s.covers(&rule.name, channel, now)).map(|s| s.silence.until).max();
+        if let Some(until) = until {
+            return Some(Hold::Silence { until });
         }
         if rule.mutes.iter().any(|m| m.covers(now)) {
-            return Some(Hold::Other);
+            return Some(Hold::Mute);
         }
         for &j in &rule.inhibited_by {
             let equal = &self.rules[j].plan.inhibit.as_ref().map_or(&[][..], |p| &p.equal[..]);
@@ -776,10 +809,21 @@ impl Alerter {
                     && equal.iter().all(|l| self.label(j, ch, &st.source, l) == self.label(i, channel, source, l))
             });
             if inhibits {
-                return Some(Hold::Other);
+                return Some(Hold::Inhibited { by: self.rules[j].plan.rule.clone() });
             }
         }
         None
+    }
+
+    /// Why the notification of `rule` on `channel` is held now, if it is
+    /// (what `test --explain` shows).
+    pub fn held_by(&self, rule: &str, channel: &str) -> Option<Hold> {
+        let i = self.rules.iter().position(|r| *r.name == *rule)?;
+        let st = self.states.get(&(i, Arc::from(channel)))?;
+        if !st.held {
+            return None;
+        }
+        self.hold(i, channel, &st.source, self.clock)
     }
 
     /// The value of label `name` on rule `i`'s alert on `channel`.
@@ -1206,6 +1250,37 @@ mod quiet_tests {
             got.iter().map(|n| (n.0 - t0, n.2.as_str(), n.3)).collect::<Vec<_>>(),
             vec![(7200, "boiler.temp", "firing")]
         );
+    }
+
+    #[test]
+    fn a_held_notification_goes_out_when_the_hold_ends_within_one_batch() {
+        // The mute window ends at 04:00 Berlin; the records of the whole
+        // morning come in one batch (a virtual-clock run): the firing goes
+        // out at the first record at or past 04:00, not at the last one.
+        let mut p = rule("hot", "channel == 'boiler.temp' and value > 95");
+        p.mute = vec![MuteWindow { days: vec![6], start: 120, end: 240, tz: "Europe/Berlin".into() }];
+        let mut a = Alerter::new(&[p], &[]).unwrap();
+        let t0 = 1_772_326_800; // 2026-03-01T01:00:00Z = 02:00 Berlin
+        let recs: Vec<Record> = (0..=300).map(|m| at("other.temp", t0 + 60 * m, 20.0)).collect();
+        let mut batch = vec![at("boiler.temp", t0 + 60, 97.0)];
+        batch.extend(recs);
+        let got = run(&mut a, batch);
+        assert_eq!(got.iter().map(|n| (n.0 - t0, n.3)).collect::<Vec<_>>(), vec![(7200, "firing")]);
+    }
+
+    #[test]
+    fn a_guarded_rule_skips_other_channels_but_ends_their_restored_states() {
+        let p = rule("hot", "channel == 'boiler.temp' and value > 95");
+        let mut a = Alerter::new(std::slice::from_ref(&p), &[]).unwrap();
+        assert_eq!(run(&mut a, vec![at("other.temp", 1, 99.0), at("boiler.temp", 2, 99.0)]).len(), 1);
+        // A state on a channel the rule no longer names (the spec changed
+        // between runs) is still looked at, and resolves.
+        let mut b = Alerter::new(&[rule("hot", "value > 95")], &[]).unwrap();
+        run(&mut b, vec![at("other.temp", 1, 99.0)]);
+        let mut a = Alerter::new(&[p], &[]).unwrap();
+        a.restore_state(&b.save_state());
+        let got = run(&mut a, vec![at("other.temp", 5, 20.0)]);
+        assert_eq!(got.iter().map(|n| (n.2.as_str(), n.3)).collect::<Vec<_>>(), vec![("other.temp", "resolved")]);
     }
 
     #[test]
