@@ -223,7 +223,7 @@ _edgeguard() {
             return 0
             ;;
         edgeguard__subcmd__alert)
-            opts="-o -v -q -h -V --input --input-format --max-line-bytes --strict --once --duration --count --timeout --format --only --output --fail-on --store --no-store --store-input --check --dump-plan --set --render --rule --silence --for --comment --silences --unsilence --verbose --quiet --log-format --color --no-progress --help --version"
+            opts="-o -v -q -h -V --input --input-format --max-line-bytes --strict --once --duration --count --timeout --format --only --output --fail-on --store --no-store --store-input --check --dump-plan --set --render --explain --rule --silence --for --comment --silences --unsilence --verbose --quiet --log-format --color --no-progress --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -282,6 +282,10 @@ _edgeguard() {
                     return 0
                     ;;
                 --render)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --explain)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -841,7 +845,7 @@ _edgeguard() {
             return 0
             ;;
         edgeguard__subcmd__test)
-            opts="-v -q -h -V --format --filter --explain --verbose --quiet --log-format --color --no-progress --help --version"
+            opts="-j -v -q -h -V --format --filter --explain --jobs --verbose --quiet --log-format --color --no-progress --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -856,6 +860,14 @@ _edgeguard() {
                     return 0
                     ;;
                 --explain)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --jobs)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -j)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

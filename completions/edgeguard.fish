@@ -201,7 +201,8 @@ bad\t''"
 complete -c edgeguard -n "__fish_edgeguard_using_subcommand alert" -l store -d 'Store in this DuckDB file instead of the spec\'s `store.path`' -r
 complete -c edgeguard -n "__fish_edgeguard_using_subcommand alert" -l set -d 'Override a spec value: `store.batch=1000`, `channels."boiler.*".stale=5s`' -r
 complete -c edgeguard -n "__fish_edgeguard_using_subcommand alert" -l render -d 'Print, as NDJSON, what every notifier would send for the records of FIXTURE (NDJSON readings and anomalies; `-` for stdin), and send nothing. The records go to the rules as they are, with fresh rule state' -r
-complete -c edgeguard -n "__fish_edgeguard_using_subcommand alert" -l rule -d 'With --render: only this rule' -r
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand alert" -l explain -d 'Print the alert timeline the records of FIXTURE (NDJSON; `-` for stdin) make through the spec\'s chain, as `edgeguard test --explain` does: when each rule became pending, fired, repeated and resolved, what was sent to whom, and why a notification was held. Sends nothing' -r
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand alert" -l rule -d 'With --render or --explain: only this rule' -r
 complete -c edgeguard -n "__fish_edgeguard_using_subcommand alert" -l silence -d 'Silence RULE (on CHANNEL only, a name or glob) for --for; kept in the store' -r
 complete -c edgeguard -n "__fish_edgeguard_using_subcommand alert" -l for -d 'How long the silence lasts: `2h`' -r
 complete -c edgeguard -n "__fish_edgeguard_using_subcommand alert" -l comment -d 'Why (shown by --silences)' -r
@@ -275,6 +276,7 @@ json\t'One JSON object per test'
 junit\t'JUnit XML, for CI dashboards'"
 complete -c edgeguard -n "__fish_edgeguard_using_subcommand test" -l filter -d 'Only the tests whose name contains NAME' -r
 complete -c edgeguard -n "__fish_edgeguard_using_subcommand test" -l explain -d 'Print the alert timeline of test NAME instead: when each rule became pending, fired, repeated and resolved, what was sent to whom, and why a notification was held' -r
+complete -c edgeguard -n "__fish_edgeguard_using_subcommand test" -s j -l jobs -d 'Tests run at once, each on its own thread [default: the number of CPUs]. Results are printed in file order whatever finishes first' -r
 complete -c edgeguard -n "__fish_edgeguard_using_subcommand test" -l log-format -d 'Log format on stderr' -r -f -a "text\t''
 json\t''"
 complete -c edgeguard -n "__fish_edgeguard_using_subcommand test" -l color -d 'Colors on stderr and in tables (NO_COLOR is honoured)' -r -f -a "auto\t''

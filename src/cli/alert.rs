@@ -18,13 +18,15 @@ use crate::model::intern::Interner;
 use crate::model::ndjson::parse_ndjson_line;
 use crate::model::record::Record;
 use crate::model::time::{format_rfc3339, now_micros};
+use crate::pipetest::RunError;
 use crate::sinks::notify::Notifiers;
 use crate::sinks::store::Store;
 use crate::stages::alert::{Alerter, Silence};
 
 #[derive(Debug, Args)]
 #[command(group(clap::ArgGroup::new("what").required(true).args(["spec"])))]
-#[command(group(clap::ArgGroup::new("mode").args(["render", "silence", "silences", "unsilence"])))]
+#[command(group(clap::ArgGroup::new("mode").args(["render", "explain", "silence", "silences", "unsilence"])))]
+#[command(group(clap::ArgGroup::new("preview").args(["render", "explain"])))]
 pub struct AlertArgs {
     #[command(flatten)]
     pub pipeline: PipelineArgs,
@@ -33,8 +35,14 @@ pub struct AlertArgs {
     /// The records go to the rules as they are, with fresh rule state.
     #[arg(long, value_name = "FIXTURE", conflicts_with_all = ["input", "once", "duration", "count"], help_heading = "Preview")]
     pub render: Option<String>,
-    /// With --render: only this rule.
-    #[arg(long, value_name = "RULE", requires = "render", help_heading = "Preview")]
+    /// Print the alert timeline the records of FIXTURE (NDJSON; `-` for
+    /// stdin) make through the spec's chain, as `edgeguard test --explain`
+    /// does: when each rule became pending, fired, repeated and resolved,
+    /// what was sent to whom, and why a notification was held. Sends nothing.
+    #[arg(long, value_name = "FIXTURE", conflicts_with_all = ["input", "once", "duration", "count"], help_heading = "Preview")]
+    pub explain: Option<String>,
+    /// With --render or --explain: only this rule.
+    #[arg(long, value_name = "RULE", requires = "preview", help_heading = "Preview")]
     pub rule: Option<String>,
     /// Silence RULE (on CHANNEL only, a name or glob) for --for; kept in the store.
     #[arg(long, value_name = "RULE[:CHANNEL]", requires = "silence_for", help_heading = "Silences")]
@@ -55,13 +63,17 @@ pub struct AlertArgs {
 
 pub fn run(args: &AlertArgs, g: &GlobalArgs) -> Result<Exit, Failure> {
     let a = &args.pipeline;
-    if args.render.is_none() && args.silence.is_none() && !args.silences && args.unsilence.is_none() {
+    let preview = args.render.is_some() || args.explain.is_some();
+    if !preview && args.silence.is_none() && !args.silences && args.unsilence.is_none() {
         return run_stage(a, g, Stage::Alert);
     }
     let spec = a.spec.as_deref().unwrap_or_default();
     let plan = load_plan(spec, &a.set, g)?;
     if let Some(fixture) = &args.render {
         return render(&plan, fixture, args.rule.as_deref());
+    }
+    if let Some(fixture) = &args.explain {
+        return explain(plan, fixture, args.rule.as_deref());
     }
     let Some(sp) = a.store(&plan) else {
         return Err(Failure::new(
@@ -148,6 +160,33 @@ fn print_silences(silences: &[Silence]) -> std::io::Result<()> {
         }
     }
     out.flush()
+}
+
+/// `--explain`: the alert timeline of the fixture's records through the chain.
+fn explain(mut plan: Plan, fixture: &str, only: Option<&str>) -> Result<Exit, Failure> {
+    if let Some(r) = only {
+        let _ = target_of(&plan, r)?;
+        plan.alerts.retain(|a| a.rule == r);
+    }
+    let records = if fixture == "-" {
+        crate::pipetest::read_fixture(std::io::stdin().lock(), "stdin")
+    } else {
+        let f = std::fs::File::open(fixture).map_err(|e| {
+            let exit = if e.kind() == std::io::ErrorKind::NotFound { Exit::NoInput } else { Exit::IoErr };
+            Failure::new(exit, format!("cannot read {fixture}: {e}"))
+        })?;
+        crate::pipetest::read_fixture(std::io::BufReader::new(f), fixture)
+    };
+    let failed = |e: RunError| match e {
+        RunError::Input(p, e) => Failure::new(Exit::IoErr, format!("cannot read {p}: {e}")),
+        RunError::Fixture(m) => Failure::new(Exit::DataErr, m),
+        RunError::Setup(m) => Failure::new(Exit::Config, m),
+    };
+    let captured = crate::pipetest::run_records(&plan, records.map_err(failed)?).map_err(failed)?;
+    let shown = if fixture == "-" { "stdin" } else { fixture };
+    let heading = format!("{shown}: alert timeline (times from the first record)");
+    super::test::write_stdout(&crate::pipetest::report::explain(&heading, &captured))?;
+    Ok(Exit::Ok)
 }
 
 /// `--render`: every notification the fixture makes, as each notifier would send it.

@@ -41,6 +41,10 @@ pub struct TestArgs {
     /// a notification was held.
     #[arg(long, value_name = "NAME", conflicts_with_all = ["filter", "format"])]
     pub explain: Option<String>,
+    /// Tests run at once, each on its own thread [default: the number of
+    /// CPUs]. Results are printed in file order whatever finishes first.
+    #[arg(long, short = 'j', value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub jobs: Option<u16>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -192,29 +196,33 @@ pub fn run(a: &TestArgs, g: &GlobalArgs) -> Result<Exit, Failure> {
     if let Some(name) = &a.explain {
         return explain(&checked, name);
     }
-    let mut outcomes = Vec::new();
+    let jobs: Vec<(&CheckedTests, &Plan, &TestPlan)> = checked
+        .iter()
+        .filter_map(|c| c.plan.as_ref().map(|p| (c, p)))
+        .flat_map(|(c, p)| c.tests.iter().map(move |t| (c, p, t)))
+        .filter(|(_, _, t)| a.filter.as_ref().is_none_or(|f| t.name.contains(f.as_str())))
+        .collect();
+    let threads = a.jobs.map_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()), usize::from);
+    let results = run_all(&jobs, threads);
+    let mut outcomes = Vec::with_capacity(jobs.len());
     let mut missing_fixture = false;
-    for c in &checked {
-        let Some(plan) = &c.plan else { continue };
-        for t in c.tests.iter().filter(|t| a.filter.as_ref().is_none_or(|f| t.name.contains(f.as_str()))) {
-            let t0 = Instant::now();
-            let (failures, error) = match run_one(&c.spec_path, plan, t) {
-                Ok((_, misses)) => (misses, None),
-                Err(RunError::Input(p, e)) => {
-                    missing_fixture |= e.kind() == std::io::ErrorKind::NotFound;
-                    (Vec::new(), Some(RunError::Input(p, e).to_string()))
-                }
-                Err(e) => (Vec::new(), Some(e.to_string())),
-            };
-            outcomes.push(Outcome {
-                file: c.doc.path.clone(),
-                name: t.name.clone(),
-                line: t.line,
-                elapsed: t0.elapsed(),
-                failures,
-                error,
-            });
-        }
+    for ((c, _, t), (result, elapsed)) in jobs.iter().zip(results) {
+        let (failures, error) = match result {
+            Ok((_, misses)) => (misses, None),
+            Err(RunError::Input(p, e)) => {
+                missing_fixture |= e.kind() == std::io::ErrorKind::NotFound;
+                (Vec::new(), Some(RunError::Input(p, e).to_string()))
+            }
+            Err(e) => (Vec::new(), Some(e.to_string())),
+        };
+        outcomes.push(Outcome {
+            file: c.doc.path.clone(),
+            name: t.name.clone(),
+            line: t.line,
+            elapsed,
+            failures,
+            error,
+        });
     }
     if outcomes.is_empty() {
         if let Some(f) = &a.filter {
@@ -237,12 +245,38 @@ pub fn run(a: &TestArgs, g: &GlobalArgs) -> Result<Exit, Failure> {
     })
 }
 
+type RunResult = Result<(crate::pipetest::Captured, Vec<crate::pipetest::check::Miss>), RunError>;
+
+/// Runs `jobs` on up to `threads` threads (each test is independent: fresh
+/// state, its own virtual clock); the results in the order of `jobs`.
+fn run_all(jobs: &[(&CheckedTests, &Plan, &TestPlan)], threads: usize) -> Vec<(RunResult, std::time::Duration)> {
+    let timed = |(c, p, t): &(&CheckedTests, &Plan, &TestPlan)| {
+        let t0 = Instant::now();
+        let r = run_one(&c.spec_path, p, t);
+        (r, t0.elapsed())
+    };
+    let threads = threads.clamp(1, jobs.len().max(1));
+    if threads == 1 {
+        return jobs.iter().map(timed).collect();
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let slots: Vec<std::sync::Mutex<Option<(RunResult, std::time::Duration)>>> =
+        jobs.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| loop {
+                let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(job) = jobs.get(k) else { break };
+                let done = timed(job);
+                *slots[k].lock().unwrap_or_else(|e| e.into_inner()) = Some(done);
+            });
+        }
+    });
+    slots.into_iter().map(|s| s.into_inner().unwrap_or_else(|e| e.into_inner()).expect("every job ran")).collect()
+}
+
 /// Runs one test against `plan`, with its overrides compiled in.
-fn run_one(
-    spec: &str,
-    plan: &Plan,
-    t: &TestPlan,
-) -> Result<(crate::pipetest::Captured, Vec<crate::pipetest::check::Miss>), RunError> {
+fn run_one(spec: &str, plan: &Plan, t: &TestPlan) -> RunResult {
     let overridden;
     let plan = if t.set.is_empty() {
         plan
@@ -277,7 +311,8 @@ fn explain(checked: &[CheckedTests], name: &str) -> Result<Exit, Failure> {
     let plan = c.plan.as_ref().expect("valid files have a plan");
     match run_one(&c.spec_path, plan, t) {
         Ok((captured, misses)) => {
-            write_stdout(&report::explain(name, &captured))?;
+            let heading = format!("test {name}: alert timeline (times from the start of the test)");
+            write_stdout(&report::explain(&heading, &captured))?;
             Ok(if misses.is_empty() { Exit::Ok } else { Exit::Failure })
         }
         Err(RunError::Input(p, e)) => Err(io_failure(&p, &e)),
@@ -286,7 +321,7 @@ fn explain(checked: &[CheckedTests], name: &str) -> Result<Exit, Failure> {
 }
 
 #[allow(clippy::print_stdout)]
-fn write_stdout(text: &str) -> Result<(), Failure> {
+pub(super) fn write_stdout(text: &str) -> Result<(), Failure> {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {

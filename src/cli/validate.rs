@@ -107,7 +107,16 @@ pub fn run(a: &ValidateArgs, g: &GlobalArgs) -> Result<Exit, Failure> {
     }
     let n = a.specs.len();
     let valid = n - invalid - missing;
-    let mut summary = format!("{valid} of {n} {} valid", if n == 1 { "spec" } else { "specs" });
+    let tests = a.specs.iter().filter(|p| super::test::is_test_file(p)).count();
+    let noun = match (tests, n == 1) {
+        (0, true) => "spec",
+        (0, false) => "specs",
+        (t, true) if t == n => "test file",
+        (t, false) if t == n => "test files",
+        (_, true) => "file",
+        (_, false) => "files",
+    };
+    let mut summary = format!("{valid} of {n} {noun} valid");
     if errors + warnings > 0 {
         summary += &format!(" ({errors} errors, {warnings} warnings)");
     }

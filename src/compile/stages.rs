@@ -178,7 +178,10 @@ pub(super) fn compile_stages(cx: &mut Cx, spec: &Spec, plan: &mut Plan) {
             (Some(t), _) => t.clone(),
             // A relayed alert keeps the title its gateway rendered.
             (None, true) => String::new(),
-            (None, false) => "{{ rule }} {{ state }}: {{ channel }} = {{ value }}".into(),
+            (None, false) => match a.over {
+                AlertOver::Channels => "{{ rule }} {{ state }}: {{ channel }} = {{ value }}".into(),
+                AlertOver::Sources => "{{ rule }} {{ state }}: source {{ source }}".into(),
+            },
         };
         if a.relay {
             for (k, given) in

@@ -5,6 +5,7 @@
 use crate::compile::pipetest::{Check, Expectation, Phase, TextMatch, When};
 use crate::model::record::{Reading, Record};
 use crate::model::time::Micros;
+use crate::stages::alert::Hold;
 
 use super::{offset, Captured, Event, EventKind, Sent};
 
@@ -204,17 +205,17 @@ fn check_one(c: &Captured, e: &Expectation) -> Option<Miss> {
             let of_rule = |ev: &&Event| ev.rule == *rule && channel.as_ref().is_none_or(|ch| *ch == ev.channel);
             let is_state = |ev: &&Event| match (&ev.kind, state) {
                 (EventKind::Pending { .. }, Phase::Pending)
-                | (EventKind::Firing, Phase::Firing)
+                | (EventKind::Firing { .. }, Phase::Firing)
                 | (EventKind::Resolved, Phase::Resolved) => true,
                 (
                     EventKind::Pending { .. }
                     | EventKind::Cleared { .. }
-                    | EventKind::Firing
+                    | EventKind::Firing { .. }
                     | EventKind::Repeat
-                    | EventKind::Unsilenced
+                    | EventKind::Released
                     | EventKind::Resolved
                     | EventKind::Sent { .. }
-                    | EventKind::Silenced { .. },
+                    | EventKind::Held { .. },
                     _,
                 ) => false,
             };
@@ -357,13 +358,22 @@ pub fn show_event(c: &Captured, ev: &Event) -> String {
         EventKind::Cleared { after, hold } => {
             format!("inactive   the condition stopped after {}, before `for` {}: nothing sent", d(*after), d(*hold))
         }
-        EventKind::Firing => "firing".to_string(),
+        EventKind::Firing { repeat: Some(r) } => {
+            format!("firing     told again every `repeat` {} while it fires", d(*r))
+        }
+        EventKind::Firing { repeat: None } => "firing     told once: no `repeat`".to_string(),
         EventKind::Repeat => "repeat     still firing, `repeat` has passed since the last notification".to_string(),
-        EventKind::Unsilenced => "firing     the silence is over: notifying".to_string(),
+        EventKind::Released => "firing     the hold is over: notifying".to_string(),
         EventKind::Resolved => "resolved".to_string(),
         EventKind::Sent { notifier, state, title } => format!("  sent     {} to {notifier}: {title:?}", state.as_str()),
-        EventKind::Silenced { until } => {
+        EventKind::Held { why: Hold::Silence { until } } => {
             format!("  held     silenced until {}: nothing sent", offset(c.origin, *until))
+        }
+        EventKind::Held { why: Hold::Mute } => {
+            "  held     in a mute window: sent when it ends, if still due".to_string()
+        }
+        EventKind::Held { why: Hold::Inhibited { by } } => {
+            format!("  held     inhibited while `{by}` fires: sent when it ends, if still due")
         }
     };
     format!("{t:>9}  {}  {}  {what}", ev.rule, ev.channel)

@@ -20,7 +20,6 @@ pub mod check;
 pub mod report;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,7 +32,7 @@ use crate::model::record::{Flags, Notification, Quality, Reading, Record, Transi
 use crate::model::time::Micros;
 use crate::sinks::notify::{Message, Notifiers};
 use crate::sources::simulate::Simulator;
-use crate::stages::alert::{Phase, Silence};
+use crate::stages::alert::{Hold, Phase, Silence};
 
 /// The engine's tick on the wall clock, here on the virtual one.
 const TICK_US: i64 = 1_000_000;
@@ -53,18 +52,18 @@ pub enum EventKind {
     Pending { hold: Duration },
     /// It stopped holding before `for`: nothing was sent.
     Cleared { after: Duration, hold: Duration },
-    /// It held for `for`.
-    Firing,
+    /// It held for `for`; told again every `repeat` while it fires.
+    Firing { repeat: Option<Duration> },
     /// Still firing, `repeat` after the last notification.
     Repeat,
-    /// Still firing, and the silence that held its notification is over.
-    Unsilenced,
+    /// The hold on its notification is over: notifying now.
+    Released,
     /// A firing alert's condition stopped holding.
     Resolved,
     /// A notification was rendered for this notifier.
     Sent { notifier: String, state: Transition, title: String },
-    /// A firing notification a silence held back.
-    Silenced { until: Micros },
+    /// A due notification is held back, and why.
+    Held { why: Hold },
 }
 
 /// One notification as a notifier would send it.
@@ -113,26 +112,14 @@ pub enum RunError {
 
 /// Runs `test` against `plan` (the spec with the test's overrides applied).
 pub fn run(plan: &Plan, test: &TestPlan) -> Result<Captured, RunError> {
-    let chain = Chain::new(plan, Stage::Alert, false, false).map_err(|e| RunError::Setup(e.to_string()))?;
-    let mut d = Driver {
-        chain,
-        notifiers: Notifiers::new(&plan.notifiers),
-        hold: plan.alerts.iter().map(|a| (a.rule.clone(), a.duration)).collect(),
-        captured: Captured::default(),
-        next_tick: 0,
-        states: HashMap::new(),
-        out: Vec::new(),
-        notes: Vec::new(),
-        silences: Vec::new(),
-        held: Default::default(),
-    };
+    let mut d = Driver::new(plan)?;
     let extra = |origin: Micros, input_end: Micros| -> Micros {
         test.duration.map_or(input_end, |t| origin + t.as_micros() as i64)
     };
     match &test.input {
         TestInput::Series { interval, channels } => {
             let origin = VIRTUAL_EPOCH;
-            d.start(origin, test);
+            d.start(origin, &test.silences);
             let step = interval.as_micros() as i64;
             let len = channels.iter().map(|(_, s)| s.len()).max().unwrap_or(0);
             let names: Vec<Arc<str>> = channels.iter().map(|(c, _)| Arc::from(c.as_str())).collect();
@@ -175,24 +162,10 @@ pub fn run(plan: &Plan, test: &TestPlan) -> Result<Captured, RunError> {
             d.finish(end);
         }
         TestInput::File(path) => {
-            let records = read_fixture(path)?;
-            let origin = records.first().map_or(VIRTUAL_EPOCH, record_ts);
-            d.start(origin, test);
-            let last = records.last().map_or(origin, record_ts);
-            let mut batch = Vec::new();
-            let mut at = origin;
-            for r in records {
-                let ts = record_ts(&r);
-                if ts != at && !batch.is_empty() {
-                    d.records(at, std::mem::take(&mut batch));
-                }
-                at = ts;
-                batch.push(r);
-            }
-            if !batch.is_empty() {
-                d.records(at, batch);
-            }
-            d.finish(extra(origin, last));
+            let shown = path.display().to_string();
+            let file = std::fs::File::open(path).map_err(|e| RunError::Input(shown.clone(), e))?;
+            let records = read_fixture(std::io::BufReader::new(file), &shown)?;
+            d.replay(records, &test.silences, test.duration);
         }
         TestInput::Simulate(length) => {
             let mut sims: Vec<Simulator> = plan
@@ -204,7 +177,7 @@ pub fn run(plan: &Plan, test: &TestPlan) -> Result<Captured, RunError> {
                 })
                 .collect();
             let origin = sims.iter().map(Simulator::next_ts).min().unwrap_or(VIRTUAL_EPOCH);
-            d.start(origin, test);
+            d.start(origin, &test.silences);
             let stop = origin + length.as_micros() as i64;
             while let Some(ts) = sims.iter().map(Simulator::next_ts).min() {
                 if ts >= stop {
@@ -222,6 +195,14 @@ pub fn run(plan: &Plan, test: &TestPlan) -> Result<Captured, RunError> {
     Ok(d.captured)
 }
 
+/// Runs the records of a fixture through `plan` with fresh state, from the
+/// first record's time to the last's: `alert --explain`.
+pub fn run_records(plan: &Plan, records: Vec<Record>) -> Result<Captured, RunError> {
+    let mut d = Driver::new(plan)?;
+    d.replay(records, &[], None);
+    Ok(d.captured)
+}
+
 fn record_ts(r: &Record) -> Micros {
     match r {
         Record::Reading(r) => r.ts,
@@ -232,13 +213,14 @@ fn record_ts(r: &Record) -> Micros {
     }
 }
 
-fn read_fixture(path: &PathBuf) -> Result<Vec<Record>, RunError> {
-    let shown = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| RunError::Input(shown.clone(), e))?;
+/// The records of an NDJSON fixture, read from `reader` (named `shown` in
+/// messages); readings are the device's side, judged by the chain.
+pub fn read_fixture(reader: impl std::io::BufRead, shown: &str) -> Result<Vec<Record>, RunError> {
     let mut interner = Interner::with_cap(100_000);
     let source: Arc<str> = Arc::from("fixture");
     let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate() {
+    for (i, line) in reader.lines().enumerate() {
+        let line = line.map_err(|e| RunError::Input(shown.to_string(), e))?;
         if line.trim().is_empty() {
             continue;
         }
@@ -257,28 +239,64 @@ fn read_fixture(path: &PathBuf) -> Result<Vec<Record>, RunError> {
     Ok(out)
 }
 
+/// A test's silence: rule, channel glob, until (from the start).
+type TestSilence = (String, Option<String>, Duration);
+
 /// The chain, the capture and the alert states seen after the last step.
 struct Driver {
     chain: Chain,
     notifiers: Notifiers,
-    hold: HashMap<String, Duration>,
+    /// Rule → (`for`, `repeat`).
+    hold: HashMap<String, (Duration, Option<Duration>)>,
     captured: Captured,
     next_tick: Micros,
-    /// (rule, channel) → (phase, since), after the last step.
-    states: HashMap<(String, String), (Phase, Micros)>,
+    /// (rule, channel) → (phase, since, why held), after the last step.
+    states: HashMap<(String, String), (Phase, Micros, Option<Hold>)>,
     out: Vec<Record>,
     notes: Vec<Notification>,
-    /// (rule, channel glob, until), for the timeline.
-    silences: Vec<(String, Option<String>, Micros)>,
-    /// Firing alerts whose notification a silence held back.
-    held: std::collections::HashSet<(String, String)>,
 }
 
 impl Driver {
-    fn start(&mut self, origin: Micros, test: &TestPlan) {
+    fn new(plan: &Plan) -> Result<Driver, RunError> {
+        let chain = Chain::new(plan, Stage::Alert, false, false).map_err(|e| RunError::Setup(e.to_string()))?;
+        Ok(Driver {
+            chain,
+            notifiers: Notifiers::new(&plan.notifiers),
+            hold: plan.alerts.iter().map(|a| (a.rule.clone(), (a.duration, a.repeat))).collect(),
+            captured: Captured::default(),
+            next_tick: 0,
+            states: HashMap::new(),
+            out: Vec::new(),
+            notes: Vec::new(),
+        })
+    }
+
+    /// The records of a fixture, one batch per timestamp, with the test's
+    /// silences and duration.
+    fn replay(&mut self, records: Vec<Record>, silences: &[TestSilence], duration: Option<Duration>) {
+        let origin = records.first().map_or(VIRTUAL_EPOCH, record_ts);
+        self.start(origin, silences);
+        let last = records.last().map_or(origin, record_ts);
+        let mut batch = Vec::new();
+        let mut at = origin;
+        for r in records {
+            let ts = record_ts(&r);
+            if ts != at && !batch.is_empty() {
+                self.records(at, std::mem::take(&mut batch));
+            }
+            at = ts;
+            batch.push(r);
+        }
+        if !batch.is_empty() {
+            self.records(at, batch);
+        }
+        self.finish(duration.map_or(last, |t| origin + t.as_micros() as i64));
+    }
+
+    fn start(&mut self, origin: Micros, silences: &[TestSilence]) {
         self.captured.origin = origin;
         self.next_tick = origin + TICK_US;
-        for (rule, channel, until) in &test.silences {
+        for (rule, channel, until) in silences {
             let until = origin + until.as_micros() as i64;
             self.chain.alerter.silence(Silence {
                 rule: rule.clone(),
@@ -287,7 +305,6 @@ impl Driver {
                 comment: None,
                 created: origin,
             });
-            self.silences.push((rule.clone(), channel.clone(), until));
         }
     }
 
@@ -335,61 +352,52 @@ impl Driver {
         if self.states.is_empty() && self.chain.alerter.states().next().is_none() && notes.is_empty() {
             return;
         }
-        let now: HashMap<(String, String), (Phase, Micros)> =
-            self.chain.alerter.states().map(|s| ((s.rule.clone(), s.channel.clone()), (s.phase, s.since))).collect();
+        let alerter = &self.chain.alerter;
+        let now: HashMap<(String, String), (Phase, Micros, Option<Hold>)> = alerter
+            .states()
+            .map(|s| {
+                let why = if s.held { alerter.held_by(&s.rule, &s.channel) } else { None };
+                ((s.rule.clone(), s.channel.clone()), (s.phase, s.since, why))
+            })
+            .collect();
         let mut events = Vec::new();
         let hold = |rule: &str| self.hold.get(rule).copied().unwrap_or_default();
         let push = |events: &mut Vec<Event>, ts: Micros, key: &(String, String), kind: EventKind| {
             events.push(Event { ts, rule: key.0.clone(), channel: key.1.clone(), kind });
         };
-        for (key, &(phase, since)) in &now {
-            let before = self.states.get(key).map(|s| s.0);
-            if before.is_none() {
-                push(&mut events, since, key, EventKind::Pending { hold: hold(&key.0) });
+        for (key, (phase, since, why)) in &now {
+            let (phase, since) = (*phase, *since);
+            let (was, was_why) = self.states.get(key).map_or((Phase::Inactive, None), |b| (b.0, b.2.as_ref()));
+            let was_held = was_why.is_some();
+            if was == Phase::Inactive && phase != Phase::Inactive {
+                push(&mut events, since, key, EventKind::Pending { hold: hold(&key.0).0 });
             }
-            if phase == Phase::Firing && before != Some(Phase::Firing) {
-                push(&mut events, ts, key, EventKind::Firing);
-                let sent = notes.iter().any(|n| n.alert.rule == key.0 && n.alert.channel == key.1);
-                if !sent {
-                    let until = self
-                        .silences
-                        .iter()
-                        .filter(|(r, c, u)| {
-                            *r == key.0
-                                && ts < *u
-                                && c.as_deref().is_none_or(|g| {
-                                    crate::model::channel::channel_matcher(g).is_ok_and(|m| m.is_match(&key.1))
-                                })
-                        })
-                        .map(|s| s.2)
-                        .max();
-                    if let Some(until) = until {
-                        push(&mut events, ts, key, EventKind::Silenced { until });
-                        self.held.insert(key.clone());
-                    }
-                }
+            if phase == Phase::Firing && was != Phase::Firing {
+                push(&mut events, ts, key, EventKind::Firing { repeat: hold(&key.0).1 });
             } else if phase == Phase::Firing {
-                let repeat = notes
+                let told = notes
                     .iter()
                     .any(|n| n.alert.rule == key.0 && n.alert.channel == key.1 && n.alert.state == Transition::Firing);
-                if repeat {
-                    let kind = if self.held.remove(key) { EventKind::Unsilenced } else { EventKind::Repeat };
-                    push(&mut events, ts, key, kind);
+                if told {
+                    push(&mut events, ts, key, if was_held { EventKind::Released } else { EventKind::Repeat });
                 }
             }
+            // Held, or held for another reason than before (a mute window
+            // ends as an inhibition starts).
+            if let Some(why) = why.as_ref().filter(|w| Some(*w) != was_why) {
+                push(&mut events, ts, key, EventKind::Held { why: why.clone() });
+            }
         }
-        for (key, &(phase, since)) in &self.states {
-            if now.contains_key(key) {
+        for (key, &(phase, since, _)) in &self.states {
+            if now.get(key).is_some_and(|n| n.0 != Phase::Inactive) {
                 continue;
             }
             let kind = match phase {
-                Phase::Pending => {
-                    EventKind::Cleared { after: Duration::from_micros((ts - since).max(0) as u64), hold: hold(&key.0) }
-                }
-                Phase::Firing => {
-                    self.held.remove(key);
-                    EventKind::Resolved
-                }
+                Phase::Pending => EventKind::Cleared {
+                    after: Duration::from_micros((ts - since).max(0) as u64),
+                    hold: hold(&key.0).0,
+                },
+                Phase::Firing => EventKind::Resolved,
                 Phase::Inactive => continue,
             };
             push(&mut events, ts, key, kind);

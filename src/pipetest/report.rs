@@ -142,9 +142,10 @@ fn xml(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
-/// `--explain`: every rule's timeline in the test, and what was sent.
-pub fn explain(name: &str, c: &Captured) -> String {
-    let mut s = format!("test {name}: alert timeline (times from the start of the test)\n");
+/// `--explain`: every rule's timeline in a run, and what was sent, under
+/// the line `heading`.
+pub fn explain(heading: &str, c: &Captured) -> String {
+    let mut s = format!("{heading}\n");
     if c.events.is_empty() {
         s += "  no rule became pending\n";
     }

@@ -308,7 +308,8 @@ pub struct AlertSpec {
     /// Notifier ids.
     #[serde(default)]
     pub notify: Vec<String>,
-    /// Title template.
+    /// Title template. Default `{{ rule }} {{ state }}: {{ channel }} = {{ value }}`
+    /// (`over: sources`: `{{ rule }} {{ state }}: source {{ source }}`).
     #[serde(default)]
     pub title: Option<String>,
     /// Body template.

@@ -185,11 +185,76 @@ fn invalid_test_files_are_diagnosed_like_specs() {
         assert!(t.stdout.is_empty());
     }
     write(dir.path(), "tank.test.yaml", "version: 1\ntests:\n  t:\n    series: {tank.level: 50}\n");
-    eg(["validate", "tank.test.yaml"]).dir(dir.path()).run().code(0);
+    eg(["validate", "tank.test.yaml"]).dir(dir.path()).run().code(0).stderr_has("1 of 1 test file valid");
+    eg(["validate", "tank.test.yaml", "tank.yaml"]).dir(dir.path()).run().code(0).stderr_has("2 of 2 files valid");
     // Missing files: the test file, the spec beside a test file, a spec's tests.
     eg(["test", "nope.test.yaml"]).dir(dir.path()).run().code(66);
     write(dir.path(), "orphan.test.yaml", "version: 1\ntests: {}\n");
     eg(["test", "orphan.test.yaml"]).dir(dir.path()).run().code(66).stderr_has("orphan.yaml");
     write(dir.path(), "other.yaml", SPEC);
     eg(["test", "other.yaml"]).dir(dir.path()).run().code(66).stderr_has("no other.test.yaml beside it");
+}
+
+/// `alert SPEC --explain FIXTURE`: the timeline a fixture's records make,
+/// with why each notification waited (a mute window, an inhibition).
+#[test]
+fn alert_explain_tells_why_a_notification_waited() {
+    let dir = tmp();
+    let spec = r#"version: 1
+name: t
+sources:
+  plc:
+    type: simulate
+    signals:
+      tank.level: {shape: sine, mean: 50}
+alerts:
+  high:
+    when: "channel == 'tank.level' and value > 90"
+    for: 10s
+    notify: [hook]
+    title: "{{ channel }} at {{ value }}"
+    mute: [{start: "00:00", end: "00:01", tz: UTC}]
+  plc-down:
+    over: sources
+    when: "down"
+    notify: [hook]
+    inhibit: {rules: [high], equal: [source]}
+notifiers:
+  hook: {type: stdout}
+"#;
+    write(dir.path(), "tank.yaml", spec);
+    let mut fixture = String::new();
+    let line = |s: u32, body: &str| {
+        format!(
+            "{{\"ts\":\"2026-03-01T00:{:02}:{:02}Z\",\"channel\":\"tank.level\",\"source\":\"plc\",{body}}}\n",
+            s / 60,
+            s % 60
+        )
+    };
+    // Above 90 from 0s: fires at 10s inside the mute window (until 1m);
+    // the PLC is down from 1m to 1m30s, which inhibits it; back at 1m30s.
+    for s in 0..120 {
+        fixture += &match s {
+            60..90 => line(s, "\"quality\":\"bad\",\"flags\":[\"timeout\"]"),
+            _ => line(s, "\"value\":95"),
+        };
+    }
+    write(dir.path(), "day.ndjson", &fixture);
+    let out = eg(["alert", "tank.yaml", "--explain", "day.ndjson"]).dir(dir.path()).run();
+    out.code(0);
+    let t = &out.stdout;
+    assert!(t.starts_with("day.ndjson: alert timeline"), "{t}");
+    assert!(t.contains("10s  high  tank.level  firing     told once: no `repeat`"), "{t}");
+    assert!(t.contains("10s  high  tank.level    held     in a mute window"), "{t}");
+    assert!(t.contains("held     inhibited while `plc-down` fires"), "{t}");
+    assert!(t.contains("1m30s  high  tank.level  firing     the hold is over: notifying"), "{t}");
+    // Through stdin, one rule only; an unknown rule is a usage error.
+    let only =
+        eg(["alert", "tank.yaml", "--explain", "-", "--rule", "plc-down"]).dir(dir.path()).stdin(fixture.clone()).run();
+    only.code(0);
+    assert!(only.stdout.contains("plc-down") && !only.stdout.contains("high  tank.level"), "{}", only.stdout);
+    eg(["alert", "tank.yaml", "--explain", "day.ndjson", "--rule", "hihg"]).dir(dir.path()).run().code(2);
+    eg(["alert", "tank.yaml", "--explain", "none.ndjson"]).dir(dir.path()).run().code(66);
+    write(dir.path(), "bad.ndjson", "{\"ts\": 1\n");
+    eg(["alert", "tank.yaml", "--explain", "bad.ndjson"]).dir(dir.path()).run().code(65).stderr_has("bad.ndjson:1");
 }
