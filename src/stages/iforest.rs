@@ -30,14 +30,16 @@
 //! share one allocation: 1,000 forests of 100 trees take about 250 MB.
 //!
 //! **Cost.** A forest is built once per channel, when training ends, and
-//! never refitted: ~12 M instructions for 100 trees (ψ = 256), on the order
+//! never refitted: ~15 M instructions for 100 trees (ψ = 256), on the order
 //! of a millisecond. Scoring walks eight trees side by side, one depth at a
 //! time, and stops as soon as the paths so far plus the least the other
 //! trees can add prove the point ordinary (`Forest::walk`): an ordinary
-//! point walks about a third of 100 trees, 7–8 cuts each, some 16,000
-//! instructions in all (callgrind; it was 28,000 walking 43 trees one
-//! `Walk` at a time). With 1,000 channels the forests do not fit in any
-//! cache and each cut waits on memory; `benches/iforest.sh` measures both.
+//! point walks about a third of 100 trees, 7–8 cuts each, some 17,000
+//! instructions in all (callgrind, 100 channels; 28,000 when the walk
+//! counted on nothing from the trees left and stopped after 43). With 1,000
+//! channels the forests do not fit in any cache and each cut waits on
+//! memory, which is why eight walks go side by side; `benches/iforest.sh`
+//! measures both cases.
 
 use crate::model::rng::Rng;
 
