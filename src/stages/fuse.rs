@@ -122,8 +122,10 @@ struct Group {
 /// The fusion stage over every `fuse` group of a plan.
 pub struct Fuser {
     groups: Vec<Group>,
-    /// Input channel → (group, input) for every group using it.
-    by_channel: FxHashMap<Arc<str>, Arc<[(usize, usize)]>>,
+    /// Input channel → its entry in `targets`.
+    by_channel: FxHashMap<Arc<str>, usize>,
+    /// Per input channel: (group, input) for every group using it.
+    targets: Vec<Box<[(usize, usize)]>>,
     pub stats: FuseStats,
     scratch: Vec<(usize, f64)>,
     /// Values being sorted for a median (reused: no allocation per round).
@@ -175,8 +177,15 @@ impl Fuser {
                 }
             })
             .collect();
-        let by_channel = by_channel.into_iter().map(|(c, t)| (c, Arc::from(t))).collect();
-        Fuser { groups, by_channel, stats: FuseStats::default(), scratch: Vec::new(), sorted: Vec::new() }
+        let mut targets = Vec::with_capacity(by_channel.len());
+        let by_channel = by_channel
+            .into_iter()
+            .map(|(c, t)| {
+                targets.push(t.into_boxed_slice());
+                (c, targets.len() - 1)
+            })
+            .collect();
+        Fuser { groups, by_channel, targets, stats: FuseStats::default(), scratch: Vec::new(), sorted: Vec::new() }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -248,13 +257,12 @@ impl Fuser {
             if r.fusion.is_some() && self.groups.iter().any(|g| g.channel == r.channel && g.recent.contains(&r.ts)) {
                 continue; // made upstream, and made again here just now
             }
-            let Some(targets) = self.by_channel.get(&r.channel) else {
+            let Some(&t) = self.by_channel.get(&r.channel) else {
                 out.push(rec);
                 continue;
             };
-            let targets = targets.clone(); // an Arc: no allocation
             let mut suspect = false;
-            for &(g, i) in targets.iter() {
+            for &(g, i) in self.targets[t].iter() {
                 suspect |= self.groups[g].inputs[i].suspect;
             }
             if suspect && r.quality == Quality::Good {
@@ -263,7 +271,7 @@ impl Fuser {
             }
             let usable = r.quality != Quality::Bad && r.value.is_some_and(f64::is_finite);
             let latest = Latest { ts: r.ts, value: r.value, usable };
-            for &(g, _) in targets.iter() {
+            for &(g, _) in self.targets[t].iter() {
                 // No `unit` of its own: the fused channel takes its inputs'.
                 let grp = &mut self.groups[g];
                 if grp.unit.is_none() && grp.plan.unit.is_none() {
@@ -271,7 +279,8 @@ impl Fuser {
                 }
             }
             out.push(rec);
-            for &(g, i) in targets.iter() {
+            for k in 0..self.targets[t].len() {
+                let (g, i) = self.targets[t][k];
                 self.offer(g, i, latest, out);
             }
         }
@@ -407,7 +416,7 @@ impl Fuser {
         if quality != Quality::Good {
             self.stats.suspect += 1;
         }
-        let names = |idx: &mut dyn Iterator<Item = usize>| idx.map(|i| grp.inputs[i].channel.clone()).collect();
+        let name = |i: usize| grp.inputs[i].channel.clone();
         out.push(Record::Reading(Reading {
             ts,
             channel: grp.channel.clone(),
@@ -419,8 +428,8 @@ impl Fuser {
             source: grp.source.clone(),
             from_input: false,
             fusion: Some(Box::new(Fusion {
-                inputs: names(&mut cand.iter().map(|c| c.0)),
-                voted_out: names(&mut voted_out.iter().copied()),
+                inputs: cand.iter().map(|c| name(c.0)).collect(),
+                voted_out: voted_out.iter().map(|&i| name(i)).collect(),
                 spread,
             })),
         }));
