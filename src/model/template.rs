@@ -184,19 +184,68 @@ pub fn sample_record(channel: &str) -> Value {
 }
 
 /// A reading as templates and expressions see it (the fields of its NDJSON line).
+///
+/// A map that reads the reading's fields when they are looked up, rather
+/// than a map built of them: the alert stage makes one per record a rule
+/// looks at, and most `when`s read two fields of nine (formatting the time
+/// and listing the flags on every record cost thousands of instructions).
 pub fn reading_context(r: &Reading) -> Value {
-    let mut ts = Vec::with_capacity(27);
-    write_rfc3339(r.ts, &mut ts);
-    minijinja::context! {
-        kind => "reading",
-        ts => String::from_utf8_lossy(&ts),
-        channel => &*r.channel,
-        value => r.value,
-        text => r.text.as_deref(),
-        unit => r.unit.as_deref(),
-        quality => r.quality.as_str(),
-        flags => r.flags.names().collect::<Vec<_>>(),
-        source => &*r.source,
+    Value::from_object(ReadingView {
+        ts: r.ts,
+        channel: r.channel.clone(),
+        value: r.value,
+        text: r.text.clone(),
+        unit: r.unit.clone(),
+        quality: r.quality,
+        flags: r.flags,
+        source: r.source.clone(),
+    })
+}
+
+/// What [`reading_context`] shows of a reading.
+#[derive(Debug)]
+struct ReadingView {
+    ts: super::time::Micros,
+    channel: std::sync::Arc<str>,
+    value: Option<f64>,
+    text: Option<std::sync::Arc<str>>,
+    unit: Option<std::sync::Arc<str>>,
+    quality: super::record::Quality,
+    flags: super::record::Flags,
+    source: std::sync::Arc<str>,
+}
+
+/// The keys of a reading's context, in the order of its NDJSON line (and of
+/// the `context!` map it replaces): serialized, it reads as it always did.
+const READING_KEYS: &[&str] = &["kind", "ts", "channel", "value", "text", "unit", "quality", "flags", "source"];
+
+impl minijinja::value::Object for ReadingView {
+    fn repr(self: &std::sync::Arc<Self>) -> minijinja::value::ObjectRepr {
+        minijinja::value::ObjectRepr::Map
+    }
+
+    fn get_value(self: &std::sync::Arc<Self>, key: &Value) -> Option<Value> {
+        let opt = |s: &Option<std::sync::Arc<str>>| s.as_deref().map_or(Value::from(()), Value::from);
+        Some(match key.as_str()? {
+            "kind" => Value::from("reading"),
+            "ts" => {
+                let mut ts = Vec::with_capacity(27);
+                write_rfc3339(self.ts, &mut ts);
+                Value::from(String::from_utf8_lossy(&ts).into_owned())
+            }
+            "channel" => Value::from(&*self.channel),
+            "value" => Value::from(self.value),
+            "text" => opt(&self.text),
+            "unit" => opt(&self.unit),
+            "quality" => Value::from(self.quality.as_str()),
+            "flags" => Value::from(self.flags.names().collect::<Vec<_>>()),
+            "source" => Value::from(&*self.source),
+            _ => return None,
+        })
+    }
+
+    fn enumerate(self: &std::sync::Arc<Self>) -> minijinja::value::Enumerator {
+        minijinja::value::Enumerator::Str(READING_KEYS)
     }
 }
 
@@ -227,6 +276,50 @@ pub fn describe(e: &minijinja::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The context as a map of its fields, as it was built before it read
+    /// them lazily: both must look the same to every template.
+    fn built(r: &Reading) -> Value {
+        let mut ts = Vec::with_capacity(27);
+        write_rfc3339(r.ts, &mut ts);
+        minijinja::context! {
+            kind => "reading",
+            ts => String::from_utf8_lossy(&ts),
+            channel => &*r.channel,
+            value => r.value,
+            text => r.text.as_deref(),
+            unit => r.unit.as_deref(),
+            quality => r.quality.as_str(),
+            flags => r.flags.names().collect::<Vec<_>>(),
+            source => &*r.source,
+        }
+    }
+
+    #[test]
+    fn a_reading_context_reads_like_the_map_of_its_fields() {
+        use super::super::record::{Flags, Quality, Record};
+        let env = environment();
+        let Record::Reading(mut plain) = Reading::sample("boiler.temp", 1_700_000_000, Some(96.5)) else { panic!() };
+        plain.unit = Some("degC".into());
+        let mut failed = plain.clone();
+        (failed.value, failed.quality) = (None, Quality::Bad);
+        failed.flags.insert(Flags::TIMEOUT);
+        failed.flags.insert(Flags::STALE);
+        failed.text = Some("E42".into());
+        for r in [plain, failed] {
+            let (lazy, map) = (reading_context(&r), built(&r));
+            assert_eq!(serde_json::to_string(&lazy).unwrap(), serde_json::to_string(&map).unwrap());
+            for src in [
+                "{{ channel }} {{ value }} {{ unit }} {{ text }} {{ quality }} {{ flags }} {{ source }} {{ ts }} {{ kind }}",
+                "{{ value is none }} {{ 'stale' in flags }} {{ missing is defined }} {{ value | round(1) }}",
+                "{% for k, v in ctx | items %}{{ k }}={{ v }};{% endfor %}",
+                "{{ ctx | tojson }} {{ ctx | length }}",
+            ] {
+                let with = |c: &Value| minijinja::context! { ctx => c.clone(), ..c.clone() };
+                assert_eq!(render_capped(&env, src, &with(&lazy)).ok(), render_capped(&env, src, &with(&map)).ok(), "{src}");
+            }
+        }
+    }
 
     #[test]
     fn renders_are_bounded_in_output_and_fuel() {
