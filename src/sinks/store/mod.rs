@@ -1,6 +1,8 @@
 //! The DuckDB store: one file, one writer process (docs/contract.md §4).
 //!
-//! [`Store::open`] creates or migrates the schema and applies retention.
+//! [`Store::open`] creates or migrates the schema and applies retention; on
+//! a store of this build's schema with nothing past the retention, it runs
+//! one query.
 //! [`run_writer`] runs on its own thread: it gathers records into Arrow
 //! columns and appends them with one commit per batch (`store.batch` records,
 //! or `store.flush` time, whichever comes first), so the engine's threads
@@ -12,13 +14,15 @@
 //! Readings go into `reading_rows` keyed by a channel id (the writer keeps
 //! the `channels` table in memory and appends the channels it meets with
 //! the commit that first holds them) with the quality as a code; the
-//! `readings` view gives users' SQL the columns it always had. Each commit
-//! also merges its readings into the rollup tiers (`store.rollups`), in the
-//! same transaction, so rollups never disagree with the readings committed.
+//! `readings` view gives users' SQL the columns it always had. The writer
+//! folds the readings into their rollup buckets (`store.rollups`) as it
+//! gathers them, and each commit merges those buckets in the same
+//! transaction, so rollups never disagree with the readings committed.
 //!
 //! Its parts: `schema` (the version, migrations, the SQL of a restore),
-//! `writer` (the writer thread and its commits), `tiers` (which stored
-//! resolution answers a range); opening, retention and state are here.
+//! `writer` (the writer thread and its commits), `rollup` (the buckets a
+//! commit touches, folded and merged), `tiers` (which stored resolution
+//! answers a range); opening, retention and state are here.
 //!
 //! DuckDB locks the file for its writer; a second process gets an error that
 //! names the holder's pid, which becomes [`StoreError::Locked`] (exit 75).
@@ -29,7 +33,9 @@ use std::time::Duration;
 use duckdb::Connection;
 
 use crate::compile::plan::RollupPlan;
+use crate::model::time::format_rfc3339;
 
+mod rollup;
 mod schema;
 mod tiers;
 mod writer;
@@ -97,6 +103,22 @@ pub struct Store {
     rollups: Vec<RollupPlan>,
 }
 
+/// The time rows older than `keep` at `now` are older than, as an SQL
+/// constant. A constant, not `epoch_us(ts) < ?`: DuckDB then skips the row
+/// groups whose `ts` are all newer by their min/max, without reading them.
+fn cutoff(now: i64, keep: Duration) -> String {
+    // No earlier than the year 1, which DuckDB's TIMESTAMPTZ holds.
+    let us = now.saturating_sub(keep.as_micros().min(i64::MAX as u128) as i64).max(-62_135_596_800_000_000);
+    format!("'{}'::TIMESTAMPTZ", format_rfc3339(us))
+}
+
+/// What [`Store::probe`] learns of an open store of this build's schema.
+struct Probe {
+    last_commit: i64,
+    /// Some row is older than the retention.
+    expired: bool,
+}
+
 /// What retention deletes: records older than `keep`, except those a
 /// forward target still has to send (its [`Floor`]).
 #[derive(Debug, Clone)]
@@ -126,7 +148,15 @@ pub fn open_reader(path: &Path) -> Result<Connection, StoreError> {
 
 impl Store {
     /// Opens (creating if needed) and migrates the store; applies retention
-    /// (and again hourly while its writer runs).
+    /// when there is something for it to delete (and hourly while its
+    /// writer runs).
+    ///
+    /// A `--once` run opens the store every time, so the usual case is one
+    /// query ([`Store::probe`]): the schema version, the last commit and
+    /// whether any row is older than the retention. Only a store that is
+    /// new, older than this build's schema, or holding rows past the
+    /// retention runs more (measured with callgrind on `acquire
+    /// pipelines/demo.yaml --once`: see benches/README.md, "acquire --once").
     pub fn open(path: &Path, retention: Option<Retention>) -> Result<Store, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             if !dir.is_dir() {
@@ -143,6 +173,8 @@ impl Store {
             .threads(threads)
             .and_then(|c| c.max_memory(&memory))
             .map_err(|e| classify(path, e))?;
+        // A new file has nothing to probe: it goes straight to the schema.
+        let new = !path.exists();
         let conn = Connection::open_with_flags(path, config).map_err(|e| classify(path, e))?;
         let store = Store {
             path: path.to_path_buf(),
@@ -151,14 +183,64 @@ impl Store {
             retention,
             rollups: Vec::new(),
         };
-        schema::migrate(&store.conn, path)?;
-        let last: i64 = store
-            .conn
-            .query_row("SELECT coalesce(max(commit_no), 0) FROM commits", [], |r| r.get(0))
-            .map_err(|e| classify(path, e))?;
-        store.last_commit.set(last);
-        store.apply_retention()?;
+        let now = crate::model::time::now_micros();
+        let expired = match (!new).then(|| store.probe(now)).flatten() {
+            Some(p) => {
+                store.last_commit.set(p.last_commit);
+                p.expired
+            }
+            None => {
+                // New, or of another version (a newer one is refused here).
+                schema::migrate(&store.conn, path)?;
+                let last: i64 = store
+                    .conn
+                    .query_row("SELECT coalesce(max(commit_no), 0) FROM commits", [], |r| r.get(0))
+                    .map_err(|e| classify(path, e))?;
+                store.last_commit.set(last);
+                true
+            }
+        };
+        if expired {
+            store.apply_retention()?;
+        }
         Ok(store)
+    }
+
+    /// What an open needs to know in one query, when the store has this
+    /// build's schema (`None` otherwise, or when the query fails: the full
+    /// path then creates, migrates or reports). `expired`: some row that
+    /// retention deletes is older than the retention at `now` (reading
+    /// `ts` with a constant lets DuckDB skip the row groups that are too new
+    /// by their min/max, so this reads little of a large store).
+    fn probe(&self, now: i64) -> Option<Probe> {
+        // One row per answer, as a UNION ALL of plain scans: the same asked
+        // with scalar and EXISTS subqueries plans joins, and cost 2.5× as
+        // many instructions (callgrind, the demo's store).
+        let mut sql = "SELECT 'version', value FROM meta WHERE key = 'schema_version'
+             UNION ALL SELECT 'last', CAST(coalesce(max(commit_no), 0) AS VARCHAR) FROM commits"
+            .to_string();
+        if let Some(r) = &self.retention {
+            // An expired `commits` row may be the newest, which retention
+            // keeps: the open then deletes nothing, as it did before.
+            let cutoff = cutoff(now, r.keep);
+            for table in ["reading_rows", "anomalies", "alerts", "commits"] {
+                sql += &format!(
+                    "\n UNION ALL SELECT 'expired', '{table}' FROM (SELECT 1 FROM {table} WHERE ts < {cutoff} LIMIT 1)"
+                );
+            }
+        }
+        let mut st = self.conn.prepare(&sql).ok()?;
+        let mut rows = st.query([]).ok()?;
+        let (mut version, mut last_commit, mut expired) = (None, None, false);
+        while let Some(row) = rows.next().ok()? {
+            let (key, value): (String, Option<String>) = (row.get(0).ok()?, row.get(1).ok()?);
+            match key.as_str() {
+                "version" => version = value,
+                "last" => last_commit = value.and_then(|v| v.parse().ok()),
+                _ => expired = true,
+            }
+        }
+        (version? == schema::SCHEMA_VERSION.to_string()).then_some(Probe { last_commit: last_commit?, expired })
     }
 
     /// Keeps the rollup tiers `rollups` from now on (every commit adds its
@@ -236,7 +318,7 @@ impl Store {
         // The cutoffs are computed here: TIMESTAMPTZ arithmetic in SQL needs
         // the ICU extension, which the bundled DuckDB does not build.
         let now = crate::model::time::now_micros();
-        let cutoff = now - retention.keep.as_micros() as i64;
+        let older = cutoff(now, retention.keep);
         // Rows a target still waits for: after its cursor, younger than its max_age.
         let mut keep_rows = Vec::new();
         let mut keep_commits = Vec::new();
@@ -254,10 +336,7 @@ impl Store {
         for table in ["reading_rows", "anomalies", "alerts"] {
             n += self
                 .conn
-                .execute(
-                    &format!("DELETE FROM {table} WHERE epoch_us(ts) < ? AND NOT coalesce({rows}, false)"),
-                    [cutoff],
-                )
+                .execute(&format!("DELETE FROM {table} WHERE ts < {older} AND NOT coalesce({rows}, false)"), [])
                 .map_err(err)?;
         }
         // The log of commits ages too, but its newest entry stays: it is
@@ -265,10 +344,10 @@ impl Store {
         self.conn
             .execute(
                 &format!(
-                    "DELETE FROM commits WHERE epoch_us(ts) < ? AND NOT ({commits})
+                    "DELETE FROM commits WHERE ts < {older} AND NOT ({commits})
                      AND commit_no < (SELECT max(commit_no) FROM commits)"
                 ),
-                [cutoff],
+                [],
             )
             .map_err(err)?;
         Ok(n)
@@ -328,6 +407,43 @@ pub(super) fn write_states(conn: &Connection, rows: &[StateRow]) -> duckdb::Resu
 mod tests {
     use super::*;
     use crate::model::record::Quality;
+
+    /// The open's probe finds a row past the retention in each table
+    /// retention deletes from, and the open then deletes it; rows within
+    /// the retention stay, and so does the newest commit.
+    #[test]
+    fn an_open_deletes_what_is_past_the_retention_in_any_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.duckdb");
+        let day = Duration::from_secs(86_400);
+        let keep = || Some(Retention { keep: day, floors: vec![] });
+        let old = format_rfc3339(crate::model::time::now_micros() - 2 * day.as_micros() as i64);
+        let inserts = [
+            "INSERT INTO reading_rows (ts, channel_id, quality) VALUES (CAST(? AS TIMESTAMPTZ), 1, 0)",
+            "INSERT INTO anomalies (ts, channel, detector) VALUES (CAST(? AS TIMESTAMPTZ), 'a', 'z')",
+            "INSERT INTO alerts (ts, rule, state) VALUES (CAST(? AS TIMESTAMPTZ), 'r', 'firing')",
+            "INSERT INTO commits VALUES (1, CAST(? AS TIMESTAMPTZ), 0, 0)",
+        ];
+        let count = |store: &Store, table: &str| -> i64 {
+            store.conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0)).unwrap()
+        };
+        drop(Store::open(&path, None).unwrap());
+        for (i, insert) in inserts.iter().enumerate() {
+            let store = Store::open(&path, None).unwrap();
+            store.conn.execute(insert, [&old]).unwrap();
+            // The newest commit stays: where the numbering continues.
+            store.conn.execute("INSERT OR IGNORE INTO commits VALUES (2, now(), 0, 0)", []).unwrap();
+            drop(store);
+            // Without a retention the probe asks nothing of it: the row stays.
+            let store = Store::open(&path, None).unwrap();
+            let table = ["reading_rows", "anomalies", "alerts", "commits"][i];
+            assert_eq!(count(&store, table), if table == "commits" { 2 } else { 1 }, "{table}");
+            drop(store);
+            let store = Store::open(&path, keep()).unwrap();
+            assert_eq!(count(&store, table), if table == "commits" { 1 } else { 0 }, "{table}");
+            assert_eq!(store.last_commit(), 2);
+        }
+    }
 
     #[test]
     fn quality_codes_are_those_the_view_decodes() {

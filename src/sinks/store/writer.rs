@@ -14,11 +14,11 @@ use duckdb::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use duckdb::arrow::record_batch::RecordBatch;
 use duckdb::Connection;
 
+use super::rollup::{self, Fold};
 use super::schema::quality_code;
 use super::{classify, write_states, StateRow, Store, StoreError};
-use crate::compile::plan::RollupPlan;
 use crate::model::batch::CommitHook;
-use crate::model::record::{Alert, Anomaly, Delivery, Reading, Record};
+use crate::model::record::{Alert, Anomaly, Delivery, Quality, Reading, Record};
 use crate::model::time::format_rfc3339;
 
 /// What the engine hands the writer thread: records, the hook that waits
@@ -162,10 +162,12 @@ struct ReadingColumns {
     len: usize,
     flag_buf: String,
     channels: ChannelIds,
+    /// The rollup buckets these readings fall in (`store.rollups`).
+    rollups: Fold,
 }
 
 impl ReadingColumns {
-    fn new(cap: usize, channels: ChannelIds) -> Self {
+    fn new(cap: usize, channels: ChannelIds, rollups: Fold) -> Self {
         ReadingColumns {
             ts: TimestampMicrosecondBuilder::with_capacity(cap).with_timezone("UTC"),
             channel: Int32Builder::with_capacity(cap),
@@ -179,13 +181,19 @@ impl ReadingColumns {
             len: 0,
             flag_buf: String::new(),
             channels,
+            rollups,
         }
     }
 
     fn push(&mut self, r: &Reading) {
+        let id = self.channels.id(r);
+        let value = r.value.filter(|v| v.is_finite());
         self.ts.append_value(r.ts);
-        self.channel.append_value(self.channels.id(r));
-        self.value.append_option(r.value.filter(|v| v.is_finite()));
+        self.channel.append_value(id);
+        self.value.append_option(value);
+        if let Some(v) = value.filter(|_| r.quality != Quality::Bad) {
+            self.rollups.add(id, r.ts, v);
+        }
         self.quality.append_value(quality_code(r.quality));
         if r.flags.is_empty() {
             self.flags.append_null();
@@ -311,7 +319,10 @@ pub fn run_writer(
 ) -> Result<(Store, StoreStats), (StoreError, StoreStats)> {
     let mut stats = StoreStats::default();
     let channels = ChannelIds::load(&store.conn).map_err(|e| (classify(&store.path, e), stats))?;
-    let mut cols = ReadingColumns::new(cfg.batch.min(65_536), channels);
+    if !store.rollups.is_empty() {
+        rollup::prepare(&store.conn).map_err(|e| (classify(&store.path, e), stats))?;
+    }
+    let mut cols = ReadingColumns::new(cfg.batch.min(65_536), channels, Fold::new(&store.rollups));
     let mut first_pending: Option<Instant> = None;
     let mut last_retention = Instant::now();
     // Hooks of the batches whose records are in `cols`: they run after the commit.
@@ -398,13 +409,14 @@ fn commit(
     let rows = cols.len + events.len();
     // Built once, so that a retry commits the same rows.
     let batch = (cols.len > 0).then(|| cols.finish(store.last_commit.get() + 1));
+    let partial = cols.rollups.take();
     let (started, mut attempt, mut stopping_since) = (Instant::now(), 0u32, None::<Instant>);
     loop {
         let result = if rows == 0 {
             // Nothing new since the state was taken: it goes alone.
             state.as_deref().map_or(Ok(()), |s| store.save_states(s))
         } else {
-            commit_records(store, batch.clone(), &cols.channels, events, state.as_deref(), stats)
+            commit_records(store, batch.clone(), partial.clone(), &cols.channels, events, state.as_deref(), stats)
         };
         match result {
             Ok(()) => break,
@@ -460,33 +472,6 @@ fn commit(
     Ok(())
 }
 
-/// Adds the readings of commit `commit_no` (in the open transaction) to the
-/// rollup tier `r`: one row per channel and bucket they fall in, merged
-/// into the row already there. Nothing is rescanned but this commit's rows,
-/// and nothing is held in memory between commits: a bucket that spans
-/// commits, runs or a restart is completed by the commits that reach it.
-/// Readings with a value count, unless they are `bad`.
-fn roll_up(conn: &Connection, r: &RollupPlan, commit_no: i64) -> duckdb::Result<usize> {
-    // Typed parameters: an untyped one makes DuckDB plan the statement
-    // again on every execution.
-    let mut st = conn.prepare_cached(
-        "INSERT INTO rollup_rows
-            SELECT $1::BIGINT, channel_id, (epoch_us(ts) // $1::BIGINT) * $1::BIGINT AS bucket, count(*),
-                   sum(value), min(value), max(value), arg_min(value, ts), min(epoch_us(ts)),
-                   arg_max(value, ts), max(epoch_us(ts))
-            FROM reading_rows WHERE commit_no = $2::BIGINT AND value IS NOT NULL AND quality < 2
-            GROUP BY channel_id, bucket
-         ON CONFLICT DO UPDATE SET
-            count = count + excluded.count, sum = sum + excluded.sum,
-            min = least(min, excluded.min), max = greatest(max, excluded.max),
-            first = CASE WHEN excluded.first_us < first_us THEN excluded.first ELSE first END,
-            first_us = least(first_us, excluded.first_us),
-            last = CASE WHEN excluded.last_us >= last_us THEN excluded.last ELSE last END,
-            last_us = greatest(last_us, excluded.last_us)",
-    )?;
-    st.execute(duckdb::params![r.every_us(), commit_no])
-}
-
 /// How long a stopping run keeps retrying a commit on a full disk.
 const FULL_DISK_GRACE: Duration = Duration::from_secs(10);
 
@@ -494,6 +479,7 @@ const FULL_DISK_GRACE: Duration = Duration::from_secs(10);
 fn commit_records(
     store: &Store,
     batch: Option<RecordBatch>,
+    rollups: Option<RecordBatch>,
     channels: &ChannelIds,
     events: &[EventRow],
     state: Option<&[StateRow]>,
@@ -515,8 +501,8 @@ fn commit_records(
             app.append_record_batch(batch)?;
             app.flush()?;
             drop(app);
-            for r in &store.rollups {
-                roll_up(&store.conn, r, commit_no)?;
+            if let Some(rows) = rollups {
+                rollup::merge(&store.conn, rows)?;
             }
         }
         if !events.is_empty() {
