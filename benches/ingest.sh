@@ -2,8 +2,9 @@
 # Ingest benchmark: `edgeguard acquire SPEC --input DATA` on N NDJSON readings
 # against DuckDB's own read_json loader (benches/baseline_duckdb.py).
 #
-# Usage: benches/ingest.sh [--count N] [--runs N] [--bin PATH]
+# Usage: benches/ingest.sh [--count N] [--runs N] [--rollups] [--bin PATH]
 #   --count N   readings to load (default 10000000)
+#   --rollups   the store keeps rollups: [{every: 1m, keep: 1y}, {every: 1h, keep: forever}]
 #   --runs N    timed runs of each side; medians are reported (default 3)
 #   --bin PATH  edgeguard binary (default ${CARGO_TARGET_DIR:-target}/release/edgeguard)
 # Env: BENCH_DIR (default /tmp/edgeguard-bench) holds the data, spec and DBs;
@@ -12,11 +13,12 @@
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
-COUNT=10000000 RUNS=3
+COUNT=10000000 RUNS=3 ROLLUPS=
 while (($#)); do
   case $1 in
     --count) COUNT=${2:?--count needs a value}; shift 2 ;;
     --runs) RUNS=${2:?--runs needs a value}; shift 2 ;;
+    --rollups) ROLLUPS=", rollups: [{every: 1m, keep: 1y}, {every: 1h, keep: forever}]"; shift ;;
     --bin) BIN=${2:?--bin needs a value}; shift 2 ;;
     -h | --help) sed -n '2,/^set /{/^set /d;s/^# \{0,1\}//;p}' "$0"; exit 0 ;;
     *) die "unknown argument: $1 (see --help)" ;;
@@ -39,10 +41,10 @@ DK_DB=$DIR/duckdb.duckdb
 TF=$DIR/time.out
 
 "$PY" "$BENCH_SRC/gen_readings.py" "$DATA" --count "$COUNT"
-cat >"$SPEC" <<'EOF'
+cat >"$SPEC" <<EOF
 version: 1
 name: bench
-store: {path: bench.duckdb}
+store: {path: bench.duckdb$ROLLUPS}
 channels:
   "plant.*": {range: [-1000, 1000]}
 EOF
@@ -78,13 +80,14 @@ for ((i = 1; i <= RUNS; i++)); do
   echo "run $i/$RUNS: edgeguard ${EG_WALL[-1]} s ${EG_RSS[-1]} KB | duckdb ${DK_WALL[-1]} s ${DK_RSS[-1]} KB" >&2
 done
 
-"$PY" - "$RESULTS" "$COUNT" "$(git_commit)" "$(stat -c %s "$EG_DB")" "$(stat -c %s "$DK_DB")" \
+"$PY" - "$RESULTS" "$COUNT" "$(git_commit)" "${ROLLUPS:+1m,1h}" "$(stat -c %s "$EG_DB")" "$(stat -c %s "$DK_DB")" \
   "${EG_WALL[*]}" "${EG_RSS[*]}" "${DK_WALL[*]}" "${DK_RSS[*]}" "${DK_LOAD[*]}" <<'EOF'
 import datetime, json, os, statistics, sys
 import duckdb
 
-results, count, commit, eg_bytes, dk_bytes = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
-walls_eg, rss_eg, walls_dk, rss_dk, load_dk = ([float(x) for x in a.split()] for a in sys.argv[6:11])
+results, count, commit, rollups = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+eg_bytes, dk_bytes = int(sys.argv[5]), int(sys.argv[6])
+walls_eg, rss_eg, walls_dk, rss_dk, load_dk = ([float(x) for x in a.split()] for a in sys.argv[7:12])
 ts = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 def summary(tool, walls, rss, db_bytes):
@@ -96,6 +99,8 @@ def summary(tool, walls, rss, db_bytes):
             "cpus": os.cpu_count()}
 
 eg = summary("edgeguard", walls_eg, rss_eg, eg_bytes)
+if rollups:
+    eg["rollups"] = rollups
 dk = summary("duckdb-read_json", walls_dk, rss_dk, dk_bytes)
 dk["duckdb"] = duckdb.__version__
 dk["load_wall_s"] = statistics.median(load_dk)  # inside Python: without interpreter start-up

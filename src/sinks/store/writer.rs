@@ -1,0 +1,584 @@
+//! The store's writer thread: gathers records into Arrow columns and
+//! commits them, one transaction per batch (see the module docs of
+//! [`super`]).
+
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use duckdb::arrow::array::{
+    ArrayRef, Float64Builder, Int32Array, Int32Builder, Int64Array, StringArray, StringBuilder,
+    TimestampMicrosecondBuilder, UInt8Builder,
+};
+use duckdb::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use duckdb::arrow::record_batch::RecordBatch;
+use duckdb::Connection;
+
+use super::rollup::{self, Fold};
+use super::schema::quality_code;
+use super::{classify, write_states, StateRow, Store, StoreError};
+use crate::model::batch::CommitHook;
+use crate::model::record::{Alert, Anomaly, Delivery, Quality, Reading, Record};
+use crate::model::time::format_rfc3339;
+
+/// What the engine hands the writer thread: records, the hook that waits
+/// for their commit, and maybe the stage state after them.
+pub struct Handed {
+    pub records: Vec<Record>,
+    pub on_commit: Option<CommitHook>,
+    /// Saved with the commit that holds the last of `records`.
+    pub checkpoint: Option<Vec<StateRow>>,
+}
+
+impl Handed {
+    pub fn records(records: Vec<Record>) -> Handed {
+        Handed { records, on_commit: None, checkpoint: None }
+    }
+}
+
+/// What the writer did, for the run summary.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct StoreStats {
+    pub readings: u64,
+    pub anomalies: u64,
+    /// Rows of the notification log.
+    pub alerts: u64,
+    pub commits: u64,
+    pub commit_time: Duration,
+    pub retention_deleted: u64,
+    /// Checkpoints of the stage state written with a commit.
+    pub checkpoints: u64,
+}
+
+/// What is inserted row by row next to the readings of a commit: an
+/// anomaly, an alert record (no notifier) or the outcome of sending one
+/// through a notifier (the notification log).
+enum EventRow {
+    Anomaly(Box<Anomaly>),
+    Alert(Box<Alert>),
+    Delivery(Box<Delivery>),
+}
+
+/// What names a row of `channels`: a channel as one source gives it, in
+/// one unit. Usually one per channel.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct ChannelKey {
+    channel: Arc<str>,
+    source: Arc<str>,
+    unit: Option<Arc<str>>,
+}
+
+/// The `channels` table as the writer knows it: ids of the channels stored
+/// so far, and those met since the last commit (inserted with it).
+#[derive(Default)]
+struct ChannelIds {
+    ids: std::collections::HashMap<ChannelKey, i32>,
+    /// The key of the last reading and its id: readings of one channel
+    /// often come in runs, and the pointers compare in one step.
+    last: Option<(ChannelKey, i32)>,
+    next: i32,
+    new: Vec<(i32, ChannelKey)>,
+}
+
+impl ChannelIds {
+    fn load(conn: &Connection) -> duckdb::Result<ChannelIds> {
+        let mut ids = ChannelIds::default();
+        let mut st = conn.prepare("SELECT id, channel, source, unit FROM channels")?;
+        let mut rows = st.query([])?;
+        while let Some(r) = rows.next()? {
+            let id: i32 = r.get(0)?;
+            let key = ChannelKey {
+                channel: Arc::from(r.get::<_, String>(1)?),
+                source: Arc::from(r.get::<_, Option<String>>(2)?.unwrap_or_default()),
+                unit: r.get::<_, Option<String>>(3)?.map(Arc::from),
+            };
+            ids.next = ids.next.max(id);
+            ids.ids.insert(key, id);
+        }
+        Ok(ids)
+    }
+
+    fn id(&mut self, r: &Reading) -> i32 {
+        if let Some((k, id)) = &self.last {
+            let same_unit = match (&k.unit, &r.unit) {
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                (None, None) => true,
+                _ => false,
+            };
+            if Arc::ptr_eq(&k.channel, &r.channel) && Arc::ptr_eq(&k.source, &r.source) && same_unit {
+                return *id;
+            }
+        }
+        let key = ChannelKey { channel: r.channel.clone(), source: r.source.clone(), unit: r.unit.clone() };
+        let id = match self.ids.get(&key) {
+            Some(id) => *id,
+            None => {
+                self.next += 1;
+                self.ids.insert(key.clone(), self.next);
+                self.new.push((self.next, key.clone()));
+                self.next
+            }
+        };
+        self.last = Some((key, id));
+        id
+    }
+
+    /// Appends the channels met since the last commit (in its transaction),
+    /// in one Arrow batch: row by row, each insert is planned anew.
+    fn insert_new(&self, conn: &Connection) -> duckdb::Result<()> {
+        if self.new.is_empty() {
+            return Ok(());
+        }
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int32, false),
+            Field::new("channel", DataType::Utf8, false),
+            Field::new("source", DataType::Utf8, true),
+            Field::new("unit", DataType::Utf8, true),
+        ]));
+        let cols: Vec<ArrayRef> = vec![
+            Arc::new(Int32Array::from_iter_values(self.new.iter().map(|(id, _)| *id))),
+            Arc::new(StringArray::from_iter_values(self.new.iter().map(|(_, k)| &*k.channel))),
+            Arc::new(StringArray::from_iter_values(self.new.iter().map(|(_, k)| &*k.source))),
+            Arc::new(StringArray::from_iter(self.new.iter().map(|(_, k)| k.unit.as_deref()))),
+        ];
+        let batch = RecordBatch::try_new(schema, cols).expect("columns match the schema");
+        let mut app = conn.appender("channels")?;
+        app.append_record_batch(batch)?;
+        app.flush()
+    }
+}
+
+/// Columns of `reading_rows` being gathered for the next commit.
+struct ReadingColumns {
+    ts: TimestampMicrosecondBuilder,
+    channel: Int32Builder,
+    value: Float64Builder,
+    quality: UInt8Builder,
+    flags: StringBuilder,
+    text: StringBuilder,
+    inputs: StringBuilder,
+    voted_out: StringBuilder,
+    spread: Float64Builder,
+    len: usize,
+    flag_buf: String,
+    channels: ChannelIds,
+    /// The rollup buckets these readings fall in (`store.rollups`).
+    rollups: Fold,
+}
+
+impl ReadingColumns {
+    fn new(cap: usize, channels: ChannelIds, rollups: Fold) -> Self {
+        ReadingColumns {
+            ts: TimestampMicrosecondBuilder::with_capacity(cap).with_timezone("UTC"),
+            channel: Int32Builder::with_capacity(cap),
+            value: Float64Builder::with_capacity(cap),
+            quality: UInt8Builder::with_capacity(cap),
+            flags: StringBuilder::with_capacity(cap, 64),
+            text: StringBuilder::with_capacity(cap, 0),
+            inputs: StringBuilder::with_capacity(cap, 0),
+            voted_out: StringBuilder::with_capacity(cap, 0),
+            spread: Float64Builder::with_capacity(cap),
+            len: 0,
+            flag_buf: String::new(),
+            channels,
+            rollups,
+        }
+    }
+
+    fn push(&mut self, r: &Reading) {
+        let id = self.channels.id(r);
+        let value = r.value.filter(|v| v.is_finite());
+        self.ts.append_value(r.ts);
+        self.channel.append_value(id);
+        self.value.append_option(value);
+        if let Some(v) = value.filter(|_| r.quality != Quality::Bad) {
+            self.rollups.add(id, r.ts, v);
+        }
+        self.quality.append_value(quality_code(r.quality));
+        if r.flags.is_empty() {
+            self.flags.append_null();
+        } else {
+            self.flag_buf.clear();
+            for (i, n) in r.flags.names().enumerate() {
+                if i > 0 {
+                    self.flag_buf.push(',');
+                }
+                self.flag_buf.push_str(n);
+            }
+            self.flags.append_value(&self.flag_buf);
+        }
+        self.text.append_option(r.text.as_deref());
+        match &r.fusion {
+            None => {
+                self.inputs.append_null();
+                self.voted_out.append_null();
+                self.spread.append_null();
+            }
+            Some(f) => {
+                for (col, list) in [(&mut self.inputs, &f.inputs), (&mut self.voted_out, &f.voted_out)] {
+                    self.flag_buf.clear();
+                    for (i, c) in list.iter().enumerate() {
+                        if i > 0 {
+                            self.flag_buf.push(',');
+                        }
+                        self.flag_buf.push_str(c);
+                    }
+                    col.append_value(&self.flag_buf);
+                }
+                self.spread.append_option(Some(f.spread).filter(|s| s.is_finite()));
+            }
+        }
+        self.len += 1;
+    }
+
+    /// The gathered readings as one Arrow batch, every row in commit `commit_no`.
+    fn finish(&mut self, commit_no: i64) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("ts", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), false),
+            Field::new("channel_id", DataType::Int32, false),
+            Field::new("value", DataType::Float64, true),
+            Field::new("quality", DataType::UInt8, false),
+            Field::new("flags", DataType::Utf8, true),
+            Field::new("text", DataType::Utf8, true),
+            Field::new("inputs", DataType::Utf8, true),
+            Field::new("voted_out", DataType::Utf8, true),
+            Field::new("spread", DataType::Float64, true),
+            Field::new("commit_no", DataType::Int64, true),
+        ]));
+        let cols: Vec<ArrayRef> = vec![
+            Arc::new(self.ts.finish()),
+            Arc::new(self.channel.finish()),
+            Arc::new(self.value.finish()),
+            Arc::new(self.quality.finish()),
+            Arc::new(self.flags.finish()),
+            Arc::new(self.text.finish()),
+            Arc::new(self.inputs.finish()),
+            Arc::new(self.voted_out.finish()),
+            Arc::new(self.spread.finish()),
+            Arc::new(Int64Array::from_value(commit_no, self.len)),
+        ];
+        self.len = 0;
+        RecordBatch::try_new(schema, cols).expect("columns match the schema")
+    }
+}
+
+/// Settings of the writer thread.
+pub struct WriterConfig {
+    pub batch: usize,
+    pub flush: Duration,
+    /// Store readings that were read with `--input`.
+    pub store_input: bool,
+    /// Kinds stored (`store.records`); the rest is passed over.
+    pub readings: bool,
+    pub anomalies: bool,
+    pub alerts: bool,
+    /// Counters bumped on every commit (`serve` shows them in `/metrics`).
+    pub counters: Option<std::sync::Arc<CommitCounters>>,
+    /// Told the number of every commit as it is made (forward targets wake on it).
+    pub committed: Option<tokio::sync::watch::Sender<i64>>,
+    /// The run is stopping (a commit waiting on a full disk then gives up in time).
+    pub stop: Option<Arc<std::sync::atomic::AtomicBool>>,
+}
+
+/// What the writer has committed so far, readable while it runs.
+#[derive(Debug, Default)]
+pub struct CommitCounters {
+    pub commits: std::sync::atomic::AtomicU64,
+    /// Rows (readings and events) committed.
+    pub rows: std::sync::atomic::AtomicU64,
+    /// Time spent committing, in microseconds.
+    pub micros: std::sync::atomic::AtomicU64,
+    /// Why commits fail now (set while a full disk is waited out).
+    failing: std::sync::Mutex<Option<String>>,
+}
+
+impl CommitCounters {
+    /// Why commits fail now (a full disk), if they do.
+    pub fn failing(&self) -> Option<String> {
+        self.failing.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn set_failing(&self, why: Option<String>) {
+        *self.failing.lock().unwrap_or_else(|e| e.into_inner()) = why;
+    }
+
+    fn committed(&self, rows: u64, micros: u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.commits.fetch_add(1, Relaxed);
+        self.rows.fetch_add(rows, Relaxed);
+        self.micros.fetch_add(micros, Relaxed);
+    }
+}
+
+/// Runs the writer until the channel closes; commits what is left, then
+/// returns the store (so the caller can save state) and its stats.
+pub fn run_writer(
+    store: Store,
+    rx: Receiver<Handed>,
+    cfg: WriterConfig,
+) -> Result<(Store, StoreStats), (StoreError, StoreStats)> {
+    let mut stats = StoreStats::default();
+    let channels = ChannelIds::load(&store.conn).map_err(|e| (classify(&store.path, e), stats))?;
+    if !store.rollups.is_empty() {
+        rollup::prepare(&store.conn).map_err(|e| (classify(&store.path, e), stats))?;
+    }
+    let mut cols = ReadingColumns::new(cfg.batch.min(65_536), channels, Fold::new(&store.rollups));
+    let mut first_pending: Option<Instant> = None;
+    let mut last_retention = Instant::now();
+    // Hooks of the batches whose records are in `cols`: they run after the commit.
+    let mut hooks: Vec<CommitHook> = Vec::new();
+    let mut events: Vec<EventRow> = Vec::new();
+    // The stage state after the last batch taken, until a commit writes it.
+    let mut state: Option<Vec<StateRow>> = None;
+    loop {
+        let wait = match first_pending {
+            Some(t) => cfg.flush.saturating_sub(t.elapsed()),
+            None => Duration::from_secs(3600),
+        };
+        match rx.recv_timeout(wait) {
+            Ok(Handed { records: batch, on_commit: hook, checkpoint }) => {
+                for rec in &batch {
+                    match rec {
+                        Record::Reading(r) => {
+                            if (r.from_input && !cfg.store_input) || !cfg.readings {
+                                continue;
+                            }
+                            cols.push(r);
+                            if cols.len >= cfg.batch {
+                                // A hook waits for the commit that holds its batch's last record.
+                                commit(&store, &mut cols, &mut events, &mut state, &mut stats, &cfg, &mut hooks)
+                                    .map_err(|e| (e, stats))?;
+                                first_pending = None;
+                            }
+                        }
+                        Record::Anomaly(a) if cfg.anomalies && (!a.from_input || cfg.store_input) => {
+                            events.push(EventRow::Anomaly(a.clone()))
+                        }
+                        Record::Alert(a) if cfg.alerts && (!a.from_input || cfg.store_input) => {
+                            events.push(EventRow::Alert(a.clone()))
+                        }
+                        Record::Delivery(d) if cfg.alerts => events.push(EventRow::Delivery(d.clone())),
+                        // Read with --input and not kept, a kind `store.records` leaves
+                        // out, or of a kind this version does not know.
+                        Record::Anomaly(_) | Record::Alert(_) | Record::Delivery(_) | Record::Other { .. } => {}
+                    }
+                }
+                hooks.extend(hook);
+                if checkpoint.is_some() {
+                    state = checkpoint;
+                }
+                let waiting = cols.len > 0 || !hooks.is_empty() || !events.is_empty() || state.is_some();
+                if waiting && first_pending.is_none() {
+                    first_pending = Some(Instant::now());
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+        if first_pending.is_some_and(|t| t.elapsed() >= cfg.flush) {
+            commit(&store, &mut cols, &mut events, &mut state, &mut stats, &cfg, &mut hooks).map_err(|e| (e, stats))?;
+            first_pending = None;
+        }
+        if last_retention.elapsed() >= Duration::from_secs(3600) {
+            stats.retention_deleted += store.apply_retention().map_err(|e| (e, stats))? as u64;
+            last_retention = Instant::now();
+        }
+    }
+    commit(&store, &mut cols, &mut events, &mut state, &mut stats, &cfg, &mut hooks).map_err(|e| (e, stats))?;
+    Ok((store, stats))
+}
+
+/// Commits the gathered readings (and the stage state after them), then
+/// runs the hooks waiting for them.
+///
+/// A full disk is waited out: the commit is tried again (200 ms → 5 s) with
+/// the same rows until it goes through, and meanwhile the writer takes no
+/// more batches, so the engine and then the sources wait (MQTT leaves its
+/// messages unacknowledged at the broker). Once the run is stopping, the
+/// writer waits [`FULL_DISK_GRACE`] more, then gives up with the error: what
+/// it held was never acknowledged.
+fn commit(
+    store: &Store,
+    cols: &mut ReadingColumns,
+    events: &mut Vec<EventRow>,
+    state: &mut Option<Vec<StateRow>>,
+    stats: &mut StoreStats,
+    cfg: &WriterConfig,
+    hooks: &mut Vec<CommitHook>,
+) -> Result<(), StoreError> {
+    let rows = cols.len + events.len();
+    // Built once, so that a retry commits the same rows.
+    let batch = (cols.len > 0).then(|| cols.finish(store.last_commit.get() + 1));
+    let partial = cols.rollups.take();
+    let (started, mut attempt, mut stopping_since) = (Instant::now(), 0u32, None::<Instant>);
+    loop {
+        let result = if rows == 0 {
+            // Nothing new since the state was taken: it goes alone.
+            state.as_deref().map_or(Ok(()), |s| store.save_states(s))
+        } else {
+            commit_records(store, batch.clone(), partial.clone(), &cols.channels, events, state.as_deref(), stats)
+        };
+        match result {
+            Ok(()) => break,
+            Err(e) if state.is_some() && !e.is_disk_full() => {
+                // The records matter more than a checkpoint (DuckDB could not
+                // take the state: too big for its memory limit, say). They go
+                // without it; the last checkpoint stays, and the end of the run
+                // tries again.
+                tracing::error!("{e}; committing without the checkpoint of the stage state");
+                *state = None;
+            }
+            Err(e) if e.is_disk_full() => {
+                if attempt == 0 {
+                    tracing::error!("{e}; holding {rows} records and retrying (the sources wait)");
+                }
+                if let Some(t) = &cfg.counters {
+                    t.set_failing(Some(e.to_string()));
+                }
+                if cfg.stop.as_ref().is_some_and(|s| s.load(std::sync::atomic::Ordering::Relaxed)) {
+                    let since = *stopping_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() >= FULL_DISK_GRACE {
+                        return Err(e);
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(200u64.saturating_mul(1 << attempt.min(5)).min(5_000)));
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    if attempt > 0 {
+        tracing::warn!("store: committing again after {:.1} s", started.elapsed().as_secs_f64());
+        if let Some(t) = &cfg.counters {
+            t.set_failing(None);
+        }
+    }
+    events.clear();
+    cols.channels.new.clear();
+    if state.take().is_some() {
+        stats.checkpoints += 1;
+    }
+    if rows > 0 {
+        if let Some(t) = &cfg.counters {
+            t.committed(rows as u64, started.elapsed().as_micros() as u64);
+        }
+        if let Some(w) = &cfg.committed {
+            w.send_replace(store.last_commit.get());
+        }
+    }
+    for hook in hooks.drain(..) {
+        hook();
+    }
+    Ok(())
+}
+
+/// How long a stopping run keeps retrying a commit on a full disk.
+const FULL_DISK_GRACE: Duration = Duration::from_secs(10);
+
+/// Readings (Arrow appender), anomalies and alerts (rows) in one transaction.
+fn commit_records(
+    store: &Store,
+    batch: Option<RecordBatch>,
+    rollups: Option<RecordBatch>,
+    channels: &ChannelIds,
+    events: &[EventRow],
+    state: Option<&[StateRow]>,
+    stats: &mut StoreStats,
+) -> Result<(), StoreError> {
+    let started = Instant::now();
+    let n = batch.as_ref().map_or(0, |b| b.num_rows() as u64);
+    let n_anomalies = events.iter().filter(|e| matches!(e, EventRow::Anomaly(_))).count() as u64;
+    let n_alerts = events.len() as u64 - n_anomalies;
+    let commit_no = store.last_commit.get() + 1;
+    // One explicit transaction per batch: the appender may flush on its own
+    // inside a large batch, and a batch is all or nothing.
+    let err = |e| classify(&store.path, e);
+    store.conn.execute_batch("BEGIN TRANSACTION").map_err(err)?;
+    let appended = (|| {
+        if let Some(batch) = batch {
+            channels.insert_new(&store.conn)?;
+            let mut app = store.conn.appender("reading_rows")?;
+            app.append_record_batch(batch)?;
+            app.flush()?;
+            drop(app);
+            if let Some(rows) = rollups {
+                rollup::merge(&store.conn, rows)?;
+            }
+        }
+        if !events.is_empty() {
+            // ts goes in as text: DuckDB casts RFC 3339 to TIMESTAMPTZ.
+            let mut st = store
+                .conn
+                .prepare("INSERT INTO anomalies VALUES (CAST(? AS TIMESTAMPTZ), ?, ?, ?, ?, ?, ?, ?, ?, ?)")?;
+            let mut al = store
+                .conn
+                .prepare("INSERT INTO alerts VALUES (CAST(? AS TIMESTAMPTZ), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")?;
+            let finite = |v: Option<f64>| v.filter(|v| v.is_finite());
+            let mut alert_row = |a: &Alert, notifier: Option<&str>, error: Option<&str>| {
+                let labels = (!a.labels.is_empty()).then(|| serde_json::to_string(&a.labels).unwrap_or_default());
+                al.execute(duckdb::params![
+                    format_rfc3339(a.ts),
+                    a.rule,
+                    a.state.as_str(),
+                    a.severity,
+                    a.channel,
+                    finite(a.value),
+                    a.title,
+                    a.fingerprint,
+                    notifier,
+                    error,
+                    commit_no,
+                    (!a.body.is_empty()).then_some(a.body.as_str()),
+                    labels
+                ])
+            };
+            for e in events {
+                match e {
+                    EventRow::Anomaly(a) => st.execute(duckdb::params![
+                        format_rfc3339(a.ts),
+                        a.channel,
+                        a.detector,
+                        a.method,
+                        finite(a.value),
+                        finite(a.score),
+                        finite(a.expected),
+                        finite(a.threshold),
+                        a.detail,
+                        commit_no
+                    ])?,
+                    EventRow::Alert(a) => alert_row(a, None, None)?,
+                    EventRow::Delivery(d) => alert_row(&d.alert, Some(&d.notifier), d.error.as_deref())?,
+                };
+            }
+        }
+        store.conn.execute(
+            "INSERT INTO commits VALUES (?, CAST(? AS TIMESTAMPTZ), ?, ?)",
+            duckdb::params![
+                commit_no,
+                format_rfc3339(crate::model::time::now_micros()),
+                n as i64,
+                (n_anomalies + n_alerts) as i64
+            ],
+        )?;
+        if let Some(rows) = state {
+            write_states(&store.conn, rows)?;
+        }
+        Ok::<(), duckdb::Error>(())
+    })();
+    match appended {
+        Ok(()) => {
+            store.conn.execute_batch("COMMIT").map_err(err)?;
+            store.last_commit.set(commit_no);
+        }
+        Err(e) => {
+            let _ = store.conn.execute_batch("ROLLBACK");
+            return Err(err(e));
+        }
+    }
+    stats.readings += n;
+    stats.anomalies += n_anomalies;
+    stats.alerts += n_alerts;
+    stats.commits += 1;
+    stats.commit_time += started.elapsed();
+    Ok(())
+}
