@@ -72,7 +72,7 @@ struct ChannelKey {
 /// so far, and those met since the last commit (inserted with it).
 #[derive(Default)]
 struct ChannelIds {
-    ids: std::collections::HashMap<ChannelKey, i32>,
+    ids: crate::model::intern::FxHashMap<ChannelKey, i32>,
     /// The key of the last reading and its id: readings of one channel
     /// often come in runs, and the pointers compare in one step.
     last: Option<(ChannelKey, i32)>,
