@@ -60,10 +60,10 @@ impl Partial {
     }
 }
 
-/// One channel's open buckets in this commit: (tier index, bucket start µs,
-/// aggregates). Usually one per tier; readings arrive in time order, so the
-/// bucket a reading falls in is found from the end.
-type Open = Vec<(usize, i64, Partial)>;
+/// One channel's open buckets in this commit, per tier: (bucket start µs,
+/// aggregates), in the order opened. Readings arrive in time order, so the
+/// bucket a reading falls in is nearly always its tier's last one.
+type Open = Vec<Vec<(i64, Partial)>>;
 
 /// The partial buckets of the commit being gathered, per channel id.
 #[derive(Default)]
@@ -90,18 +90,24 @@ impl Fold {
         }
         let slot = usize::try_from(id).expect("channel ids are positive");
         if slot >= self.open.len() {
-            self.open.resize_with(slot + 1, Vec::new);
+            let tiers = self.every.len();
+            self.open.resize_with(slot + 1, || vec![Vec::new(); tiers]);
         }
         let open = &mut self.open[slot];
-        if open.is_empty() {
+        if open[0].is_empty() {
             self.touched.push(id);
         }
-        for (tier, &every) in self.every.iter().enumerate() {
-            // Found by range, not by dividing: the division is the dearer
-            // part of a reading's fold, and it is needed only for a new bucket.
-            match open.iter_mut().rev().find(|(t, b, _)| *t == tier && (*b..b.saturating_add(every)).contains(&ts)) {
-                Some((_, _, p)) => p.add(ts, v),
-                None => open.push((tier, ts.div_euclid(every) * every, Partial::new(ts, v))),
+        for (buckets, &every) in open.iter_mut().zip(&self.every) {
+            let holds = |b: &i64| (*b..b.saturating_add(every)).contains(&ts);
+            // The newest bucket first (readings in time order), then the
+            // others (a late reading), by range: the division is the
+            // dearer part of a fold, needed only for a new bucket.
+            match buckets.last_mut() {
+                Some((b, p)) if holds(b) => p.add(ts, v),
+                _ => match buckets.iter_mut().rev().find(|(b, _)| holds(b)) {
+                    Some((_, p)) => p.add(ts, v),
+                    None => buckets.push((ts.div_euclid(every) * every, Partial::new(ts, v))),
+                },
             }
         }
     }
@@ -114,8 +120,9 @@ impl Fold {
         }
         let mut rows: Vec<(i64, i32, i64, Partial)> = Vec::new();
         for id in self.touched.drain(..) {
-            let every = &self.every;
-            rows.extend(self.open[id as usize].drain(..).map(|(t, b, p)| (every[t], id, b, p)));
+            for (buckets, &every) in self.open[id as usize].iter_mut().zip(&self.every) {
+                rows.extend(buckets.drain(..).map(|(b, p)| (every, id, b, p)));
+            }
         }
         let schema = Arc::new(Schema::new(vec![
             Field::new("every_us", DataType::Int64, false),
