@@ -295,6 +295,12 @@ pub(crate) fn is_id(id: &str) -> bool {
         && id.as_bytes()[0].is_ascii_alphanumeric()
 }
 
+/// The keys set among `keys` (name, whether it is given), in order: what a
+/// "one of these keys" check names when more than one is.
+pub(crate) fn given<'k>(keys: &[(&'k str, bool)]) -> Vec<&'k str> {
+    keys.iter().filter(|(_, on)| *on).map(|(k, _)| *k).collect()
+}
+
 pub(crate) fn key(parent: &str, k: &str) -> String {
     join_key(parent, k)
 }

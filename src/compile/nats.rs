@@ -62,16 +62,12 @@ pub(super) fn connection(cx: &mut Cx, path: &str, n: &NatsLogin) -> NatsConnPlan
     let username = secret(cx, "username", n.username);
     let password = secret(cx, "password", n.password);
     let token = secret(cx, "token", n.token);
-    let given: Vec<&str> = [
+    let given = super::given(&[
         ("credentials", n.credentials.is_some()),
         ("nkey", n.nkey.is_some()),
         ("username", n.username.is_some()),
         ("token", n.token.is_some()),
-    ]
-    .iter()
-    .filter(|(_, on)| *on)
-    .map(|(k, _)| *k)
-    .collect();
+    ]);
     if given.len() > 1 {
         cx.err_key(
             Code::Conflict,

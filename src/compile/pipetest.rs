@@ -164,12 +164,11 @@ fn compile_test(cx: &mut Cx, plan: &Plan, path: &str, name: &str, t: &TestSpec) 
             other => format!("{k}={other}"),
         })
         .collect();
-    let given: Vec<&str> =
-        [("series", !t.series.is_empty()), ("file", t.file.is_some()), ("simulate", t.simulate.is_some())]
-            .iter()
-            .filter(|(_, on)| *on)
-            .map(|(k, _)| *k)
-            .collect();
+    let given = super::given(&[
+        ("series", !t.series.is_empty()),
+        ("file", t.file.is_some()),
+        ("simulate", t.simulate.is_some()),
+    ]);
     if given.len() > 1 {
         cx.err_key(
             Code::Conflict,
