@@ -974,14 +974,16 @@ mod tests {
     use crate::model::record::Reading;
     use std::time::Duration;
 
-    fn rule(when: &str, hold: u64, repeat: Option<u64>) -> AlertPlan {
+    /// A rule `name` with `when` and every other key at its default
+    /// (`for: 0s`, notifies `log` once, resolves): what each test changes.
+    pub(super) fn plan(name: &str, when: &str) -> AlertPlan {
         AlertPlan {
-            rule: "hot".into(),
+            rule: name.into(),
             when: when.into(),
             relay: false,
-            duration: Duration::from_secs(hold),
+            duration: Duration::ZERO,
             severity: crate::spec::AlertSeverity::Critical,
-            repeat: repeat.map(Duration::from_secs),
+            repeat: None,
             resolve: true,
             notify: vec!["log".into()],
             title: "{{ channel }} at {{ value | round(1) }}".into(),
@@ -994,6 +996,10 @@ mod tests {
             group: None,
             mute: vec![],
         }
+    }
+
+    fn rule(when: &str, hold: u64, repeat: Option<u64>) -> AlertPlan {
+        AlertPlan { duration: Duration::from_secs(hold), repeat: repeat.map(Duration::from_secs), ..plan("hot", when) }
     }
 
     fn at(t: i64, v: f64) -> Record {
@@ -1159,23 +1165,10 @@ mod quiet_tests {
 
     fn rule(name: &str, when: &str) -> AlertPlan {
         AlertPlan {
-            rule: name.into(),
-            when: when.into(),
-            relay: false,
-            duration: Duration::ZERO,
             severity: crate::spec::AlertSeverity::Warning,
-            repeat: None,
-            resolve: true,
             notify: vec!["mail".into()],
             title: "{{ rule }} {{ channel }}".into(),
-            body: None,
-            labels: vec![],
-            over: AlertOver::Channels,
-            resolve_when: None,
-            flapping: None,
-            inhibit: None,
-            group: None,
-            mute: vec![],
+            ..super::tests::plan(name, when)
         }
     }
 
