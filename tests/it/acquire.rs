@@ -198,18 +198,7 @@ fn a_version_1_store_is_migrated() {
     let db = dir.path().join("old.duckdb");
     old_store(&db, 1, "", "");
     let text = "{\"ts\":\"2026-01-01T00:00:00Z\",\"channel\":\"dev.serial\",\"text\":\"EG-100\",\"source\":\"plc\"}\n";
-    eg([
-        "acquire".as_ref(),
-        "pipelines/input-only.yaml".as_ref(),
-        "--input".as_ref(),
-        "-".as_ref(),
-        "--store".as_ref(),
-        db.as_os_str(),
-        "--store-input".as_ref(),
-    ])
-    .stdin(text)
-    .run()
-    .code(0);
+    store_lines(&db, text);
     assert_eq!(query_i64(&db, "SELECT CAST(value AS BIGINT) FROM meta WHERE key = 'schema_version'"), 6);
     assert_eq!(query_i64(&db, "SELECT count(*) FROM readings WHERE channel = 'old.channel' AND text IS NULL"), 1);
     assert_eq!(query_i64(&db, "SELECT count(*) FROM readings WHERE text = 'EG-100' AND quality = 'good'"), 1);

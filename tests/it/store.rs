@@ -57,20 +57,7 @@ fn a_version_5_store_moves_to_channel_ids_and_reads_the_same() {
     v5_store(&db);
     let before = readings_text(&db);
     let new = "{\"ts\":\"2026-01-01T00:01:00Z\",\"channel\":\"plant.a.temp\",\"value\":20.5,\"source\":\"plc\"}\n";
-    eg([
-        "acquire".as_ref(),
-        "pipelines/input-only.yaml".as_ref(),
-        "--input".as_ref(),
-        "-".as_ref(),
-        "--store".as_ref(),
-        db.as_os_str(),
-        "--store-input".as_ref(),
-        "-o".as_ref(),
-        "/dev/null".as_ref(),
-    ])
-    .stdin(new)
-    .run()
-    .code(0);
+    store_lines(&db, new);
     assert_eq!(query_i64(&db, "SELECT CAST(value AS BIGINT) FROM meta WHERE key = 'schema_version'"), 6);
     // The old rows read as they did, column for column, and the new one follows.
     let after = readings_text(&db);

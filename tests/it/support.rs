@@ -178,6 +178,26 @@ pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     p
 }
 
+/// Stores the NDJSON `lines` into the store `db` the plain way
+/// (`acquire pipelines/input-only.yaml --input - --store DB --store-input`),
+/// as a user migrating or filling a store does; expects exit 0.
+pub fn store_lines(db: &Path, lines: &str) {
+    eg([
+        "acquire".as_ref(),
+        "pipelines/input-only.yaml".as_ref(),
+        "--input".as_ref(),
+        "-".as_ref(),
+        "--store".as_ref(),
+        db.as_os_str(),
+        "--store-input".as_ref(),
+        "-o".as_ref(),
+        "/dev/null".as_ref(),
+    ])
+    .stdin(lines.to_string())
+    .run()
+    .code(0);
+}
+
 /// Runs one query against a store file (no edgeguard may hold it).
 pub fn query_i64(db: &Path, sql: &str) -> i64 {
     let conn = duckdb::Connection::open(db).expect("open store");
