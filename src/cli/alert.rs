@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::args::{load_plan, parse_duration_arg, PipelineArgs};
+use super::args::{io_failure, load_plan, parse_duration_arg, PipelineArgs};
 use super::exit::{Exit, Failure};
 use super::pipeline::{plural, run_stage};
 use super::{say, GlobalArgs};
@@ -162,28 +162,30 @@ fn print_silences(silences: &[Silence]) -> std::io::Result<()> {
     out.flush()
 }
 
+/// The fixture of `--render` or `--explain` (`-`: stdin) and the name
+/// messages give it; a missing one is 66, an unreadable one 77 or 74.
+fn open_fixture(fixture: &str) -> Result<(Box<dyn BufRead>, &str), Failure> {
+    if fixture == "-" {
+        return Ok((Box::new(std::io::stdin().lock()), "stdin"));
+    }
+    let f = std::fs::File::open(fixture).map_err(|e| io_failure(fixture, &e))?;
+    Ok((Box::new(std::io::BufReader::new(f)), fixture))
+}
+
 /// `--explain`: the alert timeline of the fixture's records through the chain.
 fn explain(mut plan: Plan, fixture: &str, only: Option<&str>) -> Result<Exit, Failure> {
     if let Some(r) = only {
         let _ = target_of(&plan, r)?;
         plan.alerts.retain(|a| a.rule == r);
     }
-    let records = if fixture == "-" {
-        crate::pipetest::read_fixture(std::io::stdin().lock(), "stdin")
-    } else {
-        let f = std::fs::File::open(fixture).map_err(|e| {
-            let exit = if e.kind() == std::io::ErrorKind::NotFound { Exit::NoInput } else { Exit::IoErr };
-            Failure::new(exit, format!("cannot read {fixture}: {e}"))
-        })?;
-        crate::pipetest::read_fixture(std::io::BufReader::new(f), fixture)
-    };
+    let (reader, shown) = open_fixture(fixture)?;
     let failed = |e: RunError| match e {
-        RunError::Input(p, e) => Failure::new(Exit::IoErr, format!("cannot read {p}: {e}")),
+        RunError::Input(p, e) => io_failure(&p, &e),
         RunError::Fixture(m) => Failure::new(Exit::DataErr, m),
         RunError::Setup(m) => Failure::new(Exit::Config, m),
     };
-    let captured = crate::pipetest::run_records(&plan, records.map_err(failed)?).map_err(failed)?;
-    let shown = if fixture == "-" { "stdin" } else { fixture };
+    let records = crate::pipetest::read_fixture(reader, shown).map_err(failed)?;
+    let captured = crate::pipetest::run_records(&plan, records).map_err(failed)?;
     let heading = format!("{shown}: alert timeline (times from the first record)");
     super::test::write_stdout(&crate::pipetest::report::explain(&heading, &captured))?;
     Ok(Exit::Ok)
@@ -199,15 +201,7 @@ fn render(plan: &Plan, fixture: &str, only: Option<&str>) -> Result<Exit, Failur
     }
     let mut alerter = Alerter::new(&rules, &plan.notifiers).map_err(|e| Failure::new(Exit::Config, e))?;
     let notifiers = Notifiers::new(&plan.notifiers);
-    let reader: Box<dyn BufRead> = if fixture == "-" {
-        Box::new(std::io::stdin().lock())
-    } else {
-        let f = std::fs::File::open(fixture).map_err(|e| {
-            let exit = if e.kind() == std::io::ErrorKind::NotFound { Exit::NoInput } else { Exit::IoErr };
-            Failure::new(exit, format!("cannot read {fixture}: {e}"))
-        })?;
-        Box::new(std::io::BufReader::new(f))
-    };
+    let (reader, _) = open_fixture(fixture)?;
     let mut interner = Interner::with_cap(100_000);
     let source: Arc<str> = Arc::from("fixture");
     let mut out = std::io::stdout().lock();
