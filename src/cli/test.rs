@@ -103,7 +103,7 @@ pub fn check_tests(path: &str) -> Result<CheckedTests, Failure> {
         Some(s) => dir.join(s),
         None => {
             let name = Path::new(path).file_name().and_then(|n| n.to_str()).unwrap_or_default();
-            let stem = name.trim_end_matches(".yaml").trim_end_matches(".yml").trim_end_matches(".test");
+            let stem = without_ext(name).strip_suffix(".test").unwrap_or(without_ext(name));
             let (yaml, yml) = (dir.join(format!("{stem}.yaml")), dir.join(format!("{stem}.yml")));
             if !yaml.exists() && yml.exists() {
                 yml
@@ -130,6 +130,11 @@ pub fn check_tests(path: &str) -> Result<CheckedTests, Failure> {
     Ok(CheckedTests { doc, diagnostics, spec_path, plan, spec_problems, tests })
 }
 
+/// `path` without its one `.yaml` or `.yml` (`plant.test.yaml` → `plant.test`).
+fn without_ext(path: &str) -> &str {
+    path.strip_suffix(".yaml").or_else(|| path.strip_suffix(".yml")).unwrap_or(path)
+}
+
 /// The test files PATH names: itself, the one beside a spec, or every one in a folder.
 fn test_files(path: &str) -> Result<Vec<String>, Failure> {
     let p = Path::new(path);
@@ -148,7 +153,7 @@ fn test_files(path: &str) -> Result<Vec<String>, Failure> {
     if is_test_file(path) {
         return Ok(vec![path.to_string()]);
     }
-    let stem = path.trim_end_matches(".yaml").trim_end_matches(".yml");
+    let stem = without_ext(path);
     for ext in ["test.yaml", "test.yml"] {
         let beside = format!("{stem}.{ext}");
         if Path::new(&beside).exists() {

@@ -133,6 +133,15 @@ tests:
     ex.code(0);
     assert!(ex.stdout.contains("35s  high  tank.level  repeat"), "{}", ex.stdout);
     assert!(ex.stdout.contains("held until `for` 10s has passed"), "{}", ex.stdout);
+    eg(["test", "tank.yaml", "--filter", "no-such"])
+        .dir(dir.path())
+        .run()
+        .code(2)
+        .stderr_has("no test's name contains");
+    // A spec named like a test file: `x.test.test.yaml` tests `x.test.yaml`.
+    write(dir.path(), "x.test.yaml", SPEC);
+    write(dir.path(), "x.test.test.yaml", "version: 1\ntests:\n  t:\n    series: {tank.level: 50}\n");
+    eg(["test", "x.test.test.yaml"]).dir(dir.path()).run().code(0);
     let typo = eg(["test", "tank.yaml", "--explain", "fills-upp"]).dir(dir.path()).run();
     typo.code(2).stderr_has("did you mean `fills-up`?");
 }
@@ -255,6 +264,9 @@ notifiers:
     assert!(only.stdout.contains("plc-down") && !only.stdout.contains("high  tank.level"), "{}", only.stdout);
     eg(["alert", "tank.yaml", "--explain", "day.ndjson", "--rule", "hihg"]).dir(dir.path()).run().code(2);
     eg(["alert", "tank.yaml", "--explain", "none.ndjson"]).dir(dir.path()).run().code(66);
+    // Unreadable (a folder): 74, as for --render.
+    eg(["alert", "tank.yaml", "--explain", "."]).dir(dir.path()).run().code(74).stderr_has("cannot read");
+    eg(["alert", "tank.yaml", "--render", "."]).dir(dir.path()).run().code(74).stderr_has("cannot read");
     write(dir.path(), "bad.ndjson", "{\"ts\": 1\n");
     eg(["alert", "tank.yaml", "--explain", "bad.ndjson"]).dir(dir.path()).run().code(65).stderr_has("bad.ndjson:1");
 }
