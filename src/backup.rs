@@ -279,7 +279,7 @@ pub fn restore(dir: &Path, id: &str, to: &Path) -> Result<Manifest, BackupError>
         return Err(err(format!("{} exists: restore into a new path", to.display())));
     }
     let folder = folder(dir, id)?;
-    let store = crate::sinks::store::Store::open(to, None).map_err(|e| err(e.to_string()))?;
+    let store = crate::sinks::store::Store::open(to, None, vec![]).map_err(|e| err(e.to_string()))?;
     let conn = store.reader().map_err(|e| err(e.to_string()))?;
     let done = (|| {
         conn.execute_batch("BEGIN TRANSACTION")?;

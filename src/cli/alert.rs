@@ -81,7 +81,7 @@ pub fn run(args: &AlertArgs, g: &GlobalArgs) -> Result<Exit, Failure> {
             "silences are kept in the store: the spec needs `store`, or --store PATH",
         ));
     };
-    let store = Store::open(&sp.path, None).map_err(crate::engine::EngineError::Store)?;
+    let store = Store::open(&sp.path, None, vec![]).map_err(crate::engine::EngineError::Store)?;
     let now = now_micros();
     let mut silences: Vec<Silence> = load_silences(&store)?.into_iter().filter(|s| s.until > now).collect();
     if args.silences {

@@ -97,7 +97,7 @@ pub fn run(a: &BackupArgs, g: &GlobalArgs) -> Result<Exit, Failure> {
     if !store_path.exists() {
         return Err(Failure::new(Exit::NoInput, format!("no store at {}", store_path.display())));
     }
-    let m = match Store::open(&store_path, None) {
+    let m = match Store::open(&store_path, None, vec![]) {
         Ok(store) => {
             let conn = store.reader().map_err(crate::engine::EngineError::Store)?;
             let bar = progress(g);

@@ -239,11 +239,7 @@ pub fn run(plan: &Plan, opts: RunOptions, output: &mut Output) -> Result<RunRepo
     };
 
     // 1. The store, before any source starts: a locked store fails at once.
-    let store = opts
-        .store
-        .as_ref()
-        .map(|s| Store::open(&s.path, retention(plan, s))?.with_rollups(s.rollups.clone()))
-        .transpose()?;
+    let store = opts.store.as_ref().map(|s| Store::open(&s.path, retention(plan, s), s.rollups.clone())).transpose()?;
     // 2. The chain, with the state this run continues; the forward targets
     // (their secrets are read now: a missing one fails before any source starts).
     let clock = Clock::of(plan, &opts);

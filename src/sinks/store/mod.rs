@@ -108,8 +108,13 @@ pub struct Store {
 /// groups whose `ts` are all newer by their min/max, without reading them.
 fn cutoff(now: i64, keep: Duration) -> String {
     // No earlier than the year 1, which DuckDB's TIMESTAMPTZ holds.
-    let us = now.saturating_sub(keep.as_micros().min(i64::MAX as u128) as i64).max(-62_135_596_800_000_000);
+    let us = before(now, keep).max(-62_135_596_800_000_000);
     format!("'{}'::TIMESTAMPTZ", format_rfc3339(us))
+}
+
+/// `keep` before `now`, in µs (saturating: `keep` may be a century).
+fn before(now: i64, keep: Duration) -> i64 {
+    now.saturating_sub(keep.as_micros().min(i64::MAX as u128) as i64)
 }
 
 /// What [`Store::probe`] learns of an open store of this build's schema.
@@ -147,17 +152,19 @@ pub fn open_reader(path: &Path) -> Result<Connection, StoreError> {
 }
 
 impl Store {
-    /// Opens (creating if needed) and migrates the store; applies retention
-    /// when there is something for it to delete (and hourly while its
-    /// writer runs).
+    /// Opens (creating if needed) and migrates the store, which keeps the
+    /// rollup tiers `rollups` from now on (every commit adds its readings
+    /// to them); applies retention and the tiers' `keep` when there is
+    /// something for them to delete (and hourly while its writer runs).
     ///
     /// A `--once` run opens the store every time, so the usual case is one
     /// query ([`Store::probe`]): the schema version, the last commit and
-    /// whether any row is older than the retention. Only a store that is
+    /// whether any row is older than the retention or any bucket older than
+    /// its tier's `keep`. Only a store that is
     /// new, older than this build's schema, or holding rows past the
     /// retention runs more (measured with callgrind on `acquire
     /// pipelines/demo.yaml --once`: see benches/README.md, "acquire --once").
-    pub fn open(path: &Path, retention: Option<Retention>) -> Result<Store, StoreError> {
+    pub fn open(path: &Path, retention: Option<Retention>, rollups: Vec<RollupPlan>) -> Result<Store, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             if !dir.is_dir() {
                 return Err(StoreError::Io {
@@ -176,13 +183,7 @@ impl Store {
         // A new file has nothing to probe: it goes straight to the schema.
         let new = !path.exists();
         let conn = Connection::open_with_flags(path, config).map_err(|e| classify(path, e))?;
-        let store = Store {
-            path: path.to_path_buf(),
-            conn,
-            last_commit: std::cell::Cell::new(0),
-            retention,
-            rollups: Vec::new(),
-        };
+        let store = Store { path: path.to_path_buf(), conn, last_commit: std::cell::Cell::new(0), retention, rollups };
         let now = crate::model::time::now_micros();
         let expired = match (!new).then(|| store.probe(now)).flatten() {
             Some(p) => {
@@ -229,6 +230,15 @@ impl Store {
                 );
             }
         }
+        for r in &self.rollups {
+            if let Some(keep) = r.keep {
+                let (every, cutoff) = (r.every_us(), before(now, keep));
+                sql += &format!(
+                    "\n UNION ALL SELECT 'expired', 'rollup_rows' FROM \
+                     (SELECT 1 FROM rollup_rows WHERE every_us = {every} AND bucket_us < {cutoff} LIMIT 1)"
+                );
+            }
+        }
         let mut st = self.conn.prepare(&sql).ok()?;
         let mut rows = st.query([]).ok()?;
         let (mut version, mut last_commit, mut expired) = (None, None, false);
@@ -243,14 +253,6 @@ impl Store {
         (version? == schema::SCHEMA_VERSION.to_string()).then_some(Probe { last_commit: last_commit?, expired })
     }
 
-    /// Keeps the rollup tiers `rollups` from now on (every commit adds its
-    /// readings to them), and applies their `keep`.
-    pub fn with_rollups(mut self, rollups: Vec<RollupPlan>) -> Result<Store, StoreError> {
-        self.rollups = rollups;
-        self.apply_rollup_retention()?;
-        Ok(self)
-    }
-
     /// Deletes rollup buckets older than their tier's `keep`. Buckets of a
     /// tier the spec no longer names are kept (and no longer added to).
     fn apply_rollup_retention(&self) -> Result<usize, StoreError> {
@@ -259,7 +261,7 @@ impl Store {
         let mut n = 0;
         for r in &self.rollups {
             if let Some(keep) = r.keep {
-                let cutoff = now - keep.as_micros().min(i64::MAX as u128) as i64;
+                let cutoff = before(now, keep);
                 n += self
                     .conn
                     .execute("DELETE FROM rollup_rows WHERE every_us = ? AND bucket_us < ?", [r.every_us(), cutoff])
@@ -324,7 +326,7 @@ impl Store {
         let mut keep_commits = Vec::new();
         for f in &retention.floors {
             let c = super::outbox::cursor(&self.conn, &f.target).map_err(err)?.commit;
-            let young = now - f.max_age.as_micros().min(i64::MAX as u128) as i64;
+            let young = before(now, f.max_age);
             keep_rows.push(format!("(commit_no > {c} AND epoch_us(ts) >= {young})"));
             // The commit log stays until the target has sent or skipped it:
             // skipping counts its records.
@@ -427,28 +429,67 @@ mod tests {
         let count = |store: &Store, table: &str| -> i64 {
             store.conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0)).unwrap()
         };
-        drop(Store::open(&path, None).unwrap());
+        drop(Store::open(&path, None, vec![]).unwrap());
         for (i, insert) in inserts.iter().enumerate() {
-            let store = Store::open(&path, None).unwrap();
+            let store = Store::open(&path, None, vec![]).unwrap();
             store.conn.execute(insert, [&old]).unwrap();
             // The newest commit stays: where the numbering continues.
             store.conn.execute("INSERT OR IGNORE INTO commits VALUES (2, now(), 0, 0)", []).unwrap();
             drop(store);
             // Without a retention the probe asks nothing of it: the row stays.
-            let store = Store::open(&path, None).unwrap();
+            let store = Store::open(&path, None, vec![]).unwrap();
             let table = ["reading_rows", "anomalies", "alerts", "commits"][i];
             assert_eq!(count(&store, table), if table == "commits" { 2 } else { 1 }, "{table}");
             drop(store);
-            let store = Store::open(&path, keep()).unwrap();
+            let store = Store::open(&path, keep(), vec![]).unwrap();
             assert_eq!(count(&store, table), if table == "commits" { 1 } else { 0 }, "{table}");
             assert_eq!(store.last_commit(), 2);
         }
     }
 
     #[test]
+    fn an_open_deletes_rollup_buckets_past_their_tiers_keep_and_no_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.duckdb");
+        let (minute, hour, day) = (60_000_000i64, 3_600_000_000i64, Duration::from_secs(86_400));
+        let tiers = || {
+            vec![
+                RollupPlan { every: Duration::from_secs(60), keep: Some(day) },
+                RollupPlan { every: Duration::from_secs(3600), keep: None },
+            ]
+        };
+        let now = crate::model::time::now_micros();
+        let (old, new) = ((now - 2 * day.as_micros() as i64) / hour * hour, now / hour * hour);
+        let count = |store: &Store, every: i64| -> i64 {
+            store.conn.query_row("SELECT count(*) FROM rollup_rows WHERE every_us = ?", [every], |r| r.get(0)).unwrap()
+        };
+        let store = Store::open(&path, None, tiers()).unwrap();
+        // An old and a new bucket in each tier, and an old one of a 1 s tier
+        // the spec does not name.
+        for every in [minute, hour, 1_000_000] {
+            for bucket in [old, new] {
+                store
+                    .conn
+                    .execute(
+                        "INSERT INTO rollup_rows VALUES (?, 1, ?, 1, 1, 1, 1, 1, ?, 1, ?)",
+                        [every, bucket, bucket, bucket],
+                    )
+                    .unwrap();
+            }
+        }
+        // The probe sees the old 1 m bucket: the next open deletes it.
+        assert!(store.probe(now).is_some_and(|p| p.expired));
+        drop(store);
+        let store = Store::open(&path, None, tiers()).unwrap();
+        assert_eq!((count(&store, minute), count(&store, hour), count(&store, 1_000_000)), (1, 2, 2));
+        // Nothing left past a keep: the probe finds nothing, nothing runs.
+        assert!(store.probe(now).is_some_and(|p| !p.expired));
+    }
+
+    #[test]
     fn quality_codes_are_those_the_view_decodes() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("q.duckdb"), None).unwrap();
+        let store = Store::open(&dir.path().join("q.duckdb"), None, vec![]).unwrap();
         store.conn.execute("INSERT INTO channels VALUES (1, 'a.b', 's', NULL)", []).unwrap();
         for q in [Quality::Good, Quality::Suspect, Quality::Bad] {
             store.conn.execute("DELETE FROM reading_rows", []).unwrap();

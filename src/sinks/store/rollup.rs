@@ -177,18 +177,18 @@ pub(super) fn merge(conn: &Connection, rows: RecordBatch) -> duckdb::Result<()> 
     app.append_record_batch(rows)?;
     app.flush()?;
     drop(app);
-    conn.prepare_cached(
-        "INSERT INTO rollup_rows SELECT * FROM rollup_partial
+    conn.prepare_cached(&format!(
+        "INSERT INTO rollup_rows SELECT * FROM {PARTIAL}
          ON CONFLICT DO UPDATE SET
             count = count + excluded.count, sum = sum + excluded.sum,
             min = least(min, excluded.min), max = greatest(max, excluded.max),
             first = CASE WHEN excluded.first_us < first_us THEN excluded.first ELSE first END,
             first_us = least(first_us, excluded.first_us),
             last = CASE WHEN excluded.last_us >= last_us THEN excluded.last ELSE last END,
-            last_us = greatest(last_us, excluded.last_us)",
-    )?
+            last_us = greatest(last_us, excluded.last_us)"
+    ))?
     .execute([])?;
-    conn.prepare_cached("DELETE FROM rollup_partial")?.execute([])?;
+    conn.prepare_cached(&format!("DELETE FROM {PARTIAL}"))?.execute([])?;
     Ok(())
 }
 
