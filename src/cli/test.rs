@@ -19,7 +19,7 @@ use crate::compile::pipetest::{compile_tests, TestPlan};
 use crate::compile::{Diagnostic, Plan};
 use crate::pipetest::report::{self, Outcome};
 use crate::pipetest::{check::check, RunError};
-use crate::spec::diag::Severity;
+use crate::spec::diag::{Code, Severity};
 use crate::spec::load::{load_file, LoadError};
 use crate::spec::pipetest::parse_tests;
 use crate::spec::SpecDoc;
@@ -61,7 +61,6 @@ pub enum TestFormat {
 pub struct CheckedTests {
     pub doc: SpecDoc,
     pub diagnostics: Vec<Diagnostic>,
-    pub spec_path: String,
     /// The spec under test, when it compiled.
     pub plan: Option<Plan>,
     /// The spec's own problems, when it did not (its doc, its diagnostics).
@@ -87,14 +86,7 @@ pub fn check_tests(path: &str) -> Result<CheckedTests, Failure> {
         Ok(d) => d,
         Err(LoadError::Io(p, e)) => return Err(io_failure(&p, &e)),
         Err(LoadError::Invalid(doc, diags)) => {
-            return Ok(CheckedTests {
-                doc,
-                diagnostics: diags,
-                spec_path: String::new(),
-                plan: None,
-                spec_problems: None,
-                tests: Vec::new(),
-            })
+            return Ok(CheckedTests { doc, diagnostics: diags, plan: None, spec_problems: None, tests: Vec::new() })
         }
     };
     let (file, diags) = parse_tests(&doc);
@@ -123,11 +115,28 @@ pub fn check_tests(path: &str) -> Result<CheckedTests, Failure> {
             None => (None, Some((sdoc, compiled.diagnostics))),
         },
     };
-    let (tests, diagnostics) = match &plan {
+    let (mut tests, mut diagnostics) = match &plan {
         Some(p) => compile_tests(&doc, &file, p, diags),
         None => (Vec::new(), diags),
     };
-    Ok(CheckedTests { doc, diagnostics, spec_path, plan, spec_problems, tests })
+    // A test's `set` is the spec compiled again with it: checked here, so
+    // a wrong key is a diagnostic (78, nothing runs), not a failed run.
+    for t in tests.iter_mut().filter(|t| !t.set.is_empty()) {
+        let why = match compile_spec(&spec_path, &t.set) {
+            Ok(Loaded::Compiled(_, c)) if c.plan.is_some() => {
+                t.overridden = c.plan.map(Box::new);
+                continue;
+            }
+            Ok(Loaded::Compiled(_, c)) => c.diagnostics.into_iter().find(|d| d.severity() == Severity::Error),
+            Ok(Loaded::Refused(_, d)) => d.into_iter().find(|d| d.severity() == Severity::Error),
+            Err(f) => Some(Diagnostic::error(Code::InvalidValue, f.message.trim_start_matches("--set ").to_string())),
+        };
+        let (code, message) = why.map_or((Code::InvalidValue, String::new()), |d| (d.code, d.message));
+        let at = crate::spec::load::join_key(&crate::spec::load::join_key("tests", &t.name), "set");
+        let d = Diagnostic::error(code, format!("with this `set`, {spec_path} is not valid: {message}"));
+        diagnostics.push(d.at(doc.key_span(&at)).path(&at));
+    }
+    Ok(CheckedTests { doc, diagnostics, plan, spec_problems, tests })
 }
 
 /// `path` without its one `.yaml` or `.yml` (`plant.test.yaml` → `plant.test`).
@@ -255,9 +264,9 @@ type RunResult = Result<(crate::pipetest::Captured, Vec<crate::pipetest::check::
 /// Runs `jobs` on up to `threads` threads (each test is independent: fresh
 /// state, its own virtual clock); the results in the order of `jobs`.
 fn run_all(jobs: &[(&CheckedTests, &Plan, &TestPlan)], threads: usize) -> Vec<(RunResult, std::time::Duration)> {
-    let timed = |(c, p, t): &(&CheckedTests, &Plan, &TestPlan)| {
+    let timed = |(_, p, t): &(&CheckedTests, &Plan, &TestPlan)| {
         let t0 = Instant::now();
-        let r = run_one(&c.spec_path, p, t);
+        let r = run_one(p, t);
         (r, t0.elapsed())
     };
     let threads = threads.clamp(1, jobs.len().max(1));
@@ -280,26 +289,9 @@ fn run_all(jobs: &[(&CheckedTests, &Plan, &TestPlan)], threads: usize) -> Vec<(R
     slots.into_iter().map(|s| s.into_inner().unwrap_or_else(|e| e.into_inner()).expect("every job ran")).collect()
 }
 
-/// Runs one test against `plan`, with its overrides compiled in.
-fn run_one(spec: &str, plan: &Plan, t: &TestPlan) -> RunResult {
-    let overridden;
-    let plan = if t.set.is_empty() {
-        plan
-    } else {
-        overridden = match compile_spec(spec, &t.set) {
-            Ok(Loaded::Compiled(_, c)) if c.plan.is_some() => c.plan.expect("checked"),
-            Ok(Loaded::Compiled(doc, c)) => {
-                let first = c.diagnostics.iter().find(|d| d.severity() == Severity::Error);
-                let why = first.map(|d| format!("{} [{}]", d.message, d.code.as_str())).unwrap_or_default();
-                return Err(RunError::Setup(format!("with its `set`, {} is not valid: {why}", doc.path)));
-            }
-            Ok(Loaded::Refused(doc, _)) => {
-                return Err(RunError::Setup(format!("with its `set`, {} is not valid", doc.path)))
-            }
-            Err(f) => return Err(RunError::Setup(f.message)),
-        };
-        &overridden
-    };
+/// Runs one test against `plan`, or the spec with the test's `set`.
+fn run_one(plan: &Plan, t: &TestPlan) -> RunResult {
+    let plan = t.overridden.as_deref().unwrap_or(plan);
     let captured = crate::pipetest::run(plan, t)?;
     let misses = check(&captured, &t.expect);
     Ok((captured, misses))
@@ -314,7 +306,7 @@ fn explain(checked: &[CheckedTests], name: &str) -> Result<Exit, Failure> {
         return Err(Failure::new(Exit::Usage, format!("no test `{name}`{hint}")));
     };
     let plan = c.plan.as_ref().expect("valid files have a plan");
-    match run_one(&c.spec_path, plan, t) {
+    match run_one(plan, t) {
         Ok((captured, misses)) => {
             let heading = format!("test {name}: alert timeline (times from the start of the test)");
             write_stdout(&report::explain(&heading, &captured))?;

@@ -131,6 +131,9 @@ pub struct TestPlan {
     pub line: usize,
     /// `--set` overrides, as `PATH=VALUE`.
     pub set: Vec<String>,
+    /// The spec compiled with `set` (filled when the test file is checked
+    /// against the spec on disk); `None`: the spec as it is.
+    pub overridden: Option<Box<Plan>>,
     pub input: TestInput,
     pub duration: Option<Duration>,
     /// (rule, channel glob, until).
@@ -240,7 +243,16 @@ fn compile_test(cx: &mut Cx, plan: &Plan, path: &str, name: &str, t: &TestSpec) 
             expect.push(x);
         }
     }
-    TestPlan { name: name.to_string(), line: cx.doc.key_span(path).line, set, input, duration, silences, expect }
+    TestPlan {
+        name: name.to_string(),
+        line: cx.doc.key_span(path).line,
+        set,
+        overridden: None,
+        input,
+        duration,
+        silences,
+        expect,
+    }
 }
 
 struct Scope<'a> {

@@ -193,6 +193,15 @@ fn invalid_test_files_are_diagnosed_like_specs() {
         t.code(78).stderr_has("nothing was run");
         assert!(t.stdout.is_empty());
     }
+    // A test's `set` that the spec does not take is found by `validate`
+    // too, at the test's `set`, and nothing runs.
+    write(
+        dir.path(),
+        "tank.test.yaml",
+        "version: 1\ntests:\n  t:\n    set: {alerts.hihg.for: 2s}\n    series: {tank.level: 50}\n",
+    );
+    eg(["validate", "tank.test.yaml"]).dir(dir.path()).run().code(78).stderr_has("tank.test.yaml:4:5");
+    eg(["test", "tank.yaml"]).dir(dir.path()).run().code(78).stderr_has("with this `set`");
     write(dir.path(), "tank.test.yaml", "version: 1\ntests:\n  t:\n    series: {tank.level: 50}\n");
     eg(["validate", "tank.test.yaml"]).dir(dir.path()).run().code(0).stderr_has("1 of 1 test file valid");
     eg(["validate", "tank.test.yaml", "tank.yaml"]).dir(dir.path()).run().code(0).stderr_has("2 of 2 files valid");
