@@ -30,7 +30,7 @@ pub const TABLES: &[&str] = &["readings", "anomalies", "alerts", "state", "commi
 fn backup_query(table: &str) -> String {
     match table {
         "rollups" => "SELECT c.channel, c.source, c.unit, r.* EXCLUDE (channel_id)
-                      FROM rollup_rows r JOIN channels c ON c.id = r.channel_id"
+                      FROM rollup_buckets r JOIN channels c ON c.id = r.channel_id"
             .to_string(),
         t => format!("SELECT * FROM {t}"),
     }

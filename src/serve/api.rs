@@ -299,7 +299,7 @@ async fn readings(St(s): St<State>, Params(q): Params<Range>) -> Response {
                 // Buckets of `b` from rollup rows of `e` (which divides it).
                 let mut st = c.prepare_cached(
                     "SELECT (r.bucket_us // ?) * ? AS b, min(r.min), sum(r.sum) / sum(r.count), max(r.max), sum(r.count)
-                     FROM rollup_rows r JOIN channels c ON c.id = r.channel_id
+                     FROM rollup_buckets r JOIN channels c ON c.id = r.channel_id
                      WHERE c.channel = ? AND r.every_us = ? AND r.bucket_us >= ? AND r.bucket_us < ?
                      GROUP BY b ORDER BY b DESC LIMIT ?",
                 )?;

@@ -69,7 +69,7 @@ fn count_and_once_and_the_store() {
     out.stderr_has("203 stored in");
     assert_eq!(query_i64(&db, "SELECT count(*) FROM readings"), 203);
     assert_eq!(query_i64(&db, "SELECT count(DISTINCT channel) FROM readings"), 5);
-    assert_eq!(query_i64(&db, "SELECT max(CAST(value AS BIGINT)) FROM meta WHERE key = 'schema_version'"), 6);
+    assert_eq!(query_i64(&db, "SELECT max(CAST(value AS BIGINT)) FROM meta WHERE key = 'schema_version'"), 7);
 
     let out =
         eg(["acquire".as_ref(), "pipelines/demo.yaml".as_ref(), "--once".as_ref(), "--store".as_ref(), db.as_os_str()])
@@ -199,7 +199,7 @@ fn a_version_1_store_is_migrated() {
     old_store(&db, 1, "", "");
     let text = "{\"ts\":\"2026-01-01T00:00:00Z\",\"channel\":\"dev.serial\",\"text\":\"EG-100\",\"source\":\"plc\"}\n";
     store_lines(&db, text);
-    assert_eq!(query_i64(&db, "SELECT CAST(value AS BIGINT) FROM meta WHERE key = 'schema_version'"), 6);
+    assert_eq!(query_i64(&db, "SELECT CAST(value AS BIGINT) FROM meta WHERE key = 'schema_version'"), 7);
     assert_eq!(query_i64(&db, "SELECT count(*) FROM readings WHERE channel = 'old.channel' AND text IS NULL"), 1);
     assert_eq!(query_i64(&db, "SELECT count(*) FROM readings WHERE text = 'EG-100' AND quality = 'good'"), 1);
 }
@@ -224,7 +224,7 @@ fn a_version_3_store_gets_commit_numbers_and_an_epoch() {
         ])
     };
     acquire("10").code(0);
-    assert_eq!(query_i64(&db, "SELECT CAST(value AS BIGINT) FROM meta WHERE key = 'schema_version'"), 6);
+    assert_eq!(query_i64(&db, "SELECT CAST(value AS BIGINT) FROM meta WHERE key = 'schema_version'"), 7);
     assert_eq!(query_i64(&db, "SELECT count(*) FROM readings WHERE channel = 'old.channel' AND commit_no IS NULL"), 1);
     let epoch = crate::support::query_string(&db, "SELECT value FROM meta WHERE key = 'epoch'");
     assert_eq!(epoch.len(), 16, "{epoch}");

@@ -1,4 +1,4 @@
-//! The store's schema v6: readings keyed by channel id behind the `readings`
+//! The store's schema (v6 and v7): readings keyed by channel id behind the `readings`
 //! view, a v5 store migrated with its rows, rollups kept as readings commit
 //! (across commits and runs), checked by `validate`, and carried by backups.
 
@@ -58,7 +58,7 @@ fn a_version_5_store_moves_to_channel_ids_and_reads_the_same() {
     let before = readings_text(&db);
     let new = "{\"ts\":\"2026-01-01T00:01:00Z\",\"channel\":\"plant.a.temp\",\"value\":20.5,\"source\":\"plc\"}\n";
     store_lines(&db, new);
-    assert_eq!(query_i64(&db, "SELECT CAST(value AS BIGINT) FROM meta WHERE key = 'schema_version'"), 6);
+    assert_eq!(query_i64(&db, "SELECT CAST(value AS BIGINT) FROM meta WHERE key = 'schema_version'"), 7);
     // The old rows read as they did, column for column, and the new one follows.
     let after = readings_text(&db);
     assert_eq!(after[..before.len()], before[..]);

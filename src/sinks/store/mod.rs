@@ -16,12 +16,13 @@
 //! the commit that first holds them) with the quality as a code; the
 //! `readings` view gives users' SQL the columns it always had. The writer
 //! folds the readings into their rollup buckets (`store.rollups`) as it
-//! gathers them, and each commit merges those buckets in the same
-//! transaction, so rollups never disagree with the readings committed.
+//! gathers them, and each commit writes the buckets it closed and those
+//! still open in the same transaction, so rollups never disagree with the
+//! readings committed.
 //!
 //! Its parts: `schema` (the version, migrations, the SQL of a restore),
-//! `writer` (the writer thread and its commits), `rollup` (the buckets a
-//! commit touches, folded and merged), `tiers` (which stored resolution
+//! `writer` (the writer thread and its commits), `rollup` (the buckets
+//! readings are folded into, open and closed), `tiers` (which stored resolution
 //! answers a range); opening, retention and state are here.
 //!
 //! DuckDB locks the file for its writer; a second process gets an error that
@@ -262,10 +263,15 @@ impl Store {
         for r in &self.rollups {
             if let Some(keep) = r.keep {
                 let cutoff = before(now, keep);
-                n += self
-                    .conn
-                    .execute("DELETE FROM rollup_rows WHERE every_us = ? AND bucket_us < ?", [r.every_us(), cutoff])
-                    .map_err(err)?;
+                for table in ["rollup_rows", "rollup_open"] {
+                    n += self
+                        .conn
+                        .execute(
+                            &format!("DELETE FROM {table} WHERE every_us = ? AND bucket_us < ?"),
+                            [r.every_us(), cutoff],
+                        )
+                        .map_err(err)?;
+                }
             }
         }
         Ok(n)

@@ -1,20 +1,22 @@
 //! Rollup tiers (`store.rollups`), folded in the writer thread.
 //!
-//! As the writer gathers a commit's readings it folds each one into the
-//! open bucket of its channel in every tier ([`Fold::add`]: count, sum,
-//! min, max, first and last, in Rust, by channel id). At commit the
-//! partial rows of the buckets the commit touched are appended to a
-//! temporary table and merged into `rollup_rows` with one
-//! `INSERT … ON CONFLICT DO UPDATE` ([`merge`]), in the commit's
-//! transaction: rollups never disagree with the readings committed, and a
-//! commit that fails (or a crash before it) leaves both untouched, so
-//! nothing is counted twice. Nothing is held between commits but what the
-//! next commit has not yet written; a bucket that spans commits, runs or a
-//! restart is completed by the commits that reach it.
+//! The writer folds each reading into its channel's open bucket of every
+//! tier ([`Fold::add`]: count, sum, min, max, first and last, in Rust, by
+//! channel id). A bucket stays open, in memory and in `rollup_open` (one
+//! row per tier and channel), until a reading of a later bucket closes it;
+//! it is then appended to `rollup_rows`, once. A reading older than its
+//! channel's open bucket (late data, a backfill) is folded into a partial
+//! row of its own bucket, appended too. Every commit writes what it closed
+//! and replaces `rollup_open`, in the commit's transaction ([`write`]):
+//! rollups never disagree with the readings committed, a commit that fails
+//! (or a crash before it) leaves both untouched, and the next run takes the
+//! open buckets up where the last commit left them ([`Fold::load`]).
 //!
-//! Measured against grouping each commit's rows in SQL (`GROUP BY` over
-//! `reading_rows WHERE commit_no = N`, one statement per tier), see
-//! benches/README.md ("Rollups").
+//! So `rollup_rows` is only ever appended to, and a bucket may have more
+//! than one row there (a late reading, a restore next to new readings):
+//! the `rollup_buckets` view merges them, and every reader goes through it.
+//! Without a key to merge on, a commit's rollups cost an append, not an
+//! upsert into an index; measured in benches/README.md ("Rollups").
 
 use std::sync::Arc;
 
@@ -24,6 +26,7 @@ use duckdb::arrow::record_batch::RecordBatch;
 use duckdb::Connection;
 
 use crate::compile::plan::RollupPlan;
+use crate::model::intern::FxHashMap;
 
 /// The aggregates of one bucket, over the readings seen so far.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -44,8 +47,7 @@ impl Partial {
     }
 
     /// Adds a reading. Of readings at the same time, the first seen stays
-    /// `first` and the last seen becomes `last`: the order the merge in
-    /// SQL keeps across commits too.
+    /// `first` and the last seen becomes `last`.
     fn add(&mut self, ts: i64, v: f64) {
         self.count += 1;
         self.sum += v;
@@ -60,25 +62,67 @@ impl Partial {
     }
 }
 
-/// One channel's open buckets in this commit, per tier: (bucket start µs,
-/// aggregates), in the order opened. Readings arrive in time order, so the
-/// bucket a reading falls in is nearly always its tier's last one.
-type Open = Vec<Vec<(i64, Partial)>>;
+/// A row of `rollup_rows` or `rollup_open`: tier (bucket length, µs),
+/// channel id, bucket start (µs) and its aggregates.
+type Row = (i64, i32, i64, Partial);
 
-/// The partial buckets of the commit being gathered, per channel id.
+/// The rollup buckets of the store's channels, as the writer keeps them.
 #[derive(Default)]
 pub(super) struct Fold {
     /// Bucket lengths (µs) of the tiers, in `store.rollups` order.
     every: Vec<i64>,
-    /// Indexed by channel id (ids are small and dense: 1, 2, …).
-    open: Vec<Open>,
-    /// Channel ids with a bucket in `open`, in the order first met.
-    touched: Vec<i32>,
+    /// The open bucket (start, aggregates) per tier, indexed by channel id
+    /// (ids are small and dense: 1, 2, …).
+    open: Vec<Vec<Option<(i64, Partial)>>>,
+    /// Buckets closed since the last [`Fold::take`].
+    closed: Vec<Row>,
+    /// Readings older than their channel's open bucket since the last
+    /// [`Fold::take`], one partial row per tier, channel and bucket.
+    late: FxHashMap<(i64, i32, i64), Partial>,
+    /// A reading was folded since the last [`Fold::take`].
+    changed: bool,
 }
 
 impl Fold {
-    pub fn new(tiers: &[RollupPlan]) -> Fold {
-        Fold { every: tiers.iter().map(|t| t.every_us().max(1)).collect(), open: Vec::new(), touched: Vec::new() }
+    /// The tiers `tiers`, their buckets open as the last commit left them
+    /// in `rollup_open` (tiers the spec no longer names are left there).
+    pub fn load(conn: &Connection, tiers: &[RollupPlan]) -> duckdb::Result<Fold> {
+        let mut fold = Fold { every: tiers.iter().map(|t| t.every_us().max(1)).collect(), ..Fold::default() };
+        if fold.every.is_empty() {
+            return Ok(fold);
+        }
+        let mut st = conn.prepare(
+            "SELECT every_us, channel_id, bucket_us, count, sum, min, max, first, first_us, last, last_us
+             FROM rollup_open",
+        )?;
+        let mut rows = st.query([])?;
+        while let Some(r) = rows.next()? {
+            let every: i64 = r.get(0)?;
+            let Some(tier) = fold.every.iter().position(|e| *e == every) else { continue };
+            let p = Partial {
+                count: r.get(3)?,
+                sum: r.get(4)?,
+                min: r.get(5)?,
+                max: r.get(6)?,
+                first: r.get(7)?,
+                first_us: r.get(8)?,
+                last: r.get(9)?,
+                last_us: r.get(10)?,
+            };
+            let slot = fold.slot(r.get(1)?);
+            fold.open[slot][tier] = Some((r.get(2)?, p));
+        }
+        Ok(fold)
+    }
+
+    /// The open buckets of channel `id`, made room for.
+    fn slot(&mut self, id: i32) -> usize {
+        let slot = usize::try_from(id).expect("channel ids are positive");
+        if slot >= self.open.len() {
+            let tiers = self.every.len();
+            self.open.resize_with(slot + 1, || vec![None; tiers]);
+        }
+        slot
     }
 
     /// Folds a reading of channel `id` at `ts` (µs since the epoch) into
@@ -88,108 +132,102 @@ impl Fold {
         if self.every.is_empty() {
             return;
         }
-        let slot = usize::try_from(id).expect("channel ids are positive");
-        if slot >= self.open.len() {
-            let tiers = self.every.len();
-            self.open.resize_with(slot + 1, || vec![Vec::new(); tiers]);
-        }
-        let open = &mut self.open[slot];
-        if open[0].is_empty() {
-            self.touched.push(id);
-        }
-        for (buckets, &every) in open.iter_mut().zip(&self.every) {
-            let holds = |b: &i64| (*b..b.saturating_add(every)).contains(&ts);
-            // The newest bucket first (readings in time order), then the
-            // others (a late reading), by range: the division is the
-            // dearer part of a fold, needed only for a new bucket.
-            match buckets.last_mut() {
-                Some((b, p)) if holds(b) => p.add(ts, v),
-                _ => match buckets.iter_mut().rev().find(|(b, _)| holds(b)) {
-                    Some((_, p)) => p.add(ts, v),
-                    None => buckets.push((ts.div_euclid(every) * every, Partial::new(ts, v))),
-                },
+        self.changed = true;
+        let slot = self.slot(id);
+        for (open, &every) in self.open[slot].iter_mut().zip(&self.every) {
+            match open {
+                // Readings come in time order: nearly always the open bucket,
+                // found by range (the division is the dearer part of a fold).
+                Some((b, p)) if (*b..b.saturating_add(every)).contains(&ts) => p.add(ts, v),
+                Some((b, p)) if ts >= *b => {
+                    self.closed.push((every, id, *b, *p));
+                    *open = Some((ts.div_euclid(every) * every, Partial::new(ts, v)));
+                }
+                Some(_) => {
+                    let bucket = ts.div_euclid(every) * every;
+                    self.late.entry((every, id, bucket)).and_modify(|p| p.add(ts, v)).or_insert(Partial::new(ts, v));
+                }
+                None => *open = Some((ts.div_euclid(every) * every, Partial::new(ts, v))),
             }
         }
     }
 
-    /// The partial rows gathered (columns of `rollup_rows`), and a fresh
-    /// start for the next commit. `None` when no reading was folded.
-    pub fn take(&mut self) -> Option<RecordBatch> {
-        if self.touched.is_empty() {
+    /// What the next commit writes, and a fresh start for the one after:
+    /// `None` when no reading was folded since the last call.
+    pub fn take(&mut self) -> Option<Writes> {
+        if !std::mem::take(&mut self.changed) {
             return None;
         }
-        let mut rows: Vec<(i64, i32, i64, Partial)> = Vec::new();
-        for id in self.touched.drain(..) {
-            for (buckets, &every) in self.open[id as usize].iter_mut().zip(&self.every) {
-                rows.extend(buckets.drain(..).map(|(b, p)| (every, id, b, p)));
-            }
-        }
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("every_us", DataType::Int64, false),
-            Field::new("channel_id", DataType::Int32, false),
-            Field::new("bucket_us", DataType::Int64, false),
-            Field::new("count", DataType::Int64, false),
-            Field::new("sum", DataType::Float64, false),
-            Field::new("min", DataType::Float64, false),
-            Field::new("max", DataType::Float64, false),
-            Field::new("first", DataType::Float64, false),
-            Field::new("first_us", DataType::Int64, false),
-            Field::new("last", DataType::Float64, false),
-            Field::new("last_us", DataType::Int64, false),
-        ]));
-        let i64s = |f: fn(&(i64, i32, i64, Partial)) -> i64| -> ArrayRef {
-            Arc::new(Int64Array::from_iter_values(rows.iter().map(f)))
-        };
-        let f64s = |f: fn(&(i64, i32, i64, Partial)) -> f64| -> ArrayRef {
-            Arc::new(Float64Array::from_iter_values(rows.iter().map(f)))
-        };
-        let cols: Vec<ArrayRef> = vec![
-            i64s(|r| r.0),
-            Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| r.1))),
-            i64s(|r| r.2),
-            i64s(|r| r.3.count),
-            f64s(|r| r.3.sum),
-            f64s(|r| r.3.min),
-            f64s(|r| r.3.max),
-            f64s(|r| r.3.first),
-            i64s(|r| r.3.first_us),
-            f64s(|r| r.3.last),
-            i64s(|r| r.3.last_us),
-        ];
-        Some(RecordBatch::try_new(schema, cols).expect("columns match the schema"))
+        let mut appended = std::mem::take(&mut self.closed);
+        appended.extend(self.late.drain().map(|((every, id, bucket), p)| (every, id, bucket, p)));
+        let open = self.open.iter().enumerate().flat_map(|(id, tiers)| {
+            tiers.iter().zip(&self.every).filter_map(move |(o, &every)| o.map(|(b, p)| (every, id as i32, b, p)))
+        });
+        Some(Writes {
+            appended: (!appended.is_empty()).then(|| batch(&appended)),
+            open: batch(&open.collect::<Vec<_>>()),
+            tiers: self.every.clone(),
+        })
     }
 }
 
-/// The temporary table partial rows go through (this connection's own,
-/// in memory; made by [`prepare`]).
-const PARTIAL: &str = "rollup_partial";
-
-/// Makes the temporary table [`merge`] appends to, once per connection.
-pub(super) fn prepare(conn: &Connection) -> duckdb::Result<()> {
-    conn.execute_batch(&format!("CREATE TEMP TABLE IF NOT EXISTS {PARTIAL} AS SELECT * FROM rollup_rows LIMIT 0"))
+/// What a commit writes of the rollups (see [`write`]); cloned for a retry.
+#[derive(Clone)]
+pub(super) struct Writes {
+    /// Closed buckets and late partial rows, for `rollup_rows`.
+    appended: Option<RecordBatch>,
+    /// Every open bucket of the tiers `tiers`: `rollup_open`'s rows of them.
+    open: RecordBatch,
+    tiers: Vec<i64>,
 }
 
-/// Merges the partial rows `rows` (from [`Fold::take`]) into `rollup_rows`,
-/// in the open transaction: new buckets are inserted, buckets already
-/// stored (an earlier commit reached them) take the partial aggregates in.
-pub(super) fn merge(conn: &Connection, rows: RecordBatch) -> duckdb::Result<()> {
-    let mut app = conn.appender(PARTIAL)?;
-    app.append_record_batch(rows)?;
-    app.flush()?;
-    drop(app);
-    conn.prepare_cached(&format!(
-        "INSERT INTO rollup_rows SELECT * FROM {PARTIAL}
-         ON CONFLICT DO UPDATE SET
-            count = count + excluded.count, sum = sum + excluded.sum,
-            min = least(min, excluded.min), max = greatest(max, excluded.max),
-            first = CASE WHEN excluded.first_us < first_us THEN excluded.first ELSE first END,
-            first_us = least(first_us, excluded.first_us),
-            last = CASE WHEN excluded.last_us >= last_us THEN excluded.last ELSE last END,
-            last_us = greatest(last_us, excluded.last_us)"
-    ))?
-    .execute([])?;
-    conn.prepare_cached(&format!("DELETE FROM {PARTIAL}"))?.execute([])?;
-    Ok(())
+/// The columns of `rollup_rows` and `rollup_open`, as one Arrow batch.
+fn batch(rows: &[Row]) -> RecordBatch {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("every_us", DataType::Int64, false),
+        Field::new("channel_id", DataType::Int32, false),
+        Field::new("bucket_us", DataType::Int64, false),
+        Field::new("count", DataType::Int64, false),
+        Field::new("sum", DataType::Float64, false),
+        Field::new("min", DataType::Float64, false),
+        Field::new("max", DataType::Float64, false),
+        Field::new("first", DataType::Float64, false),
+        Field::new("first_us", DataType::Int64, false),
+        Field::new("last", DataType::Float64, false),
+        Field::new("last_us", DataType::Int64, false),
+    ]));
+    let i64s = |f: fn(&Row) -> i64| -> ArrayRef { Arc::new(Int64Array::from_iter_values(rows.iter().map(f))) };
+    let f64s = |f: fn(&Row) -> f64| -> ArrayRef { Arc::new(Float64Array::from_iter_values(rows.iter().map(f))) };
+    let cols: Vec<ArrayRef> = vec![
+        i64s(|r| r.0),
+        Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| r.1))),
+        i64s(|r| r.2),
+        i64s(|r| r.3.count),
+        f64s(|r| r.3.sum),
+        f64s(|r| r.3.min),
+        f64s(|r| r.3.max),
+        f64s(|r| r.3.first),
+        i64s(|r| r.3.first_us),
+        f64s(|r| r.3.last),
+        i64s(|r| r.3.last_us),
+    ];
+    RecordBatch::try_new(schema, cols).expect("columns match the schema")
+}
+
+/// Writes `w` (from [`Fold::take`]) in the open transaction: appends the
+/// closed buckets and late rows to `rollup_rows`, and replaces the tiers'
+/// rows of `rollup_open` with the buckets open now.
+pub(super) fn write(conn: &Connection, w: Writes) -> duckdb::Result<()> {
+    if let Some(rows) = w.appended {
+        let mut app = conn.appender("rollup_rows")?;
+        app.append_record_batch(rows)?;
+        app.flush()?;
+    }
+    let tiers = w.tiers.iter().map(i64::to_string).collect::<Vec<_>>().join(", ");
+    conn.prepare_cached(&format!("DELETE FROM rollup_open WHERE every_us IN ({tiers})"))?.execute([])?;
+    let mut app = conn.appender("rollup_open")?;
+    app.append_record_batch(w.open)?;
+    app.flush()
 }
 
 #[cfg(test)]
@@ -200,7 +238,7 @@ mod tests {
 
     use super::*;
 
-    /// The rollup rows of tier `every` in `conn`, one string per row.
+    /// The first column of the rows `sql` gives, as strings.
     fn rows(conn: &Connection, sql: &str) -> Vec<String> {
         let mut st = conn.prepare(sql).unwrap();
         let mut q = st.query([]).unwrap();
@@ -211,29 +249,69 @@ mod tests {
         out
     }
 
+    fn tiers() -> [RollupPlan; 2] {
+        [
+            RollupPlan { every: Duration::from_secs(60), keep: None },
+            RollupPlan { every: Duration::from_secs(3600), keep: None },
+        ]
+    }
+
+    fn store() -> Connection {
+        let conn = Connection::open_in_memory().unwrap();
+        super::super::schema::migrate(&conn, std::path::Path::new(":memory:")).unwrap();
+        conn
+    }
+
+    /// What a commit of the writer does with the rollups.
+    fn commit(conn: &Connection, fold: &mut Fold) {
+        conn.execute_batch("BEGIN").unwrap();
+        if let Some(w) = fold.take() {
+            write(conn, w).unwrap();
+        }
+        conn.execute_batch("COMMIT").unwrap();
+    }
+
+    /// Readings in time order close each bucket once: one row per bucket in
+    /// `rollup_rows`, and one open bucket per tier and channel.
+    #[test]
+    fn readings_in_time_order_append_each_bucket_once() {
+        let conn = store();
+        let mut fold = Fold::load(&conn, &tiers()).unwrap();
+        for s in 0..7_500i64 {
+            fold.add(1 + (s % 3) as i32, s * 1_000_000, s as f64);
+            if s % 500 == 0 {
+                commit(&conn, &mut fold);
+            }
+        }
+        commit(&conn, &mut fold);
+        assert!(fold.take().is_none(), "nothing folded since the last commit");
+        let n = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
+        // 7,500 s: 125 minutes (124 closed) and 3 hours (2 closed), per channel.
+        assert_eq!(n("SELECT count(*) FROM rollup_rows"), 3 * (124 + 2));
+        assert_eq!(
+            n("SELECT count(*) FROM (SELECT DISTINCT every_us, channel_id, bucket_us FROM rollup_rows)"),
+            3 * 126
+        );
+        assert_eq!(n("SELECT count(*) FROM rollup_open"), 3 * 2);
+        assert_eq!(n("SELECT sum(count) FROM rollup_buckets WHERE every_us = 60000000"), 7_500);
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(24))]
 
-        /// Folding readings commit by commit and merging the partial rows
-        /// gives what one GROUP BY over all the readings gives, however
-        /// the readings are split into commits and in whatever order they
-        /// come; bad readings are left out.
+        /// Folding readings commit by commit, with the writer started anew
+        /// from the store now and then, gives in `rollup_buckets` what one
+        /// GROUP BY over all the readings gives, however the readings are
+        /// split into commits and runs and in whatever order they come
+        /// (late ones included); bad readings are left out.
         #[test]
-        fn merged_partial_buckets_equal_one_group_by_over_all_readings(
+        fn rollup_buckets_equal_one_group_by_over_all_readings(
             readings in proptest::collection::vec((1i32..4, 0i64..400, -50i32..50, proptest::bool::weighted(0.2)), 1..120),
-            cuts in proptest::collection::vec(0usize..120, 0..6),
+            cuts in proptest::collection::vec((0usize..120, proptest::bool::ANY), 0..6),
         ) {
-            let conn = Connection::open_in_memory().unwrap();
-            super::super::schema::migrate(&conn, std::path::Path::new(":memory:")).unwrap();
-            prepare(&conn).unwrap();
+            let conn = store();
             conn.execute_batch("CREATE TABLE truth (ch INTEGER, us BIGINT, v DOUBLE, bad BOOLEAN)").unwrap();
-            let tiers = [
-                RollupPlan { every: Duration::from_secs(60), keep: None },
-                RollupPlan { every: Duration::from_secs(3600), keep: None },
-            ];
-            let mut fold = Fold::new(&tiers);
-            let mut cuts = cuts;
-            cuts.sort_unstable();
+            let mut fold = Fold::load(&conn, &tiers()).unwrap();
             // Distinct times (the index in the last digits): which reading is
             // first or last in a bucket is then never a tie.
             for (i, (ch, sec, v, bad)) in readings.iter().enumerate() {
@@ -242,17 +320,16 @@ mod tests {
                 if !bad {
                     fold.add(*ch, us, *v as f64);
                 }
-                if cuts.binary_search(&i).is_ok() || i + 1 == readings.len() {
-                    conn.execute_batch("BEGIN").unwrap();
-                    if let Some(b) = fold.take() {
-                        merge(&conn, b).unwrap();
+                if let Some((_, restart)) = cuts.iter().find(|(at, _)| *at == i) {
+                    commit(&conn, &mut fold);
+                    if *restart {
+                        fold = Fold::load(&conn, &tiers()).unwrap();
                     }
-                    conn.execute_batch("COMMIT").unwrap();
                 }
             }
-            prop_assert!(fold.take().is_none());
+            commit(&conn, &mut fold);
             let got = rows(&conn, "SELECT concat_ws('|', every_us, channel_id, bucket_us, count, sum, min, max, first, first_us, last, last_us)
-                                   FROM rollup_rows ORDER BY ALL");
+                                   FROM rollup_buckets ORDER BY ALL");
             let want = rows(&conn, "WITH t(e) AS (VALUES (60000000), (3600000000))
                 SELECT concat_ws('|', e, ch, us // e * e, count(*), sum(v), min(v), max(v), arg_min(v, us), min(us), arg_max(v, us), max(us))
                 FROM truth, t WHERE NOT bad GROUP BY e, ch, us // e * e ORDER BY ALL");

@@ -319,10 +319,8 @@ pub fn run_writer(
 ) -> Result<(Store, StoreStats), (StoreError, StoreStats)> {
     let mut stats = StoreStats::default();
     let channels = ChannelIds::load(&store.conn).map_err(|e| (classify(&store.path, e), stats))?;
-    if !store.rollups.is_empty() {
-        rollup::prepare(&store.conn).map_err(|e| (classify(&store.path, e), stats))?;
-    }
-    let mut cols = ReadingColumns::new(cfg.batch.min(65_536), channels, Fold::new(&store.rollups));
+    let rollups = Fold::load(&store.conn, &store.rollups).map_err(|e| (classify(&store.path, e), stats))?;
+    let mut cols = ReadingColumns::new(cfg.batch.min(65_536), channels, rollups);
     let mut first_pending: Option<Instant> = None;
     let mut last_retention = Instant::now();
     // Hooks of the batches whose records are in `cols`: they run after the commit.
@@ -409,14 +407,14 @@ fn commit(
     let rows = cols.len + events.len();
     // Built once, so that a retry commits the same rows.
     let batch = (cols.len > 0).then(|| cols.finish(store.last_commit.get() + 1));
-    let partial = cols.rollups.take();
+    let rollups = cols.rollups.take();
     let (started, mut attempt, mut stopping_since) = (Instant::now(), 0u32, None::<Instant>);
     loop {
         let result = if rows == 0 {
             // Nothing new since the state was taken: it goes alone.
             state.as_deref().map_or(Ok(()), |s| store.save_states(s))
         } else {
-            commit_records(store, batch.clone(), partial.clone(), &cols.channels, events, state.as_deref(), stats)
+            commit_records(store, batch.clone(), rollups.clone(), &cols.channels, events, state.as_deref(), stats)
         };
         match result {
             Ok(()) => break,
@@ -479,7 +477,7 @@ const FULL_DISK_GRACE: Duration = Duration::from_secs(10);
 fn commit_records(
     store: &Store,
     batch: Option<RecordBatch>,
-    rollups: Option<RecordBatch>,
+    rollups: Option<rollup::Writes>,
     channels: &ChannelIds,
     events: &[EventRow],
     state: Option<&[StateRow]>,
@@ -501,8 +499,8 @@ fn commit_records(
             app.append_record_batch(batch)?;
             app.flush()?;
             drop(app);
-            if let Some(rows) = rollups {
-                rollup::merge(&store.conn, rows)?;
+            if let Some(w) = rollups {
+                rollup::write(&store.conn, w)?;
             }
         }
         if !events.is_empty() {
