@@ -71,9 +71,9 @@ type Row = (i64, i32, i64, Partial);
 pub(super) struct Fold {
     /// Bucket lengths (µs) of the tiers, in `store.rollups` order.
     every: Vec<i64>,
-    /// The open bucket (start, aggregates) per tier, indexed by channel id
-    /// (ids are small and dense: 1, 2, …).
-    open: Vec<Vec<Option<(i64, Partial)>>>,
+    /// The open bucket (start, aggregates) of channel id `c` in tier `t` at
+    /// `c * tiers + t` (ids are small and dense: 1, 2, …).
+    open: Vec<Option<(i64, Partial)>>,
     /// Buckets closed since the last [`Fold::take`].
     closed: Vec<Row>,
     /// Readings older than their channel's open bucket since the last
@@ -110,17 +110,17 @@ impl Fold {
                 last_us: r.get(10)?,
             };
             let slot = fold.slot(r.get(1)?);
-            fold.open[slot][tier] = Some((r.get(2)?, p));
+            fold.open[slot + tier] = Some((r.get(2)?, p));
         }
         Ok(fold)
     }
 
-    /// The open buckets of channel `id`, made room for.
+    /// Where the open buckets of channel `id` start in `open`, made room for.
     fn slot(&mut self, id: i32) -> usize {
-        let slot = usize::try_from(id).expect("channel ids are positive");
-        if slot >= self.open.len() {
-            let tiers = self.every.len();
-            self.open.resize_with(slot + 1, || vec![None; tiers]);
+        let tiers = self.every.len();
+        let slot = usize::try_from(id).expect("channel ids are positive") * tiers;
+        if slot + tiers > self.open.len() {
+            self.open.resize(slot + tiers, None);
         }
         slot
     }
@@ -134,7 +134,8 @@ impl Fold {
         }
         self.changed = true;
         let slot = self.slot(id);
-        for (open, &every) in self.open[slot].iter_mut().zip(&self.every) {
+        let tiers = self.every.len();
+        for (open, &every) in self.open[slot..slot + tiers].iter_mut().zip(&self.every) {
             match open {
                 // Readings come in time order: nearly always the open bucket,
                 // found by range (the division is the dearer part of a fold).
@@ -160,7 +161,7 @@ impl Fold {
         }
         let mut appended = std::mem::take(&mut self.closed);
         appended.extend(self.late.drain().map(|((every, id, bucket), p)| (every, id, bucket, p)));
-        let open = self.open.iter().enumerate().flat_map(|(id, tiers)| {
+        let open = self.open.chunks(self.every.len()).enumerate().flat_map(|(id, tiers)| {
             tiers.iter().zip(&self.every).filter_map(move |(o, &every)| o.map(|(b, p)| (every, id as i32, b, p)))
         });
         Some(Writes {

@@ -231,34 +231,42 @@ impl ReadingColumns {
         self.len += 1;
     }
 
-    /// The gathered readings as one Arrow batch, every row in commit `commit_no`.
+    /// The gathered readings as one Arrow batch, every row in commit
+    /// `commit_no`. Columns NULL in every row are left out (the appender
+    /// fills them): most batches have no text and no fused readings, and an
+    /// all-NULL string column still costs DuckDB a string append per row
+    /// and a compression pass at checkpoint.
     fn finish(&mut self, commit_no: i64) -> RecordBatch {
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("ts", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), false),
+        let ts = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
+        let mut fields = vec![
+            Field::new("ts", ts, false),
             Field::new("channel_id", DataType::Int32, false),
             Field::new("value", DataType::Float64, true),
             Field::new("quality", DataType::UInt8, false),
-            Field::new("flags", DataType::Utf8, true),
-            Field::new("text", DataType::Utf8, true),
-            Field::new("inputs", DataType::Utf8, true),
-            Field::new("voted_out", DataType::Utf8, true),
-            Field::new("spread", DataType::Float64, true),
-            Field::new("commit_no", DataType::Int64, true),
-        ]));
-        let cols: Vec<ArrayRef> = vec![
+        ];
+        let mut cols: Vec<ArrayRef> = vec![
             Arc::new(self.ts.finish()),
             Arc::new(self.channel.finish()),
             Arc::new(self.value.finish()),
             Arc::new(self.quality.finish()),
-            Arc::new(self.flags.finish()),
-            Arc::new(self.text.finish()),
-            Arc::new(self.inputs.finish()),
-            Arc::new(self.voted_out.finish()),
-            Arc::new(self.spread.finish()),
-            Arc::new(Int64Array::from_value(commit_no, self.len)),
         ];
+        let nullable: [(&str, ArrayRef); 5] = [
+            ("flags", Arc::new(self.flags.finish())),
+            ("text", Arc::new(self.text.finish())),
+            ("inputs", Arc::new(self.inputs.finish())),
+            ("voted_out", Arc::new(self.voted_out.finish())),
+            ("spread", Arc::new(self.spread.finish())),
+        ];
+        for (name, col) in nullable {
+            if col.null_count() < col.len() {
+                fields.push(Field::new(name, col.data_type().clone(), true));
+                cols.push(col);
+            }
+        }
+        fields.push(Field::new("commit_no", DataType::Int64, true));
+        cols.push(Arc::new(Int64Array::from_value(commit_no, self.len)));
         self.len = 0;
-        RecordBatch::try_new(schema, cols).expect("columns match the schema")
+        RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).expect("columns match the schema")
     }
 }
 
@@ -495,7 +503,9 @@ fn commit_records(
     let appended = (|| {
         if let Some(batch) = batch {
             channels.insert_new(&store.conn)?;
-            let mut app = store.conn.appender("reading_rows")?;
+            let schema = batch.schema();
+            let columns: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+            let mut app = store.conn.appender_with_columns("reading_rows", &columns)?;
             app.append_record_batch(batch)?;
             app.flush()?;
             drop(app);
