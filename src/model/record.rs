@@ -40,7 +40,11 @@ impl Quality {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
 pub struct Flags(pub u32);
 
-const FLAG_NAMES: &[&str] = &[
+/// Flag names by bit. Append only: the store keeps flags as these bits and
+/// its `readings` view names them from a copy of this list
+/// (`sinks::store::schema`), so a new name needs a migration that re-creates
+/// the view with it (a unit test there fails until it has one).
+pub const FLAG_NAMES: &[&str] = &[
     "out_of_range",
     "rate",
     "stuck",

@@ -36,6 +36,7 @@ use duckdb::Connection;
 use crate::compile::plan::RollupPlan;
 use crate::model::time::format_rfc3339;
 
+mod dict;
 mod rollup;
 mod schema;
 mod tiers;

@@ -51,10 +51,11 @@ const MIGRATIONS: &[&str] = &[
     // unit and quality on every row), and rollups. `readings` becomes a view
     // with the columns it had; its rows move to `reading_rows`.
     MIGRATE_TO_CHANNEL_IDS,
-    // 6 → 7: rollup buckets appended once, when they close, instead of
-    // merged into a keyed table at every commit (the upsert and its index
-    // cost a quarter of an ingest's time).
-    MIGRATE_TO_OPEN_BUCKETS,
+    // 6 → 7: flags as bits (an all-but-empty string column cost the
+    // appender a third of its time), and rollup buckets appended once, when
+    // they close, instead of merged into a keyed table at every commit (the
+    // upsert and its index cost a quarter of an ingest's time).
+    MIGRATE_TO_V7,
 ];
 
 /// The 5 → 6 step (see [`MIGRATIONS`]): `channels`, `reading_rows`, the
@@ -91,11 +92,35 @@ const MIGRATE_TO_CHANNEL_IDS: &str = "
                r.count, r.first, r.last
         FROM rollup_rows r JOIN channels c ON c.id = r.channel_id;";
 
-/// The 6 → 7 step (see [`MIGRATIONS`]): `rollup_rows` loses its primary
+/// The 6 → 7 step (see [`MIGRATIONS`]; `{flag_bits}`, `{flag_names}` and
+/// `{insert_notes}` are filled in by [`migrate_to`]): `reading_rows.flags`
+/// becomes `flag_bits` (bit `i` set for the `i`-th name of
+/// [`FLAG_LIST_V7`]; NULL when none), which the `readings` view names
+/// again; `text`, `inputs` and `voted_out` move to the `notes` dictionary,
+/// named by `note_id` (NULL for a reading with none of them); `rollup_rows` loses its primary
 /// key (a bucket may have more than one row; `rollup_buckets` merges them),
 /// the newest bucket of each tier and channel moves to `rollup_open`, where
 /// the writer keeps its open buckets (see the `rollup` module).
-const MIGRATE_TO_OPEN_BUCKETS: &str = "
+const MIGRATE_TO_V7: &str = "
+    DROP VIEW readings;
+    ALTER TABLE reading_rows ADD COLUMN flag_bits UINTEGER;
+    ALTER TABLE reading_rows ADD COLUMN note_id INTEGER;
+    UPDATE reading_rows SET flag_bits = {flag_bits} WHERE flags IS NOT NULL;
+    CREATE TABLE notes (id INTEGER PRIMARY KEY, text VARCHAR, inputs VARCHAR, voted_out VARCHAR);
+    {insert_notes}
+    UPDATE reading_rows r SET note_id = n.id FROM notes n
+        WHERE n.text IS NOT DISTINCT FROM r.text AND n.inputs IS NOT DISTINCT FROM r.inputs
+            AND n.voted_out IS NOT DISTINCT FROM r.voted_out;
+    ALTER TABLE reading_rows DROP COLUMN flags;
+    ALTER TABLE reading_rows DROP COLUMN text;
+    ALTER TABLE reading_rows DROP COLUMN inputs;
+    ALTER TABLE reading_rows DROP COLUMN voted_out;
+    CREATE VIEW readings AS
+        SELECT r.ts, c.channel, r.value,
+               CASE r.quality WHEN 0 THEN 'good' WHEN 1 THEN 'suspect' ELSE 'bad' END AS quality,
+               {flag_names} AS flags,
+               c.source, c.unit, n.text, n.inputs, n.voted_out, r.spread, r.commit_no
+        FROM reading_rows r JOIN channels c ON c.id = r.channel_id LEFT JOIN notes n ON n.id = r.note_id;
     DROP VIEW rollups;
     ALTER TABLE rollup_rows RENAME TO rollup_rows_v6;
     CREATE TABLE rollup_rows (
@@ -119,6 +144,68 @@ const MIGRATE_TO_OPEN_BUCKETS: &str = "
                to_timestamp(r.bucket_us // 1000000) AS bucket, r.min, r.max, r.sum / r.count AS avg,
                r.count, r.first, r.last
         FROM rollup_buckets r JOIN channels c ON c.id = r.channel_id;";
+
+/// The flag names the v7 `readings` view knows, by bit:
+/// `model::record::FLAG_NAMES` when v7 was made. A name added since needs a
+/// migration that re-creates the view with this list grown.
+const FLAG_LIST_V7: &[&str] = &[
+    "out_of_range",
+    "rate",
+    "stuck",
+    "stale",
+    "timeout",
+    "disconnected",
+    "crc",
+    "voted_out",
+    "invalid",
+    "exception_1",
+    "exception_2",
+    "exception_3",
+    "exception_4",
+    "exception_5",
+    "exception_6",
+    "exception_8",
+    "exception_10",
+    "exception_11",
+    "suspect_input",
+    "unknown",
+    "bad_input",
+    "reset",
+    "gap",
+    "mismatch",
+];
+
+/// SQL naming the bits of `reading_rows.flag_bits` (in column `col`) as
+/// the `readings` view's `flags`: comma-separated, in bit order, NULL when
+/// none. Plain CASEs, which any DuckDB that reads the file can run.
+fn flag_names_sql(col: &str) -> String {
+    let names = FLAG_LIST_V7
+        .iter()
+        .enumerate()
+        .map(|(bit, name)| format!("CASE WHEN {col} & {} <> 0 THEN '{name}' END", 1u32 << bit))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!("CASE WHEN {col} <> 0 THEN concat_ws(',', {names}) END")
+}
+
+/// SQL turning comma-separated flag names (the `readings` view's `flags`,
+/// in column `col`) into `reading_rows.flag_bits`; a name it does not know
+/// becomes `unknown`, as when a record is read.
+fn flag_bits_sql(col: &str) -> String {
+    let list = FLAG_LIST_V7.iter().map(|n| format!("'{n}'")).collect::<Vec<_>>().join(", ");
+    let unknown = 1u32 << FLAG_LIST_V7.iter().position(|n| *n == "unknown").expect("`unknown` is a flag");
+    let bits = FLAG_LIST_V7
+        .iter()
+        .enumerate()
+        .map(|(bit, name)| {
+            format!("CASE WHEN list_contains(string_split({col}, ','), '{name}') THEN {} ELSE 0 END", 1u32 << bit)
+        })
+        .collect::<Vec<_>>()
+        .join(" | ");
+    format!(
+        "CASE WHEN {col} <> '' THEN CAST({bits} | CASE WHEN list_has_all([{list}], string_split({col}, ',')) THEN 0 ELSE {unknown} END AS UINTEGER) END"
+    )
+}
 
 /// SQL that stores rollup rows `src` (`rollup_rows`' columns with the
 /// channel's `channel`, `source` and `unit` in place of its id) into
@@ -160,18 +247,38 @@ pub(super) fn quality_code(q: Quality) -> u8 {
 }
 
 /// SQL that stores the readings `src` (a query with the columns of the
-/// `readings` view, by name) into `channels` and `reading_rows`: a restore
-/// from a backup.
+/// `readings` view, by name) into `channels`, `notes` and `reading_rows`:
+/// a restore from a backup.
 pub fn insert_readings_sql(src: &str) -> String {
     format!(
         "{channels}
-         INSERT INTO reading_rows
-            SELECT r.ts, c.id, r.value,
-                   CASE r.quality WHEN 'good' THEN 0 WHEN 'suspect' THEN 1 ELSE 2 END,
-                   r.flags, r.text, r.inputs, r.voted_out, r.spread, r.commit_no
+         {notes}
+         INSERT INTO reading_rows BY NAME
+            SELECT r.ts, c.id AS channel_id, r.value,
+                   CASE r.quality WHEN 'good' THEN 0 WHEN 'suspect' THEN 1 ELSE 2 END AS quality,
+                   {flag_bits} AS flag_bits, n.id AS note_id, r.spread, r.commit_no
             FROM ({src}) r JOIN channels c ON c.channel = r.channel
-                AND c.source IS NOT DISTINCT FROM r.source AND c.unit IS NOT DISTINCT FROM r.unit;",
-        channels = insert_channels_sql(src)
+                AND c.source IS NOT DISTINCT FROM r.source AND c.unit IS NOT DISTINCT FROM r.unit
+            LEFT JOIN notes n ON n.text IS NOT DISTINCT FROM r.text AND n.inputs IS NOT DISTINCT FROM r.inputs
+                AND n.voted_out IS NOT DISTINCT FROM r.voted_out;",
+        channels = insert_channels_sql(src),
+        notes = insert_notes_sql(&format!("({src})")),
+        flag_bits = flag_bits_sql("r.flags")
+    )
+}
+
+/// SQL that adds the notes (`text`, `inputs`, `voted_out`) of the rows of
+/// `src` that `notes` does not hold yet, with new ids. Never a note of
+/// three NULLs: a reading without them has no note.
+fn insert_notes_sql(src: &str) -> String {
+    format!(
+        "INSERT INTO notes
+            SELECT (SELECT coalesce(max(id), 0) FROM notes) + row_number() OVER (ORDER BY text, inputs, voted_out),
+                   text, inputs, voted_out
+            FROM (SELECT DISTINCT text, inputs, voted_out FROM {src} s
+                  WHERE (text IS NOT NULL OR inputs IS NOT NULL OR voted_out IS NOT NULL)
+                    AND NOT EXISTS (SELECT 1 FROM notes n WHERE n.text IS NOT DISTINCT FROM s.text
+                        AND n.inputs IS NOT DISTINCT FROM s.inputs AND n.voted_out IS NOT DISTINCT FROM s.voted_out));"
     )
 }
 
@@ -200,6 +307,10 @@ fn migrate_to(conn: &Connection, p: &Path, target: i64) -> Result<(), StoreError
         });
     }
     for (i, step) in MIGRATIONS.iter().enumerate().take(target as usize).skip(version as usize) {
+        let step = step
+            .replace("{flag_bits}", &flag_bits_sql("flags"))
+            .replace("{flag_names}", &flag_names_sql("r.flag_bits"))
+            .replace("{insert_notes}", &insert_notes_sql("reading_rows"));
         let sql = format!(
             "BEGIN; {step}
              INSERT OR REPLACE INTO meta VALUES ('schema_version', '{next}');
@@ -217,16 +328,59 @@ fn migrate_to(conn: &Connection, p: &Path, target: i64) -> Result<(), StoreError
 mod tests {
     use super::*;
 
-    /// A v6 store's rollups (keyed, every bucket in `rollup_rows`) read the
-    /// same after the move to v7, with the newest bucket of each tier and
-    /// channel open in `rollup_open`.
+    use crate::model::record::{Flags, FLAG_NAMES};
+
+    fn strings(conn: &Connection, sql: &str) -> Vec<String> {
+        let mut st = conn.prepare(sql).unwrap();
+        st.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+    }
+
+    /// The view names the bits the writer stores by the list this build
+    /// writes: a flag added to `FLAG_NAMES` needs a migration.
     #[test]
-    fn a_v6_store_keeps_its_rollups_and_reopens_the_newest_buckets() {
+    fn the_readings_view_knows_every_flag_this_build_writes() {
+        assert_eq!(FLAG_LIST_V7, FLAG_NAMES, "a flag was added: migrate the readings view to a list with it");
+        let conn = Connection::open_in_memory().unwrap();
+        migrate(&conn, Path::new(":memory:")).unwrap();
+        conn.execute_batch("INSERT INTO channels VALUES (1, 'a', 'plc', NULL)").unwrap();
+        let mut sets: Vec<Flags> = (0..FLAG_NAMES.len()).map(|i| Flags(1 << i)).collect();
+        sets.extend([Flags(Flags::STALE.0 | Flags::TIMEOUT.0 | Flags::MISMATCH.0), Flags::empty()]);
+        for f in sets {
+            conn.execute("DELETE FROM reading_rows", []).unwrap();
+            let bits = (!f.is_empty()).then_some(f.0);
+            conn.execute(
+                "INSERT INTO reading_rows (ts, channel_id, quality, flag_bits) VALUES (now(), 1, 1, ?)",
+                [bits],
+            )
+            .unwrap();
+            let got: Option<String> = conn.query_row("SELECT flags FROM readings", [], |r| r.get(0)).unwrap();
+            let want = f.names().collect::<Vec<_>>().join(",");
+            assert_eq!(got, (!want.is_empty()).then_some(want));
+            // A restore turns the names back into the same bits.
+            let back: Option<u32> =
+                conn.query_row(&format!("SELECT {} FROM readings", flag_bits_sql("flags")), [], |r| r.get(0)).unwrap();
+            assert_eq!(back, bits);
+        }
+        let unknown: u32 =
+            conn.query_row(&format!("SELECT {}", flag_bits_sql("'stale,no_such_flag'")), [], |r| r.get(0)).unwrap();
+        assert_eq!(unknown, Flags::STALE.0 | Flags::UNKNOWN.0);
+    }
+
+    /// A v6 store's readings and rollups (keyed, every bucket in
+    /// `rollup_rows`) read the same after the move to v7: flags become bits,
+    /// the newest bucket of each tier and channel opens in `rollup_open`.
+    #[test]
+    fn a_v6_store_keeps_its_readings_and_rollups_and_reopens_the_newest_buckets() {
         let conn = Connection::open_in_memory().unwrap();
         let p = Path::new(":memory:");
         migrate_to(&conn, p, 6).unwrap();
         conn.execute_batch(
             "INSERT INTO channels VALUES (1, 'a', 'plc', NULL), (2, 'b', 'plc', 'kW');
+             INSERT INTO reading_rows VALUES
+                ('2026-01-01T00:00:00Z', 1, 1.5, 0, NULL, NULL, NULL, NULL, NULL, 1),
+                ('2026-01-01T00:00:01Z', 2, 2.5, 1, 'rate,stale', NULL, 'a,c', 'c', 0.5, 1),
+                ('2026-01-01T00:00:02Z', 1, NULL, 2, 'timeout', NULL, NULL, NULL, NULL, 2),
+                ('2026-01-01T00:00:03Z', 2, NULL, 0, NULL, 'v1.2', NULL, NULL, NULL, 2);
              INSERT INTO rollup_rows VALUES
                 (60000000, 1, 0, 2, 3, 1, 2, 1, 0, 2, 30000000),
                 (60000000, 1, 60000000, 1, 5, 5, 5, 5, 60000000, 5, 60000000),
@@ -234,15 +388,16 @@ mod tests {
                 (3600000000, 1, 0, 3, 8, 1, 5, 1, 0, 5, 60000000);",
         )
         .unwrap();
-        let rollups = |conn: &Connection| -> Vec<String> {
-            let mut st = conn
-                .prepare("SELECT concat_ws('|', channel, unit, every, bucket, min, max, avg, count, first, last) FROM rollups ORDER BY ALL")
-                .unwrap();
-            st.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+        let rollups = |conn: &Connection| {
+            strings(conn, "SELECT concat_ws('|', channel, unit, every, bucket, min, max, avg, count, first, last) FROM rollups ORDER BY ALL")
         };
-        let before = rollups(&conn);
+        let readings = |conn: &Connection| {
+            strings(conn, "SELECT concat_ws('|', ts, channel, value, quality, flags, source, unit, text, inputs, voted_out, spread, commit_no) FROM readings ORDER BY ts")
+        };
+        let before = (rollups(&conn), readings(&conn));
+        assert!(before.1[1].contains("|suspect|rate,stale|"), "{:?}", before.1);
         migrate(&conn, p).unwrap();
-        assert_eq!(rollups(&conn), before);
+        assert_eq!((rollups(&conn), readings(&conn)), before);
         let open: Vec<(i64, i32, i64)> = conn
             .prepare("SELECT every_us, channel_id, bucket_us FROM rollup_open ORDER BY ALL")
             .unwrap()

@@ -7,13 +7,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use duckdb::arrow::array::{
-    ArrayRef, Float64Builder, Int32Array, Int32Builder, Int64Array, StringArray, StringBuilder,
-    TimestampMicrosecondBuilder, UInt8Builder,
+    ArrayRef, Float64Builder, Int32Builder, Int64Array, TimestampMicrosecondBuilder, UInt32Builder, UInt8Builder,
 };
 use duckdb::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use duckdb::arrow::record_batch::RecordBatch;
-use duckdb::Connection;
 
+use super::dict::{ChannelIds, NoteIds};
 use super::rollup::{self, Fold};
 use super::schema::quality_code;
 use super::{classify, write_states, StateRow, Store, StoreError};
@@ -59,128 +58,35 @@ enum EventRow {
     Delivery(Box<Delivery>),
 }
 
-/// What names a row of `channels`: a channel as one source gives it, in
-/// one unit. Usually one per channel.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct ChannelKey {
-    channel: Arc<str>,
-    source: Arc<str>,
-    unit: Option<Arc<str>>,
-}
-
-/// The `channels` table as the writer knows it: ids of the channels stored
-/// so far, and those met since the last commit (inserted with it).
-#[derive(Default)]
-struct ChannelIds {
-    ids: crate::model::intern::FxHashMap<ChannelKey, i32>,
-    /// The key of the last reading and its id: readings of one channel
-    /// often come in runs, and the pointers compare in one step.
-    last: Option<(ChannelKey, i32)>,
-    next: i32,
-    new: Vec<(i32, ChannelKey)>,
-}
-
-impl ChannelIds {
-    fn load(conn: &Connection) -> duckdb::Result<ChannelIds> {
-        let mut ids = ChannelIds::default();
-        let mut st = conn.prepare("SELECT id, channel, source, unit FROM channels")?;
-        let mut rows = st.query([])?;
-        while let Some(r) = rows.next()? {
-            let id: i32 = r.get(0)?;
-            let key = ChannelKey {
-                channel: Arc::from(r.get::<_, String>(1)?),
-                source: Arc::from(r.get::<_, Option<String>>(2)?.unwrap_or_default()),
-                unit: r.get::<_, Option<String>>(3)?.map(Arc::from),
-            };
-            ids.next = ids.next.max(id);
-            ids.ids.insert(key, id);
-        }
-        Ok(ids)
-    }
-
-    fn id(&mut self, r: &Reading) -> i32 {
-        if let Some((k, id)) = &self.last {
-            let same_unit = match (&k.unit, &r.unit) {
-                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
-                (None, None) => true,
-                _ => false,
-            };
-            if Arc::ptr_eq(&k.channel, &r.channel) && Arc::ptr_eq(&k.source, &r.source) && same_unit {
-                return *id;
-            }
-        }
-        let key = ChannelKey { channel: r.channel.clone(), source: r.source.clone(), unit: r.unit.clone() };
-        let id = match self.ids.get(&key) {
-            Some(id) => *id,
-            None => {
-                self.next += 1;
-                self.ids.insert(key.clone(), self.next);
-                self.new.push((self.next, key.clone()));
-                self.next
-            }
-        };
-        self.last = Some((key, id));
-        id
-    }
-
-    /// Appends the channels met since the last commit (in its transaction),
-    /// in one Arrow batch: row by row, each insert is planned anew.
-    fn insert_new(&self, conn: &Connection) -> duckdb::Result<()> {
-        if self.new.is_empty() {
-            return Ok(());
-        }
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("id", DataType::Int32, false),
-            Field::new("channel", DataType::Utf8, false),
-            Field::new("source", DataType::Utf8, true),
-            Field::new("unit", DataType::Utf8, true),
-        ]));
-        let cols: Vec<ArrayRef> = vec![
-            Arc::new(Int32Array::from_iter_values(self.new.iter().map(|(id, _)| *id))),
-            Arc::new(StringArray::from_iter_values(self.new.iter().map(|(_, k)| &*k.channel))),
-            Arc::new(StringArray::from_iter_values(self.new.iter().map(|(_, k)| &*k.source))),
-            Arc::new(StringArray::from_iter(self.new.iter().map(|(_, k)| k.unit.as_deref()))),
-        ];
-        let batch = RecordBatch::try_new(schema, cols).expect("columns match the schema");
-        let mut app = conn.appender("channels")?;
-        app.append_record_batch(batch)?;
-        app.flush()
-    }
-}
-
 /// Columns of `reading_rows` being gathered for the next commit.
 struct ReadingColumns {
     ts: TimestampMicrosecondBuilder,
     channel: Int32Builder,
     value: Float64Builder,
     quality: UInt8Builder,
-    flags: StringBuilder,
-    text: StringBuilder,
-    inputs: StringBuilder,
-    voted_out: StringBuilder,
+    flag_bits: UInt32Builder,
+    note: Int32Builder,
     spread: Float64Builder,
     len: usize,
-    flag_buf: String,
     channels: ChannelIds,
+    notes: NoteIds,
     /// The rollup buckets these readings fall in (`store.rollups`).
     rollups: Fold,
 }
 
 impl ReadingColumns {
-    fn new(cap: usize, channels: ChannelIds, rollups: Fold) -> Self {
+    fn new(cap: usize, channels: ChannelIds, notes: NoteIds, rollups: Fold) -> Self {
         ReadingColumns {
             ts: TimestampMicrosecondBuilder::with_capacity(cap).with_timezone("UTC"),
             channel: Int32Builder::with_capacity(cap),
             value: Float64Builder::with_capacity(cap),
             quality: UInt8Builder::with_capacity(cap),
-            flags: StringBuilder::with_capacity(cap, 64),
-            text: StringBuilder::with_capacity(cap, 0),
-            inputs: StringBuilder::with_capacity(cap, 0),
-            voted_out: StringBuilder::with_capacity(cap, 0),
+            flag_bits: UInt32Builder::with_capacity(cap),
+            note: Int32Builder::with_capacity(cap),
             spread: Float64Builder::with_capacity(cap),
             len: 0,
-            flag_buf: String::new(),
             channels,
+            notes,
             rollups,
         }
     }
@@ -195,45 +101,16 @@ impl ReadingColumns {
             self.rollups.add(id, r.ts, v);
         }
         self.quality.append_value(quality_code(r.quality));
-        if r.flags.is_empty() {
-            self.flags.append_null();
-        } else {
-            self.flag_buf.clear();
-            for (i, n) in r.flags.names().enumerate() {
-                if i > 0 {
-                    self.flag_buf.push(',');
-                }
-                self.flag_buf.push_str(n);
-            }
-            self.flags.append_value(&self.flag_buf);
-        }
-        self.text.append_option(r.text.as_deref());
-        match &r.fusion {
-            None => {
-                self.inputs.append_null();
-                self.voted_out.append_null();
-                self.spread.append_null();
-            }
-            Some(f) => {
-                for (col, list) in [(&mut self.inputs, &f.inputs), (&mut self.voted_out, &f.voted_out)] {
-                    self.flag_buf.clear();
-                    for (i, c) in list.iter().enumerate() {
-                        if i > 0 {
-                            self.flag_buf.push(',');
-                        }
-                        self.flag_buf.push_str(c);
-                    }
-                    col.append_value(&self.flag_buf);
-                }
-                self.spread.append_option(Some(f.spread).filter(|s| s.is_finite()));
-            }
-        }
+        // Bits of `FLAG_NAMES`, named again by the `readings` view.
+        self.flag_bits.append_option((!r.flags.is_empty()).then_some(r.flags.0));
+        self.note.append_option(self.notes.id(r));
+        self.spread.append_option(r.fusion.as_ref().map(|f| f.spread).filter(|s| s.is_finite()));
         self.len += 1;
     }
 
     /// The gathered readings as one Arrow batch, every row in commit
     /// `commit_no`. Columns NULL in every row are left out (the appender
-    /// fills them): most batches have no text and no fused readings, and an
+    /// fills them): most batches have no flags, no text and no fused readings, and an
     /// all-NULL string column still costs DuckDB a string append per row
     /// and a compression pass at checkpoint.
     fn finish(&mut self, commit_no: i64) -> RecordBatch {
@@ -250,11 +127,9 @@ impl ReadingColumns {
             Arc::new(self.value.finish()),
             Arc::new(self.quality.finish()),
         ];
-        let nullable: [(&str, ArrayRef); 5] = [
-            ("flags", Arc::new(self.flags.finish())),
-            ("text", Arc::new(self.text.finish())),
-            ("inputs", Arc::new(self.inputs.finish())),
-            ("voted_out", Arc::new(self.voted_out.finish())),
+        let nullable: [(&str, ArrayRef); 3] = [
+            ("flag_bits", Arc::new(self.flag_bits.finish())),
+            ("note_id", Arc::new(self.note.finish())),
             ("spread", Arc::new(self.spread.finish())),
         ];
         for (name, col) in nullable {
@@ -328,7 +203,8 @@ pub fn run_writer(
     let mut stats = StoreStats::default();
     let channels = ChannelIds::load(&store.conn).map_err(|e| (classify(&store.path, e), stats))?;
     let rollups = Fold::load(&store.conn, &store.rollups).map_err(|e| (classify(&store.path, e), stats))?;
-    let mut cols = ReadingColumns::new(cfg.batch.min(65_536), channels, rollups);
+    let notes = NoteIds::load(&store.conn).map_err(|e| (classify(&store.path, e), stats))?;
+    let mut cols = ReadingColumns::new(cfg.batch.min(65_536), channels, notes, rollups);
     let mut first_pending: Option<Instant> = None;
     let mut last_retention = Instant::now();
     // Hooks of the batches whose records are in `cols`: they run after the commit.
@@ -422,7 +298,15 @@ fn commit(
             // Nothing new since the state was taken: it goes alone.
             state.as_deref().map_or(Ok(()), |s| store.save_states(s))
         } else {
-            commit_records(store, batch.clone(), rollups.clone(), &cols.channels, events, state.as_deref(), stats)
+            commit_records(
+                store,
+                batch.clone(),
+                rollups.clone(),
+                (&cols.channels, &cols.notes),
+                events,
+                state.as_deref(),
+                stats,
+            )
         };
         match result {
             Ok(()) => break,
@@ -461,6 +345,7 @@ fn commit(
     }
     events.clear();
     cols.channels.new.clear();
+    cols.notes.new.clear();
     if state.take().is_some() {
         stats.checkpoints += 1;
     }
@@ -486,7 +371,7 @@ fn commit_records(
     store: &Store,
     batch: Option<RecordBatch>,
     rollups: Option<rollup::Writes>,
-    channels: &ChannelIds,
+    (channels, notes): (&ChannelIds, &NoteIds),
     events: &[EventRow],
     state: Option<&[StateRow]>,
     stats: &mut StoreStats,
@@ -503,6 +388,7 @@ fn commit_records(
     let appended = (|| {
         if let Some(batch) = batch {
             channels.insert_new(&store.conn)?;
+            notes.insert_new(&store.conn)?;
             let schema = batch.schema();
             let columns: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
             let mut app = store.conn.appender_with_columns("reading_rows", &columns)?;
