@@ -58,8 +58,10 @@ const MIGRATIONS: &[&str] = &[
     MIGRATE_TO_V7,
 ];
 
-/// The 5 → 6 step (see [`MIGRATIONS`]): `channels`, `reading_rows`, the
-/// `readings` view over them, and the rollup table and view.
+/// The 5 → 6 step (see [`MIGRATIONS`]; `{quality_code}` and
+/// `{quality_name}` are filled in by [`migrate_to`]): `channels`,
+/// `reading_rows`, the `readings` view over them, and the rollup table and
+/// view.
 const MIGRATE_TO_CHANNEL_IDS: &str = "
     CREATE TABLE channels (
         id INTEGER PRIMARY KEY, channel VARCHAR NOT NULL, source VARCHAR, unit VARCHAR);
@@ -71,14 +73,14 @@ const MIGRATE_TO_CHANNEL_IDS: &str = "
         FROM (SELECT DISTINCT channel, source, unit FROM readings);
     INSERT INTO reading_rows
         SELECT r.ts, c.id, r.value,
-               CASE r.quality WHEN 'good' THEN 0 WHEN 'suspect' THEN 1 ELSE 2 END,
+               {quality_code},
                r.flags, r.text, r.inputs, r.voted_out, r.spread, r.commit_no
         FROM readings r JOIN channels c ON c.channel = r.channel
             AND c.source IS NOT DISTINCT FROM r.source AND c.unit IS NOT DISTINCT FROM r.unit;
     DROP TABLE readings;
     CREATE VIEW readings AS
         SELECT r.ts, c.channel, r.value,
-               CASE r.quality WHEN 0 THEN 'good' WHEN 1 THEN 'suspect' ELSE 'bad' END AS quality,
+               {quality_name} AS quality,
                r.flags, c.source, c.unit, r.text, r.inputs, r.voted_out, r.spread, r.commit_no
         FROM reading_rows r JOIN channels c ON c.id = r.channel_id;
     CREATE TABLE rollup_rows (
@@ -92,8 +94,8 @@ const MIGRATE_TO_CHANNEL_IDS: &str = "
                r.count, r.first, r.last
         FROM rollup_rows r JOIN channels c ON c.id = r.channel_id;";
 
-/// The 6 → 7 step (see [`MIGRATIONS`]; `{flag_bits}`, `{flag_names}` and
-/// `{insert_notes}` are filled in by [`migrate_to`]): `reading_rows.flags`
+/// The 6 → 7 step (see [`MIGRATIONS`]; `{flag_bits}`, `{flag_names}`,
+/// `{insert_notes}` and `{quality_name}` are filled in by [`migrate_to`]): `reading_rows.flags`
 /// becomes `flag_bits` (bit `i` set for the `i`-th name of
 /// [`FLAG_LIST_V7`]; NULL when none), which the `readings` view names
 /// again; `text`, `inputs` and `voted_out` move to the `notes` dictionary,
@@ -117,7 +119,7 @@ const MIGRATE_TO_V7: &str = "
     ALTER TABLE reading_rows DROP COLUMN voted_out;
     CREATE VIEW readings AS
         SELECT r.ts, c.channel, r.value,
-               CASE r.quality WHEN 0 THEN 'good' WHEN 1 THEN 'suspect' ELSE 'bad' END AS quality,
+               {quality_name} AS quality,
                {flag_names} AS flags,
                c.source, c.unit, n.text, n.inputs, n.voted_out, r.spread, r.commit_no
         FROM reading_rows r JOIN channels c ON c.id = r.channel_id LEFT JOIN notes n ON n.id = r.note_id;
@@ -246,6 +248,23 @@ pub(super) fn quality_code(q: Quality) -> u8 {
     }
 }
 
+/// The qualities and their codes in `reading_rows.quality`.
+const QUALITIES: [Quality; 3] = [Quality::Good, Quality::Suspect, Quality::Bad];
+
+/// SQL turning a quality's name (column `col`) into its code; anything
+/// else is `bad`'s, as when a record is read.
+fn quality_code_sql(col: &str) -> String {
+    let arms: String = QUALITIES.iter().map(|q| format!(" WHEN '{}' THEN {}", q.as_str(), quality_code(*q))).collect();
+    format!("CASE {col}{arms} ELSE {} END", quality_code(Quality::Bad))
+}
+
+/// SQL naming a quality's code (column `col`): the `readings` view's
+/// `quality`.
+fn quality_name_sql(col: &str) -> String {
+    let arms: String = QUALITIES.iter().map(|q| format!(" WHEN {} THEN '{}'", quality_code(*q), q.as_str())).collect();
+    format!("CASE {col}{arms} ELSE '{}' END", Quality::Bad.as_str())
+}
+
 /// SQL that stores the readings `src` (a query with the columns of the
 /// `readings` view, by name) into `channels`, `notes` and `reading_rows`:
 /// a restore from a backup.
@@ -255,7 +274,7 @@ pub fn insert_readings_sql(src: &str) -> String {
          {notes}
          INSERT INTO reading_rows BY NAME
             SELECT r.ts, c.id AS channel_id, r.value,
-                   CASE r.quality WHEN 'good' THEN 0 WHEN 'suspect' THEN 1 ELSE 2 END AS quality,
+                   {quality_code} AS quality,
                    {flag_bits} AS flag_bits, n.id AS note_id, r.spread, r.commit_no
             FROM ({src}) r JOIN channels c ON c.channel = r.channel
                 AND c.source IS NOT DISTINCT FROM r.source AND c.unit IS NOT DISTINCT FROM r.unit
@@ -263,7 +282,8 @@ pub fn insert_readings_sql(src: &str) -> String {
                 AND n.voted_out IS NOT DISTINCT FROM r.voted_out;",
         channels = insert_channels_sql(src),
         notes = insert_notes_sql(&format!("({src})")),
-        flag_bits = flag_bits_sql("r.flags")
+        flag_bits = flag_bits_sql("r.flags"),
+        quality_code = quality_code_sql("r.quality")
     )
 }
 
@@ -310,7 +330,9 @@ fn migrate_to(conn: &Connection, p: &Path, target: i64) -> Result<(), StoreError
         let step = step
             .replace("{flag_bits}", &flag_bits_sql("flags"))
             .replace("{flag_names}", &flag_names_sql("r.flag_bits"))
-            .replace("{insert_notes}", &insert_notes_sql("reading_rows"));
+            .replace("{insert_notes}", &insert_notes_sql("reading_rows"))
+            .replace("{quality_code}", &quality_code_sql("r.quality"))
+            .replace("{quality_name}", &quality_name_sql("r.quality"));
         let sql = format!(
             "BEGIN; {step}
              INSERT OR REPLACE INTO meta VALUES ('schema_version', '{next}');
