@@ -59,9 +59,8 @@ con.execute("SET threads = 2")
 end = int(time.time()) - 60
 start = end - hours * 3600
 con.execute("INSERT INTO channels SELECT i + 1, 'bt.c' || i, 'sim', NULL FROM range(?) t(i)", [channels])
-con.execute(f"""INSERT INTO reading_rows
-    SELECT to_timestamp(s), c + 1, 50 + 10 * sin(s / 600.0 + c) + (hash(s, c) % 1000) / 1000.0, 0,
-           NULL, NULL, NULL, NULL, NULL, 1
+con.execute(f"""INSERT INTO reading_rows (ts, channel_id, value, quality, commit_no)
+    SELECT to_timestamp(s), c + 1, 50 + 10 * sin(s / 600.0 + c) + (hash(s, c) % 1000) / 1000.0, 0, 1
     FROM range({start}, {end}) a(s), range({channels}) b(c)""")
 con.execute("INSERT INTO commits VALUES (1, now(), (SELECT count(*) FROM reading_rows), 0)")
 con.execute("CHECKPOINT")

@@ -1,6 +1,6 @@
 //! The store's dictionaries, as the writer keeps them: `channels` (a
-//! channel as one source gives it, in one unit) and `notes` (what a few
-//! readings carry besides a value: a text, or how a fused value was made).
+//! channel as one source gives it, in one unit) and `notes` (how a fused
+//! value was made: its inputs and those voted out).
 //! Rows of `reading_rows` name them by id, and the `readings` view joins
 //! them back: a string column in `reading_rows`, even one NULL in nearly
 //! every row, costs DuckDB a string append per row and a scan and
@@ -10,7 +10,6 @@
 //! key it has not met, and appends the keys met since the last commit with
 //! the commit that first holds them.
 
-use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::Arc;
 
 use duckdb::arrow::array::{ArrayRef, Int32Array, StringArray};
@@ -115,119 +114,97 @@ impl ChannelIds {
     }
 }
 
-/// The lists of a fused reading: its inputs and those voted out.
-type Lists<T> = (T, T);
-
-/// What names a row of `notes`: a reading's text, or the inputs and the
-/// voted-out inputs of a fused reading. Few per channel: a fused channel
-/// has one for each set of inputs voted out.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct Note {
-    text: Option<Arc<str>>,
-    fusion: Option<Lists<Vec<Arc<str>>>>,
-}
-
-/// A reading's note, borrowed: looked up without building a [`Note`].
-#[derive(Hash)]
-struct NoteRef<'a> {
-    text: Option<&'a str>,
-    fusion: Option<Lists<&'a [Arc<str>]>>,
-}
-
-impl<'a> NoteRef<'a> {
-    /// The note of reading `r`, `None` when it has nothing to note.
-    fn of(r: &'a Reading) -> Option<NoteRef<'a>> {
-        let fusion = r.fusion.as_deref().map(|f| (&f.inputs[..], &f.voted_out[..]));
-        (r.text.is_some() || fusion.is_some()).then_some(NoteRef { text: r.text.as_deref(), fusion })
-    }
-
-    fn of_note(n: &'a Note) -> NoteRef<'a> {
-        NoteRef { text: n.text.as_deref(), fusion: n.fusion.as_ref().map(|(i, v)| (&i[..], &v[..])) }
-    }
-
-    fn hash(&self) -> u64 {
-        let mut h = crate::model::intern::FxBuild::default().build_hasher();
-        Hash::hash(self, &mut h);
-        h.finish()
-    }
-
-    fn is(&self, n: &Note) -> bool {
-        let same = |a: &[Arc<str>], b: &[Arc<str>]| a.iter().map(|s| &**s).eq(b.iter().map(|s| &**s));
-        n.text.as_deref() == self.text
-            && match (&n.fusion, self.fusion) {
-                (Some((i, v)), Some((ri, rv))) => same(i, ri) && same(v, rv),
-                (None, None) => true,
-                _ => false,
-            }
-    }
-
-    fn to_note(&self) -> Note {
-        Note { text: self.text.map(Arc::from), fusion: self.fusion.map(|(i, v)| (i.to_vec(), v.to_vec())) }
-    }
-}
-
-/// The `notes` table as the writer knows it: ids by the hash of their note
-/// (see [`NoteRef::hash`]), and those met since the last commit.
+/// The `notes` table as the writer knows it: a fused reading's inputs and
+/// the inputs voted out, as the `readings` view gives them (comma-separated,
+/// `voted_out` empty when none was), named by id. A fused channel has one
+/// note per set of inputs voted out, so the table stays small.
+///
+/// Notes are keyed by the strings stored, so a note read back from the
+/// store is the one a reading makes again, and two rows never hold the same
+/// pair.
 #[derive(Default)]
 pub(super) struct NoteIds {
-    ids: FxHashMap<u64, Vec<(i32, Note)>>,
+    /// `inputs` and `voted_out` joined by [`key`], to the note's id.
+    ids: FxHashMap<Box<str>, i32>,
     next: i32,
-    pub(super) new: Vec<(i32, Note)>,
+    /// Notes met since the last commit: id, `inputs`, `voted_out`.
+    pub(super) new: Vec<(i32, Box<str>, Box<str>)>,
+    /// The key of the last reading looked up, built in place.
+    buf: String,
+}
+
+/// The key of a note: `inputs`, a line feed (no channel name holds one) and
+/// `voted_out`; a carriage return instead when `voted_out` is NULL (a note
+/// from before v7 that a reading never makes again).
+fn key(buf: &mut String, inputs: &str, voted_out: Option<&str>) {
+    buf.clear();
+    buf.push_str(inputs);
+    match voted_out {
+        Some(v) => {
+            buf.push('\n');
+            buf.push_str(v);
+        }
+        None => buf.push('\r'),
+    }
+}
+
+/// Appends `list` to `buf`, comma-separated.
+fn join(buf: &mut String, list: &[Arc<str>]) {
+    for (i, name) in list.iter().enumerate() {
+        if i > 0 {
+            buf.push(',');
+        }
+        buf.push_str(name);
+    }
 }
 
 impl NoteIds {
     pub(super) fn load(conn: &Connection) -> duckdb::Result<NoteIds> {
         let mut notes = NoteIds::default();
-        let mut st = conn.prepare("SELECT id, text, inputs, voted_out FROM notes")?;
+        let mut st = conn.prepare("SELECT id, inputs, voted_out FROM notes ORDER BY id")?;
         let mut rows = st.query([])?;
-        let list = |s: String| -> Vec<Arc<str>> { s.split(',').filter(|x| !x.is_empty()).map(Arc::from).collect() };
         while let Some(r) = rows.next()? {
             let id: i32 = r.get(0)?;
-            let inputs: Option<String> = r.get(2)?;
-            let voted_out: Option<String> = r.get(3)?;
-            let fusion = inputs.map(|i| (list(i), list(voted_out.unwrap_or_default())));
-            let note = Note { text: r.get::<_, Option<String>>(1)?.map(Arc::from), fusion };
+            let inputs: Option<String> = r.get(1)?;
+            let voted_out: Option<String> = r.get(2)?;
+            key(&mut notes.buf, inputs.as_deref().unwrap_or_default(), voted_out.as_deref());
             notes.next = notes.next.max(id);
-            notes.ids.entry(NoteRef::of_note(&note).hash()).or_default().push((id, note));
+            notes.ids.entry(Box::from(notes.buf.as_str())).or_insert(id);
         }
         Ok(notes)
     }
 
-    /// The id of reading `r`'s note, `None` when it has none.
+    /// The id of fused reading `r`'s note; `None` when it is not fused.
     pub(super) fn id(&mut self, r: &Reading) -> Option<i32> {
-        let note = NoteRef::of(r)?;
-        let bucket = self.ids.entry(note.hash()).or_default();
-        if let Some((id, _)) = bucket.iter().find(|(_, n)| note.is(n)) {
+        let f = r.fusion.as_deref()?;
+        self.buf.clear();
+        join(&mut self.buf, &f.inputs);
+        self.buf.push('\n');
+        join(&mut self.buf, &f.voted_out);
+        if let Some(id) = self.ids.get(self.buf.as_str()) {
             return Some(*id);
         }
         self.next += 1;
-        bucket.push((self.next, note.to_note()));
-        self.new.push((self.next, note.to_note()));
+        let (inputs, voted_out) = self.buf.split_once('\n').expect("the key holds a line feed");
+        self.new.push((self.next, Box::from(inputs), Box::from(voted_out)));
+        self.ids.insert(Box::from(self.buf.as_str()), self.next);
         Some(self.next)
     }
 
     /// Appends the notes met since the last commit (in its transaction).
-    /// A fused reading's lists go in comma-separated, empty when nothing
-    /// was voted out, as the `readings` view has always shown them.
     pub(super) fn insert_new(&self, conn: &Connection) -> duckdb::Result<()> {
         if self.new.is_empty() {
             return Ok(());
         }
         let fields = vec![
             Field::new("id", DataType::Int32, false),
-            Field::new("text", DataType::Utf8, true),
             Field::new("inputs", DataType::Utf8, true),
             Field::new("voted_out", DataType::Utf8, true),
         ];
-        let join = |second: bool| -> ArrayRef {
-            let list = |l: &Lists<Vec<Arc<str>>>| if second { l.1.join(",") } else { l.0.join(",") };
-            Arc::new(StringArray::from_iter(self.new.iter().map(|(_, n)| n.fusion.as_ref().map(list))))
-        };
         let cols: Vec<ArrayRef> = vec![
-            Arc::new(Int32Array::from_iter_values(self.new.iter().map(|(id, _)| *id))),
-            Arc::new(StringArray::from_iter(self.new.iter().map(|(_, n)| n.text.as_deref()))),
-            join(false),
-            join(true),
+            Arc::new(Int32Array::from_iter_values(self.new.iter().map(|(id, _, _)| *id))),
+            Arc::new(StringArray::from_iter_values(self.new.iter().map(|(_, i, _)| &**i))),
+            Arc::new(StringArray::from_iter_values(self.new.iter().map(|(_, _, v)| &**v))),
         ];
         append(conn, "notes", fields, cols)
     }
@@ -238,44 +215,45 @@ mod tests {
     use super::*;
     use crate::model::record::{Fusion, Record};
 
-    fn reading(text: Option<&str>, fusion: Option<(&[&str], &[&str])>) -> Reading {
+    fn reading(fusion: Option<(&[&str], &[&str])>) -> Reading {
         let Record::Reading(mut r) = Reading::sample("c", 0, Some(1.0)) else { unreachable!() };
-        r.text = text.map(Arc::from);
         let list = |l: &[&str]| l.iter().map(|s| Arc::from(*s)).collect();
         r.fusion = fusion.map(|(i, v)| Box::new(Fusion { inputs: list(i), voted_out: list(v), spread: 0.0 }));
         r
     }
 
-    /// Equal notes share an id, a reading with nothing to note has none,
-    /// and a writer started anew on the store gives the notes stored the
-    /// same ids (so a fused channel does not grow a note per run).
+    /// Equal notes share an id, a reading that is not fused has none, and a
+    /// writer started anew on the store gives the notes stored the same ids
+    /// (so a fused channel does not grow a note per run); a note from
+    /// before v7 with `voted_out` NULL is never taken for one with none.
     #[test]
     fn notes_are_named_once_across_commits_and_runs() {
         let conn = Connection::open_in_memory().unwrap();
         super::super::schema::migrate(&conn, std::path::Path::new(":memory:")).unwrap();
+        conn.execute_batch("INSERT INTO notes VALUES (1, 'a,b', NULL)").unwrap();
         let readings = [
-            reading(None, None),
-            reading(Some("v1.2"), None),
-            reading(None, Some((&["a", "b"], &[]))),
-            reading(None, Some((&["a", "b"], &["b"]))),
-            reading(Some(""), None),
-            reading(None, Some((&[], &[]))),
+            reading(None),
+            reading(Some((&["a", "b"], &[]))),
+            reading(Some((&["a", "b"], &["b"]))),
+            reading(Some((&[], &[]))),
         ];
         let mut notes = NoteIds::load(&conn).unwrap();
         let ids: Vec<Option<i32>> = readings.iter().map(|r| notes.id(r)).collect();
-        assert_eq!(ids, [None, Some(1), Some(2), Some(3), Some(4), Some(5)]);
+        assert_eq!(ids, [None, Some(2), Some(3), Some(4)]);
         assert_eq!(readings.iter().map(|r| notes.id(r)).collect::<Vec<_>>(), ids, "met again: the same ids");
         notes.insert_new(&conn).unwrap();
         let mut again = NoteIds::load(&conn).unwrap();
         assert_eq!(readings.iter().map(|r| again.id(r)).collect::<Vec<_>>(), ids, "a new run: the same ids");
         assert!(again.new.is_empty());
         let stored: Vec<String> = conn
-            .prepare("SELECT concat_ws('|', id, coalesce(text, '-'), coalesce(inputs, '-'), coalesce(voted_out, '-')) FROM notes ORDER BY id")
+            .prepare(
+                "SELECT concat_ws('|', id, coalesce(inputs, '-'), coalesce(voted_out, '-')) FROM notes ORDER BY id",
+            )
             .unwrap()
             .query_map([], |r| r.get(0))
             .unwrap()
             .map(Result::unwrap)
             .collect();
-        assert_eq!(stored, ["1|v1.2|-|-", "2|-|a,b|", "3|-|a,b|b", "4||-|-", "5|-||"]);
+        assert_eq!(stored, ["1|a,b|-", "2|a,b|", "3|a,b|b", "4||"]);
     }
 }

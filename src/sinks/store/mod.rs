@@ -232,12 +232,13 @@ impl Store {
                 );
             }
         }
-        for r in &self.rollups {
-            if let Some(keep) = r.keep {
-                let (every, cutoff) = (r.every_us(), before(now, keep));
+        for (r, cutoff) in self.rollups.iter().zip(self.rollup_cutoffs(now)) {
+            let Some(cutoff) = cutoff else { continue };
+            for table in ["rollup_rows", "rollup_open"] {
                 sql += &format!(
-                    "\n UNION ALL SELECT 'expired', 'rollup_rows' FROM \
-                     (SELECT 1 FROM rollup_rows WHERE every_us = {every} AND bucket_us < {cutoff} LIMIT 1)"
+                    "\n UNION ALL SELECT 'expired', '{table}' FROM \
+                     (SELECT 1 FROM {table} WHERE every_us = {every} AND bucket_us < {cutoff} LIMIT 1)",
+                    every = r.every_us()
                 );
             }
         }
@@ -259,11 +260,9 @@ impl Store {
     /// tier the spec no longer names are kept (and no longer added to).
     fn apply_rollup_retention(&self) -> Result<usize, StoreError> {
         let err = |e| classify(&self.path, e);
-        let now = crate::model::time::now_micros();
         let mut n = 0;
-        for r in &self.rollups {
-            if let Some(keep) = r.keep {
-                let cutoff = before(now, keep);
+        for (r, cutoff) in self.rollups.iter().zip(self.rollup_cutoffs(crate::model::time::now_micros())) {
+            if let Some(cutoff) = cutoff {
                 for table in ["rollup_rows", "rollup_open"] {
                     n += self
                         .conn
@@ -276,6 +275,12 @@ impl Store {
             }
         }
         Ok(n)
+    }
+
+    /// Per rollup tier, the start (µs) of the oldest bucket its `keep`
+    /// keeps at `now`; `None` for a tier kept forever.
+    pub(super) fn rollup_cutoffs(&self, now: i64) -> Vec<Option<i64>> {
+        self.rollups.iter().map(|r| r.keep.map(|keep| before(now, keep))).collect()
     }
 
     /// What this store keeps at which resolution.
@@ -468,27 +473,30 @@ mod tests {
         let now = crate::model::time::now_micros();
         let (old, new) = ((now - 2 * day.as_micros() as i64) / hour * hour, now / hour * hour);
         let count = |store: &Store, every: i64| -> i64 {
-            store.conn.query_row("SELECT count(*) FROM rollup_rows WHERE every_us = ?", [every], |r| r.get(0)).unwrap()
+            let sql = "SELECT count(*) FROM (FROM rollup_rows UNION ALL FROM rollup_open) WHERE every_us = ?";
+            store.conn.query_row(sql, [every], |r| r.get(0)).unwrap()
         };
         let store = Store::open(&path, None, tiers()).unwrap();
         // An old and a new bucket in each tier, and an old one of a 1 s tier
-        // the spec does not name.
+        // the spec does not name; closed, and open for another channel.
         for every in [minute, hour, 1_000_000] {
             for bucket in [old, new] {
-                store
-                    .conn
-                    .execute(
-                        "INSERT INTO rollup_rows VALUES (?, 1, ?, 1, 1, 1, 1, 1, ?, 1, ?)",
-                        [every, bucket, bucket, bucket],
-                    )
-                    .unwrap();
+                for (table, channel) in [("rollup_rows", 1), ("rollup_open", 2)] {
+                    store
+                        .conn
+                        .execute(
+                            &format!("INSERT INTO {table} VALUES (?, ?, ?, 1, 1, 1, 1, 1, ?, 1, ?)"),
+                            [every, channel, bucket, bucket, bucket],
+                        )
+                        .unwrap();
+                }
             }
         }
         // The probe sees the old 1 m bucket: the next open deletes it.
         assert!(store.probe(now).is_some_and(|p| p.expired));
         drop(store);
         let store = Store::open(&path, None, tiers()).unwrap();
-        assert_eq!((count(&store, minute), count(&store, hour), count(&store, 1_000_000)), (1, 2, 2));
+        assert_eq!((count(&store, minute), count(&store, hour), count(&store, 1_000_000)), (2, 4, 4));
         // Nothing left past a keep: the probe finds nothing, nothing runs.
         assert!(store.probe(now).is_some_and(|p| !p.expired));
     }

@@ -4,19 +4,23 @@
 //! tier ([`Fold::add`]: count, sum, min, max, first and last, in Rust, by
 //! channel id). A bucket stays open, in memory and in `rollup_open` (one
 //! row per tier and channel), until a reading of a later bucket closes it;
-//! it is then appended to `rollup_rows`, once. A reading older than its
-//! channel's open bucket (late data, a backfill) is folded into a partial
-//! row of its own bucket, appended too. Every commit writes what it closed
-//! and replaces `rollup_open`, in the commit's transaction ([`write`]):
+//! it is then appended to `rollup_rows`, once. A reading of an earlier
+//! bucket (late data, a backfill, readings after one from a clock set
+//! ahead) closes the open bucket too and opens its own, so such a bucket
+//! gets a second row. Every commit appends what it closed and replaces the
+//! `rollup_open` rows of the channels that had readings, in the commit's
+//! transaction ([`write`]):
 //! rollups never disagree with the readings committed, a commit that fails
 //! (or a crash before it) leaves both untouched, and the next run takes the
 //! open buckets up where the last commit left them ([`Fold::load`]).
 //!
-//! So `rollup_rows` is only ever appended to, and a bucket may have more
-//! than one row there (a late reading, a restore next to new readings):
-//! the `rollup_buckets` view merges them, and every reader goes through it.
-//! Without a key to merge on, a commit's rollups cost an append, not an
-//! upsert into an index; measured in benches/README.md ("Rollups").
+//! So `rollup_rows` is only ever appended to (and deleted from by
+//! retention), and a bucket may have more than one row there (a late
+//! reading, a restore next to new readings): the `rollup_buckets` view
+//! merges them, and every reader goes through it. Without a key to merge
+//! on, a commit's rollups cost an append and the rewrite of a row per tier
+//! and channel written to, not an upsert into an index; measured in
+//! benches/README.md ("Rollups").
 
 use std::sync::Arc;
 
@@ -26,7 +30,6 @@ use duckdb::arrow::record_batch::RecordBatch;
 use duckdb::Connection;
 
 use crate::compile::plan::RollupPlan;
-use crate::model::intern::FxHashMap;
 
 /// The aggregates of one bucket, over the readings seen so far.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -76,11 +79,10 @@ pub(super) struct Fold {
     open: Vec<Option<(i64, Partial)>>,
     /// Buckets closed since the last [`Fold::take`].
     closed: Vec<Row>,
-    /// Readings older than their channel's open bucket since the last
-    /// [`Fold::take`], one partial row per tier, channel and bucket.
-    late: FxHashMap<(i64, i32, i64), Partial>,
-    /// A reading was folded since the last [`Fold::take`].
-    changed: bool,
+    /// Channels with a reading folded since the last [`Fold::take`], and
+    /// whether each id is among them (indexed by id).
+    changed: Vec<i32>,
+    is_changed: Vec<bool>,
 }
 
 impl Fold {
@@ -125,6 +127,17 @@ impl Fold {
         slot
     }
 
+    /// Marks channel `id` as changed since the last [`Fold::take`].
+    fn changed(&mut self, id: i32) {
+        let i = usize::try_from(id).expect("channel ids are positive");
+        if i >= self.is_changed.len() {
+            self.is_changed.resize(i + 1, false);
+        }
+        if !std::mem::replace(&mut self.is_changed[i], true) {
+            self.changed.push(id);
+        }
+    }
+
     /// Folds a reading of channel `id` at `ts` (µs since the epoch) into
     /// its bucket of every tier. Readings without a value, or `bad`, are
     /// not counted: the caller passes only those that are.
@@ -132,7 +145,7 @@ impl Fold {
         if self.every.is_empty() {
             return;
         }
-        self.changed = true;
+        self.changed(id);
         let slot = self.slot(id);
         let tiers = self.every.len();
         for (open, &every) in self.open[slot..slot + tiers].iter_mut().zip(&self.every) {
@@ -140,15 +153,31 @@ impl Fold {
                 // Readings come in time order: nearly always the open bucket,
                 // found by range (the division is the dearer part of a fold).
                 Some((b, p)) if (*b..b.saturating_add(every)).contains(&ts) => p.add(ts, v),
-                Some((b, p)) if ts >= *b => {
+                // Any other bucket, later or earlier (late data, a backfill,
+                // a clock put right after a reading from the future), closes
+                // the open one and opens its own: a bucket met again gets a
+                // second row, which `rollup_buckets` merges.
+                Some((b, p)) => {
                     self.closed.push((every, id, *b, *p));
                     *open = Some((ts.div_euclid(every) * every, Partial::new(ts, v)));
                 }
-                Some(_) => {
-                    let bucket = ts.div_euclid(every) * every;
-                    self.late.entry((every, id, bucket)).and_modify(|p| p.add(ts, v)).or_insert(Partial::new(ts, v));
-                }
                 None => *open = Some((ts.div_euclid(every) * every, Partial::new(ts, v))),
+            }
+        }
+    }
+
+    /// Forgets the open buckets that start before their tier's cutoff
+    /// (`cutoffs`, µs, in tier order; `None`: kept forever): retention has
+    /// deleted them from the store, and a commit must not write them back.
+    pub fn expire(&mut self, cutoffs: &[Option<i64>]) {
+        if self.every.is_empty() {
+            return;
+        }
+        for tiers in self.open.chunks_mut(self.every.len()) {
+            for (open, cutoff) in tiers.iter_mut().zip(cutoffs) {
+                if open.zip(*cutoff).is_some_and(|((b, _), c)| b < c) {
+                    *open = None;
+                }
             }
         }
     }
@@ -156,18 +185,23 @@ impl Fold {
     /// What the next commit writes, and a fresh start for the one after:
     /// `None` when no reading was folded since the last call.
     pub fn take(&mut self) -> Option<Writes> {
-        if !std::mem::take(&mut self.changed) {
+        if self.changed.is_empty() {
             return None;
         }
-        let mut appended = std::mem::take(&mut self.closed);
-        appended.extend(self.late.drain().map(|((every, id, bucket), p)| (every, id, bucket, p)));
-        let open = self.open.chunks(self.every.len()).enumerate().flat_map(|(id, tiers)| {
-            tiers.iter().zip(&self.every).filter_map(move |(o, &every)| o.map(|(b, p)| (every, id as i32, b, p)))
-        });
+        let tiers = self.every.len();
+        let mut open = Vec::with_capacity(self.changed.len() * tiers);
+        for &id in &self.changed {
+            self.is_changed[id as usize] = false;
+            let slot = id as usize * tiers;
+            let buckets = self.open[slot..slot + tiers].iter().zip(&self.every);
+            open.extend(buckets.filter_map(|(o, &every)| o.map(|(b, p)| (every, id, b, p))));
+        }
+        let closed = std::mem::take(&mut self.closed);
         Some(Writes {
-            appended: (!appended.is_empty()).then(|| batch(&appended)),
-            open: batch(&open.collect::<Vec<_>>()),
+            closed: (!closed.is_empty()).then(|| batch(&closed)),
+            open: batch(&open),
             tiers: self.every.clone(),
+            channels: std::mem::take(&mut self.changed),
         })
     }
 }
@@ -175,11 +209,14 @@ impl Fold {
 /// What a commit writes of the rollups (see [`write`]); cloned for a retry.
 #[derive(Clone)]
 pub(super) struct Writes {
-    /// Closed buckets and late partial rows, for `rollup_rows`.
-    appended: Option<RecordBatch>,
-    /// Every open bucket of the tiers `tiers`: `rollup_open`'s rows of them.
+    /// Buckets closed, for `rollup_rows`.
+    closed: Option<RecordBatch>,
+    /// The open buckets of the tiers `tiers` of the channels `channels`
+    /// (those with a reading since the last commit): their rows of
+    /// `rollup_open`.
     open: RecordBatch,
     tiers: Vec<i64>,
+    channels: Vec<i32>,
 }
 
 /// The columns of `rollup_rows` and `rollup_open`, as one Arrow batch.
@@ -216,16 +253,18 @@ fn batch(rows: &[Row]) -> RecordBatch {
 }
 
 /// Writes `w` (from [`Fold::take`]) in the open transaction: appends the
-/// closed buckets and late rows to `rollup_rows`, and replaces the tiers'
-/// rows of `rollup_open` with the buckets open now.
+/// closed buckets to `rollup_rows`, and replaces the rows of `rollup_open`
+/// of the channels that changed with their buckets open now.
 pub(super) fn write(conn: &Connection, w: Writes) -> duckdb::Result<()> {
-    if let Some(rows) = w.appended {
+    if let Some(rows) = w.closed {
         let mut app = conn.appender("rollup_rows")?;
         app.append_record_batch(rows)?;
         app.flush()?;
     }
-    let tiers = w.tiers.iter().map(i64::to_string).collect::<Vec<_>>().join(", ");
-    conn.prepare_cached(&format!("DELETE FROM rollup_open WHERE every_us IN ({tiers})"))?.execute([])?;
+    let list = |ids: &mut dyn Iterator<Item = String>| ids.collect::<Vec<_>>().join(", ");
+    let (tiers, channels) =
+        (list(&mut w.tiers.iter().map(i64::to_string)), list(&mut w.channels.iter().map(i32::to_string)));
+    conn.execute(&format!("DELETE FROM rollup_open WHERE every_us IN ({tiers}) AND channel_id IN ({channels})"), [])?;
     let mut app = conn.appender("rollup_open")?;
     app.append_record_batch(w.open)?;
     app.flush()
@@ -295,6 +334,64 @@ mod tests {
         );
         assert_eq!(n("SELECT count(*) FROM rollup_open"), 3 * 2);
         assert_eq!(n("SELECT sum(count) FROM rollup_buckets WHERE every_us = 60000000"), 7_500);
+    }
+
+    /// One reading from a clock set ahead costs each later bucket of its
+    /// channel nothing more: it closes the open bucket and opens its own
+    /// once, and the readings after it fold as before. The counts stay
+    /// exact (BIGINT, as `rollup_rows` has them).
+    #[test]
+    fn a_reading_from_the_future_does_not_split_the_buckets_after_it() {
+        let conn = store();
+        let mut fold = Fold::load(&conn, &tiers()).unwrap();
+        for s in 0..600i64 {
+            fold.add(1, s * 1_000_000, 1.0);
+            if s == 30 {
+                fold.add(1, 86_400 * 1_000_000, 1.0); // a day ahead
+            }
+            if s % 10 == 0 {
+                commit(&conn, &mut fold);
+            }
+        }
+        commit(&conn, &mut fold);
+        let n = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
+        // 1m tier: buckets 0–9 once each, bucket 0 twice (split by the
+        // reading ahead), and that reading's own bucket.
+        assert_eq!(
+            n("SELECT count(*) FROM (FROM rollup_rows UNION ALL FROM rollup_open) WHERE every_us = 60000000"),
+            12
+        );
+        assert_eq!(n("SELECT count(*) FROM rollup_buckets WHERE every_us = 60000000"), 11);
+        assert_eq!(n("SELECT sum(count) FROM rollup_buckets WHERE every_us = 60000000"), 601);
+        let kind: String =
+            conn.query_row("SELECT typeof(count) FROM rollup_buckets LIMIT 1", [], |r| r.get(0)).unwrap();
+        assert_eq!(kind, "BIGINT");
+    }
+
+    /// A commit rewrites the open buckets of the channels that had readings
+    /// and no others; open buckets past their tier's keep are forgotten, so
+    /// no commit writes them back after retention deleted them.
+    #[test]
+    fn a_commit_rewrites_only_the_open_buckets_it_changed_and_never_expired_ones() {
+        let conn = store();
+        let mut fold = Fold::load(&conn, &tiers()).unwrap();
+        fold.add(1, 0, 1.0);
+        fold.add(2, 0, 2.0);
+        commit(&conn, &mut fold);
+        conn.execute_batch("UPDATE rollup_open SET sum = 99 WHERE channel_id = 2").unwrap();
+        fold.add(1, 1_000_000, 1.0);
+        commit(&conn, &mut fold);
+        let sums: Vec<String> =
+            rows(&conn, "SELECT concat_ws('|', channel_id, every_us, sum) FROM rollup_open ORDER BY ALL");
+        assert_eq!(sums, ["1|3600000000|2.0", "1|60000000|2.0", "2|3600000000|99.0", "2|60000000|99.0"]);
+        // Retention: the 1m tier keeps buckets from 60 s on.
+        conn.execute_batch("DELETE FROM rollup_open WHERE every_us = 60000000").unwrap();
+        fold.expire(&[Some(60_000_000), None]);
+        fold.add(2, 2_000_000, 2.0);
+        commit(&conn, &mut fold);
+        let open: Vec<String> =
+            rows(&conn, "SELECT concat_ws('|', channel_id, every_us) FROM rollup_open ORDER BY ALL");
+        assert_eq!(open, ["1|3600000000", "2|3600000000", "2|60000000"], "only channel 2's new 1m bucket");
     }
 
     proptest! {

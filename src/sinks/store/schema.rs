@@ -51,8 +51,9 @@ const MIGRATIONS: &[&str] = &[
     // unit and quality on every row), and rollups. `readings` becomes a view
     // with the columns it had; its rows move to `reading_rows`.
     MIGRATE_TO_CHANNEL_IDS,
-    // 6 → 7: flags as bits (an all-but-empty string column cost the
-    // appender a third of its time), and rollup buckets appended once, when
+    // 6 → 7: flags as bits and the fusion lists in a `notes` dictionary
+    // (all-but-empty string columns cost the appender over half its
+    // time), and rollup buckets appended once, when
     // they close, instead of merged into a keyed table at every commit (the
     // upsert and its index cost a quarter of an ingest's time).
     MIGRATE_TO_V7,
@@ -98,8 +99,9 @@ const MIGRATE_TO_CHANNEL_IDS: &str = "
 /// `{insert_notes}` and `{quality_name}` are filled in by [`migrate_to`]): `reading_rows.flags`
 /// becomes `flag_bits` (bit `i` set for the `i`-th name of
 /// [`FLAG_LIST_V7`]; NULL when none), which the `readings` view names
-/// again; `text`, `inputs` and `voted_out` move to the `notes` dictionary,
-/// named by `note_id` (NULL for a reading with none of them); `rollup_rows` loses its primary
+/// again; a fused reading's `inputs` and `voted_out` move to the `notes`
+/// dictionary, named by `note_id` (NULL for a reading that is not fused);
+/// `rollup_rows` loses its primary
 /// key (a bucket may have more than one row; `rollup_buckets` merges them),
 /// the newest bucket of each tier and channel moves to `rollup_open`, where
 /// the writer keeps its open buckets (see the `rollup` module).
@@ -108,20 +110,18 @@ const MIGRATE_TO_V7: &str = "
     ALTER TABLE reading_rows ADD COLUMN flag_bits UINTEGER;
     ALTER TABLE reading_rows ADD COLUMN note_id INTEGER;
     UPDATE reading_rows SET flag_bits = {flag_bits} WHERE flags IS NOT NULL;
-    CREATE TABLE notes (id INTEGER PRIMARY KEY, text VARCHAR, inputs VARCHAR, voted_out VARCHAR);
+    CREATE TABLE notes (id INTEGER PRIMARY KEY, inputs VARCHAR, voted_out VARCHAR);
     {insert_notes}
     UPDATE reading_rows r SET note_id = n.id FROM notes n
-        WHERE n.text IS NOT DISTINCT FROM r.text AND n.inputs IS NOT DISTINCT FROM r.inputs
-            AND n.voted_out IS NOT DISTINCT FROM r.voted_out;
+        WHERE n.inputs IS NOT DISTINCT FROM r.inputs AND n.voted_out IS NOT DISTINCT FROM r.voted_out;
     ALTER TABLE reading_rows DROP COLUMN flags;
-    ALTER TABLE reading_rows DROP COLUMN text;
     ALTER TABLE reading_rows DROP COLUMN inputs;
     ALTER TABLE reading_rows DROP COLUMN voted_out;
     CREATE VIEW readings AS
         SELECT r.ts, c.channel, r.value,
                {quality_name} AS quality,
                {flag_names} AS flags,
-               c.source, c.unit, n.text, n.inputs, n.voted_out, r.spread, r.commit_no
+               c.source, c.unit, r.text, n.inputs, n.voted_out, r.spread, r.commit_no
         FROM reading_rows r JOIN channels c ON c.id = r.channel_id LEFT JOIN notes n ON n.id = r.note_id;
     DROP VIEW rollups;
     ALTER TABLE rollup_rows RENAME TO rollup_rows_v6;
@@ -129,14 +129,17 @@ const MIGRATE_TO_V7: &str = "
         every_us BIGINT NOT NULL, channel_id INTEGER NOT NULL, bucket_us BIGINT NOT NULL,
         count BIGINT NOT NULL, sum DOUBLE NOT NULL, min DOUBLE NOT NULL, max DOUBLE NOT NULL,
         first DOUBLE NOT NULL, first_us BIGINT NOT NULL, last DOUBLE NOT NULL, last_us BIGINT NOT NULL);
-    CREATE TABLE rollup_open AS FROM rollup_rows LIMIT 0;
+    CREATE TABLE rollup_open (
+        every_us BIGINT NOT NULL, channel_id INTEGER NOT NULL, bucket_us BIGINT NOT NULL,
+        count BIGINT NOT NULL, sum DOUBLE NOT NULL, min DOUBLE NOT NULL, max DOUBLE NOT NULL,
+        first DOUBLE NOT NULL, first_us BIGINT NOT NULL, last DOUBLE NOT NULL, last_us BIGINT NOT NULL);
     INSERT INTO rollup_open SELECT * FROM rollup_rows_v6
         QUALIFY row_number() OVER (PARTITION BY every_us, channel_id ORDER BY bucket_us DESC) = 1;
     INSERT INTO rollup_rows SELECT * FROM rollup_rows_v6 r WHERE NOT EXISTS (SELECT 1 FROM rollup_open o
         WHERE o.every_us = r.every_us AND o.channel_id = r.channel_id AND o.bucket_us = r.bucket_us);
     DROP TABLE rollup_rows_v6;
     CREATE VIEW rollup_buckets AS
-        SELECT every_us, channel_id, bucket_us, sum(count) AS count, sum(sum) AS sum, min(min) AS min,
+        SELECT every_us, channel_id, bucket_us, CAST(sum(count) AS BIGINT) AS count, sum(sum) AS sum, min(min) AS min,
                max(max) AS max, arg_min(first, first_us) AS first, min(first_us) AS first_us,
                arg_max(last, last_us) AS last, max(last_us) AS last_us
         FROM (FROM rollup_rows UNION ALL FROM rollup_open)
@@ -275,11 +278,11 @@ pub fn insert_readings_sql(src: &str) -> String {
          INSERT INTO reading_rows BY NAME
             SELECT r.ts, c.id AS channel_id, r.value,
                    {quality_code} AS quality,
-                   {flag_bits} AS flag_bits, n.id AS note_id, r.spread, r.commit_no
+                   {flag_bits} AS flag_bits, r.text, n.id AS note_id, r.spread, r.commit_no
             FROM ({src}) r JOIN channels c ON c.channel = r.channel
                 AND c.source IS NOT DISTINCT FROM r.source AND c.unit IS NOT DISTINCT FROM r.unit
-            LEFT JOIN notes n ON n.text IS NOT DISTINCT FROM r.text AND n.inputs IS NOT DISTINCT FROM r.inputs
-                AND n.voted_out IS NOT DISTINCT FROM r.voted_out;",
+            LEFT JOIN notes n ON n.inputs IS NOT DISTINCT FROM r.inputs AND n.voted_out IS NOT DISTINCT FROM r.voted_out
+                AND (r.inputs IS NOT NULL OR r.voted_out IS NOT NULL);",
         channels = insert_channels_sql(src),
         notes = insert_notes_sql(&format!("({src})")),
         flag_bits = flag_bits_sql("r.flags"),
@@ -287,18 +290,18 @@ pub fn insert_readings_sql(src: &str) -> String {
     )
 }
 
-/// SQL that adds the notes (`text`, `inputs`, `voted_out`) of the rows of
-/// `src` that `notes` does not hold yet, with new ids. Never a note of
-/// three NULLs: a reading without them has no note.
+/// SQL that adds the notes (`inputs`, `voted_out`) of the rows of `src`
+/// that `notes` does not hold yet, with new ids. Never a note of two NULLs:
+/// a reading that is not fused has no note.
 fn insert_notes_sql(src: &str) -> String {
     format!(
         "INSERT INTO notes
-            SELECT (SELECT coalesce(max(id), 0) FROM notes) + row_number() OVER (ORDER BY text, inputs, voted_out),
-                   text, inputs, voted_out
-            FROM (SELECT DISTINCT text, inputs, voted_out FROM {src} s
-                  WHERE (text IS NOT NULL OR inputs IS NOT NULL OR voted_out IS NOT NULL)
-                    AND NOT EXISTS (SELECT 1 FROM notes n WHERE n.text IS NOT DISTINCT FROM s.text
-                        AND n.inputs IS NOT DISTINCT FROM s.inputs AND n.voted_out IS NOT DISTINCT FROM s.voted_out));"
+            SELECT (SELECT coalesce(max(id), 0) FROM notes) + row_number() OVER (ORDER BY inputs, voted_out),
+                   inputs, voted_out
+            FROM (SELECT DISTINCT inputs, voted_out FROM {src} s
+                  WHERE (inputs IS NOT NULL OR voted_out IS NOT NULL)
+                    AND NOT EXISTS (SELECT 1 FROM notes n
+                        WHERE n.inputs IS NOT DISTINCT FROM s.inputs AND n.voted_out IS NOT DISTINCT FROM s.voted_out));"
     )
 }
 

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use duckdb::arrow::array::{
-    ArrayRef, Float64Builder, Int32Builder, Int64Array, TimestampMicrosecondBuilder, UInt32Builder, UInt8Builder,
+    ArrayRef, Float64Builder, Int32Builder, Int64Array, StringBuilder, TimestampMicrosecondBuilder, UInt32Builder,
+    UInt8Builder,
 };
 use duckdb::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use duckdb::arrow::record_batch::RecordBatch;
@@ -65,6 +66,7 @@ struct ReadingColumns {
     value: Float64Builder,
     quality: UInt8Builder,
     flag_bits: UInt32Builder,
+    text: StringBuilder,
     note: Int32Builder,
     spread: Float64Builder,
     len: usize,
@@ -82,6 +84,7 @@ impl ReadingColumns {
             value: Float64Builder::with_capacity(cap),
             quality: UInt8Builder::with_capacity(cap),
             flag_bits: UInt32Builder::with_capacity(cap),
+            text: StringBuilder::with_capacity(cap, 0),
             note: Int32Builder::with_capacity(cap),
             spread: Float64Builder::with_capacity(cap),
             len: 0,
@@ -103,16 +106,16 @@ impl ReadingColumns {
         self.quality.append_value(quality_code(r.quality));
         // Bits of `FLAG_NAMES`, named again by the `readings` view.
         self.flag_bits.append_option((!r.flags.is_empty()).then_some(r.flags.0));
+        self.text.append_option(r.text.as_deref());
         self.note.append_option(self.notes.id(r));
         self.spread.append_option(r.fusion.as_ref().map(|f| f.spread).filter(|s| s.is_finite()));
         self.len += 1;
     }
 
     /// The gathered readings as one Arrow batch, every row in commit
-    /// `commit_no`. Columns NULL in every row are left out (the appender
-    /// fills them): most batches have no flags, no text and no fused readings, and an
-    /// all-NULL string column still costs DuckDB a string append per row
-    /// and a compression pass at checkpoint.
+    /// `commit_no`. Columns NULL in every row are left out, for the
+    /// appender to fill: most batches have no flags, no text and no fused
+    /// readings, and a column given as NULLs is still converted row by row.
     fn finish(&mut self, commit_no: i64) -> RecordBatch {
         let ts = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
         let mut fields = vec![
@@ -127,8 +130,9 @@ impl ReadingColumns {
             Arc::new(self.value.finish()),
             Arc::new(self.quality.finish()),
         ];
-        let nullable: [(&str, ArrayRef); 3] = [
+        let nullable: [(&str, ArrayRef); 4] = [
             ("flag_bits", Arc::new(self.flag_bits.finish())),
+            ("text", Arc::new(self.text.finish())),
             ("note_id", Arc::new(self.note.finish())),
             ("spread", Arc::new(self.spread.finish())),
         ];
@@ -263,6 +267,9 @@ pub fn run_writer(
         }
         if last_retention.elapsed() >= Duration::from_secs(3600) {
             stats.retention_deleted += store.apply_retention().map_err(|e| (e, stats))? as u64;
+            // Open buckets past their tier's keep are gone from the store:
+            // the next commit must not write them back.
+            cols.rollups.expire(&store.rollup_cutoffs(crate::model::time::now_micros()));
             last_retention = Instant::now();
         }
     }
