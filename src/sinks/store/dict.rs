@@ -167,8 +167,11 @@ impl NoteIds {
             let id: i32 = r.get(0)?;
             let inputs: Option<String> = r.get(1)?;
             let voted_out: Option<String> = r.get(2)?;
-            key(&mut notes.buf, inputs.as_deref().unwrap_or_default(), voted_out.as_deref());
             notes.next = notes.next.max(id);
+            // A note without inputs (only a hand-made restore holds one) is
+            // not a fused reading's: none is ever looked up by it.
+            let Some(inputs) = inputs else { continue };
+            key(&mut notes.buf, &inputs, voted_out.as_deref());
             notes.ids.entry(Box::from(notes.buf.as_str())).or_insert(id);
         }
         Ok(notes)
@@ -225,12 +228,13 @@ mod tests {
     /// Equal notes share an id, a reading that is not fused has none, and a
     /// writer started anew on the store gives the notes stored the same ids
     /// (so a fused channel does not grow a note per run); a note from
-    /// before v7 with `voted_out` NULL is never taken for one with none.
+    /// before v7 with `voted_out` NULL is never taken for one with none,
+    /// nor a note without inputs (a hand-made restore) for an empty list.
     #[test]
     fn notes_are_named_once_across_commits_and_runs() {
         let conn = Connection::open_in_memory().unwrap();
         super::super::schema::migrate(&conn, std::path::Path::new(":memory:")).unwrap();
-        conn.execute_batch("INSERT INTO notes VALUES (1, 'a,b', NULL)").unwrap();
+        conn.execute_batch("INSERT INTO notes VALUES (1, 'a,b', NULL), (5, NULL, '')").unwrap();
         let readings = [
             reading(None),
             reading(Some((&["a", "b"], &[]))),
@@ -239,7 +243,7 @@ mod tests {
         ];
         let mut notes = NoteIds::load(&conn).unwrap();
         let ids: Vec<Option<i32>> = readings.iter().map(|r| notes.id(r)).collect();
-        assert_eq!(ids, [None, Some(2), Some(3), Some(4)]);
+        assert_eq!(ids, [None, Some(6), Some(7), Some(8)]);
         assert_eq!(readings.iter().map(|r| notes.id(r)).collect::<Vec<_>>(), ids, "met again: the same ids");
         notes.insert_new(&conn).unwrap();
         let mut again = NoteIds::load(&conn).unwrap();
@@ -254,6 +258,6 @@ mod tests {
             .unwrap()
             .map(Result::unwrap)
             .collect();
-        assert_eq!(stored, ["1|a,b|-", "2|a,b|", "3|a,b|b", "4||"]);
+        assert_eq!(stored, ["1|a,b|-", "5|-|", "6|a,b|", "7|a,b|b", "8||"]);
     }
 }

@@ -204,7 +204,7 @@ impl Store {
             }
         };
         if expired {
-            store.apply_retention()?;
+            store.apply_retention(now)?;
         }
         Ok(store)
     }
@@ -258,10 +258,10 @@ impl Store {
 
     /// Deletes rollup buckets older than their tier's `keep`. Buckets of a
     /// tier the spec no longer names are kept (and no longer added to).
-    fn apply_rollup_retention(&self) -> Result<usize, StoreError> {
+    fn apply_rollup_retention(&self, now: i64) -> Result<usize, StoreError> {
         let err = |e| classify(&self.path, e);
         let mut n = 0;
-        for (r, cutoff) in self.rollups.iter().zip(self.rollup_cutoffs(crate::model::time::now_micros())) {
+        for (r, cutoff) in self.rollups.iter().zip(self.rollup_cutoffs(now)) {
             if let Some(cutoff) = cutoff {
                 for table in ["rollup_rows", "rollup_open"] {
                     n += self
@@ -325,13 +325,13 @@ impl Store {
 
     /// Applies the store's retention, if it has one: deletes records older
     /// than `store.retention`, except those after a forward target's cursor
-    /// that are younger than its `backlog.max_age`. Returns the rows deleted.
-    pub fn apply_retention(&self) -> Result<usize, StoreError> {
-        let Some(retention) = &self.retention else { return self.apply_rollup_retention() };
+    /// that are younger than its `backlog.max_age`, and rollup buckets past
+    /// their tier's `keep`, all as of `now` (µs). Returns the rows deleted.
+    pub fn apply_retention(&self, now: i64) -> Result<usize, StoreError> {
+        let Some(retention) = &self.retention else { return self.apply_rollup_retention(now) };
         let err = |e| classify(&self.path, e);
         // The cutoffs are computed here: TIMESTAMPTZ arithmetic in SQL needs
         // the ICU extension, which the bundled DuckDB does not build.
-        let now = crate::model::time::now_micros();
         let older = cutoff(now, retention.keep);
         // Rows a target still waits for: after its cursor, younger than its max_age.
         let mut keep_rows = Vec::new();
@@ -346,7 +346,7 @@ impl Store {
         }
         let or_false = |v: &[String]| if v.is_empty() { "false".to_string() } else { v.join(" OR ") };
         let (rows, commits) = (or_false(&keep_rows), or_false(&keep_commits));
-        let mut n = self.apply_rollup_retention()?;
+        let mut n = self.apply_rollup_retention(now)?;
         for table in ["reading_rows", "anomalies", "alerts"] {
             n += self
                 .conn

@@ -6,8 +6,9 @@
 //! row per tier and channel), until a reading of a later bucket closes it;
 //! it is then appended to `rollup_rows`, once. A reading of an earlier
 //! bucket (late data, a backfill, readings after one from a clock set
-//! ahead) closes the open bucket too and opens its own, so such a bucket
-//! gets a second row. Every commit appends what it closed and replaces the
+//! ahead) closes the open bucket too and opens its own, so that bucket,
+//! and the one it interrupted once readings come back to it, get a second
+//! row. Every commit appends what it closed and replaces the
 //! `rollup_open` rows of the channels that had readings, in the commit's
 //! transaction ([`write`]):
 //! rollups never disagree with the readings committed, a commit that fails
@@ -166,20 +167,24 @@ impl Fold {
         }
     }
 
-    /// Forgets the open buckets that start before their tier's cutoff
-    /// (`cutoffs`, µs, in tier order; `None`: kept forever): retention has
-    /// deleted them from the store, and a commit must not write them back.
+    /// Forgets the buckets, open or closed but not yet written, that start
+    /// before their tier's cutoff (`cutoffs`, µs, in tier order; `None`:
+    /// kept forever): retention has deleted them from the store, and a
+    /// commit must not write them back.
     pub fn expire(&mut self, cutoffs: &[Option<i64>]) {
         if self.every.is_empty() {
             return;
         }
+        let past = |tier: usize, bucket: i64| cutoffs.get(tier).copied().flatten().is_some_and(|c| bucket < c);
         for tiers in self.open.chunks_mut(self.every.len()) {
-            for (open, cutoff) in tiers.iter_mut().zip(cutoffs) {
-                if open.zip(*cutoff).is_some_and(|((b, _), c)| b < c) {
+            for (t, open) in tiers.iter_mut().enumerate() {
+                if open.is_some_and(|(b, _)| past(t, b)) {
                     *open = None;
                 }
             }
         }
+        let every = &self.every;
+        self.closed.retain(|&(e, _, b, _)| !every.iter().position(|&x| x == e).is_some_and(|t| past(t, b)));
     }
 
     /// What the next commit writes, and a fresh start for the one after:
@@ -369,8 +374,8 @@ mod tests {
     }
 
     /// A commit rewrites the open buckets of the channels that had readings
-    /// and no others; open buckets past their tier's keep are forgotten, so
-    /// no commit writes them back after retention deleted them.
+    /// and no others; buckets past their tier's keep, open or closed, are
+    /// forgotten, so no commit writes them back after retention.
     #[test]
     fn a_commit_rewrites_only_the_open_buckets_it_changed_and_never_expired_ones() {
         let conn = store();
@@ -385,13 +390,22 @@ mod tests {
             rows(&conn, "SELECT concat_ws('|', channel_id, every_us, sum) FROM rollup_open ORDER BY ALL");
         assert_eq!(sums, ["1|3600000000|2.0", "1|60000000|2.0", "2|3600000000|99.0", "2|60000000|99.0"]);
         // Retention: the 1m tier keeps buckets from 60 s on.
+        // Channel 3's first 1m bucket is closed in memory, not yet written.
         conn.execute_batch("DELETE FROM rollup_open WHERE every_us = 60000000").unwrap();
+        fold.add(3, 0, 5.0);
+        fold.add(3, 61_000_000, 6.0);
         fold.expire(&[Some(60_000_000), None]);
         fold.add(2, 2_000_000, 2.0);
         commit(&conn, &mut fold);
         let open: Vec<String> =
-            rows(&conn, "SELECT concat_ws('|', channel_id, every_us) FROM rollup_open ORDER BY ALL");
-        assert_eq!(open, ["1|3600000000", "2|3600000000", "2|60000000"], "only channel 2's new 1m bucket");
+            rows(&conn, "SELECT concat_ws('|', channel_id, every_us, bucket_us) FROM rollup_open ORDER BY ALL");
+        assert_eq!(
+            open,
+            ["1|3600000000|0", "2|3600000000|0", "2|60000000|0", "3|3600000000|0", "3|60000000|60000000"],
+            "channel 2's new 1m bucket and channel 3's, past the cutoff"
+        );
+        let closed: Vec<String> = rows(&conn, "SELECT concat_ws('|', channel_id, every_us) FROM rollup_rows");
+        assert!(closed.is_empty(), "channel 3's closed bucket before the cutoff is not written: {closed:?}");
     }
 
     proptest! {

@@ -266,10 +266,12 @@ pub fn run_writer(
             first_pending = None;
         }
         if last_retention.elapsed() >= Duration::from_secs(3600) {
-            stats.retention_deleted += store.apply_retention().map_err(|e| (e, stats))? as u64;
-            // Open buckets past their tier's keep are gone from the store:
-            // the next commit must not write them back.
-            cols.rollups.expire(&store.rollup_cutoffs(crate::model::time::now_micros()));
+            let now = crate::model::time::now_micros();
+            stats.retention_deleted += store.apply_retention(now).map_err(|e| (e, stats))? as u64;
+            // Buckets past their tier's keep are gone from the store: the
+            // next commit must not write them back. The same `now`: a bucket
+            // retention kept stays open.
+            cols.rollups.expire(&store.rollup_cutoffs(now));
             last_retention = Instant::now();
         }
     }
