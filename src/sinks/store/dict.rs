@@ -18,7 +18,7 @@ use duckdb::arrow::record_batch::RecordBatch;
 use duckdb::Connection;
 
 use crate::model::intern::FxHashMap;
-use crate::model::record::Reading;
+use crate::model::record::{Fusion, Reading};
 
 /// Appends `cols` (Arrow columns named as in `table`) to `table`.
 fn append(conn: &Connection, table: &str, fields: Vec<Field>, cols: Vec<ArrayRef>) -> duckdb::Result<()> {
@@ -42,11 +42,30 @@ pub(super) struct ChannelKey {
 #[derive(Default)]
 pub(super) struct ChannelIds {
     ids: FxHashMap<ChannelKey, i32>,
-    /// The key of the last reading and its id: readings of one channel
-    /// often come in runs, and the pointers compare in one step.
-    last: Option<(ChannelKey, i32)>,
+    /// Ids by the addresses of a reading's channel, source and unit names
+    /// (see [`names_cache_full`]). A reading's names are the parser's
+    /// interned ones, so nearly every lookup hashes three words: no strings
+    /// hashed and compared, and no key built, whose three `Arc` clones and
+    /// drops, on names the parse thread counts too, were the writer's
+    /// largest cost on benches/chain.sh.
+    by_names: FxHashMap<[usize; 3], (i32, ChannelKey)>,
     next: i32,
     pub(super) new: Vec<(i32, ChannelKey)>,
+}
+
+/// Names held by a cache keyed by their addresses.
+type Names = Box<[Arc<str>]>;
+
+/// The address of a name: with the name held, no other name has it.
+fn address(name: &Arc<str>) -> usize {
+    Arc::as_ptr(name).cast::<u8>() as usize
+}
+
+/// Whether a cache by names' addresses, which holds the names, has grown
+/// past what the `known` keys explain: names that are not shared (each
+/// reading parsed anew) would grow it without end. It then starts again.
+fn names_cache_full(cached: usize, known: usize) -> bool {
+    cached >= 4 * known + 1024
 }
 
 impl ChannelIds {
@@ -68,15 +87,9 @@ impl ChannelIds {
     }
 
     pub(super) fn id(&mut self, r: &Reading) -> i32 {
-        if let Some((k, id)) = &self.last {
-            let same_unit = match (&k.unit, &r.unit) {
-                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
-                (None, None) => true,
-                _ => false,
-            };
-            if Arc::ptr_eq(&k.channel, &r.channel) && Arc::ptr_eq(&k.source, &r.source) && same_unit {
-                return *id;
-            }
+        let names = [address(&r.channel), address(&r.source), r.unit.as_ref().map_or(0, address)];
+        if let Some((id, _)) = self.by_names.get(&names) {
+            return *id;
         }
         let key = ChannelKey { channel: r.channel.clone(), source: r.source.clone(), unit: r.unit.clone() };
         let id = match self.ids.get(&key) {
@@ -88,7 +101,10 @@ impl ChannelIds {
                 self.next
             }
         };
-        self.last = Some((key, id));
+        if names_cache_full(self.by_names.len(), self.ids.len()) {
+            self.by_names.clear();
+        }
+        self.by_names.insert(names, (id, key));
         id
     }
 
@@ -131,6 +147,12 @@ pub(super) struct NoteIds {
     pub(super) new: Vec<(i32, Box<str>, Box<str>)>,
     /// The key of the last reading looked up, built in place.
     buf: String,
+    /// Ids by the addresses of a fused reading's names (inputs, 0, voted
+    /// out), with the names held (see [`names_cache_full`]): a fusion group
+    /// gives its readings the same names every time.
+    by_names: FxHashMap<Box<[usize]>, (i32, Names)>,
+    /// The addresses of the last reading looked up.
+    names: Vec<usize>,
 }
 
 /// The key of a note: `inputs`, a line feed (no channel name holds one) and
@@ -180,18 +202,36 @@ impl NoteIds {
     /// The id of fused reading `r`'s note; `None` when it is not fused.
     pub(super) fn id(&mut self, r: &Reading) -> Option<i32> {
         let f = r.fusion.as_deref()?;
+        self.names.clear();
+        self.names.extend(f.inputs.iter().map(address));
+        self.names.push(0);
+        self.names.extend(f.voted_out.iter().map(address));
+        if let Some((id, _)) = self.by_names.get(&self.names[..]) {
+            return Some(*id);
+        }
+        let id = self.id_by_key(f);
+        if names_cache_full(self.by_names.len(), self.ids.len()) {
+            self.by_names.clear();
+        }
+        let held = f.inputs.iter().chain(&f.voted_out).cloned().collect();
+        self.by_names.insert(self.names.as_slice().into(), (id, held));
+        Some(id)
+    }
+
+    /// The id of the note of fusion `f`, by its key, made if new.
+    fn id_by_key(&mut self, f: &Fusion) -> i32 {
         self.buf.clear();
         join(&mut self.buf, &f.inputs);
         self.buf.push('\n');
         join(&mut self.buf, &f.voted_out);
         if let Some(id) = self.ids.get(self.buf.as_str()) {
-            return Some(*id);
+            return *id;
         }
         self.next += 1;
         let (inputs, voted_out) = self.buf.split_once('\n').expect("the key holds a line feed");
         self.new.push((self.next, Box::from(inputs), Box::from(voted_out)));
         self.ids.insert(Box::from(self.buf.as_str()), self.next);
-        Some(self.next)
+        self.next
     }
 
     /// Appends the notes met since the last commit (in its transaction).
@@ -216,7 +256,7 @@ impl NoteIds {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::record::{Fusion, Record};
+    use crate::model::record::Record;
 
     fn reading(fusion: Option<(&[&str], &[&str])>) -> Reading {
         let Record::Reading(mut r) = Reading::sample("c", 0, Some(1.0)) else { unreachable!() };
@@ -245,6 +285,8 @@ mod tests {
         let ids: Vec<Option<i32>> = readings.iter().map(|r| notes.id(r)).collect();
         assert_eq!(ids, [None, Some(6), Some(7), Some(8)]);
         assert_eq!(readings.iter().map(|r| notes.id(r)).collect::<Vec<_>>(), ids, "met again: the same ids");
+        // The same names in other allocations (a reading parsed anew).
+        assert_eq!(notes.id(&reading(Some((&["a", "b"], &["b"])))), Some(7));
         notes.insert_new(&conn).unwrap();
         let mut again = NoteIds::load(&conn).unwrap();
         assert_eq!(readings.iter().map(|r| again.id(r)).collect::<Vec<_>>(), ids, "a new run: the same ids");
