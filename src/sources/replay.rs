@@ -90,8 +90,19 @@ pub fn history(
     Ok(v)
 }
 
+/// Readings a replay sorts in one statement, about: DuckDB sorts the rows
+/// it returns (strings included) in memory, and within the store's memory
+/// limit (32MB by default) a day of 100 channels at 1 Hz (8.64M readings)
+/// failed to sort at all, while 2.16M went through.
+const WINDOW: u64 = 500_000;
+
 /// Streams the readings of `[since, until)` in time order through `emit`
 /// (false: the engine stopped). Returns how many were read.
+///
+/// The range goes in time windows of about [`WINDOW`] readings, each
+/// sorted on its own; a window's bounds are constants in its SQL, so
+/// DuckDB skips the row groups outside it instead of scanning the range
+/// once per window. Readings at one time are never split between windows.
 pub fn replay(
     conn: &Connection,
     since: Micros,
@@ -100,51 +111,159 @@ pub fn replay(
     progress: &AtomicU64,
     emit: &mut dyn FnMut(Vec<Record>) -> bool,
 ) -> duckdb::Result<u64> {
-    let mut st = conn.prepare(
-        "SELECT epoch_us(ts), channel, value, text, unit, quality, flags, source FROM readings
-         WHERE epoch_us(ts) >= ? AND epoch_us(ts) < ? ORDER BY ts",
+    replay_in_windows(conn, (since, until), WINDOW, stop, progress, emit)
+}
+
+/// [`replay`], in windows of about `window` readings.
+fn replay_in_windows(
+    conn: &Connection,
+    (since, until): (Micros, Micros),
+    window: u64,
+    stop: &AtomicBool,
+    progress: &AtomicU64,
+    emit: &mut dyn FnMut(Vec<Record>) -> bool,
+) -> duckdb::Result<u64> {
+    let (rows, first, last): (i64, Option<i64>, Option<i64>) = conn.query_row(
+        "SELECT count(*), min(epoch_us(ts)), max(epoch_us(ts)) FROM readings
+         WHERE epoch_us(ts) >= ? AND epoch_us(ts) < ?",
+        duckdb::params![since, until],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
     )?;
-    let mut rows = st.query(duckdb::params![since, until])?;
-    let mut interner = Interner::with_cap(1_000_000);
-    let fallback: Arc<str> = Arc::from("store");
-    let mut batch = Vec::with_capacity(BATCH);
-    let mut n = 0u64;
-    while let Some(row) = rows.next()? {
-        let channel: String = row.get(1)?;
-        let Ok(channel) = interner.channel(&channel) else { continue };
-        let flags: Option<String> = row.get(6)?;
-        let mut f = Flags::empty();
-        for name in flags.iter().flat_map(|s| s.split(',')).filter(|s| !s.is_empty()) {
-            f.insert(Flags::from_name(name));
+    let (Some(first), Some(last)) = (first, last) else { return Ok(0) };
+    let windows = (rows.max(0) as u64).div_ceil(window).max(1) as i64;
+    let step = ((last - first) / windows).max(1) + 1;
+    let mut cursor = Cursor {
+        interner: Interner::with_cap(1_000_000),
+        fallback: Arc::from("store"),
+        batch: Vec::with_capacity(BATCH),
+        n: 0,
+    };
+    let mut from = first;
+    while from <= last {
+        let to = from.saturating_add(step).min(last + 1);
+        if !cursor.window(conn, from, to, stop, progress, emit)? {
+            return Ok(cursor.n);
         }
-        let unit: Option<String> = row.get(4)?;
-        let source: Option<String> = row.get(7)?;
-        let text: Option<String> = row.get(3)?;
-        let quality: String = row.get(5)?;
-        batch.push(Record::Reading(Reading {
-            ts: row.get(0)?,
-            channel,
-            value: row.get(2)?,
-            text: text.map(|t| Arc::from(t.as_str())),
-            unit: unit.and_then(|u| interner.name("unit", &u).ok()),
-            quality: Quality::parse(&quality).unwrap_or(Quality::Bad),
-            flags: f,
-            source: source.and_then(|s| interner.name("source", &s).ok()).unwrap_or_else(|| fallback.clone()),
-            // Never stored again.
-            from_input: true,
-            fusion: None,
-        }));
-        n += 1;
-        if batch.len() >= BATCH {
-            progress.store(n, Ordering::Relaxed);
-            if !emit(std::mem::replace(&mut batch, Vec::with_capacity(BATCH))) || stop.load(Ordering::Relaxed) {
-                return Ok(n);
+        from = to;
+    }
+    progress.store(cursor.n, Ordering::Relaxed);
+    if !cursor.batch.is_empty() {
+        emit(cursor.batch);
+    }
+    Ok(cursor.n)
+}
+
+/// A replay under way: the names met, the batch being filled, the
+/// readings read.
+struct Cursor {
+    interner: Interner,
+    fallback: Arc<str>,
+    batch: Vec<Record>,
+    n: u64,
+}
+
+impl Cursor {
+    /// Reads the readings of `[from, to)` (µs) in time order into batches;
+    /// false when the engine stopped.
+    fn window(
+        &mut self,
+        conn: &Connection,
+        from: Micros,
+        to: Micros,
+        stop: &AtomicBool,
+        progress: &AtomicU64,
+        emit: &mut dyn FnMut(Vec<Record>) -> bool,
+    ) -> duckdb::Result<bool> {
+        let at = |us: Micros| format!("'{}'::TIMESTAMPTZ", crate::model::time::format_rfc3339(us));
+        let mut st = conn.prepare(&format!(
+            "SELECT epoch_us(ts), channel, value, text, unit, quality, flags, source FROM readings
+             WHERE ts >= {} AND ts < {} ORDER BY ts",
+            at(from),
+            at(to)
+        ))?;
+        let mut rows = st.query([])?;
+        let Cursor { interner, fallback, batch, n } = self;
+        while let Some(row) = rows.next()? {
+            let channel: String = row.get(1)?;
+            let Ok(channel) = interner.channel(&channel) else { continue };
+            let flags: Option<String> = row.get(6)?;
+            let mut f = Flags::empty();
+            for name in flags.iter().flat_map(|s| s.split(',')).filter(|s| !s.is_empty()) {
+                f.insert(Flags::from_name(name));
+            }
+            let unit: Option<String> = row.get(4)?;
+            let source: Option<String> = row.get(7)?;
+            let text: Option<String> = row.get(3)?;
+            let quality: String = row.get(5)?;
+            batch.push(Record::Reading(Reading {
+                ts: row.get(0)?,
+                channel,
+                value: row.get(2)?,
+                text: text.map(|t| Arc::from(t.as_str())),
+                unit: unit.and_then(|u| interner.name("unit", &u).ok()),
+                quality: Quality::parse(&quality).unwrap_or(Quality::Bad),
+                flags: f,
+                source: source.and_then(|s| interner.name("source", &s).ok()).unwrap_or_else(|| fallback.clone()),
+                // Never stored again.
+                from_input: true,
+                fusion: None,
+            }));
+            *n += 1;
+            if batch.len() >= BATCH {
+                progress.store(*n, Ordering::Relaxed);
+                if !emit(std::mem::replace(batch, Vec::with_capacity(BATCH))) || stop.load(Ordering::Relaxed) {
+                    return Ok(false);
+                }
             }
         }
+        Ok(true)
     }
-    progress.store(n, Ordering::Relaxed);
-    if !batch.is_empty() {
-        emit(batch);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// However small the windows, every reading of the range comes out
+    /// once, in time order, readings at one time together, and none from
+    /// outside the range.
+    #[test]
+    fn a_replay_in_windows_gives_every_reading_once_in_time_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.duckdb");
+        drop(crate::sinks::store::Store::open(&path, None, vec![]).unwrap());
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "INSERT INTO channels VALUES (1, 'a', 's', NULL), (2, 'b', 's', 'kW');
+             -- 40 readings: two per time (one per channel), stored out of order.
+             INSERT INTO reading_rows (ts, channel_id, value, quality, commit_no)
+                 SELECT make_timestamp(1000000 * (t % 20) + 7), 1 + t // 20, t, 0, 1
+                 FROM range(40) r(t) ORDER BY hash(t);",
+        )
+        .unwrap();
+        let (stop, progress) = (AtomicBool::new(false), AtomicU64::new(0));
+        for window in [1, 3, 7, 40, 1000] {
+            let mut got = Vec::new();
+            let n = replay_in_windows(&conn, (1_000_007, 19_000_007), window, &stop, &progress, &mut |b| {
+                got.extend(b.into_iter().map(|r| match r {
+                    Record::Reading(r) => (r.ts, r.channel.to_string(), r.value),
+                    _ => unreachable!(),
+                }));
+                true
+            })
+            .unwrap();
+            assert_eq!(n, 36, "window {window}");
+            assert!(got.windows(2).all(|w| w[0].0 <= w[1].0), "window {window}: in time order");
+            got.sort_by(|a, b| a.partial_cmp(b).unwrap());
+            let want: Vec<_> = (1..19)
+                .flat_map(|s| {
+                    [
+                        (s * 1_000_000 + 7, "a".to_string(), Some(s as f64)),
+                        (s * 1_000_000 + 7, "b".to_string(), Some(s as f64 + 20.0)),
+                    ]
+                })
+                .collect();
+            assert_eq!(got, want, "window {window}");
+        }
     }
-    Ok(n)
 }
