@@ -99,10 +99,11 @@ const WINDOW: u64 = 500_000;
 /// Streams the readings of `[since, until)` in time order through `emit`
 /// (false: the engine stopped). Returns how many were read.
 ///
-/// The range goes in time windows of about [`WINDOW`] readings, each
-/// sorted on its own; a window's bounds are constants in its SQL, so
-/// DuckDB skips the row groups outside it instead of scanning the range
-/// once per window. Readings at one time are never split between windows.
+/// The range goes in time windows of about [`WINDOW`] readings (see
+/// [`window_bounds`]), each sorted on its own; a window's bounds are
+/// constants in its SQL, so DuckDB skips the row groups outside it instead
+/// of scanning the range once per window. Readings at one time are never
+/// split between windows.
 pub fn replay(
     conn: &Connection,
     since: Micros,
@@ -130,27 +131,54 @@ fn replay_in_windows(
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
     )?;
     let (Some(first), Some(last)) = (first, last) else { return Ok(0) };
-    let windows = (rows.max(0) as u64).div_ceil(window).max(1) as i64;
-    let step = ((last - first) / windows).max(1) + 1;
     let mut cursor = Cursor {
         interner: Interner::with_cap(1_000_000),
         fallback: Arc::from("store"),
         batch: Vec::with_capacity(BATCH),
         n: 0,
     };
-    let mut from = first;
-    while from <= last {
-        let to = from.saturating_add(step).min(last + 1);
-        if !cursor.window(conn, from, to, stop, progress, emit)? {
+    let bounds = window_bounds(conn, (since, until), (rows.max(0) as u64).div_ceil(window), (first, last))?;
+    for w in bounds.windows(2) {
+        if stop.load(Ordering::Relaxed) || !cursor.window(conn, w[0], w[1], stop, progress, emit)? {
             return Ok(cursor.n);
         }
-        from = to;
     }
     progress.store(cursor.n, Ordering::Relaxed);
     if !cursor.batch.is_empty() {
         emit(cursor.batch);
     }
     Ok(cursor.n)
+}
+
+/// The bounds (µs) of `windows` time windows over the readings of
+/// `[since, until)`, which run from `first` to `last`: strictly rising,
+/// from `first` to just after `last`. They are (approximate) quantiles of
+/// the readings' times, so each window holds about as many readings,
+/// however the times spread: a reading from a clock left at 1970 must not
+/// put a whole day into one window.
+fn window_bounds(
+    conn: &Connection,
+    (since, until): (Micros, Micros),
+    windows: u64,
+    (first, last): (Micros, Micros),
+) -> duckdb::Result<Vec<Micros>> {
+    let mut bounds = vec![first];
+    if windows > 1 {
+        let quantiles = (1..windows).map(|i| (i as f64 / windows as f64).to_string()).collect::<Vec<_>>();
+        let mut st = conn.prepare(&format!(
+            "SELECT unnest(approx_quantile(epoch_us(ts), [{}])) FROM readings
+             WHERE epoch_us(ts) >= ? AND epoch_us(ts) < ?",
+            quantiles.join(", ")
+        ))?;
+        for q in st.query_map(duckdb::params![since, until], |r| r.get::<_, i64>(0))? {
+            let q = q?;
+            if q > *bounds.last().expect("first") && q <= last {
+                bounds.push(q);
+            }
+        }
+    }
+    bounds.push(last.saturating_add(1));
+    Ok(bounds)
 }
 
 /// A replay under way: the names met, the batch being filled, the
@@ -174,7 +202,8 @@ impl Cursor {
         progress: &AtomicU64,
         emit: &mut dyn FnMut(Vec<Record>) -> bool,
     ) -> duckdb::Result<bool> {
-        let at = |us: Micros| format!("'{}'::TIMESTAMPTZ", crate::model::time::format_rfc3339(us));
+        // In µs, not as text: RFC 3339 holds the years 0 to 9999 only.
+        let at = |us: Micros| format!("CAST(make_timestamp({us}) AS TIMESTAMPTZ)");
         let mut st = conn.prepare(&format!(
             "SELECT epoch_us(ts), channel, value, text, unit, quality, flags, source FROM readings
              WHERE ts >= {} AND ts < {} ORDER BY ts",
@@ -265,5 +294,48 @@ mod tests {
                 .collect();
             assert_eq!(got, want, "window {window}");
         }
+    }
+
+    /// A reading from a clock left far in the past or set far ahead does
+    /// not put the rest into one window, and both are replayed, whatever
+    /// their year.
+    #[test]
+    fn windows_hold_about_as_many_readings_however_the_times_spread() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.duckdb");
+        drop(crate::sinks::store::Store::open(&path, None, vec![]).unwrap());
+        let conn = Connection::open(&path).unwrap();
+        let (past, ahead) = (-100_000_000_000_000_000i64, 253_402_300_799_999_999i64);
+        conn.execute_batch(&format!(
+            "INSERT INTO channels VALUES (1, 'a', 's', NULL);
+             INSERT INTO reading_rows (ts, channel_id, value, quality, commit_no)
+                 SELECT make_timestamp(1800000000000000 + 1000000 * t), 1, t, 0, 1 FROM range(1000) r(t);
+             INSERT INTO reading_rows (ts, channel_id, value, quality, commit_no)
+                 VALUES (make_timestamp({past}), 1, -1, 0, 1), (make_timestamp({ahead}), 1, -2, 0, 1);"
+        ))
+        .unwrap();
+        let range = (i64::MIN, i64::MAX);
+        let bounds = window_bounds(&conn, range, 10, (past, ahead)).unwrap();
+        assert_eq!((bounds[0], *bounds.last().unwrap()), (past, ahead + 1));
+        for w in bounds.windows(2) {
+            let n: i64 = conn
+                .query_row(
+                    "SELECT count(*) FROM readings WHERE epoch_us(ts) >= ? AND epoch_us(ts) < ?",
+                    [w[0], w[1]],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            assert!(n <= 150, "{n} readings in [{}, {})", w[0], w[1]);
+        }
+        let (stop, progress) = (AtomicBool::new(false), AtomicU64::new(0));
+        let mut times = Vec::new();
+        let n = replay_in_windows(&conn, range, 100, &stop, &progress, &mut |b| {
+            times.extend(b.iter().map(|r| if let Record::Reading(r) = r { r.ts } else { unreachable!() }));
+            true
+        })
+        .unwrap();
+        assert_eq!(n, 1002);
+        assert_eq!((times[0], times[1001]), (past, ahead));
+        assert!(times.windows(2).all(|w| w[0] < w[1]));
     }
 }
