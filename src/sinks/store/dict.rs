@@ -23,9 +23,7 @@ use crate::model::record::{Fusion, Reading};
 /// Appends `cols` (Arrow columns named as in `table`) to `table`.
 fn append(conn: &Connection, table: &str, fields: Vec<Field>, cols: Vec<ArrayRef>) -> duckdb::Result<()> {
     let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).expect("columns match the schema");
-    let mut app = conn.appender(table)?;
-    app.append_record_batch(batch)?;
-    app.flush()
+    super::append(conn, table, batch)
 }
 
 /// What names a row of `channels`: a channel as one source gives it, in

@@ -114,6 +114,14 @@ fn cutoff(now: i64, keep: Duration) -> String {
     format!("'{}'::TIMESTAMPTZ", format_rfc3339(us))
 }
 
+/// Appends Arrow `batch` (columns named as in `table`) to `table`, in the
+/// open transaction if there is one.
+fn append(conn: &Connection, table: &str, batch: duckdb::arrow::record_batch::RecordBatch) -> duckdb::Result<()> {
+    let mut app = conn.appender(table)?;
+    app.append_record_batch(batch)?;
+    app.flush()
+}
+
 /// `keep` before `now`, in µs (saturating: `keep` may be a century).
 fn before(now: i64, keep: Duration) -> i64 {
     now.saturating_sub(keep.as_micros().min(i64::MAX as u128) as i64)

@@ -84,6 +84,9 @@ pub(super) struct Fold {
     /// whether each id is among them (indexed by id).
     changed: Vec<i32>,
     is_changed: Vec<bool>,
+    /// The statement that deletes the `rollup_open` rows of these tiers for
+    /// the channels in [`CHANGED`] (see [`write`]).
+    delete_open: Arc<str>,
 }
 
 impl Fold {
@@ -96,6 +99,10 @@ impl Fold {
         }
         // The channels a commit rewrites the open buckets of (see [`write`]).
         conn.execute_batch(&format!("CREATE TEMP TABLE IF NOT EXISTS {CHANGED} (channel_id INTEGER NOT NULL)"))?;
+        let tiers = fold.every.iter().map(i64::to_string).collect::<Vec<_>>().join(", ");
+        fold.delete_open = Arc::from(format!(
+            "DELETE FROM rollup_open WHERE every_us IN ({tiers}) AND channel_id IN (SELECT channel_id FROM {CHANGED})"
+        ));
         let mut st = conn.prepare(
             "SELECT every_us, channel_id, bucket_us, count, sum, min, max, first, first_us, last, last_us
              FROM rollup_open",
@@ -204,11 +211,17 @@ impl Fold {
             open.extend(buckets.filter_map(|(o, &every)| o.map(|(b, p)| (every, id, b, p))));
         }
         let closed = std::mem::take(&mut self.closed);
+        let changed = Field::new("channel_id", DataType::Int32, false);
+        let changed = RecordBatch::try_new(
+            Arc::new(Schema::new(vec![changed])),
+            vec![Arc::new(Int32Array::from(std::mem::take(&mut self.changed))) as ArrayRef],
+        )
+        .expect("one column of its declared type");
         Some(Writes {
             closed: (!closed.is_empty()).then(|| batch(&closed)),
             open: batch(&open),
-            tiers: self.every.clone(),
-            channels: std::mem::take(&mut self.changed),
+            changed,
+            delete_open: self.delete_open.clone(),
         })
     }
 }
@@ -218,12 +231,13 @@ impl Fold {
 pub(super) struct Writes {
     /// Buckets closed, for `rollup_rows`.
     closed: Option<RecordBatch>,
-    /// The open buckets of the tiers `tiers` of the channels `channels`
-    /// (those with a reading since the last commit): their rows of
-    /// `rollup_open`.
+    /// The open buckets of the channels `changed` (those with a reading
+    /// since the last commit): their rows of `rollup_open`.
     open: RecordBatch,
-    tiers: Vec<i64>,
-    channels: Vec<i32>,
+    /// The rows of [`CHANGED`].
+    changed: RecordBatch,
+    /// [`Fold::delete_open`].
+    delete_open: Arc<str>,
 }
 
 /// The columns of `rollup_rows` and `rollup_open`, as one Arrow batch.
@@ -264,32 +278,16 @@ fn batch(rows: &[Row]) -> RecordBatch {
 /// of the channels that changed with their buckets open now.
 pub(super) fn write(conn: &Connection, w: Writes) -> duckdb::Result<()> {
     if let Some(rows) = w.closed {
-        let mut app = conn.appender("rollup_rows")?;
-        app.append_record_batch(rows)?;
-        app.flush()?;
+        super::append(conn, "rollup_rows", rows)?;
     }
     // The channels go through a temporary table, not an `IN (…)` list: a
     // list of a thousand ids cost DuckDB's parser and optimizer more than
     // all of the rollups' other work (benches/README.md, "Rollups"). The
     // statements are the same at every commit, so they are planned once.
-    let ids = Field::new("channel_id", DataType::Int32, false);
-    let ids = RecordBatch::try_new(
-        Arc::new(Schema::new(vec![ids])),
-        vec![Arc::new(Int32Array::from(w.channels)) as ArrayRef],
-    )
-    .expect("one column of its declared type");
-    let mut app = conn.appender(CHANGED)?;
-    app.append_record_batch(ids)?;
-    app.flush()?;
-    let tiers = w.tiers.iter().map(i64::to_string).collect::<Vec<_>>().join(", ");
-    conn.prepare_cached(&format!(
-        "DELETE FROM rollup_open WHERE every_us IN ({tiers}) AND channel_id IN (SELECT channel_id FROM {CHANGED})"
-    ))?
-    .execute([])?;
+    super::append(conn, CHANGED, w.changed)?;
+    conn.prepare_cached(&w.delete_open)?.execute([])?;
     conn.prepare_cached(&format!("DELETE FROM {CHANGED}"))?.execute([])?;
-    let mut app = conn.appender("rollup_open")?;
-    app.append_record_batch(w.open)?;
-    app.flush()
+    super::append(conn, "rollup_open", w.open)
 }
 
 /// The writer's temporary table (its connection's own, never stored) of
