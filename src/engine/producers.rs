@@ -109,15 +109,15 @@ fn start_replay(
         _ => store::open_reader(&rp.path),
     }
     .map_err(EngineError::Store)?;
-    let total = crate::sources::replay::count(&conn, rp.since, rp.until)
+    let span = crate::sources::replay::span(&conn, rp.since, rp.until)
         .map_err(|e| EngineError::StoreRead(rp.path.clone(), e))?;
     warm_up(detectors, &conn, rp.since, &rp.path)?;
-    p.bar = make_bar(opts.progress, Some(total), "replaying");
-    let (since, until, stop, prog) = (rp.since, rp.until, shutdown.flag(), p.progress.clone());
+    p.bar = make_bar(opts.progress, Some(span.rows), "replaying");
+    let (stop, prog) = (shutdown.flag(), p.progress.clone());
     let path = rp.path.display().to_string();
     p.reader = Some(std::thread::spawn(move || {
         let mut emit = |b: Vec<Record>| tx.blocking_send(b.into()).is_ok();
-        let n = crate::sources::replay::replay(&conn, since, until, &stop, &prog, &mut emit)
+        let n = crate::sources::replay::replay(&conn, span, &stop, &prog, &mut emit)
             .map_err(|e| std::io::Error::other(format!("{path}: {e}")))?;
         Ok(InputStats { lines: n, records: n, rejected: 0, bytes: 0 })
     }));

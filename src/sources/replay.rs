@@ -14,14 +14,25 @@ use crate::model::time::Micros;
 /// Readings per batch handed to the engine.
 const BATCH: usize = 4096;
 
-/// Rows in `[since, until)`: the progress bar's total.
-pub fn count(conn: &Connection, since: Micros, until: Micros) -> duckdb::Result<u64> {
-    conn.query_row(
-        "SELECT count(*) FROM readings WHERE epoch_us(ts) >= ? AND epoch_us(ts) < ?",
+/// The readings of a replay's range `[since, until)`: how many (the
+/// progress bar's total) and the first and last time (µs) among them.
+#[derive(Debug, Clone, Copy)]
+pub struct Span {
+    pub since: Micros,
+    pub until: Micros,
+    pub rows: u64,
+    times: Option<(Micros, Micros)>,
+}
+
+/// The [`Span`] of `[since, until)`, in one scan.
+pub fn span(conn: &Connection, since: Micros, until: Micros) -> duckdb::Result<Span> {
+    let (rows, first, last): (i64, Option<i64>, Option<i64>) = conn.query_row(
+        "SELECT count(*), min(epoch_us(ts)), max(epoch_us(ts)) FROM readings
+         WHERE epoch_us(ts) >= ? AND epoch_us(ts) < ?",
         duckdb::params![since, until],
-        |r| r.get::<_, i64>(0),
-    )
-    .map(|n| n.max(0) as u64)
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
+    Ok(Span { since, until, rows: rows.max(0) as u64, times: first.zip(last) })
 }
 
 /// Every channel the store has readings of.
@@ -96,8 +107,8 @@ pub fn history(
 /// failed to sort at all, while 2.16M went through.
 const WINDOW: u64 = 500_000;
 
-/// Streams the readings of `[since, until)` in time order through `emit`
-/// (false: the engine stopped). Returns how many were read.
+/// Streams the readings of `span` in time order through `emit` (false:
+/// the engine stopped). Returns how many were read.
 ///
 /// The range goes in time windows of about [`WINDOW`] readings (see
 /// [`window_bounds`]), each sorted on its own; a window's bounds are
@@ -106,38 +117,31 @@ const WINDOW: u64 = 500_000;
 /// split between windows.
 pub fn replay(
     conn: &Connection,
-    since: Micros,
-    until: Micros,
+    span: Span,
     stop: &AtomicBool,
     progress: &AtomicU64,
     emit: &mut dyn FnMut(Vec<Record>) -> bool,
 ) -> duckdb::Result<u64> {
-    replay_in_windows(conn, (since, until), WINDOW, stop, progress, emit)
+    replay_in_windows(conn, span, WINDOW, stop, progress, emit)
 }
 
 /// [`replay`], in windows of about `window` readings.
 fn replay_in_windows(
     conn: &Connection,
-    (since, until): (Micros, Micros),
+    span: Span,
     window: u64,
     stop: &AtomicBool,
     progress: &AtomicU64,
     emit: &mut dyn FnMut(Vec<Record>) -> bool,
 ) -> duckdb::Result<u64> {
-    let (rows, first, last): (i64, Option<i64>, Option<i64>) = conn.query_row(
-        "SELECT count(*), min(epoch_us(ts)), max(epoch_us(ts)) FROM readings
-         WHERE epoch_us(ts) >= ? AND epoch_us(ts) < ?",
-        duckdb::params![since, until],
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-    )?;
-    let (Some(first), Some(last)) = (first, last) else { return Ok(0) };
+    let Some((first, last)) = span.times else { return Ok(0) };
     let mut cursor = Cursor {
         interner: Interner::with_cap(1_000_000),
         fallback: Arc::from("store"),
         batch: Vec::with_capacity(BATCH),
         n: 0,
     };
-    let bounds = window_bounds(conn, (since, until), (rows.max(0) as u64).div_ceil(window), (first, last))?;
+    let bounds = window_bounds(conn, (span.since, span.until), span.rows.div_ceil(window), (first, last))?;
     for w in bounds.windows(2) {
         if stop.load(Ordering::Relaxed) || !cursor.window(conn, w[0], w[1], stop, progress, emit)? {
             return Ok(cursor.n);
@@ -273,7 +277,8 @@ mod tests {
         let (stop, progress) = (AtomicBool::new(false), AtomicU64::new(0));
         for window in [1, 3, 7, 40, 1000] {
             let mut got = Vec::new();
-            let n = replay_in_windows(&conn, (1_000_007, 19_000_007), window, &stop, &progress, &mut |b| {
+            let span = span(&conn, 1_000_007, 19_000_007).unwrap();
+            let n = replay_in_windows(&conn, span, window, &stop, &progress, &mut |b| {
                 got.extend(b.into_iter().map(|r| match r {
                     Record::Reading(r) => (r.ts, r.channel.to_string(), r.value),
                     _ => unreachable!(),
@@ -329,7 +334,7 @@ mod tests {
         }
         let (stop, progress) = (AtomicBool::new(false), AtomicU64::new(0));
         let mut times = Vec::new();
-        let n = replay_in_windows(&conn, range, 100, &stop, &progress, &mut |b| {
+        let n = replay_in_windows(&conn, span(&conn, range.0, range.1).unwrap(), 100, &stop, &progress, &mut |b| {
             times.extend(b.iter().map(|r| if let Record::Reading(r) = r { r.ts } else { unreachable!() }));
             true
         })
