@@ -108,51 +108,11 @@ pub struct Reader {
 
 impl Default for Reader {
     fn default() -> Self {
-        Reader::with_cap(100_000)
+        Reader { interner: Interner::with_cap(100_000), fallback_source: Arc::from("store") }
     }
 }
 
-/// The columns of `readings` that [`Reader::reading`] decodes, in its
-/// order.
-pub const READING_COLUMNS: &str = "epoch_us(ts), channel, value, text, unit, quality, flags, source";
-
 impl Reader {
-    /// A reader that interns up to `cap` distinct names.
-    pub fn with_cap(cap: usize) -> Self {
-        Reader { interner: Interner::with_cap(cap), fallback_source: Arc::from("store") }
-    }
-
-    /// The reading of `row`, whose columns from `at` on are
-    /// [`READING_COLUMNS`], without its fusion lists; `None` for a channel
-    /// name the interner refuses.
-    pub fn reading(&mut self, row: &duckdb::Row, at: usize, from_input: bool) -> duckdb::Result<Option<Reading>> {
-        let channel: String = row.get(at + 1)?;
-        let Ok(channel) = self.interner.channel(&channel) else { return Ok(None) };
-        let flags: Option<String> = row.get(at + 6)?;
-        let mut f = Flags::empty();
-        for name in flags.iter().flat_map(|s| s.split(',')).filter(|s| !s.is_empty()) {
-            f.insert(Flags::from_name(name));
-        }
-        let text: Option<String> = row.get(at + 3)?;
-        let unit: Option<String> = row.get(at + 4)?;
-        let quality: String = row.get(at + 5)?;
-        let source: Option<String> = row.get(at + 7)?;
-        Ok(Some(Reading {
-            ts: row.get(at)?,
-            channel,
-            value: row.get(at + 2)?,
-            text: text.map(|t| Arc::from(t.as_str())),
-            unit: unit.and_then(|u| self.interner.name("unit", &u).ok()),
-            quality: Quality::parse(&quality).unwrap_or(Quality::Bad),
-            flags: f,
-            source: source
-                .and_then(|s| self.interner.name("source", &s).ok())
-                .unwrap_or_else(|| self.fallback_source.clone()),
-            from_input,
-            fusion: None,
-        }))
-    }
-
     /// The records of commits `(after, upto]`, each commit's in one list:
     /// readings, then anomalies, then alert records (not the notification
     /// log), each in (time, channel, …) order. Commits without records of
@@ -172,27 +132,55 @@ impl Reader {
             Err(i) => out.insert(i, (commit, vec![rec])),
         };
         if kinds.readings {
-            let mut st = conn.prepare_cached(&format!(
-                "SELECT commit_no, {READING_COLUMNS}, inputs, voted_out, spread
-                 FROM readings WHERE commit_no > ? AND commit_no <= ? ORDER BY commit_no, ts, channel"
-            ))?;
+            let mut st = conn.prepare_cached(
+                "SELECT commit_no, epoch_us(ts), channel, value, text, unit, quality, flags, source,
+                        inputs, voted_out, spread
+                 FROM readings WHERE commit_no > ? AND commit_no <= ? ORDER BY commit_no, ts, channel",
+            )?;
             let mut rows = st.query(duckdb::params![after, upto])?;
             let mut current: Option<(i64, Vec<Record>)> = None;
             while let Some(row) = rows.next()? {
                 let commit: i64 = row.get(0)?;
-                let Some(mut reading) = self.reading(row, 1, false)? else { continue };
-                if let Some(inputs) = row.get::<_, Option<String>>(9)? {
-                    let voted: Option<String> = row.get(10)?;
-                    let list = |s: &str, i: &mut Interner| -> Vec<Arc<str>> {
-                        s.split(',').filter(|c| !c.is_empty()).filter_map(|c| i.channel(c).ok()).collect()
-                    };
-                    reading.fusion = Some(Box::new(Fusion {
-                        inputs: list(&inputs, &mut self.interner),
-                        voted_out: list(voted.as_deref().unwrap_or(""), &mut self.interner),
-                        spread: row.get::<_, Option<f64>>(11)?.unwrap_or(0.0),
-                    }));
+                let channel: String = row.get(2)?;
+                let Ok(channel) = self.interner.channel(&channel) else { continue };
+                let flags: Option<String> = row.get(7)?;
+                let mut f = Flags::empty();
+                for name in flags.iter().flat_map(|s| s.split(',')).filter(|s| !s.is_empty()) {
+                    f.insert(Flags::from_name(name));
                 }
-                let reading = Record::Reading(reading);
+                let unit: Option<String> = row.get(5)?;
+                let source: Option<String> = row.get(8)?;
+                let text: Option<String> = row.get(4)?;
+                let quality: String = row.get(6)?;
+                let inputs: Option<String> = row.get(9)?;
+                let fusion = match inputs {
+                    None => None,
+                    Some(inputs) => {
+                        let voted: Option<String> = row.get(10)?;
+                        let list = |s: &str, i: &mut Interner| -> Vec<Arc<str>> {
+                            s.split(',').filter(|c| !c.is_empty()).filter_map(|c| i.channel(c).ok()).collect()
+                        };
+                        Some(Box::new(Fusion {
+                            inputs: list(&inputs, &mut self.interner),
+                            voted_out: list(voted.as_deref().unwrap_or(""), &mut self.interner),
+                            spread: row.get::<_, Option<f64>>(11)?.unwrap_or(0.0),
+                        }))
+                    }
+                };
+                let reading = Record::Reading(Reading {
+                    ts: row.get(1)?,
+                    channel,
+                    value: row.get(3)?,
+                    text: text.map(|t| Arc::from(t.as_str())),
+                    unit: unit.and_then(|u| self.interner.name("unit", &u).ok()),
+                    quality: Quality::parse(&quality).unwrap_or(Quality::Bad),
+                    flags: f,
+                    source: source
+                        .and_then(|s| self.interner.name("source", &s).ok())
+                        .unwrap_or_else(|| self.fallback_source.clone()),
+                    from_input: false,
+                    fusion,
+                });
                 match &mut current {
                     Some((c, list)) if *c == commit => list.push(reading),
                     _ => {

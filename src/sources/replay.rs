@@ -3,12 +3,13 @@
 //! replay goes to the detectors only.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 
 use duckdb::Connection;
 
-use crate::model::record::Record;
+use crate::model::intern::Interner;
+use crate::model::record::{Flags, Quality, Reading, Record};
 use crate::model::time::Micros;
-use crate::sinks::outbox::{Reader, READING_COLUMNS};
 
 /// Readings per batch handed to the engine.
 const BATCH: usize = 4096;
@@ -134,7 +135,12 @@ fn replay_in_windows(
     emit: &mut dyn FnMut(Vec<Record>) -> bool,
 ) -> duckdb::Result<u64> {
     let Some((first, last)) = span.times else { return Ok(0) };
-    let mut cursor = Cursor { reader: Reader::with_cap(1_000_000), batch: Vec::with_capacity(BATCH), n: 0 };
+    let mut cursor = Cursor {
+        interner: Interner::with_cap(1_000_000),
+        fallback: Arc::from("store"),
+        batch: Vec::with_capacity(BATCH),
+        n: 0,
+    };
     let bounds = window_bounds(conn, (span.since, span.until), span.rows.div_ceil(window), (first, last))?;
     for w in bounds.windows(2) {
         if stop.load(Ordering::Relaxed) || !cursor.window(conn, w[0], w[1], stop, progress, emit)? {
@@ -182,7 +188,8 @@ fn window_bounds(
 /// A replay under way: the names met, the batch being filled, the
 /// readings read.
 struct Cursor {
-    reader: Reader,
+    interner: Interner,
+    fallback: Arc<str>,
     batch: Vec<Record>,
     n: u64,
 }
@@ -202,17 +209,38 @@ impl Cursor {
         // In µs, not as text: RFC 3339 holds the years 0 to 9999 only.
         let at = |us: Micros| format!("CAST(make_timestamp({us}) AS TIMESTAMPTZ)");
         let mut st = conn.prepare(&format!(
-            "SELECT {READING_COLUMNS} FROM readings
+            "SELECT epoch_us(ts), channel, value, text, unit, quality, flags, source FROM readings
              WHERE ts >= {} AND ts < {} ORDER BY ts",
             at(from),
             at(to)
         ))?;
         let mut rows = st.query([])?;
-        let Cursor { reader, batch, n } = self;
+        let Cursor { interner, fallback, batch, n } = self;
         while let Some(row) = rows.next()? {
-            // Never stored again: from input.
-            let Some(reading) = reader.reading(row, 0, true)? else { continue };
-            batch.push(Record::Reading(reading));
+            let channel: String = row.get(1)?;
+            let Ok(channel) = interner.channel(&channel) else { continue };
+            let flags: Option<String> = row.get(6)?;
+            let mut f = Flags::empty();
+            for name in flags.iter().flat_map(|s| s.split(',')).filter(|s| !s.is_empty()) {
+                f.insert(Flags::from_name(name));
+            }
+            let unit: Option<String> = row.get(4)?;
+            let source: Option<String> = row.get(7)?;
+            let text: Option<String> = row.get(3)?;
+            let quality: String = row.get(5)?;
+            batch.push(Record::Reading(Reading {
+                ts: row.get(0)?,
+                channel,
+                value: row.get(2)?,
+                text: text.map(|t| Arc::from(t.as_str())),
+                unit: unit.and_then(|u| interner.name("unit", &u).ok()),
+                quality: Quality::parse(&quality).unwrap_or(Quality::Bad),
+                flags: f,
+                source: source.and_then(|s| interner.name("source", &s).ok()).unwrap_or_else(|| fallback.clone()),
+                // Never stored again.
+                from_input: true,
+                fusion: None,
+            }));
             *n += 1;
             if batch.len() >= BATCH {
                 progress.store(*n, Ordering::Relaxed);
