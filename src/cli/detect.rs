@@ -72,6 +72,7 @@ pub fn run(args: &DetectArgs, g: &GlobalArgs) -> Result<Exit, Failure> {
         wall_clock: false,
         shutdown: None,
         resume: None,
+        exits: true,
     };
     let report = engine::run(&plan, opts, &mut output)?;
     if !g.quiet && !report.detect.by_day.is_empty() {

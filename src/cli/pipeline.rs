@@ -55,6 +55,7 @@ pub(super) fn run_stage(a: &PipelineArgs, g: &GlobalArgs, stage: Stage) -> Resul
         wall_clock: false,
         shutdown: None,
         resume: None,
+        exits: true,
     };
     let mut output = a.output(g)?;
     let report = engine::run(&plan, opts, &mut output)?;

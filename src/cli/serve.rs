@@ -110,6 +110,7 @@ pub fn run(a: &ServeArgs, g: &GlobalArgs) -> Result<Exit, Failure> {
             wall_clock: true,
             shutdown: Some(control.next_run()),
             resume: resume.take(),
+            exits: false,
         };
         let report = match engine::run(&plan, opts, &mut output) {
             Ok(r) => r,

@@ -152,6 +152,7 @@ fn validate_input(a: &ValidateArgs, input: &str, g: &GlobalArgs) -> Result<Exit,
         wall_clock: false,
         shutdown: None,
         resume: None,
+        exits: true,
     };
     let mut output = Output::open(None, a.output_format, Only::default(), g.color())
         .map_err(|e| Failure::new(Exit::IoErr, format!("cannot write stdout: {e}")))?;

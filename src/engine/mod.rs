@@ -145,6 +145,9 @@ pub struct RunOptions {
     /// Stage state to continue from instead of the store's: the state the
     /// previous run of a reloaded spec ended with.
     pub resume: Option<Vec<StateRow>>,
+    /// The process exits when the run returns: the store is checkpointed
+    /// and left to the operating system ([`Store::close_for_exit`]).
+    pub exits: bool,
 }
 
 /// What a run did; the summary and exit code are derived from it.
@@ -317,6 +320,9 @@ pub fn run(plan: &Plan, opts: RunOptions, output: &mut Output) -> Result<RunRepo
     if let Some((store, stats)) = done.store {
         keep.save(&store, &chain)?;
         report.store = Some(stats);
+        if opts.exits {
+            store.close_for_exit();
+        }
     }
     if keep.any() {
         report.state = keep.snapshot(&chain);
