@@ -181,7 +181,8 @@ pub(super) fn warm_up(
     let bounded: crate::model::intern::FxHashMap<&str, (Micros, usize)> =
         wanted.iter().filter_map(|(c, d, n)| d.map(|d| (c.as_str(), (since_of(d), *n)))).collect();
     if let Some(&earliest) = bounded.values().map(|(s, _)| s).min() {
-        crate::sources::replay::histories(conn, earliest, before, |channel, values| {
+        let most = bounded.values().map(|&(_, n)| n).max().unwrap_or(0);
+        crate::sources::replay::histories(conn, earliest, before, most, &mut |channel, values| {
             let Some(&(since, limit)) = bounded.get(channel) else { return };
             let from = values.partition_point(|(ts, _)| *ts < since);
             let values = &values[from..];
