@@ -43,6 +43,9 @@ pub fn channels(conn: &Connection) -> duckdb::Result<Vec<String>> {
     rows.collect()
 }
 
+/// A channel's values, oldest first: (time in µs, value).
+pub type Values = [(Micros, f64)];
+
 /// The judged values (not bad, with a value) of every channel in
 /// `[since, before)`, the last `limit` of each at most: `each` gets a
 /// channel and its values, oldest first, one channel after the other (in
@@ -59,7 +62,7 @@ pub fn histories(
     since: Micros,
     before: Micros,
     limit: usize,
-    each: &mut dyn FnMut(&str, &[(Micros, f64)]),
+    each: &mut dyn FnMut(&str, &Values),
 ) -> duckdb::Result<()> {
     histories_in_windows(conn, (since, before), limit, WINDOW, each)
 }
@@ -70,7 +73,7 @@ fn histories_in_windows(
     (since, before): (Micros, Micros),
     limit: usize,
     window: u64,
-    each: &mut dyn FnMut(&str, &[(Micros, f64)]),
+    each: &mut dyn FnMut(&str, &Values),
 ) -> duckdb::Result<()> {
     let range = span(conn, since, before)?;
     let Some(times) = range.times else { return Ok(()) };
