@@ -156,16 +156,23 @@ fn once_runs_continue_the_channel_state() {
         "version: 1\nname: t\nstore: {path: s.duckdb}\nsources:\n  sim: {type: simulate, signals: {a.b: {mean: 1}}}\nchannels:\n  a.b: {stale: 300ms}\n",
     );
     let once = || eg(["acquire".as_ref(), spec.as_os_str(), "--once".as_ref()]).run();
+    let (db, wal) = (dir.path().join("s.duckdb"), dir.path().join("s.duckdb.wal"));
     let first = once();
     first.code(0);
     assert_eq!(first.lines().len(), 1);
+    // The process checkpoints its store before it exits (and does not
+    // close DuckDB): the file holds everything, no WAL beside it.
+    assert!(!wal.exists(), "a WAL after the first run");
     std::thread::sleep(Duration::from_millis(1000));
     let second = once();
     second.code(0);
     let lines = second.lines();
     assert_eq!(lines.len(), 2, "a stale gap, then the new reading: {}", second.stdout);
     assert_eq!(lines[0]["flags"][0], "stale");
-    assert_eq!(query_i64(&dir.path().join("s.duckdb"), "SELECT count(*) FROM readings"), 3);
+    assert!(!wal.exists(), "a WAL after the second run");
+    assert_eq!(query_i64(&db, "SELECT count(*) FROM readings"), 3);
+    // The channel state was updated in place, not added again.
+    assert_eq!(query_i64(&db, "SELECT count(*) FROM state WHERE component = 'validate'"), 1);
 }
 
 /// A store as an older edgeguard wrote it: schema `version`, with the
