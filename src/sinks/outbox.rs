@@ -34,19 +34,13 @@ pub struct Cursor {
 
 /// Reads a target's cursor; a target without one starts at 0.
 pub fn cursor(conn: &Connection, target: &str) -> duckdb::Result<Cursor> {
-    let mut st = conn.prepare_cached("SELECT value FROM state WHERE component = ? AND key = ?")?;
-    let mut rows = st.query([COMPONENT, target])?;
-    Ok(match rows.next()? {
-        Some(r) => serde_json::from_str(&r.get::<_, String>(0)?).unwrap_or_default(),
-        None => Cursor::default(),
-    })
+    let saved = super::store::read_state(conn, COMPONENT, target)?;
+    Ok(saved.and_then(|v| serde_json::from_str(&v).ok()).unwrap_or_default())
 }
 
 pub fn save_cursor(conn: &Connection, target: &str, c: &Cursor) -> duckdb::Result<()> {
     let value = serde_json::to_string(c).unwrap_or_default();
-    conn.prepare_cached("INSERT OR REPLACE INTO state VALUES (?, ?, ?, now())")?
-        .execute([COMPONENT, target, &value])?;
-    Ok(())
+    super::store::write_state(conn, COMPONENT, target, &value)
 }
 
 /// One commit as the `commits` table has it.

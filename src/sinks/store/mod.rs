@@ -377,15 +377,7 @@ impl Store {
 
     /// Reads one saved state value.
     pub fn load_state(&self, component: &str, key: &str) -> Result<Option<String>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT value FROM state WHERE component = ? AND key = ?")
-            .map_err(|e| classify(&self.path, e))?;
-        let mut rows = stmt.query([component, key]).map_err(|e| classify(&self.path, e))?;
-        match rows.next().map_err(|e| classify(&self.path, e))? {
-            Some(r) => Ok(Some(r.get(0).map_err(|e| classify(&self.path, e))?)),
-            None => Ok(None),
-        }
+        read_state(&self.conn, component, key).map_err(|e| classify(&self.path, e))
     }
 
     /// Closes the store of a process that exits next: checkpoints it, so
@@ -403,10 +395,7 @@ impl Store {
     }
 
     pub fn save_state(&self, component: &str, key: &str, value: &str) -> Result<(), StoreError> {
-        self.conn
-            .execute("INSERT OR REPLACE INTO state VALUES (?, ?, ?, now())", [component, key, value])
-            .map(|_| ())
-            .map_err(|e| classify(&self.path, e))
+        write_state(&self.conn, component, key, value).map_err(|e| classify(&self.path, e))
     }
 
     /// Saves several state values in one transaction.
@@ -431,21 +420,28 @@ pub struct StateRow {
     pub value: String,
 }
 
-/// Updates each row in place, and inserts the ones the table does not have
-/// yet. `INSERT OR REPLACE` plans an upsert against the key's index: 10.3M
-/// instructions against 4.3M for the `UPDATE` of the row a run of the demo
-/// saves (callgrind, `acquire pipelines/demo.yaml --once`).
+/// Writes each row ([`write_state`]).
 pub(super) fn write_states(conn: &Connection, rows: &[StateRow]) -> duckdb::Result<()> {
+    rows.iter().try_for_each(|r| write_state(conn, r.component, r.key, &r.value))
+}
+
+/// One value of the `state` table, or None.
+pub(crate) fn read_state(conn: &Connection, component: &str, key: &str) -> duckdb::Result<Option<String>> {
+    let mut st = conn.prepare_cached("SELECT value FROM state WHERE component = ? AND key = ?")?;
+    let mut rows = st.query([component, key])?;
+    rows.next()?.map(|r| r.get(0)).transpose()
+}
+
+/// Writes one value of the `state` table: updates its row in place, and
+/// inserts it when the table does not have it yet. `INSERT OR REPLACE`
+/// plans an upsert against the key's index: 10.3M instructions against
+/// 4.3M for the `UPDATE` of the row a run of the demo saves (callgrind,
+/// `acquire pipelines/demo.yaml --once`).
+pub(crate) fn write_state(conn: &Connection, component: &str, key: &str, value: &str) -> duckdb::Result<()> {
     let mut update =
         conn.prepare_cached("UPDATE state SET value = ?, updated = now() WHERE component = ? AND key = ?")?;
-    for r in rows {
-        if update.execute([r.value.as_str(), r.component, r.key])? == 0 {
-            conn.prepare_cached("INSERT INTO state VALUES (?, ?, ?, now())")?.execute([
-                r.component,
-                r.key,
-                r.value.as_str(),
-            ])?;
-        }
+    if update.execute([value, component, key])? == 0 {
+        conn.prepare_cached("INSERT INTO state VALUES (?, ?, ?, now())")?.execute([component, key, value])?;
     }
     Ok(())
 }
