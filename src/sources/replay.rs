@@ -25,6 +25,17 @@ pub struct Span {
     times: Option<(Micros, Micros)>,
 }
 
+impl Span {
+    /// The bounds of the time windows of about `window` readings its range
+    /// is read in ([`window_bounds`]); none when it holds no reading.
+    fn windows(&self, conn: &Connection, window: u64) -> duckdb::Result<Vec<Micros>> {
+        match self.times {
+            Some(times) => window_bounds(conn, (self.since, self.until), self.rows.div_ceil(window), times),
+            None => Ok(Vec::new()),
+        }
+    }
+}
+
 /// The [`Span`] of `[since, until)`, in one scan.
 pub fn span(conn: &Connection, since: Micros, until: Micros) -> duckdb::Result<Span> {
     let (rows, first, last): (i64, Option<i64>, Option<i64>) = conn.query_row(
@@ -75,9 +86,7 @@ fn histories_in_windows(
     window: u64,
     each: &mut dyn FnMut(&str, &Values),
 ) -> duckdb::Result<()> {
-    let range = span(conn, since, before)?;
-    let Some(times) = range.times else { return Ok(()) };
-    let bounds = window_bounds(conn, (since, before), range.rows.div_ceil(window), times)?;
+    let bounds = span(conn, since, before)?.windows(conn, window)?;
     let mut kept: std::collections::BTreeMap<String, VecDeque<(Micros, f64)>> = Default::default();
     // Moves a channel's values of one window onto what it kept before.
     let mut keep = |channel: &str, values: &mut Vec<(Micros, f64)>| {
@@ -184,14 +193,13 @@ fn replay_in_windows(
     progress: &AtomicU64,
     emit: &mut dyn FnMut(Vec<Record>) -> bool,
 ) -> duckdb::Result<u64> {
-    let Some((first, last)) = span.times else { return Ok(0) };
+    let bounds = span.windows(conn, window)?;
     let mut cursor = Cursor {
         interner: Interner::with_cap(1_000_000),
         fallback: Arc::from("store"),
         batch: Vec::with_capacity(BATCH),
         n: 0,
     };
-    let bounds = window_bounds(conn, (span.since, span.until), span.rows.div_ceil(window), (first, last))?;
     for w in bounds.windows(2) {
         if stop.load(Ordering::Relaxed) || !cursor.window(conn, w[0], w[1], stop, progress, emit)? {
             return Ok(cursor.n);
