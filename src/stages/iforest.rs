@@ -261,10 +261,9 @@ impl Forest {
     fn paths(&self, trees: &[Tree], boxes: &[[(f32, f32); DIMS]], z: &[f64; DIMS], paths: &mut [f64; LANES]) {
         let zf: [f32; DIMS] = z.map(|v| v as f32);
         let leaf = leaf_paths();
-        // Per tree: its first cut, its next cut, and the probability that no
-        // cut so far isolated the point; `paths` accumulates the expected
-        // path. `walking` lists the trees not at a leaf yet.
-        let mut start = [0; LANES];
+        // Per tree: its next cut, and the probability that no cut so far
+        // isolated the point; `paths` accumulates the expected path.
+        // `walking` lists the trees not at a leaf yet.
         let mut at = [0; LANES];
         let mut reach = [1.0; LANES];
         let mut walking = [0; LANES];
@@ -284,7 +283,7 @@ impl Forest {
             match tree.root_leaf {
                 Some(n) => paths[k] += reach[k] * (0.0 + f64::from(leaf[usize::from(n)])),
                 None => {
-                    (start[k], at[k]) = (tree.start as usize, tree.start as usize);
+                    at[k] = tree.start as usize;
                     walking[live] = k;
                     live += 1;
                 }
@@ -306,7 +305,8 @@ impl Forest {
                 let left = zf[d] < node.split;
                 let side = std::hint::select_unpredictable(left, LEFT, RIGHT);
                 let child = node.children[side];
-                let next = std::hint::select_unpredictable(left, at[k] + 1, start[k] + usize::from(child));
+                let right = trees[k].start as usize + usize::from(child);
+                let next = std::hint::select_unpredictable(left, at[k] + 1, right);
                 if node.leaves >> side & 1 != 0 {
                     paths[k] += reach[k] * ((depth + 1.0) + f64::from(leaf[usize::from(child)]));
                     // Each tree's sums are its own: the order trees are
