@@ -158,8 +158,43 @@ pub fn open_reader(path: &Path) -> Result<Connection, StoreError> {
         .access_mode(duckdb::AccessMode::ReadOnly)
         .and_then(|c| c.threads(1))
         .map_err(|e| classify(path, e))?;
-    Connection::open_with_flags(path, config).map_err(|e| classify(path, e))
+    connect(path, config)
 }
+
+/// Opens DuckDB on `path` with `config`, as every use of the store does:
+///
+/// - **No async I/O threads.** DuckDB 2.0 starts 4 per core at every open
+///   for its asynchronous file and network I/O (`COPY … TO`, remote reads),
+///   which the store does not need: without them those run on the calling
+///   thread. `acquire --once` then creates 3 threads instead of 11.
+/// - **The SQL grammar is compiled on a second thread while this one opens
+///   the file.** DuckDB compiles its grammar once per process, when the
+///   first statement is parsed: 29M instructions (callgrind), a sixth of an
+///   `acquire --once` run, which until then came after the 70M of the open
+///   itself. The grammar is process-wide and needs no database, but DuckDB
+///   has no call to build it: setting `force_variant_shredding` on a
+///   configuration that is then thrown away parses a type name with the
+///   built-in parser, which builds it. Should a later DuckDB stop doing
+///   that, only the time changes: the first statement builds it as before.
+///
+/// Both measured in benches/README.md, "acquire --once".
+fn connect(path: &Path, config: duckdb::Config) -> Result<Connection, StoreError> {
+    let config = config.with("async_threads", "0").map_err(|e| classify(path, e))?;
+    let grammar = std::thread::Builder::new()
+        .name("duckdb-grammar".into())
+        .spawn(|| drop(duckdb::Config::default().with(GRAMMAR_SETTING.0, GRAMMAR_SETTING.1)));
+    let conn = Connection::open_with_flags(path, config).map_err(|e| classify(path, e));
+    // Joined before any statement: the process never exits (nor runs
+    // DuckDB's static destructors) while that thread is inside DuckDB.
+    if let Ok(grammar) = grammar {
+        let _ = grammar.join();
+    }
+    conn
+}
+
+/// The setting whose value DuckDB parses with its SQL grammar when it is
+/// set ([`connect`]).
+const GRAMMAR_SETTING: (&str, &str) = ("force_variant_shredding", "INTEGER");
 
 impl Store {
     /// Opens (creating if needed) and migrates the store, which keeps the
@@ -192,7 +227,7 @@ impl Store {
             .map_err(|e| classify(path, e))?;
         // A new file has nothing to probe: it goes straight to the schema.
         let new = !path.exists();
-        let conn = Connection::open_with_flags(path, config).map_err(|e| classify(path, e))?;
+        let conn = connect(path, config)?;
         let store = Store { path: path.to_path_buf(), conn, last_commit: std::cell::Cell::new(0), retention, rollups };
         let now = crate::model::time::now_micros();
         let expired = match (!new).then(|| store.probe(now)).flatten() {
@@ -450,6 +485,35 @@ pub(crate) fn write_state(conn: &Connection, component: &str, key: &str, value: 
 mod tests {
     use super::*;
     use crate::model::record::Quality;
+
+    /// `connect` builds DuckDB's grammar by setting `GRAMMAR_SETTING`:
+    /// DuckDB must still know the setting and parse its value when it is
+    /// set (a value that is no type is refused there, before any open).
+    /// Should this fail after a DuckDB upgrade, find another way or drop
+    /// the thread.
+    #[test]
+    fn the_grammar_setting_is_parsed_when_it_is_set() {
+        let (name, value) = GRAMMAR_SETTING;
+        assert!(duckdb::Config::default().with(name, value).is_ok());
+        assert!(duckdb::Config::default().with(name, "no such type (").is_err());
+    }
+
+    /// Every store connection, the writer's and a reader's, runs without
+    /// DuckDB's async I/O threads.
+    #[test]
+    fn a_store_opens_without_async_threads() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.duckdb");
+        let setting = |conn: &Connection, name: &str| -> String {
+            conn.query_row(&format!("SELECT CAST(current_setting('{name}') AS VARCHAR)"), [], |r| r.get(0)).unwrap()
+        };
+        let store = Store::open(&path, None, vec![]).unwrap();
+        assert_eq!(setting(&store.conn, "async_threads"), "0");
+        assert_eq!(setting(&store.conn, "threads"), "1");
+        drop(store);
+        let reader = open_reader(&path).unwrap();
+        assert_eq!(setting(&reader, "async_threads"), "0");
+    }
 
     /// The open's probe finds a row past the retention in each table
     /// retention deletes from, and the open then deletes it; rows within
