@@ -111,6 +111,15 @@ impl Flags {
     pub fn from_name(name: &str) -> Flags {
         FLAG_NAMES.iter().position(|n| *n == name).map_or(Flags::UNKNOWN, |i| Flags(1 << i))
     }
+    /// The flags of a comma-separated list of names (the store's `flags`
+    /// column); empty items are skipped, an unknown name is `UNKNOWN`.
+    pub fn from_list(list: &str) -> Flags {
+        let mut flags = Flags::empty();
+        for name in list.split(',').filter(|s| !s.is_empty()) {
+            flags.insert(Flags::from_name(name));
+        }
+        flags
+    }
     /// A Modbus exception code as a flag.
     pub fn exception(code: u8) -> Flags {
         Flags::from_name(&format!("exception_{code}"))
@@ -358,6 +367,17 @@ impl Record {
 #[cfg(test)]
 mod tests {
     use super::Flags;
+
+    /// The store writes a reading's flags as their names joined by commas;
+    /// reading them back gives the same flags.
+    #[test]
+    fn a_list_of_flag_names_gives_back_the_flags() {
+        for f in [Flags::empty(), Flags::STALE, Flags(Flags::RATE.0 | Flags::exception(4).0 | Flags::GAP.0)] {
+            assert_eq!(Flags::from_list(&f.names().collect::<Vec<_>>().join(",")), f);
+        }
+        assert_eq!(Flags::from_list(",stuck,,"), Flags::STUCK);
+        assert_eq!(Flags::from_list("stuck,no_such_flag"), Flags(Flags::STUCK.0 | Flags::UNKNOWN.0));
+    }
 
     #[test]
     fn a_failed_poll_is_any_flag_that_says_the_device_gave_no_value() {

@@ -138,10 +138,6 @@ impl Reader {
                 let channel: String = row.get(2)?;
                 let Ok(channel) = self.interner.channel(&channel) else { continue };
                 let flags: Option<String> = row.get(7)?;
-                let mut f = Flags::empty();
-                for name in flags.iter().flat_map(|s| s.split(',')).filter(|s| !s.is_empty()) {
-                    f.insert(Flags::from_name(name));
-                }
                 let unit: Option<String> = row.get(5)?;
                 let source: Option<String> = row.get(8)?;
                 let text: Option<String> = row.get(4)?;
@@ -168,7 +164,7 @@ impl Reader {
                     text: text.map(|t| Arc::from(t.as_str())),
                     unit: unit.and_then(|u| self.interner.name("unit", &u).ok()),
                     quality: Quality::parse(&quality).unwrap_or(Quality::Bad),
-                    flags: f,
+                    flags: flags.as_deref().map_or(Flags::empty(), Flags::from_list),
                     source: source
                         .and_then(|s| self.interner.name("source", &s).ok())
                         .unwrap_or_else(|| self.fallback_source.clone()),

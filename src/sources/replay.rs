@@ -276,10 +276,6 @@ impl Cursor {
             let channel: String = row.get(1)?;
             let Ok(channel) = interner.channel(&channel) else { continue };
             let flags: Option<String> = row.get(6)?;
-            let mut f = Flags::empty();
-            for name in flags.iter().flat_map(|s| s.split(',')).filter(|s| !s.is_empty()) {
-                f.insert(Flags::from_name(name));
-            }
             let unit: Option<String> = row.get(4)?;
             let source: Option<String> = row.get(7)?;
             let text: Option<String> = row.get(3)?;
@@ -291,7 +287,7 @@ impl Cursor {
                 text: text.map(|t| Arc::from(t.as_str())),
                 unit: unit.and_then(|u| interner.name("unit", &u).ok()),
                 quality: Quality::parse(&quality).unwrap_or(Quality::Bad),
-                flags: f,
+                flags: flags.as_deref().map_or(Flags::empty(), Flags::from_list),
                 source: source.and_then(|s| interner.name("source", &s).ok()).unwrap_or_else(|| fallback.clone()),
                 // Never stored again.
                 from_input: true,
