@@ -150,6 +150,31 @@ fn number(n: &str) -> Option<f64> {
     n.parse::<f64>().ok().filter(|v| v.is_finite())
 }
 
+/// The index in `s` of the first byte that ends or escapes a JSON string:
+/// `"`, `\\` or a control character (below 0x20), which JSON forbids there.
+///
+/// Eight bytes at a time (SWAR): in `w ^ (c × 0x01…01)` the bytes equal to
+/// `c` are zero, and `(v - 0x01…01) & !v & 0x80…80` sets the high bit of
+/// each byte of `v` below 1 (with `0x20…20`: below 0x20) — exactly at the
+/// first such byte; a borrow can only mark bytes after it, so the lowest
+/// bit set is the answer. A loop testing the three conditions byte by byte
+/// took 14 instructions a byte, half of this module's time (callgrind).
+fn string_stop(s: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let below = |v: u64, n: u8| v.wrapping_sub(ONES * u64::from(n)) & !v & HIGH;
+    let mut words = s.chunks_exact(8);
+    for (i, w) in words.by_ref().enumerate() {
+        let w = u64::from_le_bytes(w.try_into().expect("8 bytes"));
+        let stop = below(w ^ (ONES * u64::from(b'"')), 1) | below(w ^ (ONES * u64::from(b'\\')), 1) | below(w, 0x20);
+        if stop != 0 {
+            return Some(i * 8 + (stop.trailing_zeros() / 8) as usize);
+        }
+    }
+    let done = s.len() - words.remainder().len();
+    words.remainder().iter().position(|&c| c == b'"' || c == b'\\' || c < 0x20).map(|i| done + i)
+}
+
 struct Scan<'a> {
     text: &'a str,
     at: usize,
@@ -171,11 +196,12 @@ impl<'a> Scan<'a> {
     }
 
     /// A string without escapes or control characters.
+    #[inline(always)]
     fn string(&mut self) -> Option<&'a str> {
         self.eat(b'"')?;
         let start = self.at;
         let rest = &self.text.as_bytes()[start..];
-        let len = rest.iter().position(|&c| c == b'"' || c == b'\\' || c < 0x20)?;
+        let len = string_stop(rest)?;
         if rest[len] != b'"' {
             return None;
         }
@@ -241,5 +267,27 @@ impl<'a> Scan<'a> {
         }
         self.at = at;
         Some(&self.text[start..at])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::string_stop;
+    use proptest::prelude::*;
+
+    /// Bytes next to the ones that stop a string, on both sides of 0x20,
+    /// of `"` (0x22) and `\` (0x5c), and UTF-8's high bytes.
+    const NEAR: &[u8] = b"\x00\x01\x1f\x20\x21\x22\x23\x5b\x5c\x5d\x7f\x80\xc3\xa9\xff a0";
+
+    proptest! {
+        /// Eight bytes at a time finds what a byte-by-byte search finds.
+        #[test]
+        fn the_string_stop_is_the_first_quote_backslash_or_control_byte(
+            picks in proptest::collection::vec(0..NEAR.len(), 0..40),
+        ) {
+            let s: Vec<u8> = picks.iter().map(|&i| NEAR[i]).collect();
+            let want = s.iter().position(|&c| c == b'"' || c == b'\\' || c < 0x20);
+            prop_assert_eq!(string_stop(&s), want);
+        }
     }
 }
