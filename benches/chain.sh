@@ -5,8 +5,9 @@
 # forest has its own script (benches/iforest.sh): 1,000 forests do not fit
 # in any cache.
 #
-# Usage: benches/chain.sh [--count N] [--bin PATH]
+# Usage: benches/chain.sh [--count N] [--runs N] [--bin PATH]
 #   --count N   readings (default 10000000; the ingest benchmark's file is reused)
+#   --runs N    rounds of all the runs below; medians are reported (default 3)
 #
 # Runs, each on the same file with every record stored (--store-input):
 #   acquire (validation only) · fuse · detect with one detector · detect with all three
@@ -14,22 +15,27 @@
 # (the difference to the run without it, over the readings). One more run
 # of all three detectors stores nothing: what the chain costs without the
 # store (the output goes to /dev/null, which edgeguard does not format for).
+# Each round runs every configuration once, so the machine's drift between
+# rounds touches all of them alike; a figure is the median of the rounds.
 #
 # Targets (issue 17): >= 1,000,000 readings/s with everything stored, and
 # fusion <= 300 ns per input reading.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
-COUNT=10000000
+COUNT=10000000 RUNS=3
 while (($#)); do
   case $1 in
     --count) COUNT=${2:?--count needs a value}; shift 2 ;;
+    --runs) RUNS=${2:?--runs needs a value}; shift 2 ;;
     --bin) BIN=${2:?--bin needs a value}; shift 2 ;;
     -h | --help) sed -n '2,/^set /{/^set /d;s/^# \{0,1\}//;p}' "$0"; exit 0 ;;
     *) die "unknown argument: $1 (see --help)" ;;
   esac
 done
 is_uint "$COUNT" --count
+is_uint "$RUNS" --runs
+((RUNS > 0)) || die "--runs must be at least 1"
 need_bin
 ensure_time
 ensure_venv
@@ -56,34 +62,38 @@ with open(sys.argv[1], "w") as f:
 EOF
 
 declare -A WALL
-STORE=(--store chain.duckdb --store-input)
 run() { # name command args...; stores as "${STORE[@]}" says
   local name=$1; shift
   rm -f "$DIR/chain.duckdb" "$DIR/chain.duckdb.wal"
   (cd "$DIR" && /usr/bin/time -o "$DIR/chain.time" -f '%e %M' "$BIN" "$@" chain.yaml --input "$DATA" \
     "${STORE[@]}" --no-progress -q -o /dev/null) || die "$name failed"
   read -r wall rss <"$DIR/chain.time"
-  WALL[$name]=$wall
-  echo "$name: $wall s, peak RSS $((rss / 1024)) MB" >&2
+  WALL[$name]+="$wall "
+  echo "round $round/$RUNS $name: $wall s, peak RSS $((rss / 1024)) MB" >&2
 }
-run validate acquire
-run fuse fuse
-for d in z e r; do
-  run "detect_$d" detect --set "detect.$([[ $d == z ]] && echo e || echo z).channel=none.*" \
-    --set "detect.$([[ $d == r ]] && echo e || echo r).channel=none.*"
+for ((round = 1; round <= RUNS; round++)); do
+  STORE=(--store chain.duckdb --store-input)
+  run validate acquire
+  run fuse fuse
+  for d in z e r; do
+    run "detect_$d" detect --set "detect.$([[ $d == z ]] && echo e || echo z).channel=none.*" \
+      --set "detect.$([[ $d == r ]] && echo e || echo r).channel=none.*"
+  done
+  run all detect
+  STORE=(--no-store)
+  run no_store detect
 done
-run all detect
-STORE=(--no-store)
-run no_store detect
 
 "$PY" - "$COUNT" "$(git_commit)" "${WALL[validate]}" "${WALL[fuse]}" "${WALL[detect_z]}" "${WALL[detect_e]}" \
   "${WALL[detect_r]}" "${WALL[all]}" "${WALL[no_store]}" <<'EOF' | tee -a "$RESULTS"
-import json, sys
+import json, statistics, sys
 n, commit = int(sys.argv[1]), sys.argv[2]
-validate, fuse, dz, de, dr, every, bare = map(float, sys.argv[3:10])
+walls = [[float(w) for w in arg.split()] for arg in sys.argv[3:10]]
+validate, fuse, dz, de, dr, every, bare = map(statistics.median, walls)
 ns = lambda a, b: round((a - b) / n * 1e9)
-print(json.dumps({"bench": "chain", "commit": commit, "readings": n,
+print(json.dumps({"bench": "chain", "commit": commit, "readings": n, "runs": len(walls[0]),
                   "readings_per_s_all": round(n / every), "readings_per_s_no_store": round(n / bare),
+                  "walls_all_s": walls[5],
                   "wall_s": {"validate": validate, "fuse": fuse,
                   "zscore": dz, "ewma": de, "rate": dr, "all": every, "all_no_store": bare},
                   "ns_per_reading": {"fusion": ns(fuse, validate), "zscore": ns(dz, fuse), "ewma": ns(de, fuse),
