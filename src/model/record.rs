@@ -373,6 +373,7 @@ mod tests {
     #[test]
     fn a_list_of_flag_names_gives_back_the_flags() {
         for f in [Flags::empty(), Flags::STALE, Flags(Flags::RATE.0 | Flags::exception(4).0 | Flags::GAP.0)] {
+            assert!(!f.contains(Flags::UNKNOWN));
             assert_eq!(Flags::from_list(&f.names().collect::<Vec<_>>().join(",")), f);
         }
         assert_eq!(Flags::from_list(",stuck,,"), Flags::STUCK);
