@@ -309,23 +309,29 @@ impl Cursor {
 mod tests {
     use super::*;
 
+    /// A store of this build's schema holding what `sql` inserts, and a
+    /// connection to it (the folder lives as long as the first value).
+    fn store_with(sql: &str) -> (tempfile::TempDir, Connection) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.duckdb");
+        drop(crate::sinks::store::Store::open(&path, None, vec![]).unwrap());
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(sql).unwrap();
+        (dir, conn)
+    }
+
     /// However small the windows, every reading of the range comes out
     /// once, in time order, readings at one time together, and none from
     /// outside the range.
     #[test]
     fn a_replay_in_windows_gives_every_reading_once_in_time_order() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("r.duckdb");
-        drop(crate::sinks::store::Store::open(&path, None, vec![]).unwrap());
-        let conn = Connection::open(&path).unwrap();
-        conn.execute_batch(
+        let (_dir, conn) = store_with(
             "INSERT INTO channels VALUES (1, 'a', 's', NULL), (2, 'b', 's', 'kW');
              -- 40 readings: two per time (one per channel), stored out of order.
              INSERT INTO reading_rows (ts, channel_id, value, quality, commit_no)
                  SELECT make_timestamp(1000000 * (t % 20) + 7), 1 + t // 20, t, 0, 1
                  FROM range(40) r(t) ORDER BY hash(t);",
-        )
-        .unwrap();
+        );
         let (stop, progress) = (AtomicBool::new(false), AtomicU64::new(0));
         for window in [1, 3, 7, 40, 1000] {
             let mut got = Vec::new();
@@ -358,20 +364,15 @@ mod tests {
     /// and channels come in the order of their names.
     #[test]
     fn histories_in_windows_give_each_channel_its_last_values_in_order() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("h.duckdb");
-        drop(crate::sinks::store::Store::open(&path, None, vec![]).unwrap());
-        let conn = Connection::open(&path).unwrap();
         // 3 channels × 100 times; every 7th reading bad, every 11th NaN.
-        conn.execute_batch(
+        let (_dir, conn) = store_with(
             "INSERT INTO channels VALUES (1, 'c', 's', NULL), (2, 'a', 's', NULL), (3, 'b', 's', NULL);
              INSERT INTO reading_rows (ts, channel_id, value, quality, commit_no)
                  SELECT make_timestamp(1000000 * (t // 3)), 1 + t % 3,
                         CASE WHEN t % 11 = 0 THEN 'NaN'::DOUBLE ELSE t END,
                         CASE WHEN t % 7 = 0 THEN 2 ELSE 0 END, 1
                  FROM range(300) r(t) ORDER BY hash(t);",
-        )
-        .unwrap();
+        );
         let bad: i64 = conn.query_row("SELECT count(*) FROM readings WHERE quality = 'bad'", [], |r| r.get(0)).unwrap();
         assert_eq!(bad, 43, "quality 2 is bad");
         let (since, before) = (5_000_000, 95_000_000);
@@ -406,19 +407,14 @@ mod tests {
     /// their year.
     #[test]
     fn windows_hold_about_as_many_readings_however_the_times_spread() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("r.duckdb");
-        drop(crate::sinks::store::Store::open(&path, None, vec![]).unwrap());
-        let conn = Connection::open(&path).unwrap();
         let (past, ahead) = (-100_000_000_000_000_000i64, 253_402_300_799_999_999i64);
-        conn.execute_batch(&format!(
+        let (_dir, conn) = store_with(&format!(
             "INSERT INTO channels VALUES (1, 'a', 's', NULL);
              INSERT INTO reading_rows (ts, channel_id, value, quality, commit_no)
                  SELECT make_timestamp(1800000000000000 + 1000000 * t), 1, t, 0, 1 FROM range(1000) r(t);
              INSERT INTO reading_rows (ts, channel_id, value, quality, commit_no)
                  VALUES (make_timestamp({past}), 1, -1, 0, 1), (make_timestamp({ahead}), 1, -2, 0, 1);"
-        ))
-        .unwrap();
+        ));
         let range = (i64::MIN, i64::MAX);
         let bounds = window_bounds(&conn, range, 10, (past, ahead)).unwrap();
         assert_eq!((bounds[0], *bounds.last().unwrap()), (past, ahead + 1));
