@@ -199,7 +199,10 @@ impl<'a> Scan<'a> {
         (self.peek()? == b).then(|| self.at += 1)
     }
 
-    /// A string without escapes or control characters.
+    /// A string without escapes or control characters. Inlined into
+    /// [`parse`], which keeps `string_stop`'s constants in registers: out
+    /// of line, saving and loading them cost more than the scan of the
+    /// short strings of a line (callgrind).
     #[inline(always)]
     fn string(&mut self) -> Option<&'a str> {
         self.eat(b'"')?;
