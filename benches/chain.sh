@@ -72,7 +72,7 @@ run() { # name command args...; stores as "${STORE[@]}" says
     "${STORE[@]}" --no-progress -q -o /dev/null) || die "$name failed"
   read -r wall rss user sys <"$DIR/chain.time"
   WALL[$name]+="$wall "
-  CPU[$name]+="$(python3 -c "print($user + $sys)") "
+  CPU[$name]+="$user+$sys "
   echo "round $round/$RUNS $name: $wall s, peak RSS $((rss / 1024)) MB" >&2
 }
 for ((round = 1; round <= RUNS; round++)); do
@@ -97,7 +97,9 @@ import json, statistics, sys
 n, commit = int(sys.argv[1]), sys.argv[2]
 walls = [[float(w) for w in arg.split()] for arg in sys.argv[3:10]]
 validate, fuse, dz, de, dr, every, bare = map(statistics.median, walls)
-cpu_validate, cpu_fuse = (statistics.median(float(c) for c in arg.split()) for arg in sys.argv[10:12])
+# CPU seconds as user+sys, one per round.
+cpu = lambda run: sum(map(float, run.split("+")))
+cpu_validate, cpu_fuse = (statistics.median(cpu(r) for r in arg.split()) for arg in sys.argv[10:12])
 ns = lambda a, b: round((a - b) / n * 1e9)
 print(json.dumps({"bench": "chain", "commit": commit, "readings": n, "runs": len(walls[0]),
                   "readings_per_s_all": round(n / every), "readings_per_s_no_store": round(n / bare),
