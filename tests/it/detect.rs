@@ -74,13 +74,20 @@ fn iforest_trains_on_the_stores_history() {
          detect:\n  forest: {channel: \"t.*\", method: iforest, seed: 9}\n",
     );
     eg(["acquire", "f.yaml", "--duration", "90m", "--no-progress"]).dir(dir.path()).run().code(0);
-    let backtest = || {
-        let args = ["detect", "f.yaml", "--from-store", "--since", "2026-01-01T00:50:00Z", "--format", "ndjson"];
+    let backtest_with = |extra: &[&str]| {
+        let mut args =
+            vec!["detect", "f.yaml", "--from-store", "--since", "2026-01-01T00:50:00Z", "--format", "ndjson"];
+        args.extend(extra);
         let out = eg(args).dir(dir.path()).run();
         out.code(0);
         out.lines().iter().map(|a| a["ts"].as_str().unwrap().to_string()).collect::<Vec<_>>()
     };
+    let backtest = || backtest_with(&[]);
     assert_eq!(backtest(), vec!["2026-01-01T01:05:00.000Z"]);
+    // With a `warmup` the history is the stored readings of that period
+    // before the backtest, read in the replay's time windows: the same
+    // spike, and only it.
+    assert_eq!(backtest_with(&["--set", "detect.forest.warmup=40m"]), vec!["2026-01-01T01:05:00.000Z"]);
     // Live: the forest is trained before the first reading and saved as such.
     eg(["detect", "f.yaml", "--once", "--no-progress"]).dir(dir.path()).run().code(0);
     let db = dir.path().join("f.duckdb");
